@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages raft-nginx needs, only those that are missing. Idempotent.
+# Usage: scripts/install-deps.sh [build|demo|bench]...   (build is always included)
+set -euo pipefail
+
+packages=(cmake make g++ clang-format libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
+  libboost-dev librocksdb-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev libspdlog-dev
+  libfmt-dev libssl-dev)
+for extra in "$@"; do
+  case "$extra" in
+    build) ;;
+    demo) packages+=(nginx-light curl) ;;
+    bench) packages+=(etcd-server etcd-client wrk gnuplot-nox) ;;
+    *) echo "install-deps: unknown group '$extra' (build, demo, bench)" >&2; exit 2 ;;
+  esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+echo "install-deps: installing ${missing[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

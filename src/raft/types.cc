@@ -1,0 +1,136 @@
+#include "raft/types.h"
+
+#include <cstring>
+
+namespace raftnginx::raft {
+
+namespace {
+
+// Version byte of the ConfChange encoding, so that a later release can extend it.
+constexpr uint8_t kConfChangeFormat = 1;
+
+void put_u64(std::string* out, uint64_t v) {
+  for (int i = 0; i < 8; ++i)
+    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+}
+
+uint64_t get_u64(std::string_view in) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; ++i)
+    v |= uint64_t{static_cast<uint8_t>(in[i])} << (8 * i);
+  return v;
+}
+
+}  // namespace
+
+// Layout: format(1) type(1) node(8, little endian) context(rest).
+std::string encode_conf_change(const ConfChange& cc) {
+  std::string out;
+  out.reserve(10 + cc.context.size());
+  out.push_back(static_cast<char>(kConfChangeFormat));
+  out.push_back(static_cast<char>(cc.type));
+  put_u64(&out, cc.node);
+  out += cc.context;
+  return out;
+}
+
+Result<ConfChange> decode_conf_change(std::string_view data) {
+  if (data.size() < 10)
+    return Status::corruption("conf change: too short");
+  if (static_cast<uint8_t>(data[0]) != kConfChangeFormat) {
+    return Status::not_supported("conf change: unknown format " +
+                                 std::to_string(static_cast<uint8_t>(data[0])));
+  }
+  const auto type = static_cast<uint8_t>(data[1]);
+  if (type > static_cast<uint8_t>(ConfChangeType::kRemoveNode)) {
+    return Status::corruption("conf change: unknown type " + std::to_string(type));
+  }
+  ConfChange cc;
+  cc.type = static_cast<ConfChangeType>(type);
+  cc.node = get_u64(data.substr(2, 8));
+  cc.context = std::string(data.substr(10));
+  if (cc.node == kNoNode)
+    return Status::corruption("conf change: node id 0");
+  return cc;
+}
+
+Result<ConfState> apply_conf_change(const ConfState& conf, const ConfChange& cc) {
+  if (cc.node == kNoNode)
+    return Status::invalid_argument("node id 0 is reserved");
+  ConfState next = conf;
+  const std::string who = "node " + std::to_string(cc.node);
+  switch (cc.type) {
+    case ConfChangeType::kAddVoter:
+      if (conf.voters.count(cc.node))
+        return Status::invalid_argument(who + " is already a voter");
+      next.learners.erase(cc.node);
+      next.voters.insert(cc.node);
+      break;
+    case ConfChangeType::kAddLearner:
+      if (conf.voters.count(cc.node)) {
+        return Status::invalid_argument(who + " is a voter; remove it to make it a learner");
+      }
+      if (conf.learners.count(cc.node)) {
+        return Status::invalid_argument(who + " is already a learner");
+      }
+      next.learners.insert(cc.node);
+      break;
+    case ConfChangeType::kRemoveNode:
+      if (!conf.contains(cc.node))
+        return Status::invalid_argument(who + " is not a member");
+      next.voters.erase(cc.node);
+      next.learners.erase(cc.node);
+      if (next.voters.empty())
+        return Status::invalid_argument("cannot remove the last voter");
+      break;
+  }
+  return next;
+}
+
+const char* message_type_name(MessageType type) {
+  switch (type) {
+    case MessageType::kAppend:
+      return "Append";
+    case MessageType::kAppendResponse:
+      return "AppendResponse";
+    case MessageType::kHeartbeat:
+      return "Heartbeat";
+    case MessageType::kHeartbeatResponse:
+      return "HeartbeatResponse";
+    case MessageType::kPreVote:
+      return "PreVote";
+    case MessageType::kPreVoteResponse:
+      return "PreVoteResponse";
+    case MessageType::kVote:
+      return "Vote";
+    case MessageType::kVoteResponse:
+      return "VoteResponse";
+    case MessageType::kSnapshot:
+      return "Snapshot";
+    case MessageType::kTimeoutNow:
+      return "TimeoutNow";
+    case MessageType::kReadIndex:
+      return "ReadIndex";
+    case MessageType::kReadIndexResponse:
+      return "ReadIndexResponse";
+    case MessageType::kTransferLeader:
+      return "TransferLeader";
+  }
+  return "Unknown";
+}
+
+const char* role_name(Role role) {
+  switch (role) {
+    case Role::kFollower:
+      return "follower";
+    case Role::kPreCandidate:
+      return "pre-candidate";
+    case Role::kCandidate:
+      return "candidate";
+    case Role::kLeader:
+      return "leader";
+  }
+  return "unknown";
+}
+
+}  // namespace raftnginx::raft

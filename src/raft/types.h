@@ -1,0 +1,147 @@
+// The vocabulary of the consensus core: log entries, persistent state, membership, messages.
+//
+// Names follow the Raft paper (term, commitIndex, matchIndex...). These are plain values: the core
+// never does I/O with them; the runtime encodes them for the wire and for disk.
+#pragma once
+
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/status.h"
+
+namespace raftnginx::raft {
+
+using NodeId = uint64_t;
+using Term = uint64_t;
+using Index = uint64_t;
+
+// Node ids are non-zero; zero means "nobody" (no vote, no known leader).
+inline constexpr NodeId kNoNode = 0;
+
+enum class EntryType : uint8_t {
+  kNormal = 0,      // a client command for the state machine (empty: the leader's no-op)
+  kConfChange = 1,  // an encoded ConfChange
+};
+
+struct Entry {
+  Term term = 0;
+  Index index = 0;
+  EntryType type = EntryType::kNormal;
+  std::string data;
+
+  bool operator==(const Entry&) const = default;
+};
+
+// Bytes an entry counts for in message and batch size limits.
+inline uint64_t entry_size(const Entry& e) {
+  return e.data.size() + 24;
+}
+
+// The state that must be durable before any message that depends on it is sent (paper, Fig. 2:
+// currentTerm and votedFor, plus commitIndex so that a restart does not start from zero).
+struct HardState {
+  Term term = 0;
+  NodeId vote = kNoNode;
+  Index commit = 0;
+
+  bool operator==(const HardState&) const = default;
+};
+
+// Cluster membership: voters elect and count toward commit; learners only receive the log.
+struct ConfState {
+  std::set<NodeId> voters;
+  std::set<NodeId> learners;
+
+  bool contains(NodeId id) const { return voters.count(id) || learners.count(id); }
+  bool operator==(const ConfState&) const = default;
+};
+
+// What the core knows of a snapshot: the last entry it covers and the membership at that point.
+// The snapshot's data lives with the runtime, which stores and streams it. Index 0: no snapshot.
+struct SnapshotMeta {
+  Index index = 0;
+  Term term = 0;
+  ConfState conf;
+
+  bool operator==(const SnapshotMeta&) const = default;
+};
+
+// One membership change (Raft thesis 4.1: single-server changes). Adding a voter that is already
+// a learner promotes it. `context` is opaque to the core (the runtime stores addresses there).
+enum class ConfChangeType : uint8_t { kAddVoter = 0, kAddLearner = 1, kRemoveNode = 2 };
+
+struct ConfChange {
+  ConfChangeType type = ConfChangeType::kAddVoter;
+  NodeId node = kNoNode;
+  std::string context;
+
+  bool operator==(const ConfChange&) const = default;
+};
+
+std::string encode_conf_change(const ConfChange& cc);
+Result<ConfChange> decode_conf_change(std::string_view data);
+
+// The membership that results from applying `cc` to `conf`, or why it is not allowed.
+Result<ConfState> apply_conf_change(const ConfState& conf, const ConfChange& cc);
+
+enum class MessageType : uint8_t {
+  kAppend,  // AppendEntries RPC (paper Fig. 2)
+  kAppendResponse,
+  kHeartbeat,  // an empty AppendEntries that carries no log position
+  kHeartbeatResponse,
+  kPreVote,  // thesis 9.6: would you vote for me if I campaigned?
+  kPreVoteResponse,
+  kVote,  // RequestVote RPC
+  kVoteResponse,
+  kSnapshot,    // InstallSnapshot RPC; the runtime carries the data beside it
+  kTimeoutNow,  // thesis 3.10: leadership transfer, campaign now
+  kReadIndex,   // follower to leader: give me a safe read index (thesis 6.4)
+  kReadIndexResponse,
+  kTransferLeader,  // follower to leader: please hand leadership to `index` (a node id)
+};
+
+const char* message_type_name(MessageType type);
+
+// One message between two cores. Fields not used by a type are left at their defaults.
+struct Message {
+  MessageType type = MessageType::kAppend;
+  NodeId from = kNoNode;
+  NodeId to = kNoNode;
+  Term term = 0;
+  // kAppend: prevLogIndex/prevLogTerm. kVote/kPreVote: lastLogIndex/lastLogTerm.
+  // kAppendResponse: the new matchIndex, or the rejected prevLogIndex when `reject`, with
+  // `log_term` the term of the follower's entry at `reject_hint` (fast back-off).
+  // kTransferLeader: the target's node id in `index`.
+  Index index = 0;
+  Term log_term = 0;
+  std::vector<Entry> entries;
+  Index commit = 0;
+  bool reject = false;
+  Index reject_hint = 0;
+  // Votes cast for a leadership transfer ignore the leader lease (thesis 4.2.3).
+  bool transfer = false;
+  // Heartbeat round number that confirms pending ReadIndex requests; echoed in the response.
+  uint64_t read_seq = 0;
+  // kReadIndex/kReadIndexResponse: the requester's opaque context.
+  std::string context;
+  // kSnapshot: what the accompanying snapshot data covers.
+  SnapshotMeta snapshot;
+};
+
+enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
+
+const char* role_name(Role role);
+
+// A read that became safe: once the state machine has applied `index`, a read for `context`
+// served from it is linearizable.
+struct ReadState {
+  Index index = 0;
+  std::string context;
+
+  bool operator==(const ReadState&) const = default;
+};
+
+}  // namespace raftnginx::raft
