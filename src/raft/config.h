@@ -25,6 +25,9 @@ struct Config {
   // Bound on unacknowledged AppendEntries per follower in replicate state (pipelining window).
   size_t max_inflight_msgs = 256;
   uint64_t max_inflight_bytes = 64 << 20;
+  // A leader refuses proposals (Busy) while the entries it appended but has not yet seen applied
+  // exceed this many bytes: without a quorum, the log must not grow without limit. 0: no limit.
+  uint64_t max_uncommitted_bytes = 64 << 20;
   // Bound on the committed entries handed out in one Ready.
   uint64_t max_apply_bytes = 64 << 20;
   // Thesis 9.6: a candidate first asks whether it could win, so a node that was cut off does not

@@ -15,6 +15,7 @@ Raft::Raft(const Config& config, const Storage& storage, const HardState& hard_s
       max_msg_entries_(config.max_msg_entries),
       max_inflight_msgs_(config.max_inflight_msgs),
       max_inflight_bytes_(config.max_inflight_bytes),
+      max_uncommitted_bytes_(config.max_uncommitted_bytes),
       pre_vote_(config.pre_vote),
       check_quorum_(config.check_quorum),
       term_(hard_state.term),
@@ -42,6 +43,7 @@ void Raft::reset(Term term) {
   abort_leader_transfer();
   votes_.clear();
   progress_.clear();
+  uncommitted_bytes_ = 0;
   broadcast_pending_ = false;
   read_heartbeat_pending_ = false;
   pending_reads_.clear();
@@ -632,7 +634,9 @@ Status Raft::check_can_propose() const {
 
 ProposalId Raft::append_entry(EntryType type, std::string data) {
   const Index index = log_.last_index() + 1;
-  log_.append({Entry{term_, index, type, std::move(data)}});
+  Entry e{term_, index, type, std::move(data)};
+  uncommitted_bytes_ += entry_size(e);
+  log_.append({std::move(e)});
   broadcast_pending_ = true;
   return ProposalId{index, term_};
 }

@@ -126,6 +126,7 @@ class Raft {
   const size_t max_msg_entries_;
   const size_t max_inflight_msgs_;
   const uint64_t max_inflight_bytes_;
+  const uint64_t max_uncommitted_bytes_;
   const bool pre_vote_;
   const bool check_quorum_;
 
@@ -150,6 +151,8 @@ class Raft {
   // be proposed only once it is applied.
   Index pending_conf_index_ = 0;
 
+  // Leader only: bytes of entries appended in this term and not yet applied.
+  uint64_t uncommitted_bytes_ = 0;
   // Proposals or a commit are waiting to be sent (batched until the next Ready).
   bool broadcast_pending_ = false;
   bool read_heartbeat_pending_ = false;

@@ -105,7 +105,8 @@ class RawNode {
   Status transfer_leadership(NodeId to) { return raft_.transfer_leadership(to); }
   // The runtime could not reach a peer: stop pipelining to it.
   void report_unreachable(NodeId id) { raft_.report_unreachable(id); }
-  // A snapshot sent to `id` arrived (or failed): replication to it resumes.
+  // The outcome of every Snapshot message sent to `id`: delivered, or the stream failed. The
+  // leader sends that follower nothing more until it hears this (or the follower's answer).
   void report_snapshot(NodeId id, bool succeeded) { raft_.report_snapshot(id, succeeded); }
   // Starts an election now, as if the election timer had expired.
   void campaign() { raft_.campaign_now(); }
@@ -119,6 +120,7 @@ class RawNode {
   Role role() const { return raft_.role(); }
   NodeId leader() const { return raft_.leader(); }
   Term term() const { return raft_.term(); }
+  HardState hard_state() const { return raft_.hard_state(); }
   const ConfState& conf() const { return raft_.conf(); }
 
  private:

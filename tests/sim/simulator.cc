@@ -1,0 +1,907 @@
+#include "simulator.h"
+
+#include <algorithm>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "raft/memory_storage.h"
+#include "raft/random.h"
+#include "raft/raw_node.h"
+
+namespace raftnginx::raft::sim {
+namespace {
+
+constexpr uint64_t kTickMs = 10;
+constexpr int kSpareNodes = 3;
+
+uint64_t mix(uint64_t h, uint64_t v) {
+  h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
+  return h * 0xff51afd7ed558ccdULL;
+}
+
+uint64_t hash_entry(const Entry& e) {
+  uint64_t h = 0xcbf29ce484222325ULL ^ static_cast<uint64_t>(e.type);
+  for (unsigned char c : e.data)
+    h = (h ^ c) * 0x100000001b3ULL;
+  return h;
+}
+
+// The simulated state machine: how far it applied and a digest of everything it applied.
+struct AppState {
+  Index applied = 0;
+  uint64_t digest = 0;
+};
+
+struct Read {
+  Index mark = 0;  // the highest commit index anywhere when the read began
+  std::optional<Index> read_index;
+};
+
+struct Node {
+  NodeId id = kNoNode;
+  bool up = false;
+  uint64_t incarnation = 0;
+  // Durable: survives crashes.
+  std::unique_ptr<MemoryStorage> disk;
+  std::map<Index, AppState> disk_snapshots;
+  std::vector<uint64_t> prefix;  // prefix[i]: digest of the durable log up to index i
+  Term durable_term = 0;
+  uint64_t compact_every = 100;
+  // Volatile: lost on crash.
+  std::unique_ptr<RawNode> core;
+  std::optional<Ready> pending;  // handed to the "disk", not yet durable
+  AppState app;
+  std::map<Index, AppState> incoming_snapshots;
+  std::map<std::string, Read> reads;
+  Index last_commit = 0;
+};
+
+enum class EventType : uint8_t {
+  kTick,
+  kDeliver,
+  kDiskDone,
+  kNemesis,
+  kHealPartition,
+  kCrashLeader,
+  kRestart,
+  kWrite,
+  kRead
+};
+
+struct Event {
+  explicit Event(EventType t, NodeId n = kNoNode, uint64_t inc = 0, uint64_t gen = 0)
+      : type(t), node(n), incarnation(inc), generation(gen) {}
+
+  EventType type;
+  NodeId node = kNoNode;
+  uint64_t incarnation = 0;
+  uint64_t generation = 0;
+  Message msg;
+  std::optional<AppState> snapshot_data;
+};
+
+// Facts every node's history must agree with, gathered as the run goes.
+struct AppliedRecord {
+  Term term;
+  uint64_t entry_hash;
+  uint64_t digest;
+};
+
+class Simulation {
+ public:
+  Simulation(const SimOptions& options, const std::function<void(const std::string&)>& sink)
+      : opt_(options),
+        sink_(sink),
+        net_rng_(options.seed * 3 + 1),
+        nemesis_rng_(options.seed * 5 + 2),
+        client_rng_(options.seed * 7 + 3),
+        disk_rng_(options.seed * 11 + 4) {}
+
+  SimResult run();
+
+ private:
+  // Scheduling.
+  void schedule(uint64_t delay_ms, Event e) {
+    queue_.emplace(std::make_pair(now_ + delay_ms, seq_++), std::move(e));
+  }
+  void handle(Event& e);
+  void trace(const std::string& line) {
+    if (opt_.trace && sink_)
+      sink_("t=" + std::to_string(now_) + "ms " + line);
+  }
+  void violation(const std::string& what) {
+    if (result_.violations.empty())
+      trace("VIOLATION: " + what);
+    result_.violations.push_back("t=" + std::to_string(now_) + "ms: " + what);
+  }
+
+  // Nodes.
+  void start_node(NodeId id, const ConfState* bootstrap);
+  void boot_core(Node& n);
+  void crash(NodeId id);
+  void restart(NodeId id);
+  void process(Node& n);
+  void complete_ready(Node& n);
+  void apply(Node& n, const Entry& e);
+  void install_snapshot(Node& n, const SnapshotMeta& meta);
+  void persist_entries(Node& n, const std::vector<Entry>& entries);
+  void serve_reads(Node& n);
+  void maybe_compact(Node& n);
+  Node* node(NodeId id) {
+    auto it = nodes_.find(id);
+    return it == nodes_.end() ? nullptr : &it->second;
+  }
+  Node* leader();
+  std::vector<NodeId> up_nodes();
+
+  // Network.
+  void send(Node& from, Message m);
+  bool blocked(NodeId from, NodeId to) const { return cut_.count({from, to}) > 0; }
+
+  // Workload and faults.
+  void client_write();
+  void client_read();
+  void nemesis();
+  void partition();
+  void change_membership();
+  void heal_all();
+
+  // Checks.
+  void observe_ready(Node& n, const Ready& rd);
+  void check_leader_completeness(Node& n, const Ready& rd);
+  Index commit_high_water();
+  bool liveness_reached();
+  void final_checks();
+
+  const SimOptions opt_;
+  const std::function<void(const std::string&)>& sink_;
+  Random net_rng_;
+  Random nemesis_rng_;
+  Random client_rng_;
+  Random disk_rng_;
+  uint64_t now_ = 0;
+  uint64_t seq_ = 0;
+  std::map<std::pair<uint64_t, uint64_t>, Event> queue_;
+  std::map<NodeId, Node> nodes_;
+  ConfState initial_;
+  std::set<NodeId> spares_;
+
+  // Network conditions.
+  std::set<std::pair<NodeId, NodeId>> cut_;
+  uint64_t partition_generation_ = 0;
+  uint64_t loss_percent_ = 0;
+  uint64_t dup_percent_ = 0;
+  uint64_t max_delay_ms_ = 5;
+  // Links are FIFO, as TCP connections are, unless the nemesis turns reordering on.
+  bool reorder_ = false;
+  std::map<std::pair<NodeId, NodeId>, uint64_t> link_busy_until_;
+  size_t max_msg_entries_ = 64;
+  size_t max_inflight_msgs_ = 16;
+
+  // Workload bookkeeping.
+  uint64_t write_counter_ = 0;
+  uint64_t read_counter_ = 0;
+  struct ProposalKey {
+    NodeId node;
+    uint64_t incarnation;
+    Index index;
+    auto operator<=>(const ProposalKey&) const = default;
+  };
+  struct Proposal {
+    Term term;
+    std::string value;
+    uint64_t proposed_at;
+  };
+  std::map<ProposalKey, Proposal> proposals_;
+  std::map<Index, uint64_t> acked_;  // acknowledged writes: index -> hash of the command
+
+  // History.
+  std::vector<std::optional<AppliedRecord>> applied_;  // by index: what was applied there
+  std::vector<Term> commit_term_;                      // by index: term in which it committed
+  std::map<std::pair<Index, Term>, uint64_t> log_prefix_;
+  std::map<Term, NodeId> leader_of_term_;
+
+  bool healing_ = false;
+  uint64_t healed_at_ = 0;
+  bool probe_acked_ = false;
+  SimResult result_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Nodes
+
+void Simulation::start_node(NodeId id, const ConfState* bootstrap) {
+  Node& n = nodes_[id];
+  n.id = id;
+  n.disk =
+      bootstrap ? std::make_unique<MemoryStorage>(*bootstrap) : std::make_unique<MemoryStorage>();
+  n.compact_every = 20 + disk_rng_.uniform(300);
+  n.prefix.assign(1, 0);
+  if (bootstrap) {
+    BootstrapState boot = bootstrap_state(*bootstrap);
+    persist_entries(n, boot.entries);
+    n.durable_term = boot.hard_state.term;
+  }
+  boot_core(n);
+  schedule(1 + net_rng_.uniform(kTickMs), Event{EventType::kTick, id, n.incarnation});
+}
+
+void Simulation::boot_core(Node& n) {
+  const Index snap = n.disk->snapshot()->index;
+  n.app = snap ? n.disk_snapshots.at(snap) : AppState{};
+  Config c;
+  c.id = n.id;
+  c.election_tick = 10;
+  c.heartbeat_tick = 1;
+  c.applied = n.app.applied;
+  c.random_seed = opt_.seed * 1000003 + n.id * 7919 + n.incarnation;
+  // Small messages and windows split replication into many steps, where ordering bugs hide.
+  c.max_msg_entries = max_msg_entries_;
+  c.max_inflight_msgs = max_inflight_msgs_;
+  c.max_uncommitted_bytes = 8 << 10;
+  auto core = RawNode::create(c, *n.disk);
+  if (!core.ok()) {
+    violation("node " + std::to_string(n.id) + " cannot start: " + core.status().to_string());
+    return;
+  }
+  n.core = std::move(core).value();
+  n.up = true;
+  n.last_commit = 0;
+}
+
+void Simulation::crash(NodeId id) {
+  Node& n = nodes_.at(id);
+  trace("CRASH node " + std::to_string(id) + (n.pending ? " (losing an unsynced Ready)" : ""));
+  n.up = false;
+  n.core.reset();
+  n.pending.reset();
+  n.app = AppState{};
+  n.incoming_snapshots.clear();
+  n.reads.clear();
+  ++n.incarnation;
+}
+
+void Simulation::restart(NodeId id) {
+  Node& n = nodes_.at(id);
+  if (n.up)
+    return;
+  trace("RESTART node " + std::to_string(id));
+  boot_core(n);
+  schedule(1 + net_rng_.uniform(kTickMs), Event{EventType::kTick, id, n.incarnation});
+  process(n);
+}
+
+void Simulation::process(Node& n) {
+  while (n.up && !n.pending && n.core->has_ready()) {
+    Ready rd = n.core->ready();
+    observe_ready(n, rd);
+    const bool needs_disk = !rd.entries.empty() || rd.hard_state || rd.snapshot;
+    n.pending = std::move(rd);
+    if (needs_disk) {
+      // Disk latency, sometimes slow (a stall longer than a heartbeat).
+      const uint64_t latency =
+          disk_rng_.uniform(100) < 3 ? 20 + disk_rng_.uniform(60) : disk_rng_.uniform(3);
+      schedule(latency, Event{EventType::kDiskDone, n.id, n.incarnation});
+      return;
+    }
+    complete_ready(n);
+  }
+}
+
+void Simulation::persist_entries(Node& n, const std::vector<Entry>& entries) {
+  if (entries.empty())
+    return;
+  n.disk->append(entries);
+  for (const Entry& e : entries) {
+    if (e.index == 0 || e.index - 1 >= n.prefix.size()) {
+      violation("node " + std::to_string(n.id) + " persisted entry " + std::to_string(e.index) +
+                " after a gap");
+      return;
+    }
+    n.prefix.resize(e.index);
+    const uint64_t h = mix(n.prefix[e.index - 1], mix(e.term, hash_entry(e)));
+    n.prefix.push_back(h);
+    // Log Matching (paper 5.3): same index and term means the same log up to there.
+    auto [it, inserted] = log_prefix_.emplace(std::make_pair(e.index, e.term), h);
+    if (!inserted && it->second != h) {
+      violation("log matching: node " + std::to_string(n.id) + " holds entry " +
+                std::to_string(e.index) + " of term " + std::to_string(e.term) +
+                " after a different log than another node");
+    }
+  }
+}
+
+void Simulation::install_snapshot(Node& n, const SnapshotMeta& meta) {
+  auto data = n.incoming_snapshots.find(meta.index);
+  if (data == n.incoming_snapshots.end()) {
+    violation("node " + std::to_string(n.id) + " was told to install snapshot " +
+              std::to_string(meta.index) + " it never received");
+    return;
+  }
+  if (meta.index < applied_.size() && applied_[meta.index] &&
+      applied_[meta.index]->digest != data->second.digest) {
+    violation("snapshot at " + std::to_string(meta.index) +
+              " differs from the state applied there");
+  }
+  if (data->second.applied != meta.index)
+    violation("snapshot data does not match its metadata");
+  n.app = data->second;
+  n.disk_snapshots[meta.index] = data->second;
+  n.disk->apply_snapshot(meta);
+  auto prefix = log_prefix_.find({meta.index, meta.term});
+  if (prefix == log_prefix_.end()) {
+    violation("snapshot at " + std::to_string(meta.index) + " covers an entry no node ever stored");
+    return;
+  }
+  n.prefix.assign(meta.index + 1, 0);
+  n.prefix[meta.index] = prefix->second;
+  ++result_.snapshots;
+  trace("node " + std::to_string(n.id) + " installed snapshot " + std::to_string(meta.index));
+}
+
+void Simulation::complete_ready(Node& n) {
+  Ready rd = std::move(*n.pending);
+  n.pending.reset();
+  if (rd.snapshot)
+    install_snapshot(n, *rd.snapshot);
+  persist_entries(n, rd.entries);
+  if (rd.hard_state) {
+    if (rd.hard_state->term < n.durable_term)
+      violation("node " + std::to_string(n.id) + " term went backwards");
+    n.durable_term = rd.hard_state->term;
+    n.disk->set_hard_state(*rd.hard_state);
+  }
+  for (Message& m : rd.messages)
+    send(n, std::move(m));
+  for (const Entry& e : rd.committed_entries)
+    apply(n, e);
+  for (const ReadState& rs : rd.read_states) {
+    auto it = n.reads.find(rs.context);
+    if (it == n.reads.end())
+      continue;
+    if (rs.index < it->second.mark) {
+      violation("ReadIndex on node " + std::to_string(n.id) + " returned " +
+                std::to_string(rs.index) + " but index " + std::to_string(it->second.mark) +
+                " was committed before the read began");
+    }
+    it->second.read_index = rs.index;
+  }
+  n.core->advance();
+  serve_reads(n);
+  maybe_compact(n);
+}
+
+void Simulation::apply(Node& n, const Entry& e) {
+  if (e.index != n.app.applied + 1) {
+    violation("node " + std::to_string(n.id) + " applied " + std::to_string(e.index) + " after " +
+              std::to_string(n.app.applied) + ": not a gap-free prefix");
+    return;
+  }
+  const uint64_t h = hash_entry(e);
+  n.app.digest = mix(n.app.digest, mix(e.index, h));
+  n.app.applied = e.index;
+  if (applied_.size() <= e.index)
+    applied_.resize(e.index + 1);
+  auto& rec = applied_[e.index];
+  if (!rec) {
+    rec = AppliedRecord{e.term, h, n.app.digest};
+    ++result_.committed;
+  } else if (rec->term != e.term || rec->entry_hash != h || rec->digest != n.app.digest) {
+    violation("state machine safety: node " + std::to_string(n.id) +
+              " applied a different entry at " + std::to_string(e.index));
+  }
+  auto p = proposals_.find({n.id, n.incarnation, e.index});
+  if (p != proposals_.end()) {
+    if (p->second.term == e.term) {
+      if (hash_entry(Entry{e.term, e.index, EntryType::kNormal, p->second.value}) != h) {
+        violation("a proposal committed with different contents");
+      }
+      acked_[e.index] = h;
+      // Liveness: a write proposed after healing has committed.
+      if (healing_ && p->second.proposed_at >= healed_at_)
+        probe_acked_ = true;
+    }
+    proposals_.erase(p);
+  }
+}
+
+void Simulation::serve_reads(Node& n) {
+  for (auto it = n.reads.begin(); it != n.reads.end();) {
+    const Read& r = it->second;
+    if (r.read_index && n.app.applied >= *r.read_index) {
+      if (n.app.applied < r.mark)
+        violation("a linearizable read missed a committed write");
+      ++result_.reads;
+      it = n.reads.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Simulation::maybe_compact(Node& n) {
+  const Index snap = n.disk->snapshot()->index;
+  if (n.app.applied < snap + n.compact_every)
+    return;
+  n.disk_snapshots[n.app.applied] = n.app;
+  const uint64_t trailing = disk_rng_.uniform(3) == 0 ? 0 : disk_rng_.uniform(20);
+  Status s = n.disk->create_snapshot(n.app.applied, n.core->conf(), trailing);
+  if (!s.ok())
+    violation("snapshot failed on node " + std::to_string(n.id) + ": " + s.to_string());
+  // Keep the two latest snapshots' data, as a runtime would keep a few.
+  while (n.disk_snapshots.size() > 2)
+    n.disk_snapshots.erase(n.disk_snapshots.begin());
+}
+
+Node* Simulation::leader() {
+  Node* best = nullptr;
+  for (auto& [id, n] : nodes_) {
+    if (n.up && n.core->role() == Role::kLeader && (!best || n.core->term() > best->core->term()))
+      best = &n;
+  }
+  return best;
+}
+
+std::vector<NodeId> Simulation::up_nodes() {
+  std::vector<NodeId> out;
+  for (auto& [id, n] : nodes_) {
+    if (n.up)
+      out.push_back(id);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network
+
+void Simulation::send(Node& from, Message m) {
+  const NodeId to = m.to;
+  Node* target = node(to);
+  const bool partitioned = blocked(from.id, to);
+  if (!target || partitioned || net_rng_.uniform(100) < loss_percent_) {
+    if (m.type == MessageType::kSnapshot)
+      from.core->report_snapshot(to, false);
+    if (partitioned && net_rng_.uniform(2) == 0)
+      from.core->report_unreachable(to);
+    return;
+  }
+  Event e{EventType::kDeliver, to};
+  if (m.type == MessageType::kSnapshot)
+    e.snapshot_data = from.disk_snapshots.at(m.snapshot.index);
+  const int copies = net_rng_.uniform(100) < dup_percent_ ? 2 : 1;
+  for (int i = 0; i < copies; ++i) {
+    Event copy = e;
+    copy.msg = m;
+    uint64_t at = now_ + 1 + net_rng_.uniform(max_delay_ms_);
+    if (!reorder_) {
+      uint64_t& busy = link_busy_until_[{from.id, to}];
+      at = std::max(at, busy);
+      busy = at;
+    }
+    schedule(at - now_, std::move(copy));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events
+
+void Simulation::handle(Event& e) {
+  switch (e.type) {
+    case EventType::kTick: {
+      Node& n = nodes_.at(e.node);
+      if (!n.up || n.incarnation != e.incarnation)
+        return;
+      n.core->tick();
+      process(n);
+      // Clocks drift a little: each node's tick is 9-11 ms.
+      schedule(kTickMs - 1 + net_rng_.uniform(3), Event{EventType::kTick, n.id, n.incarnation});
+      return;
+    }
+    case EventType::kDeliver: {
+      Node& n = nodes_.at(e.node);
+      const NodeId from = e.msg.from;
+      const bool is_snapshot = e.msg.type == MessageType::kSnapshot;
+      if (!n.up) {
+        // A snapshot stream to a dead peer fails, and the sender's transport says so.
+        if (Node* sender = node(from); is_snapshot && sender && sender->up)
+          sender->core->report_snapshot(n.id, false);
+        return;
+      }
+      if (opt_.trace) {
+        std::ostringstream os;
+        os << "n" << e.node << " <- n" << from << " " << message_type_name(e.msg.type)
+           << " term=" << e.msg.term << " index=" << e.msg.index << " log_term=" << e.msg.log_term
+           << " entries=" << e.msg.entries.size() << " commit=" << e.msg.commit
+           << (e.msg.reject ? " REJECT" : "");
+        trace(os.str());
+      }
+      if (e.snapshot_data)
+        n.incoming_snapshots[e.msg.snapshot.index] = *e.snapshot_data;
+      Status s = n.core->step(std::move(e.msg));
+      if (!s.ok())
+        violation("step refused a message: " + s.to_string());
+      if (is_snapshot) {
+        if (Node* sender = node(from); sender && sender->up)
+          sender->core->report_snapshot(n.id, true);
+      }
+      process(n);
+      return;
+    }
+    case EventType::kDiskDone: {
+      Node& n = nodes_.at(e.node);
+      if (!n.up || n.incarnation != e.incarnation || !n.pending)
+        return;
+      complete_ready(n);
+      process(n);
+      return;
+    }
+    case EventType::kNemesis:
+      if (healing_)
+        return;
+      nemesis();
+      schedule(100 + nemesis_rng_.uniform(500), Event{EventType::kNemesis});
+      return;
+    case EventType::kHealPartition:
+      if (e.generation == partition_generation_ && !cut_.empty()) {
+        cut_.clear();
+        trace("partition healed");
+      }
+      return;
+    case EventType::kCrashLeader: {
+      Node& n = nodes_.at(e.node);
+      if (healing_ || !n.up || n.incarnation != e.incarnation)
+        return;
+      crash(n.id);
+      ++result_.faults;
+      schedule(20 + nemesis_rng_.uniform(500), Event{EventType::kRestart, n.id, n.incarnation});
+      return;
+    }
+    case EventType::kRestart:
+      if (Node* n = node(e.node); n && n->incarnation == e.incarnation)
+        restart(e.node);
+      return;
+    case EventType::kWrite:
+      if (healing_ && probe_acked_)
+        return;
+      client_write();
+      schedule(1 + client_rng_.uniform(8), Event{EventType::kWrite});
+      return;
+    case EventType::kRead:
+      if (healing_)
+        return;
+      client_read();
+      schedule(2 + client_rng_.uniform(25), Event{EventType::kRead});
+      return;
+  }
+}
+
+void Simulation::client_write() {
+  auto up = up_nodes();
+  if (up.empty())
+    return;
+  Node* n = &nodes_.at(up[client_rng_.uniform(up.size())]);
+  // A client that reached a follower retries at the leader it names.
+  if (n->core->role() != Role::kLeader) {
+    Node* named = node(n->core->leader());
+    if (!named || !named->up)
+      return;
+    n = named;
+  }
+  std::string value = "w" + std::to_string(++write_counter_);
+  auto r = n->core->propose(value);
+  if (!r.ok())
+    return;
+  proposals_[{n->id, n->incarnation, r->index}] = Proposal{r->term, std::move(value), now_};
+  process(*n);
+}
+
+Index Simulation::commit_high_water() {
+  Index high = applied_.empty() ? 0 : applied_.size() - 1;
+  for (auto& [id, n] : nodes_) {
+    if (n.up)
+      high = std::max(high, n.core->hard_state().commit);
+  }
+  return high;
+}
+
+void Simulation::client_read() {
+  auto up = up_nodes();
+  if (up.empty())
+    return;
+  Node& n = nodes_.at(up[client_rng_.uniform(up.size())]);
+  std::string ctx = "r" + std::to_string(++read_counter_);
+  const Index mark = commit_high_water();
+  if (!n.core->read_index(ctx).ok())
+    return;
+  n.reads[ctx] = Read{mark, std::nullopt};
+  process(n);
+}
+
+void Simulation::nemesis() {
+  const uint64_t roll = nemesis_rng_.uniform(100);
+  if (roll < 20) {
+    partition();
+  } else if (roll < 35) {
+    // Half of the crashes hit the leader: the moments around a leader change are the risky ones.
+    auto up = up_nodes();
+    Node* l = leader();
+    if (up.empty())
+      return;
+    const NodeId victim =
+        l && nemesis_rng_.uniform(2) ? l->id : up[nemesis_rng_.uniform(up.size())];
+    crash(victim);
+    schedule(50 + nemesis_rng_.uniform(1500),
+             Event{EventType::kRestart, victim, nodes_.at(victim).incarnation});
+  } else if (roll < 45) {
+    loss_percent_ = nemesis_rng_.uniform(31);
+    dup_percent_ = nemesis_rng_.uniform(11);
+    max_delay_ms_ = 1 + nemesis_rng_.uniform(30);
+    reorder_ = nemesis_rng_.uniform(2) == 0;
+    trace("network: loss " + std::to_string(loss_percent_) + "% dup " +
+          std::to_string(dup_percent_) + "% delay up to " + std::to_string(max_delay_ms_) + "ms" +
+          (reorder_ ? ", reordering" : ""));
+  } else if (roll < 55) {
+    change_membership();
+  } else if (roll < 63) {
+    Node* l = leader();
+    if (!l)
+      return;
+    const auto& voters = l->core->conf().voters;
+    auto it = voters.begin();
+    std::advance(it, static_cast<long>(nemesis_rng_.uniform(voters.size())));
+    trace("transfer leadership " + std::to_string(l->id) + " -> " + std::to_string(*it));
+    (void)l->core->transfer_leadership(*it);
+    process(*l);
+  } else {
+    return;
+  }
+  ++result_.faults;
+}
+
+void Simulation::partition() {
+  cut_.clear();
+  std::vector<NodeId> ids;
+  for (auto& [id, n] : nodes_)
+    ids.push_back(id);
+  const uint64_t kind = nemesis_rng_.uniform(4);
+  std::string what;
+  auto isolate = [&](NodeId victim) {
+    for (NodeId other : ids) {
+      if (other == victim)
+        continue;
+      cut_.insert({victim, other});
+      cut_.insert({other, victim});
+    }
+  };
+  if (kind == 0) {
+    // A random split into two sides.
+    std::set<NodeId> side;
+    for (NodeId id : ids) {
+      if (nemesis_rng_.uniform(2))
+        side.insert(id);
+    }
+    for (NodeId a : ids) {
+      for (NodeId b : ids) {
+        if (side.count(a) != side.count(b))
+          cut_.insert({a, b});
+      }
+    }
+    what = "split (" + std::to_string(side.size()) + " vs " +
+           std::to_string(ids.size() - side.size()) + ")";
+  } else if (kind == 1) {
+    Node* l = leader();
+    if (!l)
+      return;
+    isolate(l->id);
+    what = "leader " + std::to_string(l->id) + " isolated";
+  } else if (kind == 2) {
+    const NodeId victim = ids[nemesis_rng_.uniform(ids.size())];
+    isolate(victim);
+    what = "node " + std::to_string(victim) + " isolated";
+  } else {
+    // One direction only: `a` can no longer reach `b`.
+    const NodeId a = ids[nemesis_rng_.uniform(ids.size())];
+    const NodeId b = ids[nemesis_rng_.uniform(ids.size())];
+    if (a == b)
+      return;
+    cut_.insert({a, b});
+    what = "one-way cut " + std::to_string(a) + " -/-> " + std::to_string(b);
+  }
+  ++partition_generation_;
+  trace("PARTITION " + what);
+  schedule(100 + nemesis_rng_.uniform(3000),
+           Event{EventType::kHealPartition, kNoNode, 0, partition_generation_});
+}
+
+void Simulation::change_membership() {
+  Node* l = leader();
+  if (!l)
+    return;
+  const ConfState& conf = l->core->conf();
+  ConfChange cc;
+  const uint64_t roll = nemesis_rng_.uniform(4);
+  if (roll == 0 && !spares_.empty()) {
+    cc = ConfChange{ConfChangeType::kAddLearner, *spares_.begin(), {}};
+  } else if (roll == 1 && !conf.learners.empty()) {
+    cc = ConfChange{ConfChangeType::kAddVoter, *conf.learners.begin(), {}};
+  } else if (roll == 2 && conf.voters.size() > initial_.voters.size() - 1 &&
+             conf.voters.size() > 2) {
+    auto it = conf.voters.begin();
+    std::advance(it, static_cast<long>(nemesis_rng_.uniform(conf.voters.size())));
+    cc = ConfChange{ConfChangeType::kRemoveNode, *it, {}};
+  } else if (roll == 3 && !conf.learners.empty()) {
+    cc = ConfChange{ConfChangeType::kRemoveNode, *conf.learners.begin(), {}};
+  } else {
+    return;
+  }
+  auto r = l->core->change_membership(cc);
+  trace(std::string("membership: ") +
+        (cc.type == ConfChangeType::kAddLearner ? "add learner "
+         : cc.type == ConfChangeType::kAddVoter ? "promote "
+                                                : "remove ") +
+        std::to_string(cc.node) + (r.ok() ? "" : " refused: " + r.status().to_string()));
+  if (!r.ok())
+    return;
+  if (cc.type == ConfChangeType::kAddLearner && spares_.erase(cc.node))
+    start_node(cc.node, nullptr);
+  process(*l);
+}
+
+void Simulation::heal_all() {
+  healing_ = true;
+  healed_at_ = now_;
+  cut_.clear();
+  loss_percent_ = 0;
+  dup_percent_ = 0;
+  max_delay_ms_ = 5;
+  reorder_ = false;
+  trace("HEAL: all faults removed, all nodes restarted");
+  for (auto& [id, n] : nodes_) {
+    if (!n.up)
+      restart(id);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checks
+
+void Simulation::observe_ready(Node& n, const Ready& rd) {
+  if (rd.soft_state && rd.soft_state->role == Role::kLeader) {
+    const Term term = n.core->term();
+    // Election Safety (paper Fig. 3): at most one leader per term.
+    auto [it, inserted] = leader_of_term_.emplace(term, n.id);
+    if (!inserted && it->second != n.id) {
+      violation("two leaders in term " + std::to_string(term) + ": " + std::to_string(it->second) +
+                " and " + std::to_string(n.id));
+    }
+    ++result_.elections;
+    trace("node " + std::to_string(n.id) + " became leader of term " + std::to_string(term));
+    check_leader_completeness(n, rd);
+    // Leaders that die young leave logs replicated part way (paper Fig. 8).
+    if (!healing_ && nemesis_rng_.uniform(100) < 30) {
+      schedule(1 + nemesis_rng_.uniform(15), Event{EventType::kCrashLeader, n.id, n.incarnation});
+    }
+  }
+  if (rd.hard_state) {
+    const Index commit = rd.hard_state->commit;
+    if (commit < n.last_commit) {
+      violation("commit index of node " + std::to_string(n.id) + " went back from " +
+                std::to_string(n.last_commit) + " to " + std::to_string(commit));
+    }
+    n.last_commit = commit;
+    // The first node to report a commit is its leader: remember the term it committed in.
+    for (Index i = commit_term_.size(); i <= commit; ++i)
+      commit_term_.push_back(rd.hard_state->term);
+  }
+}
+
+void Simulation::check_leader_completeness(Node& n, const Ready& rd) {
+  // Leader Completeness (paper Fig. 3): an entry committed in an earlier term is in the log of
+  // every later leader.
+  const Term term = n.core->term();
+  const Index first_unstable = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
+  const Index snap = n.disk->snapshot()->index;
+  for (Index i = snap + 1; i < applied_.size() && i < commit_term_.size(); ++i) {
+    if (!applied_[i] || commit_term_[i] >= term)
+      continue;
+    Result<Term> have = i >= first_unstable && i - first_unstable < rd.entries.size()
+                            ? Result<Term>(rd.entries[i - first_unstable].term)
+                            : n.disk->term(i);
+    if (!have.ok() || *have != applied_[i]->term) {
+      violation("leader completeness: node " + std::to_string(n.id) + " leads term " +
+                std::to_string(term) + " without committed entry " + std::to_string(i));
+      return;
+    }
+  }
+}
+
+bool Simulation::liveness_reached() {
+  if (!probe_acked_)
+    return false;
+  Node* l = leader();
+  if (!l)
+    return false;
+  const ConfState& conf = l->core->conf();
+  for (NodeId id : conf.voters) {
+    Node* n = node(id);
+    if (!n || !n->up || n->app.applied != l->app.applied || n->app.digest != l->app.digest)
+      return false;
+  }
+  for (NodeId id : conf.learners) {
+    Node* n = node(id);
+    if (!n || !n->up || n->app.applied != l->app.applied)
+      return false;
+  }
+  return l->app.applied == l->core->hard_state().commit;
+}
+
+void Simulation::final_checks() {
+  Node* l = leader();
+  if (!l)
+    return;
+  // Nothing acknowledged is lost: every acked write is in the final state at its index.
+  for (const auto& [index, h] : acked_) {
+    if (index > l->app.applied || !applied_[index] || applied_[index]->entry_hash != h) {
+      violation("acknowledged write at index " + std::to_string(index) +
+                " is missing from the final state");
+      return;
+    }
+  }
+}
+
+SimResult Simulation::run() {
+  const size_t entry_limits[] = {1, 2, 8, 64};
+  const size_t window_limits[] = {2, 4, 16, 256};
+  max_msg_entries_ = entry_limits[disk_rng_.uniform(4)];
+  max_inflight_msgs_ = window_limits[disk_rng_.uniform(4)];
+  for (int i = 1; i <= opt_.nodes; ++i)
+    initial_.voters.insert(static_cast<NodeId>(i));
+  for (int i = 1; i <= kSpareNodes; ++i)
+    spares_.insert(static_cast<NodeId>(opt_.nodes + i));
+  for (NodeId id : initial_.voters)
+    start_node(id, &initial_);
+  schedule(200, Event{EventType::kNemesis});
+  schedule(1, Event{EventType::kWrite});
+  schedule(5, Event{EventType::kRead});
+
+  uint64_t deadline = 0;
+  while (!queue_.empty() && result_.violations.empty()) {
+    auto it = queue_.begin();
+    now_ = it->first.first;
+    Event e = std::move(it->second);
+    queue_.erase(it);
+    ++result_.events;
+    handle(e);
+    if (!healing_ && result_.events >= opt_.fault_events) {
+      heal_all();
+      deadline = now_ + opt_.liveness_ms;
+    }
+    if (healing_) {
+      if (liveness_reached())
+        break;
+      if (now_ > deadline) {
+        Node* l = leader();
+        violation(
+            std::string("liveness: ") + std::to_string(opt_.liveness_ms) + "ms after healing, " +
+            (l ? "leader " + std::to_string(l->id) + " has not committed a new write and converged"
+               : "there is no leader"));
+      }
+    }
+  }
+  if (result_.violations.empty())
+    final_checks();
+  return result_;
+}
+
+}  // namespace
+
+SimResult run_simulation(const SimOptions& options,
+                         const std::function<void(const std::string&)>& trace_sink) {
+  Simulation sim(options, trace_sink);
+  return sim.run();
+}
+
+}  // namespace raftnginx::raft::sim
