@@ -93,7 +93,7 @@ Status MemoryStorage::create_snapshot(Index index, const ConfState& conf, uint64
   const Index keep_from = index > trailing ? index - trailing : 0;
   if (keep_from > offset()) {
     log_.erase(log_.begin(), log_.begin() + static_cast<std::ptrdiff_t>(keep_from - offset()));
-    log_.front().data.clear();
+    log_.front().data = {};
     log_.front().type = EntryType::kNormal;
   }
   return Status();

@@ -789,7 +789,7 @@ void Raft::on_applied(const std::vector<Entry>& applied_entries) {
   for (const Entry& e : applied_entries) {
     if (e.type != EntryType::kConfChange)
       continue;
-    auto cc = decode_conf_change(e.data);
+    auto cc = decode_conf_change(e.data.view());
     RAFTNGINX_CHECK(cc.ok(), "committed conf change is unreadable: " + cc.status().to_string());
     auto next = apply_conf_change(conf_, *cc);
     // An invalid change (proposed against an older membership) is skipped on every node alike.

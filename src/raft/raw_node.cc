@@ -59,7 +59,7 @@ Result<std::unique_ptr<RawNode>> RawNode::create(const Config& config, const Sto
     for (const Entry& e : *entries) {
       if (e.type != EntryType::kConfChange)
         continue;
-      auto cc = decode_conf_change(e.data);
+      auto cc = decode_conf_change(e.data.view());
       if (!cc.ok())
         return cc.status();
       auto next = apply_conf_change(conf, *cc);

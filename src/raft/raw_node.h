@@ -70,7 +70,8 @@ struct NodeStatus {
 
 // The durable state a brand-new cluster starts from: one committed entry per initial member
 // (term 1), so that the initial membership is in the log like every later change and a node that
-// joins later learns it by replication. Every initial member must start from the same list.
+// joins later learns it by replication. Every initial member must start from the same list. The
+// membership takes effect when the first Ready hands these entries out and is advanced.
 struct BootstrapState {
   std::vector<Entry> entries;
   HardState hard_state;

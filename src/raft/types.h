@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <set>
 #include <string>
 #include <string_view>
@@ -21,6 +22,26 @@ using Index = uint64_t;
 // Node ids are non-zero; zero means "nobody" (no vote, no known leader).
 inline constexpr NodeId kNoNode = 0;
 
+// Immutable bytes whose copies share one buffer. An entry's command is copied into the unstable
+// log, the Ready, a message per follower and storage: sharing keeps those copies cheap.
+class SharedBytes {
+ public:
+  SharedBytes() = default;
+  SharedBytes(std::string bytes)  // NOLINT: implicit, so that strings pass where bytes are wanted
+      : bytes_(bytes.empty() ? nullptr : std::make_shared<const std::string>(std::move(bytes))) {}
+  SharedBytes(const char* bytes) : SharedBytes(std::string(bytes)) {}  // NOLINT: as above
+
+  std::string_view view() const { return bytes_ ? std::string_view(*bytes_) : std::string_view(); }
+  std::string str() const { return std::string(view()); }
+  size_t size() const { return bytes_ ? bytes_->size() : 0; }
+  bool empty() const { return size() == 0; }
+  bool operator==(const SharedBytes& other) const { return view() == other.view(); }
+  bool operator==(std::string_view other) const { return view() == other; }
+
+ private:
+  std::shared_ptr<const std::string> bytes_;
+};
+
 enum class EntryType : uint8_t {
   kNormal = 0,      // a client command for the state machine (empty: the leader's no-op)
   kConfChange = 1,  // an encoded ConfChange
@@ -30,7 +51,7 @@ struct Entry {
   Term term = 0;
   Index index = 0;
   EntryType type = EntryType::kNormal;
-  std::string data;
+  SharedBytes data;
 
   bool operator==(const Entry&) const = default;
 };

@@ -24,7 +24,7 @@ uint64_t mix(uint64_t h, uint64_t v) {
 
 uint64_t hash_entry(const Entry& e) {
   uint64_t h = 0xcbf29ce484222325ULL ^ static_cast<uint64_t>(e.type);
-  for (unsigned char c : e.data)
+  for (unsigned char c : e.data.view())
     h = (h ^ c) * 0x100000001b3ULL;
   return h;
 }

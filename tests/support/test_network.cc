@@ -86,7 +86,7 @@ bool TestNetwork::handle_ready(NodeId id) {
     queue_.push_back(std::move(m));
   for (const Entry& e : rd.committed_entries) {
     if (e.type == EntryType::kNormal && !e.data.empty())
-      n.state.commands.emplace_back(e.index, e.data);
+      n.state.commands.emplace_back(e.index, e.data.str());
     n.state.applied = e.index;
   }
   if (rd.snapshot)
