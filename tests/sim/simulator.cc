@@ -54,6 +54,7 @@ struct Node {
   std::unique_ptr<RawNode> core;
   std::optional<Ready> pending;  // handed to the "disk", not yet durable
   AppState app;
+  Term applied_term = 0;  // term of the last entry applied
   std::map<Index, AppState> incoming_snapshots;
   std::map<std::string, Read> reads;
   Index last_commit = 0;
@@ -232,6 +233,7 @@ void Simulation::start_node(NodeId id, const ConfState* bootstrap) {
 void Simulation::boot_core(Node& n) {
   const Index snap = n.disk->snapshot()->index;
   n.app = snap ? n.disk_snapshots.at(snap) : AppState{};
+  n.applied_term = n.disk->snapshot()->term;
   Config c;
   c.id = n.id;
   c.election_tick = 10;
@@ -329,6 +331,7 @@ void Simulation::install_snapshot(Node& n, const SnapshotMeta& meta) {
   if (data->second.applied != meta.index)
     violation("snapshot data does not match its metadata");
   n.app = data->second;
+  n.applied_term = meta.term;
   n.disk_snapshots[meta.index] = data->second;
   n.disk->apply_snapshot(meta);
   auto prefix = log_prefix_.find({meta.index, meta.term});
@@ -383,6 +386,7 @@ void Simulation::apply(Node& n, const Entry& e) {
   const uint64_t h = hash_entry(e);
   n.app.digest = mix(n.app.digest, mix(e.index, h));
   n.app.applied = e.index;
+  n.applied_term = e.term;
   if (applied_.size() <= e.index)
     applied_.resize(e.index + 1);
   auto& rec = applied_[e.index];
@@ -822,7 +826,9 @@ bool Simulation::liveness_reached() {
   if (!probe_acked_)
     return false;
   Node* l = leader();
-  if (!l)
+  // A new leader knows its commit index covers every committed entry only once an entry of its
+  // own term has committed.
+  if (!l || l->applied_term != l->core->term())
     return false;
   const ConfState& conf = l->core->conf();
   for (NodeId id : conf.voters) {
@@ -846,7 +852,8 @@ void Simulation::final_checks() {
   for (const auto& [index, h] : acked_) {
     if (index > l->app.applied || !applied_[index] || applied_[index]->entry_hash != h) {
       violation("acknowledged write at index " + std::to_string(index) +
-                " is missing from the final state");
+                " is missing from the final state of leader " + std::to_string(l->id) +
+                " (applied " + std::to_string(l->app.applied) + ")");
       return;
     }
   }
