@@ -23,12 +23,14 @@ test: test-plain test-san
 
 test-plain: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
+	@echo "simulator:" && grep -h '^seeds=' $(BUILD_DIR)/Testing/Temporary/LastTest.log
 
 test-san: deps
 	@cmake -S . -B $(SAN_BUILD_DIR) -DCMAKE_BUILD_TYPE=Debug -DRAFTNGINX_SANITIZE=ON \
 	  -DRAFTNGINX_SIM_SEEDS=$(SAN_SIM_SEEDS) >/dev/null
 	@cmake --build $(SAN_BUILD_DIR) -j $(JOBS)
 	@ctest --test-dir $(SAN_BUILD_DIR) --output-on-failure -j $(JOBS)
+	@echo "simulator (sanitizers):" && grep -h '^seeds=' $(SAN_BUILD_DIR)/Testing/Temporary/LastTest.log
 
 # The deterministic cluster simulator on many seeds: make sim SEEDS=20000 NODES=5
 SEEDS ?= 2000

@@ -76,9 +76,31 @@ void Raft::become_leader() {
   Progress& self = progress_.at(id_);
   self.match_index = log_.last_stable_index();
   self.become_replicate();
+  // Entries earlier leaders left uncommitted count against the limit too; otherwise a cluster
+  // without a quorum grows its log by the whole limit at every election.
+  if (max_uncommitted_bytes_ && log_.last_index() > log_.committed()) {
+    auto tail = log_.slice(log_.committed() + 1, log_.last_index() + 1, max_uncommitted_bytes_);
+    if (tail.ok()) {
+      for (const Entry& e : *tail)
+        uncommitted_bytes_ += entry_size(e);
+    }
+  }
   // Thesis 6.4 and 4.1: a no-op entry of the new term. Once it commits, the leader's commit index
   // covers every committed entry, and only then may it change membership.
   pending_conf_index_ = append_entry(EntryType::kNormal, {}).index;
+}
+
+bool Raft::has_unapplied_conf_change() const {
+  if (log_.committed() <= log_.applied())
+    return false;
+  auto entries = log_.slice(log_.applied() + 1, log_.committed() + 1, UINT64_MAX);
+  if (!entries.ok())
+    return false;
+  for (const Entry& e : *entries) {
+    if (e.type == EntryType::kConfChange)
+      return true;
+  }
+  return false;
 }
 
 bool Raft::promotable() const {
@@ -86,7 +108,7 @@ bool Raft::promotable() const {
 }
 
 void Raft::campaign(Campaign type) {
-  if (!promotable())
+  if (!promotable() || has_unapplied_conf_change())
     return;
   MessageType request;
   Term request_term;
@@ -419,8 +441,9 @@ void Raft::handle_snapshot(const Message& m) {
     log_.commit_to(snap.index);
     resp.index = log_.committed();
   } else {
+    // The membership changes with the snapshot once it is installed (on_snapshot_installed), not
+    // now: committed entries handed out before it must still apply to the older membership.
     log_.restore(snap);
-    conf_ = snap.conf;
     resp.index = snap.index;
   }
   send(std::move(resp));
@@ -644,6 +667,11 @@ ProposalId Raft::append_entry(EntryType type, std::string data) {
 Result<ProposalId> Raft::propose(std::string data) {
   if (Status s = check_can_propose(); !s.ok())
     return s;
+  // One entry may exceed the limit on its own; beyond that, wait for commits.
+  if (max_uncommitted_bytes_ && uncommitted_bytes_ > 0 &&
+      uncommitted_bytes_ + data.size() > max_uncommitted_bytes_) {
+    return Status::busy("too many uncommitted entries: the leader cannot reach a quorum");
+  }
   return append_entry(EntryType::kNormal, std::move(data));
 }
 
@@ -777,9 +805,10 @@ void Raft::on_entries_stable(Index index, Term term) {
     broadcast_pending_ = true;
 }
 
-void Raft::on_snapshot_installed(Index index) {
-  log_.stable_snapshot_to(index);
-  log_.applied_to(index);
+void Raft::on_snapshot_installed(const SnapshotMeta& meta) {
+  log_.stable_snapshot_to(meta.index);
+  log_.applied_to(meta.index);
+  conf_ = meta.conf;
 }
 
 void Raft::on_applied(const std::vector<Entry>& applied_entries) {
@@ -787,6 +816,7 @@ void Raft::on_applied(const std::vector<Entry>& applied_entries) {
     return;
   log_.applied_to(applied_entries.back().index);
   for (const Entry& e : applied_entries) {
+    uncommitted_bytes_ -= std::min(uncommitted_bytes_, entry_size(e));
     if (e.type != EntryType::kConfChange)
       continue;
     auto cc = decode_conf_change(e.data.view());

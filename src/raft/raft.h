@@ -41,7 +41,7 @@ class Raft {
 
   // Called by RawNode as the runtime acknowledges a Ready.
   void on_entries_stable(Index index, Term term);
-  void on_snapshot_installed(Index index);
+  void on_snapshot_installed(const SnapshotMeta& meta);
   void on_applied(const std::vector<Entry>& applied_entries);
   // Sends what proposals and ReadIndex requests since the last Ready have queued.
   void flush();
@@ -82,6 +82,10 @@ class Raft {
   void reset(Term term);
   void campaign(Campaign type);
   bool promotable() const;
+  // Membership takes effect when applied. A node that knows of a committed change it has not
+  // applied yet would count votes under a membership two changes old (two disjoint majorities
+  // become possible), so it does not campaign until it has applied it.
+  bool has_unapplied_conf_change() const;
   bool past_election_timeout() const { return election_elapsed_ >= randomized_election_timeout_; }
 
   void tick_election();

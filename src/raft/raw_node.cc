@@ -117,7 +117,7 @@ Ready RawNode::ready() {
 
   if (log.unstable_snapshot()) {
     rd.snapshot = *log.unstable_snapshot();
-    handed.snapshot_index = rd.snapshot->index;
+    handed.snapshot = rd.snapshot;
   }
   rd.entries = log.unstable_entries();
   if (!rd.entries.empty())
@@ -137,8 +137,8 @@ void RawNode::advance() {
   Handed handed = std::move(*handed_);
   handed_.reset();
   prev_hard_ = handed.hard_state;
-  if (handed.snapshot_index)
-    raft_.on_snapshot_installed(*handed.snapshot_index);
+  if (handed.snapshot)
+    raft_.on_snapshot_installed(*handed.snapshot);
   if (handed.last_entry)
     raft_.on_entries_stable(handed.last_entry->first, handed.last_entry->second);
   raft_.on_applied(handed.committed);

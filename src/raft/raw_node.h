@@ -134,7 +134,7 @@ class RawNode {
   HardState prev_hard_;
   // What the outstanding Ready handed out, for advance().
   struct Handed {
-    std::optional<Index> snapshot_index;
+    std::optional<SnapshotMeta> snapshot;
     std::optional<std::pair<Index, Term>> last_entry;
     std::vector<Entry> committed;
     HardState hard_state;

@@ -156,3 +156,110 @@ TEST(Membership, JoiningNodeCatchesUpBySnapshot) {
 
 }  // namespace
 }  // namespace raftnginx::raft
+
+namespace raftnginx::raft {
+namespace {
+
+// A single core driven by hand-made messages from a leader (node 1, term 2), for cases that
+// depend on when the runtime acknowledges a Ready.
+class LoneFollower {
+ public:
+  LoneFollower() : storage_(ConfState{{1, 2, 3}, {}}) {
+    Config c;
+    c.id = 3;
+    node_ = std::move(RawNode::create(c, storage_)).value();
+    handle_ready();  // applies the bootstrap membership
+  }
+
+  RawNode& node() { return *node_; }
+
+  void append_from_leader(std::vector<Entry> entries, Index commit) {
+    Message m;
+    m.type = MessageType::kAppend;
+    m.from = 1;
+    m.to = 3;
+    m.term = 2;
+    m.index = storage_.last_index();
+    m.log_term = *storage_.term(m.index);
+    m.entries = std::move(entries);
+    m.commit = commit;
+    ASSERT_TRUE(node_->step(std::move(m)).ok());
+  }
+
+  void snapshot_from_leader(SnapshotMeta meta) {
+    Message m;
+    m.type = MessageType::kSnapshot;
+    m.from = 1;
+    m.to = 3;
+    m.term = 2;
+    m.snapshot = std::move(meta);
+    ASSERT_TRUE(node_->step(std::move(m)).ok());
+  }
+
+  // Persists a Ready; applying its entries happens when the caller calls advance().
+  Ready take_ready() {
+    Ready rd = node_->ready();
+    if (rd.snapshot)
+      storage_.apply_snapshot(*rd.snapshot);
+    storage_.append(rd.entries);
+    if (rd.hard_state)
+      storage_.set_hard_state(*rd.hard_state);
+    return rd;
+  }
+
+  void handle_ready() {
+    take_ready();
+    node_->advance();
+  }
+
+  Index next_index() const { return storage_.last_index() + 1; }
+
+ private:
+  MemoryStorage storage_;
+  std::unique_ptr<RawNode> node_;
+};
+
+Entry conf_entry(Index index, ConfChange cc) {
+  return Entry{2, index, EntryType::kConfChange, encode_conf_change(cc)};
+}
+
+// Two membership changes apart, majorities need not overlap: a node that knows a change is
+// committed must apply it before it counts votes again.
+TEST(Membership, NoCampaignWithCommittedChangeNotYetApplied) {
+  LoneFollower f;
+  const Index i = f.next_index();
+  f.append_from_leader({Entry{2, i, EntryType::kNormal, {}}, conf_entry(i + 1, add_voter(4))},
+                       i + 1);
+  f.node().campaign();
+  EXPECT_EQ(f.node().role(), Role::kFollower) << "campaigned before applying a committed change";
+  Ready rd = f.take_ready();
+  ASSERT_EQ(rd.committed_entries.size(), 2u);
+  f.node().campaign();
+  EXPECT_EQ(f.node().role(), Role::kFollower) << "campaigned while the change was being applied";
+  f.node().advance();
+  EXPECT_EQ(f.node().conf().voters, (std::set<NodeId>{1, 2, 3, 4}));
+  f.node().campaign();
+  EXPECT_EQ(f.node().role(), Role::kPreCandidate);
+}
+
+// Entries handed out before a snapshot arrived apply to the membership before it; the
+// snapshot's membership replaces the result only when the snapshot is installed.
+TEST(Membership, SnapshotArrivingBeforeAdvanceKeepsMembershipOrder) {
+  LoneFollower f;
+  const Index i = f.next_index();
+  f.append_from_leader({Entry{2, i, EntryType::kNormal, {}}, conf_entry(i + 1, remove_node(2))},
+                       i + 1);
+  Ready rd = f.take_ready();
+  ASSERT_EQ(rd.committed_entries.size(), 2u);
+  // Meanwhile the leader moved on, re-added node 2 and compacted its log.
+  f.snapshot_from_leader(SnapshotMeta{i + 20, 2, ConfState{{1, 2, 3}, {}}});
+  f.node().advance();
+  EXPECT_EQ(f.node().conf().voters, (std::set<NodeId>{1, 3}));
+  Ready with_snapshot = f.take_ready();
+  ASSERT_TRUE(with_snapshot.snapshot.has_value());
+  f.node().advance();
+  EXPECT_EQ(f.node().conf().voters, (std::set<NodeId>{1, 2, 3}));
+}
+
+}  // namespace
+}  // namespace raftnginx::raft

@@ -243,3 +243,29 @@ TEST(Restart, NodeResumesFromStorage) {
 
 }  // namespace
 }  // namespace raftnginx::raft
+
+namespace raftnginx::raft {
+namespace {
+
+// A leader without a quorum stops accepting proposals once its uncommitted tail reaches the
+// limit, and accepts them again when its followers return and the tail commits.
+TEST(Replication, UncommittedTailIsBounded) {
+  testing::TestNetwork net({1, 2, 3}, {}, [](Config& c) { c.max_uncommitted_bytes = 1000; });
+  net.elect(1);
+  net.isolate(1);
+  int accepted = 0;
+  Status last;
+  for (int i = 0; i < 100 && last.ok(); ++i) {
+    last = net.node(1).propose(std::string(100, 'x')).status();
+    accepted += last.ok();
+  }
+  EXPECT_EQ(last.code(), Status::Code::kBusy);
+  EXPECT_LT(accepted, 10);
+  net.clear_filters();
+  net.tick(1, 2);
+  EXPECT_TRUE(net.propose(1, "accepted again").ok());
+  EXPECT_EQ(net.applied(2).commands.back().second, "accepted again");
+}
+
+}  // namespace
+}  // namespace raftnginx::raft
