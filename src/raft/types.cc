@@ -2,24 +2,14 @@
 
 #include <cstring>
 
+#include "util/coding.h"
+
 namespace raftnginx::raft {
 
 namespace {
 
 // Version byte of the ConfChange encoding, so that a later release can extend it.
 constexpr uint8_t kConfChangeFormat = 1;
-
-void put_u64(std::string* out, uint64_t v) {
-  for (int i = 0; i < 8; ++i)
-    out->push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-uint64_t get_u64(std::string_view in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i)
-    v |= uint64_t{static_cast<uint8_t>(in[i])} << (8 * i);
-  return v;
-}
 
 }  // namespace
 
@@ -47,7 +37,7 @@ Result<ConfChange> decode_conf_change(std::string_view data) {
   }
   ConfChange cc;
   cc.type = static_cast<ConfChangeType>(type);
-  cc.node = get_u64(data.substr(2, 8));
+  cc.node = decode_u64(data.data() + 2);
   cc.context = std::string(data.substr(10));
   if (cc.node == kNoNode)
     return Status::corruption("conf change: node id 0");

@@ -36,7 +36,6 @@ class SharedBytes {
   size_t size() const { return bytes_ ? bytes_->size() : 0; }
   bool empty() const { return size() == 0; }
   bool operator==(const SharedBytes& other) const { return view() == other.view(); }
-  bool operator==(std::string_view other) const { return view() == other; }
 
  private:
   std::shared_ptr<const std::string> bytes_;

@@ -1,0 +1,53 @@
+// Env: every file-system call the storage layer makes, behind one interface (LevelDB's idea), so
+// that tests can inject failed writes, failed fsyncs, short writes, a full disk, or a crash that
+// loses whatever was not synced.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "util/status.h"
+
+namespace raftnginx::storage {
+
+// A file open for appending. Not thread-safe.
+class WritableFile {
+ public:
+  virtual ~WritableFile() = default;
+  // Appends all of `data`, or fails (and the file may then hold any prefix of it).
+  virtual Status append(std::string_view data) = 0;
+  // Makes everything appended so far durable (fdatasync).
+  virtual Status sync() = 0;
+  virtual Status close() = 0;
+};
+
+class Env {
+ public:
+  virtual ~Env() = default;
+
+  // The process-wide POSIX implementation.
+  static Env* posix();
+
+  // Opens `path` for appending, creating it if missing; its current size is returned in `size`.
+  virtual Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
+                                                                uint64_t* size) = 0;
+  virtual Result<std::string> read_file(const std::string& path) = 0;
+  // Replaces `path` with `data` atomically and durably (temp file, fsync, rename, fsync dir).
+  virtual Status write_file_atomically(const std::string& path, std::string_view data) = 0;
+  // Names (not paths) of the entries in a directory, sorted.
+  virtual Result<std::vector<std::string>> list_dir(const std::string& path) = 0;
+  // Creates the directory and any missing parents.
+  virtual Status create_dirs(const std::string& path) = 0;
+  virtual bool exists(const std::string& path) = 0;
+  virtual Status remove_file(const std::string& path) = 0;
+  virtual Status remove_all(const std::string& path) = 0;
+  virtual Status rename(const std::string& from, const std::string& to) = 0;
+  virtual Status truncate(const std::string& path, uint64_t size) = 0;
+  // Makes a directory's entries (creations, renames, deletions) durable.
+  virtual Status sync_dir(const std::string& path) = 0;
+};
+
+}  // namespace raftnginx::storage

@@ -1,0 +1,193 @@
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+
+#include "storage/env.h"
+
+namespace raftnginx::storage {
+namespace {
+
+Status errno_status(const std::string& what, int err) {
+  return Status::io_error(what + ": " + std::strerror(err));
+}
+
+class PosixWritableFile final : public WritableFile {
+ public:
+  PosixWritableFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixWritableFile() override {
+    if (fd_ >= 0)
+      ::close(fd_);
+  }
+
+  Status append(std::string_view data) override {
+    while (!data.empty()) {
+      const ssize_t n = ::write(fd_, data.data(), data.size());
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        return errno_status("write " + path_, errno);
+      }
+      data.remove_prefix(static_cast<size_t>(n));
+    }
+    return Status();
+  }
+
+  Status sync() override {
+    if (::fdatasync(fd_) != 0)
+      return errno_status("fdatasync " + path_, errno);
+    return Status();
+  }
+
+  Status close() override {
+    if (fd_ < 0)
+      return Status();
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0)
+      return errno_status("close " + path_, errno);
+    return Status();
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
+class PosixEnv final : public Env {
+ public:
+  Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
+                                                        uint64_t* size) override {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return errno_status("open " + path, errno);
+    struct stat st;
+    if (::fstat(fd, &st) != 0) {
+      const int err = errno;
+      ::close(fd);
+      return errno_status("stat " + path, err);
+    }
+    *size = static_cast<uint64_t>(st.st_size);
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
+  }
+
+  Result<std::string> read_file(const std::string& path) override {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT)
+        return Status::not_found(path);
+      return errno_status("open " + path, errno);
+    }
+    std::string out;
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n < 0) {
+        if (errno == EINTR)
+          continue;
+        const int err = errno;
+        ::close(fd);
+        return errno_status("read " + path, err);
+      }
+      if (n == 0)
+        break;
+      out.append(buf, static_cast<size_t>(n));
+    }
+    ::close(fd);
+    return out;
+  }
+
+  Status write_file_atomically(const std::string& path, std::string_view data) override {
+    const std::string tmp = path + ".tmp";
+    const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+      return errno_status("open " + tmp, errno);
+    PosixWritableFile file(tmp, fd);
+    if (Status s = file.append(data); !s.ok())
+      return s;
+    if (Status s = file.sync(); !s.ok())
+      return s;
+    if (Status s = file.close(); !s.ok())
+      return s;
+    if (Status s = rename(tmp, path); !s.ok())
+      return s;
+    return sync_dir(std::filesystem::path(path).parent_path().string());
+  }
+
+  Result<std::vector<std::string>> list_dir(const std::string& path) override {
+    DIR* dir = ::opendir(path.c_str());
+    if (!dir)
+      return errno_status("opendir " + path, errno);
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(dir)) {
+      const std::string name = e->d_name;
+      if (name != "." && name != "..")
+        names.push_back(name);
+    }
+    ::closedir(dir);
+    std::sort(names.begin(), names.end());
+    return names;
+  }
+
+  Status create_dirs(const std::string& path) override {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec)
+      return Status::io_error("mkdir " + path + ": " + ec.message());
+    return Status();
+  }
+
+  bool exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
+
+  Status remove_file(const std::string& path) override {
+    if (::unlink(path.c_str()) != 0 && errno != ENOENT)
+      return errno_status("unlink " + path, errno);
+    return Status();
+  }
+
+  Status remove_all(const std::string& path) override {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+    if (ec)
+      return Status::io_error("remove " + path + ": " + ec.message());
+    return Status();
+  }
+
+  Status rename(const std::string& from, const std::string& to) override {
+    if (::rename(from.c_str(), to.c_str()) != 0)
+      return errno_status("rename " + from + " to " + to, errno);
+    return Status();
+  }
+
+  Status truncate(const std::string& path, uint64_t size) override {
+    if (::truncate(path.c_str(), static_cast<off_t>(size)) != 0)
+      return errno_status("truncate " + path, errno);
+    return Status();
+  }
+
+  Status sync_dir(const std::string& path) override {
+    const int fd = ::open(path.empty() ? "." : path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+      return errno_status("open dir " + path, errno);
+    const int rc = ::fsync(fd);
+    const int err = errno;
+    ::close(fd);
+    if (rc != 0)
+      return errno_status("fsync dir " + path, err);
+    return Status();
+  }
+};
+
+}  // namespace
+
+Env* Env::posix() {
+  static PosixEnv env;
+  return &env;
+}
+
+}  // namespace raftnginx::storage

@@ -1,0 +1,58 @@
+// FaultEnv: an Env over the real file system that fails on command and can simulate power loss.
+//
+//   fail_syncs / fail_writes:  the next N calls fail with an I/O error (EIO)
+//   short_write_next:          the next append writes only half of its data, then fails
+//   disk_full_after(bytes):    appends fail with "No space left on device" past that many bytes
+//   lose_unsynced():           every file written through this Env is cut back to what was
+//                              last fsynced, as a power loss would leave it
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "storage/env.h"
+
+namespace raftnginx::storage::testing {
+
+class FaultEnv final : public Env {
+ public:
+  explicit FaultEnv(Env* base = Env::posix()) : base_(base) {}
+
+  void fail_syncs(int n) { failing_syncs_ = n; }
+  void fail_writes(int n) { failing_writes_ = n; }
+  void short_write_next() { short_write_ = true; }
+  void disk_full_after(uint64_t bytes) { space_left_ = bytes; }
+  void lose_unsynced();
+
+  Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
+                                                        uint64_t* size) override;
+  Result<std::string> read_file(const std::string& path) override { return base_->read_file(path); }
+  Status write_file_atomically(const std::string& path, std::string_view data) override;
+  Result<std::vector<std::string>> list_dir(const std::string& path) override {
+    return base_->list_dir(path);
+  }
+  Status create_dirs(const std::string& path) override { return base_->create_dirs(path); }
+  bool exists(const std::string& path) override { return base_->exists(path); }
+  Status remove_file(const std::string& path) override;
+  Status remove_all(const std::string& path) override { return base_->remove_all(path); }
+  Status rename(const std::string& from, const std::string& to) override;
+  Status truncate(const std::string& path, uint64_t size) override;
+  Status sync_dir(const std::string& path) override { return base_->sync_dir(path); }
+
+ private:
+  friend class FaultFile;
+  struct FileState {
+    uint64_t size = 0;
+    uint64_t synced = 0;
+  };
+
+  Env* base_;
+  int failing_syncs_ = 0;
+  int failing_writes_ = 0;
+  bool short_write_ = false;
+  int64_t space_left_ = -1;  // -1: unlimited
+  std::map<std::string, FileState> files_;
+};
+
+}  // namespace raftnginx::storage::testing
