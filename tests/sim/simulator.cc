@@ -15,7 +15,6 @@ namespace raftnginx::raft::sim {
 namespace {
 
 constexpr uint64_t kTickMs = 10;
-constexpr int kSpareNodes = 3;
 
 uint64_t mix(uint64_t h, uint64_t v) {
   h ^= v + 0x9e3779b97f4a7c15ULL + (h << 6) + (h >> 2);
@@ -58,6 +57,12 @@ struct Node {
   std::map<Index, AppState> incoming_snapshots;
   std::map<std::string, Read> reads;
   Index last_commit = 0;
+  // Durable state machines (like the RocksDB backend) keep what they applied across a crash; the
+  // others are rebuilt from the latest snapshot plus the log.
+  bool durable_app = false;
+  // The hard state as of the last fsync: a Ready that changed only the commit index need not be
+  // synced, and a crash may lose it.
+  HardState synced_hs;
 };
 
 enum class EventType : uint8_t {
@@ -168,7 +173,11 @@ class Simulation {
   std::map<std::pair<uint64_t, uint64_t>, Event> queue_;
   std::map<NodeId, Node> nodes_;
   ConfState initial_;
-  std::set<NodeId> spares_;
+  NodeId next_id_ = 0;  // the next fresh node id for a node that joins
+  int election_tick_ = 10;
+  int heartbeat_tick_ = 1;
+  bool pre_vote_ = true;
+  bool check_quorum_ = true;
 
   // Network conditions.
   std::set<std::pair<NodeId, NodeId>> cut_;
@@ -202,6 +211,7 @@ class Simulation {
   // History.
   std::vector<std::optional<AppliedRecord>> applied_;  // by index: what was applied there
   std::vector<Term> commit_term_;                      // by index: term in which it committed
+  std::vector<Term> committed_entry_term_;             // by index: term of the committed entry
   std::map<std::pair<Index, Term>, uint64_t> log_prefix_;
   std::map<Term, NodeId> leader_of_term_;
 
@@ -220,11 +230,13 @@ void Simulation::start_node(NodeId id, const ConfState* bootstrap) {
   n.disk =
       bootstrap ? std::make_unique<MemoryStorage>(*bootstrap) : std::make_unique<MemoryStorage>();
   n.compact_every = 20 + disk_rng_.uniform(300);
+  n.durable_app = disk_rng_.uniform(2) == 0;
   n.prefix.assign(1, 0);
   if (bootstrap) {
     BootstrapState boot = bootstrap_state(*bootstrap);
     persist_entries(n, boot.entries);
     n.durable_term = boot.hard_state.term;
+    n.synced_hs = boot.hard_state;
   }
   boot_core(n);
   schedule(1 + net_rng_.uniform(kTickMs), Event{EventType::kTick, id, n.incarnation});
@@ -232,12 +244,16 @@ void Simulation::start_node(NodeId id, const ConfState* bootstrap) {
 
 void Simulation::boot_core(Node& n) {
   const Index snap = n.disk->snapshot()->index;
-  n.app = snap ? n.disk_snapshots.at(snap) : AppState{};
-  n.applied_term = n.disk->snapshot()->term;
+  if (!n.durable_app || n.app.applied < snap) {
+    n.app = snap ? n.disk_snapshots.at(snap) : AppState{};
+    n.applied_term = n.disk->snapshot()->term;
+  }
   Config c;
   c.id = n.id;
-  c.election_tick = 10;
-  c.heartbeat_tick = 1;
+  c.election_tick = election_tick_;
+  c.heartbeat_tick = heartbeat_tick_;
+  c.pre_vote = pre_vote_;
+  c.check_quorum = check_quorum_;
   c.applied = n.app.applied;
   c.random_seed = opt_.seed * 1000003 + n.id * 7919 + n.incarnation;
   // Small messages and windows split replication into many steps, where ordering bugs hide.
@@ -251,7 +267,7 @@ void Simulation::boot_core(Node& n) {
   }
   n.core = std::move(core).value();
   n.up = true;
-  n.last_commit = 0;
+  n.last_commit = n.disk->hard_state().commit;
 }
 
 void Simulation::crash(NodeId id) {
@@ -260,7 +276,12 @@ void Simulation::crash(NodeId id) {
   n.up = false;
   n.core.reset();
   n.pending.reset();
-  n.app = AppState{};
+  if (!n.durable_app)
+    n.app = AppState{};
+  if (n.disk->hard_state() != n.synced_hs && disk_rng_.uniform(2) == 0) {
+    trace("node " + std::to_string(id) + " loses its unsynced commit index");
+    n.disk->set_hard_state(n.synced_hs);
+  }
   n.incoming_snapshots.clear();
   n.reads.clear();
   ++n.incarnation;
@@ -284,8 +305,13 @@ void Simulation::process(Node& n) {
     n.pending = std::move(rd);
     if (needs_disk) {
       // Disk latency, sometimes slow (a stall longer than a heartbeat).
-      const uint64_t latency =
-          disk_rng_.uniform(100) < 3 ? 20 + disk_rng_.uniform(60) : disk_rng_.uniform(3);
+      const uint64_t roll = disk_rng_.uniform(1000);
+      uint64_t latency = disk_rng_.uniform(3);
+      if (roll < 5) {
+        latency = 150 + disk_rng_.uniform(1850);  // a stall longer than an election timeout
+      } else if (roll < 35) {
+        latency = 20 + disk_rng_.uniform(60);
+      }
       schedule(latency, Event{EventType::kDiskDone, n.id, n.incarnation});
       return;
     }
@@ -298,6 +324,9 @@ void Simulation::persist_entries(Node& n, const std::vector<Entry>& entries) {
     return;
   n.disk->append(entries);
   for (const Entry& e : entries) {
+    // Entries a snapshot already covers are dropped by the disk, as here.
+    if (e.index <= n.disk->snapshot()->index)
+      continue;
     if (e.index == 0 || e.index - 1 >= n.prefix.size()) {
       violation("node " + std::to_string(n.id) + " persisted entry " + std::to_string(e.index) +
                 " after a gap");
@@ -317,6 +346,11 @@ void Simulation::persist_entries(Node& n, const std::vector<Entry>& entries) {
 }
 
 void Simulation::install_snapshot(Node& n, const SnapshotMeta& meta) {
+  if (meta.index <= std::max(n.app.applied, n.disk->snapshot()->index)) {
+    violation("node " + std::to_string(n.id) + " was told to install snapshot " +
+              std::to_string(meta.index) + ", not newer than what it has");
+    return;
+  }
   auto data = n.incoming_snapshots.find(meta.index);
   if (data == n.incoming_snapshots.end()) {
     violation("node " + std::to_string(n.id) + " was told to install snapshot " +
@@ -354,9 +388,15 @@ void Simulation::complete_ready(Node& n) {
   if (rd.hard_state) {
     if (rd.hard_state->term < n.durable_term)
       violation("node " + std::to_string(n.id) + " term went backwards");
+    const HardState old = n.disk->hard_state();
+    if (old.term == rd.hard_state->term && old.vote != kNoNode && rd.hard_state->vote != old.vote)
+      violation("node " + std::to_string(n.id) + " voted twice in term " +
+                std::to_string(old.term));
     n.durable_term = rd.hard_state->term;
     n.disk->set_hard_state(*rd.hard_state);
   }
+  if (rd.must_sync)
+    n.synced_hs = n.disk->hard_state();
   for (Message& m : rd.messages)
     send(n, std::move(m));
   for (const Entry& e : rd.committed_entries)
@@ -462,17 +502,26 @@ std::vector<NodeId> Simulation::up_nodes() {
 // Network
 
 void Simulation::send(Node& from, Message m) {
+  if (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat ||
+      m.type == MessageType::kSnapshot || m.type == MessageType::kTimeoutNow) {
+    // Only a leader sends these: election safety, however briefly it led.
+    auto [it, inserted] = leader_of_term_.emplace(m.term, from.id);
+    if (!inserted && it->second != from.id) {
+      violation("two leaders in term " + std::to_string(m.term) + ": " +
+                std::to_string(it->second) + " and " + std::to_string(from.id));
+    }
+  }
   const NodeId to = m.to;
   Node* target = node(to);
   const bool partitioned = blocked(from.id, to);
   if (!target || partitioned || net_rng_.uniform(100) < loss_percent_) {
     if (m.type == MessageType::kSnapshot)
       from.core->report_snapshot(to, false);
-    if (partitioned && net_rng_.uniform(2) == 0)
+    if (net_rng_.uniform(2) == 0)
       from.core->report_unreachable(to);
     return;
   }
-  Event e{EventType::kDeliver, to};
+  Event e{EventType::kDeliver, to, from.incarnation};
   if (m.type == MessageType::kSnapshot)
     e.snapshot_data = from.disk_snapshots.at(m.snapshot.index);
   const int copies = net_rng_.uniform(100) < dup_percent_ ? 2 : 1;
@@ -480,6 +529,9 @@ void Simulation::send(Node& from, Message m) {
     Event copy = e;
     copy.msg = m;
     uint64_t at = now_ + 1 + net_rng_.uniform(max_delay_ms_);
+    // Now and then a message is held back for seconds: it arrives after terms and restarts.
+    if (reorder_ && net_rng_.uniform(100) == 0)
+      at += 200 + net_rng_.uniform(2800);
     if (!reorder_) {
       uint64_t& busy = link_busy_until_[{from.id, to}];
       at = std::max(at, busy);
@@ -508,10 +560,14 @@ void Simulation::handle(Event& e) {
       Node& n = nodes_.at(e.node);
       const NodeId from = e.msg.from;
       const bool is_snapshot = e.msg.type == MessageType::kSnapshot;
+      Node* sender = node(from);
+      // The transport that streamed a snapshot tells its sender how it went, if it still runs.
+      const bool sender_alive = sender && sender->up && sender->incarnation == e.incarnation;
       if (!n.up) {
-        // A snapshot stream to a dead peer fails, and the sender's transport says so.
-        if (Node* sender = node(from); is_snapshot && sender && sender->up)
+        if (is_snapshot && sender_alive) {
           sender->core->report_snapshot(n.id, false);
+          process(*sender);
+        }
         return;
       }
       if (opt_.trace) {
@@ -527,9 +583,10 @@ void Simulation::handle(Event& e) {
       Status s = n.core->step(std::move(e.msg));
       if (!s.ok())
         violation("step refused a message: " + s.to_string());
-      if (is_snapshot) {
-        if (Node* sender = node(from); sender && sender->up)
-          sender->core->report_snapshot(n.id, true);
+      if (is_snapshot && sender_alive) {
+        // Sometimes the stream's end is lost although the data arrived.
+        sender->core->report_snapshot(n.id, net_rng_.uniform(10) != 0);
+        process(*sender);
       }
       process(n);
       return;
@@ -603,7 +660,7 @@ void Simulation::client_write() {
 }
 
 Index Simulation::commit_high_water() {
-  Index high = applied_.empty() ? 0 : applied_.size() - 1;
+  Index high = commit_term_.empty() ? 0 : commit_term_.size() - 1;
   for (auto& [id, n] : nodes_) {
     if (n.up)
       high = std::max(high, n.core->hard_state().commit);
@@ -727,8 +784,8 @@ void Simulation::change_membership() {
   const ConfState& conf = l->core->conf();
   ConfChange cc;
   const uint64_t roll = nemesis_rng_.uniform(4);
-  if (roll == 0 && !spares_.empty()) {
-    cc = ConfChange{ConfChangeType::kAddLearner, *spares_.begin(), {}};
+  if (roll == 0) {
+    cc = ConfChange{ConfChangeType::kAddLearner, next_id_, {}};
   } else if (roll == 1 && !conf.learners.empty()) {
     cc = ConfChange{ConfChangeType::kAddVoter, *conf.learners.begin(), {}};
   } else if (roll == 2 && conf.voters.size() > initial_.voters.size() - 1 &&
@@ -749,7 +806,7 @@ void Simulation::change_membership() {
         std::to_string(cc.node) + (r.ok() ? "" : " refused: " + r.status().to_string()));
   if (!r.ok())
     return;
-  if (cc.type == ConfChangeType::kAddLearner && spares_.erase(cc.node))
+  if (cc.type == ConfChangeType::kAddLearner && cc.node == next_id_++)
     start_node(cc.node, nullptr);
   process(*l);
 }
@@ -773,6 +830,16 @@ void Simulation::heal_all() {
 // Checks
 
 void Simulation::observe_ready(Node& n, const Ready& rd) {
+  for (const Entry& e : rd.committed_entries) {
+    if (committed_entry_term_.size() <= e.index)
+      committed_entry_term_.resize(e.index + 1, 0);
+    Term& t = committed_entry_term_[e.index];
+    if (t != 0 && t != e.term) {
+      violation("two different entries committed at index " + std::to_string(e.index));
+      return;
+    }
+    t = e.term;
+  }
   if (rd.soft_state && rd.soft_state->role == Role::kLeader) {
     const Term term = n.core->term();
     // Election Safety (paper Fig. 3): at most one leader per term.
@@ -808,13 +875,13 @@ void Simulation::check_leader_completeness(Node& n, const Ready& rd) {
   const Term term = n.core->term();
   const Index first_unstable = rd.entries.empty() ? UINT64_MAX : rd.entries.front().index;
   const Index snap = n.disk->snapshot()->index;
-  for (Index i = snap + 1; i < applied_.size() && i < commit_term_.size(); ++i) {
-    if (!applied_[i] || commit_term_[i] >= term)
+  for (Index i = snap + 1; i < committed_entry_term_.size() && i < commit_term_.size(); ++i) {
+    if (!committed_entry_term_[i] || commit_term_[i] >= term)
       continue;
     Result<Term> have = i >= first_unstable && i - first_unstable < rd.entries.size()
                             ? Result<Term>(rd.entries[i - first_unstable].term)
                             : n.disk->term(i);
-    if (!have.ok() || *have != applied_[i]->term) {
+    if (!have.ok() || *have != committed_entry_term_[i]) {
       violation("leader completeness: node " + std::to_string(n.id) + " leads term " +
                 std::to_string(term) + " without committed entry " + std::to_string(i));
       return;
@@ -866,8 +933,13 @@ SimResult Simulation::run() {
   max_inflight_msgs_ = window_limits[disk_rng_.uniform(4)];
   for (int i = 1; i <= opt_.nodes; ++i)
     initial_.voters.insert(static_cast<NodeId>(i));
-  for (int i = 1; i <= kSpareNodes; ++i)
-    spares_.insert(static_cast<NodeId>(opt_.nodes + i));
+  next_id_ = static_cast<NodeId>(opt_.nodes + 1);
+  // Vary what the core is configured with, so that every combination gets its share of seeds.
+  const int heartbeat_ticks[] = {1, 2, 3};
+  heartbeat_tick_ = heartbeat_ticks[disk_rng_.uniform(3)];
+  election_tick_ = heartbeat_tick_ * 5 + static_cast<int>(disk_rng_.uniform(11));
+  pre_vote_ = disk_rng_.uniform(4) != 0;
+  check_quorum_ = disk_rng_.uniform(4) != 0;
   for (NodeId id : initial_.voters)
     start_node(id, &initial_);
   schedule(200, Event{EventType::kNemesis});
