@@ -1,0 +1,127 @@
+#include "fsm/memory_kv.h"
+
+#include <zlib.h>
+
+#include <mutex>
+
+#include "util/coding.h"
+
+namespace raftnginx::fsm {
+namespace {
+
+constexpr const char* kSnapshotFile = "/kv.data";
+constexpr uint32_t kSnapshotMagic = 0x4b4e5231;  // "1RNK"
+
+uint32_t checksum(std::string_view data) {
+  return static_cast<uint32_t>(
+      crc32_z(0L, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+}
+
+// File layout: magic (4) | index (8) | term (8) | count (8) | count x [key | value]
+//              | session table (4 + n) | crc32 of everything before (4)
+class MemorySnapshot final : public Snapshot {
+ public:
+  MemorySnapshot(raft::Index index, raft::Term term, std::string body)
+      : index_(index), term_(term), body_(std::move(body)) {}
+  raft::Index index() const override { return index_; }
+  raft::Term term() const override { return term_; }
+  Status write_to(storage::Env* env, const std::string& dir) override {
+    std::string out = body_;
+    put_u32(&out, checksum(out));
+    return env->write_file_atomically(dir + kSnapshotFile, out);
+  }
+
+ private:
+  raft::Index index_;
+  raft::Term term_;
+  std::string body_;
+};
+
+}  // namespace
+
+Status MemoryKv::apply(std::span<const Command> commands, std::vector<ApplyResult>* results) {
+  std::unique_lock lock(mu_);
+  for (const Command& cmd : commands) {
+    results->push_back(apply_kv_command(
+        cmd, sessions_,
+        [this](std::string key, std::string value) { data_[std::move(key)] = std::move(value); },
+        [this](const std::string& key) { data_.erase(key); }));
+    applied_index_ = cmd.index;
+    applied_term_ = cmd.term;
+  }
+  sessions_.evict(applied_index_);
+  return Status();
+}
+
+raft::Index MemoryKv::applied_index() const {
+  std::shared_lock lock(mu_);
+  return applied_index_;
+}
+
+raft::Term MemoryKv::applied_term() const {
+  std::shared_lock lock(mu_);
+  return applied_term_;
+}
+
+Result<std::optional<std::string>> MemoryKv::get(std::string_view key) const {
+  std::shared_lock lock(mu_);
+  auto it = data_.find(key);
+  if (it == data_.end())
+    return std::optional<std::string>();
+  return std::optional<std::string>(it->second);
+}
+
+Result<std::unique_ptr<Snapshot>> MemoryKv::snapshot() {
+  std::shared_lock lock(mu_);
+  std::string body;
+  put_u32(&body, kSnapshotMagic);
+  put_u64(&body, applied_index_);
+  put_u64(&body, applied_term_);
+  put_u64(&body, data_.size());
+  for (const auto& [key, value] : data_) {
+    put_bytes(&body, key);
+    put_bytes(&body, value);
+  }
+  put_bytes(&body, sessions_.serialize());
+  return std::unique_ptr<Snapshot>(
+      new MemorySnapshot(applied_index_, applied_term_, std::move(body)));
+}
+
+Status MemoryKv::restore(storage::Env* env, const std::string& dir, raft::Index index,
+                         raft::Term term) {
+  auto file = env->read_file(dir + kSnapshotFile);
+  if (!file.ok())
+    return file.status();
+  const std::string_view in = *file;
+  if (in.size() < 4 ||
+      checksum(in.substr(0, in.size() - 4)) != decode_u32(in.data() + in.size() - 4))
+    return Status::corruption("memory snapshot in " + dir + ": checksum mismatch");
+  Reader r(in.substr(0, in.size() - 4));
+  if (r.u32() != kSnapshotMagic)
+    return Status::corruption("memory snapshot in " + dir + ": not a memory snapshot");
+  const raft::Index file_index = r.u64();
+  const raft::Term file_term = r.u64();
+  if (file_index != index || file_term != term) {
+    return Status::corruption("memory snapshot in " + dir + " covers " +
+                              std::to_string(file_index) + ", expected " + std::to_string(index));
+  }
+  std::map<std::string, std::string, std::less<>> data;
+  const uint64_t count = r.u64();
+  for (uint64_t i = 0; i < count && r.ok(); ++i) {
+    std::string key(r.bytes());
+    data[std::move(key)] = std::string(r.bytes());
+  }
+  SessionTable sessions = sessions_;
+  if (Status s = sessions.parse(r.bytes()); !s.ok())
+    return s;
+  if (!r.done())
+    return Status::corruption("memory snapshot in " + dir + ": malformed");
+  std::unique_lock lock(mu_);
+  data_ = std::move(data);
+  sessions_ = std::move(sessions);
+  applied_index_ = index;
+  applied_term_ = term;
+  return Status();
+}
+
+}  // namespace raftnginx::fsm

@@ -1,0 +1,37 @@
+// MemoryKv: the key-value store held in memory (hraftd's map of string to string).
+//
+// Volatile: applied_index() is 0 after a restart and the node rebuilds it from the latest
+// snapshot plus the log. A snapshot copies the map under the lock, which pauses apply for the
+// copy: fine for the sizes this backend is meant for; use the RocksDB backend beyond that.
+#pragma once
+
+#include <map>
+#include <shared_mutex>
+
+#include "fsm/kv_store.h"
+
+namespace raftnginx::fsm {
+
+class MemoryKv final : public KvStore {
+ public:
+  explicit MemoryKv(uint64_t session_window = SessionTable::kDefaultWindow)
+      : sessions_(session_window) {}
+
+  std::string name() const override { return "memory"; }
+  Status apply(std::span<const Command> commands, std::vector<ApplyResult>* results) override;
+  raft::Index applied_index() const override;
+  raft::Term applied_term() const override;
+  Result<std::unique_ptr<Snapshot>> snapshot() override;
+  Status restore(storage::Env* env, const std::string& dir, raft::Index index,
+                 raft::Term term) override;
+  Result<std::optional<std::string>> get(std::string_view key) const override;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::map<std::string, std::string, std::less<>> data_;
+  SessionTable sessions_;
+  raft::Index applied_index_ = 0;
+  raft::Term applied_term_ = 0;
+};
+
+}  // namespace raftnginx::fsm

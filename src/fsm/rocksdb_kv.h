@@ -1,0 +1,52 @@
+// RocksDbKv: the key-value store on RocksDB, the default backend.
+//
+// Column families: "default" holds the keys and values, "sessions" the client sessions, "meta"
+// the applied index and term. Each apply() batch is one WriteBatch across all three, so the
+// effects and the applied index are durable together (the exactly-once contract of
+// state_machine.h). The batch is not fsynced: RocksDB's own WAL recovers a consistent prefix of
+// batches after a crash, and the node replays the log after whatever applied index survived.
+//
+// A snapshot is a RocksDB snapshot (free to take); write_to() streams its three column families
+// into SST files while apply goes on; restore() replaces the families with them.
+#pragma once
+
+#include <rocksdb/db.h>
+
+#include <memory>
+#include <shared_mutex>
+
+#include "fsm/kv_store.h"
+
+namespace raftnginx::fsm {
+
+class RocksDbKv final : public KvStore {
+ public:
+  // Opens (or creates) the store in `dir`.
+  static Result<std::unique_ptr<RocksDbKv>> open(
+      const std::string& dir, uint64_t session_window = SessionTable::kDefaultWindow);
+  ~RocksDbKv() override;
+
+  std::string name() const override { return "rocksdb"; }
+  Status apply(std::span<const Command> commands, std::vector<ApplyResult>* results) override;
+  raft::Index applied_index() const override;
+  raft::Term applied_term() const override;
+  Result<std::unique_ptr<Snapshot>> snapshot() override;
+  Status restore(storage::Env* env, const std::string& dir, raft::Index index,
+                 raft::Term term) override;
+  Result<std::optional<std::string>> get(std::string_view key) const override;
+
+ private:
+  RocksDbKv(std::string dir, uint64_t session_window);
+  Status load_meta_and_sessions();
+
+  const std::string dir_;
+  std::unique_ptr<rocksdb::DB> db_;
+  // [data, sessions, meta]; swapped by restore() under the exclusive lock.
+  std::vector<rocksdb::ColumnFamilyHandle*> families_;
+  mutable std::shared_mutex families_mu_;
+  SessionTable sessions_;
+  std::atomic<raft::Index> applied_index_{0};
+  std::atomic<raft::Term> applied_term_{0};
+};
+
+}  // namespace raftnginx::fsm

@@ -1,0 +1,85 @@
+// StateMachine: the interface a backend implements to receive the committed log.
+//
+// The node hands every committed command to apply() exactly once, in log order, also across
+// restarts, snapshots and elections. The contract that makes "exactly once" hold:
+//
+//   * A durable backend makes a batch's effects and the index of its last command durable
+//     together (one transaction or write batch); applied_index() reports that index after a
+//     restart, and the node never hands it a command at or below it.
+//   * A volatile backend reports 0 from applied_index() when it starts; the node restores the
+//     latest snapshot into it and replays the log after it.
+//   * snapshot() captures a point-in-time view cheaply; the node writes it out on another
+//     thread while apply() goes on. restore() replaces the whole state with a snapshot's,
+//     including its applied index.
+//
+// Entries without a command (a new leader's no-op, membership changes) are not handed to the
+// backend; the node keeps membership in its own metadata and in every snapshot.
+// apply() is called from one thread at a time; snapshot() from that same thread between batches;
+// reads of a backend's own (get and the like) may come from other threads.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "raft/types.h"
+#include "storage/env.h"
+#include "util/status.h"
+
+namespace raftnginx::fsm {
+
+struct Command {
+  raft::Index index = 0;
+  raft::Term term = 0;
+  // The client's request id (Idempotency-Key), empty if none: see SessionTable.
+  std::string_view request_id;
+  std::string_view data;
+};
+
+// What a command produced, handed back to the client whose write it was. A command the backend
+// refuses (malformed, unknown) gets an error here; the log still moves on.
+struct ApplyResult {
+  Status status;
+  std::string value;
+
+  bool operator==(const ApplyResult& other) const {
+    return status.code() == other.status.code() && status.message() == other.status.message() &&
+           value == other.value;
+  }
+};
+
+// A point-in-time view of a state machine.
+class Snapshot {
+ public:
+  virtual ~Snapshot() = default;
+  // The last command whose effects the view contains.
+  virtual raft::Index index() const = 0;
+  virtual raft::Term term() const = 0;
+  // Writes the view as files into `dir`, which exists and is empty. May run on another thread
+  // while the state machine applies further commands.
+  virtual Status write_to(storage::Env* env, const std::string& dir) = 0;
+};
+
+class StateMachine {
+ public:
+  virtual ~StateMachine() = default;
+
+  // A short name for logs and /status ("memory", "rocksdb", ...).
+  virtual std::string name() const = 0;
+  // Applies `commands` (consecutive in the log) and appends one result per command to
+  // `results`. A non-ok return means the backend itself failed (an I/O error): the node stops
+  // applying and reports it; nothing of the batch may then be durable.
+  virtual Status apply(std::span<const Command> commands, std::vector<ApplyResult>* results) = 0;
+  // The last index whose effects are durable (volatile backends: the last applied).
+  virtual raft::Index applied_index() const = 0;
+  virtual raft::Term applied_term() const = 0;
+  virtual Result<std::unique_ptr<Snapshot>> snapshot() = 0;
+  // Replaces the state with the snapshot files in `dir` (written by write_to on any node),
+  // which cover the log up to (index, term).
+  virtual Status restore(storage::Env* env, const std::string& dir, raft::Index index,
+                         raft::Term term) = 0;
+};
+
+}  // namespace raftnginx::fsm
