@@ -24,6 +24,15 @@ class WritableFile {
   virtual Status close() = 0;
 };
 
+// A file read from start to end in pieces, so that large files (snapshots) never sit in memory
+// whole.
+class SequentialFile {
+ public:
+  virtual ~SequentialFile() = default;
+  // Replaces *out with the next up to `n` bytes; fewer than `n` (possibly none) only at the end.
+  virtual Status read(size_t n, std::string* out) = 0;
+};
+
 class Env {
  public:
   virtual ~Env() = default;
@@ -34,6 +43,8 @@ class Env {
   // Opens `path` for appending, creating it if missing; its current size is returned in `size`.
   virtual Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
                                                                 uint64_t* size) = 0;
+  virtual Result<std::unique_ptr<SequentialFile>> open_for_read(const std::string& path) = 0;
+  // Reads a whole (small) file.
   virtual Result<std::string> read_file(const std::string& path) = 0;
   // Replaces `path` with `data` atomically and durably (temp file, fsync, rename, fsync dir).
   virtual Status write_file_atomically(const std::string& path, std::string_view data) = 0;

@@ -59,8 +59,46 @@ class PosixWritableFile final : public WritableFile {
   int fd_;
 };
 
+class PosixSequentialFile final : public SequentialFile {
+ public:
+  PosixSequentialFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
+  ~PosixSequentialFile() override { ::close(fd_); }
+
+  Status read(size_t n, std::string* out) override {
+    out->resize(n);
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::read(fd_, out->data() + got, n - got);
+      if (r < 0) {
+        if (errno == EINTR)
+          continue;
+        return errno_status("read " + path_, errno);
+      }
+      if (r == 0)
+        break;
+      got += static_cast<size_t>(r);
+    }
+    out->resize(got);
+    return Status();
+  }
+
+ private:
+  std::string path_;
+  int fd_;
+};
+
 class PosixEnv final : public Env {
  public:
+  Result<std::unique_ptr<SequentialFile>> open_for_read(const std::string& path) override {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      if (errno == ENOENT)
+        return Status::not_found(path);
+      return errno_status("open " + path, errno);
+    }
+    return std::unique_ptr<SequentialFile>(new PosixSequentialFile(path, fd));
+  }
+
   Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
                                                         uint64_t* size) override {
     const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -77,28 +115,16 @@ class PosixEnv final : public Env {
   }
 
   Result<std::string> read_file(const std::string& path) override {
-    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-      if (errno == ENOENT)
-        return Status::not_found(path);
-      return errno_status("open " + path, errno);
-    }
+    auto file = open_for_read(path);
+    if (!file.ok())
+      return file.status();
     std::string out;
-    char buf[1 << 16];
-    for (;;) {
-      const ssize_t n = ::read(fd, buf, sizeof buf);
-      if (n < 0) {
-        if (errno == EINTR)
-          continue;
-        const int err = errno;
-        ::close(fd);
-        return errno_status("read " + path, err);
-      }
-      if (n == 0)
-        break;
-      out.append(buf, static_cast<size_t>(n));
-    }
-    ::close(fd);
+    std::string piece;
+    do {
+      if (Status s = (*file)->read(1 << 16, &piece); !s.ok())
+        return s;
+      out += piece;
+    } while (!piece.empty());
     return out;
   }
 

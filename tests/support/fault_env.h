@@ -27,6 +27,9 @@ class FaultEnv final : public Env {
 
   Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
                                                         uint64_t* size) override;
+  Result<std::unique_ptr<SequentialFile>> open_for_read(const std::string& path) override {
+    return base_->open_for_read(path);
+  }
   Result<std::string> read_file(const std::string& path) override { return base_->read_file(path); }
   Status write_file_atomically(const std::string& path, std::string_view data) override;
   Result<std::vector<std::string>> list_dir(const std::string& path) override {

@@ -1,0 +1,231 @@
+#include "storage/snapshot_store.h"
+
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdio>
+
+#include "util/coding.h"
+
+namespace raftnginx::storage {
+namespace {
+
+constexpr uint8_t kMetaVersion = 1;
+constexpr const char* kMetaFile = "meta";
+
+std::string sealed_name(raft::Index index, raft::Term term) {
+  char name[48];
+  std::snprintf(name, sizeof name, "%020llu-%020llu", static_cast<unsigned long long>(index),
+                static_cast<unsigned long long>(term));
+  return name;
+}
+
+uint32_t crc_of(std::string_view data, uint32_t crc = 0) {
+  return static_cast<uint32_t>(
+      crc32_z(crc, reinterpret_cast<const Bytef*>(data.data()), data.size()));
+}
+
+// Size and crc32 of a file, read in 1 MiB pieces.
+Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::string& name) {
+  auto file = env->open_for_read(dir + "/" + name);
+  if (!file.ok())
+    return file.status();
+  SnapshotFile out{name, 0, 0};
+  std::string piece;
+  do {
+    if (Status s = (*file)->read(1 << 20, &piece); !s.ok())
+      return s;
+    out.size += piece.size();
+    out.crc = crc_of(piece, out.crc);
+  } while (!piece.empty());
+  return out;
+}
+
+void put_ids(std::string* out, const std::set<raft::NodeId>& ids) {
+  put_u32(out, static_cast<uint32_t>(ids.size()));
+  for (raft::NodeId id : ids)
+    put_u64(out, id);
+}
+
+std::set<raft::NodeId> read_ids(Reader& r) {
+  std::set<raft::NodeId> ids;
+  const uint32_t n = r.u32();
+  for (uint32_t i = 0; i < n && r.ok(); ++i)
+    ids.insert(r.u64());
+  return ids;
+}
+
+}  // namespace
+
+uint64_t SnapshotInfo::bytes() const {
+  uint64_t total = 0;
+  for (const SnapshotFile& f : files)
+    total += f.size;
+  return total;
+}
+
+std::string encode_snapshot_info(const SnapshotInfo& info) {
+  std::string out;
+  put_u8(&out, kMetaVersion);
+  put_u64(&out, info.meta.index);
+  put_u64(&out, info.meta.term);
+  put_ids(&out, info.meta.conf.voters);
+  put_ids(&out, info.meta.conf.learners);
+  put_u32(&out, static_cast<uint32_t>(info.member_contexts.size()));
+  for (const auto& [id, context] : info.member_contexts) {
+    put_u64(&out, id);
+    put_bytes(&out, context);
+  }
+  put_bytes(&out, info.fsm_name);
+  put_u32(&out, static_cast<uint32_t>(info.files.size()));
+  for (const SnapshotFile& f : info.files) {
+    put_bytes(&out, f.name);
+    put_u64(&out, f.size);
+    put_u32(&out, f.crc);
+  }
+  put_u32(&out, crc_of(out));
+  return out;
+}
+
+Result<SnapshotInfo> decode_snapshot_info(std::string_view data) {
+  if (data.size() < 4 ||
+      crc_of(data.substr(0, data.size() - 4)) != decode_u32(data.data() + data.size() - 4)) {
+    return Status::corruption("snapshot meta: checksum mismatch");
+  }
+  Reader r(data.substr(0, data.size() - 4));
+  if (r.u8() != kMetaVersion)
+    return Status::not_supported("snapshot meta: unknown version");
+  SnapshotInfo info;
+  info.meta.index = r.u64();
+  info.meta.term = r.u64();
+  info.meta.conf.voters = read_ids(r);
+  info.meta.conf.learners = read_ids(r);
+  const uint32_t contexts = r.u32();
+  for (uint32_t i = 0; i < contexts && r.ok(); ++i) {
+    const raft::NodeId id = r.u64();
+    info.member_contexts[id] = std::string(r.bytes());
+  }
+  info.fsm_name = std::string(r.bytes());
+  const uint32_t files = r.u32();
+  for (uint32_t i = 0; i < files && r.ok(); ++i) {
+    SnapshotFile f;
+    f.name = std::string(r.bytes());
+    f.size = r.u64();
+    f.crc = r.u32();
+    if (f.name.empty() || f.name.find('/') != std::string::npos || f.name == kMetaFile)
+      return Status::corruption("snapshot meta: bad file name '" + f.name + "'");
+    info.files.push_back(std::move(f));
+  }
+  if (!r.done())
+    return Status::corruption("snapshot meta: malformed");
+  return info;
+}
+
+Result<std::unique_ptr<SnapshotStore>> SnapshotStore::open(Env* env, const std::string& dir,
+                                                           size_t retain) {
+  if (Status s = env->create_dirs(dir); !s.ok())
+    return s;
+  std::unique_ptr<SnapshotStore> store(new SnapshotStore(env, dir, std::max<size_t>(retain, 1)));
+  if (Status s = store->load(); !s.ok())
+    return s;
+  return store;
+}
+
+Status SnapshotStore::load() {
+  auto names = env_->list_dir(dir_);
+  if (!names.ok())
+    return names.status();
+  for (const std::string& name : *names) {
+    const std::string path = dir_ + "/" + name;
+    if (name.rfind("tmp-", 0) == 0) {
+      if (Status s = env_->remove_all(path); !s.ok())
+        return s;
+      continue;
+    }
+    auto meta = env_->read_file(path + "/" + kMetaFile);
+    if (!meta.ok())
+      continue;  // not a snapshot directory, or one whose meta never made it
+    auto info = decode_snapshot_info(*meta);
+    if (!info.ok() || sealed_name(info->meta.index, info->meta.term) != name)
+      continue;
+    info.value().dir = path;
+    snapshots_.push_back(std::move(info).value());
+  }
+  std::sort(snapshots_.begin(), snapshots_.end(), [](const SnapshotInfo& a, const SnapshotInfo& b) {
+    return a.meta.index < b.meta.index;
+  });
+  return Status();
+}
+
+Result<std::string> SnapshotStore::begin() {
+  std::string path;
+  do {
+    path = dir_ + "/tmp-" + std::to_string(next_tmp_++);
+  } while (env_->exists(path));
+  if (Status s = env_->create_dirs(path); !s.ok())
+    return s;
+  return path;
+}
+
+void SnapshotStore::abort(const std::string& tmp_dir) {
+  (void)env_->remove_all(tmp_dir);
+}
+
+Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotInfo info) {
+  auto names = env_->list_dir(tmp_dir);
+  if (!names.ok())
+    return names.status();
+  info.files.clear();
+  for (const std::string& name : *names) {
+    auto file = scan_file(env_, tmp_dir, name);
+    if (!file.ok())
+      return file.status();
+    info.files.push_back(std::move(file).value());
+  }
+  if (Status s = env_->write_file_atomically(tmp_dir + "/" + kMetaFile, encode_snapshot_info(info));
+      !s.ok())
+    return s;
+  if (Status s = env_->sync_dir(tmp_dir); !s.ok())
+    return s;
+  const std::string final_dir = dir_ + "/" + sealed_name(info.meta.index, info.meta.term);
+  if (env_->exists(final_dir)) {
+    // The same snapshot again (a retried receive): keep the one already sealed.
+    abort(tmp_dir);
+  } else {
+    if (Status s = env_->rename(tmp_dir, final_dir); !s.ok())
+      return s;
+    if (Status s = env_->sync_dir(dir_); !s.ok())
+      return s;
+    info.dir = final_dir;
+    snapshots_.push_back(info);
+    std::sort(
+        snapshots_.begin(), snapshots_.end(),
+        [](const SnapshotInfo& a, const SnapshotInfo& b) { return a.meta.index < b.meta.index; });
+  }
+  while (snapshots_.size() > retain_) {
+    if (Status s = env_->remove_all(snapshots_.front().dir); !s.ok())
+      return s;
+    snapshots_.erase(snapshots_.begin());
+  }
+  info.dir = final_dir;
+  return info;
+}
+
+Status SnapshotStore::verify(const SnapshotInfo& info) const {
+  for (const SnapshotFile& f : info.files) {
+    auto got = scan_file(env_, info.dir, f.name);
+    if (!got.ok())
+      return got.status();
+    if (got->size != f.size || got->crc != f.crc)
+      return Status::corruption("snapshot file " + info.dir + "/" + f.name + " is damaged");
+  }
+  return Status();
+}
+
+std::optional<SnapshotInfo> SnapshotStore::latest() const {
+  if (snapshots_.empty())
+    return std::nullopt;
+  return snapshots_.back();
+}
+
+}  // namespace raftnginx::storage

@@ -1,0 +1,78 @@
+// SnapshotStore: snapshots on disk, one directory each, the newest few kept.
+//
+//   <dir>/<index, 20 digits>-<term, 20 digits>/   a sealed snapshot
+//       meta                 index, term, membership (with each member's context), the state
+//                            machine's name, and every file's size and crc32
+//       ...                  the state machine's own files (written by Snapshot::write_to)
+//   <dir>/tmp-<n>/           one being written or received; removed at open (a crash left it)
+//
+// A snapshot becomes visible only by the rename that seals it, after its files and meta are
+// fsynced, so a crash never leaves a half-written snapshot that looks whole.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "raft/types.h"
+#include "storage/env.h"
+
+namespace raftnginx::storage {
+
+struct SnapshotFile {
+  std::string name;
+  uint64_t size = 0;
+  uint32_t crc = 0;
+};
+
+struct SnapshotInfo {
+  raft::SnapshotMeta meta;
+  // Each member's context (its addresses), as the membership changes carried them.
+  std::map<raft::NodeId, std::string> member_contexts;
+  std::string fsm_name;
+  std::vector<SnapshotFile> files;
+  std::string dir;  // where it lives
+
+  uint64_t bytes() const;
+};
+
+class SnapshotStore {
+ public:
+  // Opens the store in `dir` (created if missing), keeping the newest `retain` snapshots.
+  static Result<std::unique_ptr<SnapshotStore>> open(Env* env, const std::string& dir,
+                                                     size_t retain);
+
+  // A fresh, empty directory to write a snapshot into.
+  Result<std::string> begin();
+  // Seals the snapshot written into `tmp_dir` (from begin()) and prunes older ones beyond
+  // `retain`. `info.files` and `info.dir` are filled in here.
+  Result<SnapshotInfo> commit(const std::string& tmp_dir, SnapshotInfo info);
+  // Discards a snapshot begun but not sealed.
+  void abort(const std::string& tmp_dir);
+  // Checks every file of a snapshot against its recorded size and checksum.
+  Status verify(const SnapshotInfo& info) const;
+
+  // The newest sealed snapshot, if any.
+  std::optional<SnapshotInfo> latest() const;
+  // Sealed snapshots, oldest first.
+  const std::vector<SnapshotInfo>& snapshots() const { return snapshots_; }
+
+ private:
+  SnapshotStore(Env* env, std::string dir, size_t retain)
+      : env_(env), dir_(std::move(dir)), retain_(retain) {}
+  Status load();
+
+  Env* env_;
+  const std::string dir_;
+  const size_t retain_;
+  uint64_t next_tmp_ = 0;
+  std::vector<SnapshotInfo> snapshots_;
+};
+
+// The encoding of a snapshot's meta file, also used to send snapshot metadata to a peer.
+std::string encode_snapshot_info(const SnapshotInfo& info);
+Result<SnapshotInfo> decode_snapshot_info(std::string_view data);
+
+}  // namespace raftnginx::storage
