@@ -4,12 +4,14 @@
 
 namespace raftnginx::raft {
 
-BootstrapState bootstrap_state(const ConfState& initial_members) {
+BootstrapState bootstrap_state(const ConfState& initial_members,
+                               const std::map<NodeId, std::string>& contexts) {
   BootstrapState out;
-  auto add = [&out](ConfChangeType type, NodeId id) {
+  auto add = [&](ConfChangeType type, NodeId id) {
     const Index index = out.entries.size() + 1;
-    out.entries.push_back(
-        Entry{1, index, EntryType::kConfChange, encode_conf_change(ConfChange{type, id, {}})});
+    auto context = contexts.find(id);
+    const ConfChange cc{type, id, context == contexts.end() ? std::string() : context->second};
+    out.entries.push_back(Entry{1, index, EntryType::kConfChange, encode_conf_change(cc)});
   };
   for (NodeId id : initial_members.voters)
     add(ConfChangeType::kAddVoter, id);

@@ -17,6 +17,7 @@
 // called again until advance(). Nothing here blocks, reads a clock or does I/O.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -76,7 +77,8 @@ struct BootstrapState {
   std::vector<Entry> entries;
   HardState hard_state;
 };
-BootstrapState bootstrap_state(const ConfState& initial_members);
+BootstrapState bootstrap_state(const ConfState& initial_members,
+                               const std::map<NodeId, std::string>& contexts = {});
 
 class RawNode {
  public:

@@ -171,7 +171,8 @@ void SnapshotStore::abort(const std::string& tmp_dir) {
   (void)env_->remove_all(tmp_dir);
 }
 
-Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotInfo info) {
+Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotInfo info,
+                                           const std::vector<SnapshotFile>* expected) {
   auto names = env_->list_dir(tmp_dir);
   if (!names.ok())
     return names.status();
@@ -181,6 +182,17 @@ Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotI
     if (!file.ok())
       return file.status();
     info.files.push_back(std::move(file).value());
+  }
+  if (expected) {
+    auto same = [](const SnapshotFile& a, const SnapshotFile& b) {
+      return a.name == b.name && a.size == b.size && a.crc == b.crc;
+    };
+    if (!std::equal(info.files.begin(), info.files.end(), expected->begin(), expected->end(),
+                    same)) {
+      abort(tmp_dir);
+      return Status::corruption("received snapshot " + std::to_string(info.meta.index) +
+                                " does not match its checksums");
+    }
   }
   if (Status s = env_->write_file_atomically(tmp_dir + "/" + kMetaFile, encode_snapshot_info(info));
       !s.ok())

@@ -47,8 +47,11 @@ class SnapshotStore {
   // A fresh, empty directory to write a snapshot into.
   Result<std::string> begin();
   // Seals the snapshot written into `tmp_dir` (from begin()) and prunes older ones beyond
-  // `retain`. `info.files` and `info.dir` are filled in here.
-  Result<SnapshotInfo> commit(const std::string& tmp_dir, SnapshotInfo info);
+  // `retain`. `info.files` and `info.dir` are filled in here. With `expected` (a snapshot
+  // received from a peer), the files must match it in names, sizes and checksums, or the
+  // snapshot is discarded as Corruption.
+  Result<SnapshotInfo> commit(const std::string& tmp_dir, SnapshotInfo info,
+                              const std::vector<SnapshotFile>* expected = nullptr);
   // Discards a snapshot begun but not sealed.
   void abort(const std::string& tmp_dir);
   // Checks every file of a snapshot against its recorded size and checksum.

@@ -1,0 +1,144 @@
+#include "audit_log.h"
+
+#include <cstdio>
+
+namespace raftnginx::examples {
+namespace {
+
+constexpr const char* kSnapshotFile = "/audit.log";
+
+class PrefixSnapshot final : public fsm::Snapshot {
+ public:
+  PrefixSnapshot(std::string path, uint64_t size, raft::Index index, raft::Term term)
+      : path_(std::move(path)), size_(size), index_(index), term_(term) {}
+  raft::Index index() const override { return index_; }
+  raft::Term term() const override { return term_; }
+  Status write_to(storage::Env* env, const std::string& dir) override {
+    auto data = env->read_file(path_);
+    if (!data.ok())
+      return data.status();
+    if (data->size() < size_)
+      return Status::corruption(path_ + " shrank under a snapshot");
+    return env->write_file_atomically(dir + kSnapshotFile,
+                                      std::string_view(*data).substr(0, size_));
+  }
+
+ private:
+  std::string path_;
+  uint64_t size_;
+  raft::Index index_;
+  raft::Term term_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<AuditLog>> AuditLog::open(storage::Env* env, std::string path) {
+  std::unique_ptr<AuditLog> log(new AuditLog(env, std::move(path)));
+  if (Status s = log->load(); !s.ok())
+    return s;
+  return log;
+}
+
+Status AuditLog::load() {
+  std::string data;
+  if (auto existing = env_->read_file(path_); existing.ok()) {
+    data = std::move(existing).value();
+  } else if (existing.status().code() != Status::Code::kNotFound) {
+    return existing.status();
+  }
+  // Keep whole lines only; the last one may have been cut short by a crash.
+  const size_t end = data.rfind('\n');
+  const uint64_t keep = end == std::string::npos ? 0 : end + 1;
+  if (keep < data.size()) {
+    if (Status s = env_->truncate(path_, keep); !s.ok())
+      return s;
+  }
+  applied_index_ = 0;
+  applied_term_ = 0;
+  if (keep > 0) {
+    const size_t start = data.rfind('\n', keep - 2);
+    const std::string last = data.substr(start == std::string::npos ? 0 : start + 1);
+    unsigned long long index = 0;
+    unsigned long long term = 0;
+    if (std::sscanf(last.c_str(), "%llu %llu", &index, &term) != 2)
+      return Status::corruption(path_ + ": unreadable last line");
+    applied_index_ = index;
+    applied_term_ = term;
+  }
+  auto file = env_->open_for_append(path_, &size_);
+  if (!file.ok())
+    return file.status();
+  file_ = std::move(file).value();
+  return Status();
+}
+
+Status AuditLog::apply(std::span<const fsm::Command> commands,
+                       std::vector<fsm::ApplyResult>* results) {
+  std::lock_guard lock(mu_);
+  std::string lines;
+  raft::Index last = 0;
+  raft::Term last_term = 0;
+  for (const fsm::Command& c : commands) {
+    if (c.data.find('\n') != std::string_view::npos) {
+      // One line per command; a refused command changes nothing, so replaying it is harmless.
+      results->push_back(fsm::ApplyResult{Status::invalid_argument("newline in command"), {}});
+      continue;
+    }
+    last = c.index;
+    last_term = c.term;
+    lines += std::to_string(c.index) + " " + std::to_string(c.term) + " ";
+    lines.append(c.data);
+    lines += '\n';
+    results->push_back(fsm::ApplyResult{Status(), std::to_string(c.index)});
+  }
+  // The lines carry their indexes: written and synced together, they are the applied index.
+  if (lines.empty())
+    return Status();
+  if (Status s = file_->append(lines); !s.ok())
+    return s;
+  if (Status s = file_->sync(); !s.ok())
+    return s;
+  size_ += lines.size();
+  applied_index_ = last;
+  applied_term_ = last_term;
+  return Status();
+}
+
+raft::Index AuditLog::applied_index() const {
+  std::lock_guard lock(mu_);
+  return applied_index_;
+}
+
+raft::Term AuditLog::applied_term() const {
+  std::lock_guard lock(mu_);
+  return applied_term_;
+}
+
+Result<std::unique_ptr<fsm::Snapshot>> AuditLog::snapshot() {
+  std::lock_guard lock(mu_);
+  return std::unique_ptr<fsm::Snapshot>(
+      new PrefixSnapshot(path_, size_, applied_index_, applied_term_));
+}
+
+Status AuditLog::restore(storage::Env* env, const std::string& dir, raft::Index index,
+                         raft::Term term) {
+  auto data = env->read_file(dir + kSnapshotFile);
+  if (!data.ok())
+    return data.status();
+  std::lock_guard lock(mu_);
+  if (Status s = file_->close(); !s.ok())
+    return s;
+  if (Status s = env_->write_file_atomically(path_, *data); !s.ok())
+    return s;
+  if (Status s = load(); !s.ok())
+    return s;
+  if (applied_index_ != index || applied_term_ != term)
+    return Status::corruption("audit snapshot does not end at " + std::to_string(index));
+  return Status();
+}
+
+Result<std::string> AuditLog::contents() const {
+  return env_->read_file(path_);
+}
+
+}  // namespace raftnginx::examples

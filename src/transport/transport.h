@@ -1,0 +1,48 @@
+// Transport: how a node's messages reach its peers. The TCP implementation lives beside this
+// interface; tests use LocalTransport (one process, many nodes).
+//
+// Raft tolerates loss, so send() never blocks and drops what it cannot deliver. Snapshots are
+// files, streamed by the transport in chunks; the receiving side stages them in the node's
+// snapshot store before the accompanying message is handed over.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "raft/types.h"
+#include "storage/snapshot_store.h"
+
+namespace raftnginx::transport {
+
+// The receiving end, implemented by the node.
+class Receiver {
+ public:
+  virtual ~Receiver() = default;
+  virtual void receive(raft::Message m) = 0;
+  // A fresh directory to stage an incoming snapshot's files in.
+  virtual Result<std::string> begin_snapshot_receive() = 0;
+  // The files of `info` are complete in `staged_dir`: seal them and step `m`. Returns whether
+  // the snapshot was accepted (its checksums matched).
+  virtual Status finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
+                                         storage::SnapshotInfo info) = 0;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  // Where this node's inbound traffic goes. Called once, before peers can reach it.
+  virtual void set_receiver(raft::NodeId self, Receiver* receiver) = 0;
+  // The members and their contexts (addresses); called whenever membership changes.
+  virtual void update_peers(const std::map<raft::NodeId, std::string>& contexts) = 0;
+  virtual void send(std::vector<raft::Message> messages) = 0;
+  // Streams the snapshot files of `info` and then `m` to m.to; `done` reports the outcome (it
+  // may run on any thread).
+  virtual void send_snapshot(raft::Message m, storage::SnapshotInfo info,
+                             std::function<void(bool delivered)> done) = 0;
+  // Detaches this node: nothing is delivered to its receiver once this returns.
+  virtual void close(raft::NodeId self) = 0;
+};
+
+}  // namespace raftnginx::transport
