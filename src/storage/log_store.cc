@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "util/coding.h"
+#include "raft/encoding.h"
 
 namespace raftnginx::storage {
 namespace {
@@ -37,12 +37,8 @@ std::string encode_batch(const std::vector<raft::Entry>& entries,
     put_u64(&out, hs->commit);
   }
   put_u32(&out, static_cast<uint32_t>(entries.size()));
-  for (const raft::Entry& e : entries) {
-    put_u64(&out, e.term);
-    put_u64(&out, e.index);
-    put_u8(&out, static_cast<uint8_t>(e.type));
-    put_bytes(&out, e.data.view());
-  }
+  for (const raft::Entry& e : entries)
+    raft::put_entry(&out, e);
   return out;
 }
 
@@ -177,14 +173,9 @@ Status LogStore::replay_record(uint8_t type, std::string_view payload, Segment& 
   std::vector<raft::Entry> entries;
   entries.reserve(std::min<uint32_t>(count, 1 << 16));
   for (uint32_t i = 0; i < count && r.ok(); ++i) {
-    raft::Entry e;
-    e.term = r.u64();
-    e.index = r.u64();
-    const uint8_t entry_type = r.u8();
-    if (entry_type > static_cast<uint8_t>(raft::EntryType::kConfChange))
-      return Status::corruption("unknown entry type " + std::to_string(entry_type));
-    e.type = static_cast<raft::EntryType>(entry_type);
-    e.data = std::string(r.bytes());
+    raft::Entry e = raft::read_entry(r);
+    if (!r.ok())
+      break;
     if (!entries.empty() && e.index != entries.back().index + 1)
       return Status::corruption("entries out of order");
     entries.push_back(std::move(e));

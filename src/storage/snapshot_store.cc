@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "util/coding.h"
+#include "raft/encoding.h"
 
 namespace raftnginx::storage {
 namespace {
@@ -41,20 +41,6 @@ Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::stri
   return out;
 }
 
-void put_ids(std::string* out, const std::set<raft::NodeId>& ids) {
-  put_u32(out, static_cast<uint32_t>(ids.size()));
-  for (raft::NodeId id : ids)
-    put_u64(out, id);
-}
-
-std::set<raft::NodeId> read_ids(Reader& r) {
-  std::set<raft::NodeId> ids;
-  const uint32_t n = r.u32();
-  for (uint32_t i = 0; i < n && r.ok(); ++i)
-    ids.insert(r.u64());
-  return ids;
-}
-
 }  // namespace
 
 uint64_t SnapshotInfo::bytes() const {
@@ -69,8 +55,7 @@ std::string encode_snapshot_info(const SnapshotInfo& info) {
   put_u8(&out, kMetaVersion);
   put_u64(&out, info.meta.index);
   put_u64(&out, info.meta.term);
-  put_ids(&out, info.meta.conf.voters);
-  put_ids(&out, info.meta.conf.learners);
+  raft::put_conf_state(&out, info.meta.conf);
   put_u32(&out, static_cast<uint32_t>(info.member_contexts.size()));
   for (const auto& [id, context] : info.member_contexts) {
     put_u64(&out, id);
@@ -98,8 +83,7 @@ Result<SnapshotInfo> decode_snapshot_info(std::string_view data) {
   SnapshotInfo info;
   info.meta.index = r.u64();
   info.meta.term = r.u64();
-  info.meta.conf.voters = read_ids(r);
-  info.meta.conf.learners = read_ids(r);
+  info.meta.conf = raft::read_conf_state(r);
   const uint32_t contexts = r.u32();
   for (uint32_t i = 0; i < contexts && r.ok(); ++i) {
     const raft::NodeId id = r.u64();

@@ -55,6 +55,8 @@ class Reader {
     return take(n) ? in_.substr(pos_ - n, n) : std::string_view();
   }
 
+  // Marks the input as malformed (a value read was out of range).
+  void fail() { ok_ = false; }
   bool ok() const { return ok_; }
   bool done() const { return ok_ && pos_ == in_.size(); }
 
