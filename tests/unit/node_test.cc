@@ -15,21 +15,42 @@
 #include "fsm/rocksdb_kv.h"
 #include "temp_dir.h"
 #include "transport/local_transport.h"
+#include "transport/tcp_transport.h"
 
 namespace raftnginx::node {
 namespace {
 
 using namespace std::chrono_literals;
 
-// A 3-node cluster whose state machines come from a factory, restartable node by node.
+enum class Net { kLocal, kTcp };
+
+// A 3-node cluster whose state machines come from a factory, restartable node by node, over
+// LocalTransport or over TCP on loopback ports picked at start.
 class Cluster {
  public:
   using Factory = std::function<std::unique_ptr<fsm::StateMachine>(const std::string& dir)>;
 
-  Cluster(Factory factory, uint64_t snapshot_threshold = 8192)
-      : factory_(std::move(factory)), threshold_(snapshot_threshold) {
+  Cluster(Factory factory, uint64_t snapshot_threshold = 8192, Net net = Net::kLocal)
+      : factory_(std::move(factory)), threshold_(snapshot_threshold), net_(net) {
+    for (raft::NodeId id : {1, 2, 3}) {
+      open_transport(id);
+      contexts_[id] = net_ == Net::kTcp ? "raft=127.0.0.1:" + std::to_string(ports_[id]) : "";
+    }
     for (raft::NodeId id : {1, 2, 3})
       start(id);
+  }
+
+  void open_transport(raft::NodeId id) {
+    if (net_ == Net::kLocal) {
+      transports_[id] = std::make_unique<transport::LocalTransport>(&hub_);
+      return;
+    }
+    transport::TcpTransportOptions o;
+    o.listen = "127.0.0.1:" + std::to_string(ports_[id]);
+    auto t = transport::TcpTransport::start(o);
+    ASSERT_TRUE(t.ok()) << t.status().to_string();
+    ports_[id] = (*t)->port();
+    transports_[id] = std::move(t).value();
   }
   ~Cluster() {
     for (auto& [id, n] : nodes_)
@@ -46,12 +67,19 @@ class Cluster {
     o.snapshot_threshold = threshold_;
     o.trailing_logs = 10;
     o.bootstrap = raft::ConfState{{1, 2, 3}, {}};
-    auto node = Node::start(o, factory_(o.data_dir), &transports_.at(id));
+    o.bootstrap_contexts = contexts_;
+    if (!transports_[id])
+      open_transport(id);
+    auto node = Node::start(o, factory_(o.data_dir), transports_[id].get());
     ASSERT_TRUE(node.ok()) << node.status().to_string();
     nodes_[id] = std::move(node).value();
   }
   // Stops a node abruptly: no leadership handover, pending clients get errors.
-  void kill(raft::NodeId id) { nodes_[id].reset(); }
+  void kill(raft::NodeId id) {
+    nodes_[id].reset();
+    if (net_ == Net::kTcp)
+      transports_[id].reset();  // a restarted process binds its port again
+  }
   bool up(raft::NodeId id) const { return nodes_.at(id) != nullptr; }
   Node& node(raft::NodeId id) { return *nodes_.at(id); }
   transport::LocalHub& hub() { return hub_; }
@@ -121,13 +149,13 @@ class Cluster {
  private:
   raftnginx::testing::TempDir tmp_;
   transport::LocalHub hub_;
-  std::map<raft::NodeId, transport::LocalTransport> transports_{
-      {1, transport::LocalTransport(&hub_)},
-      {2, transport::LocalTransport(&hub_)},
-      {3, transport::LocalTransport(&hub_)}};
+  std::map<raft::NodeId, uint16_t> ports_;
+  std::map<raft::NodeId, std::string> contexts_;
+  std::map<raft::NodeId, std::unique_ptr<transport::Transport>> transports_;
   std::map<raft::NodeId, std::unique_ptr<Node>> nodes_;
   Factory factory_;
   uint64_t threshold_;
+  Net net_;
 };
 
 std::string set_cmd(const std::string& key, const std::string& value) {
@@ -139,11 +167,15 @@ std::string get(Node& n, const std::string& key) {
   return v.ok() && v->has_value() ? **v : "<missing>";
 }
 
-TEST(Node, WriteOnLeaderIsReadOnEveryNode) {
-  Cluster c([](const std::string& dir) {
-    EXPECT_TRUE(storage::Env::posix()->create_dirs(dir).ok());
-    return std::move(fsm::RocksDbKv::open(dir + "/kv")).value();
-  });
+class NodeOverNet : public ::testing::TestWithParam<Net> {};
+
+TEST_P(NodeOverNet, WriteOnLeaderIsReadOnEveryNode) {
+  Cluster c(
+      [](const std::string& dir) {
+        EXPECT_TRUE(storage::Env::posix()->create_dirs(dir).ok());
+        return std::move(fsm::RocksDbKv::open(dir + "/kv")).value();
+      },
+      8192, GetParam());
   ASSERT_TRUE(c.write(set_cmd("user1", "batman")).ok());
   ASSERT_TRUE(c.wait_converged());
   for (raft::NodeId id : {1, 2, 3})
@@ -195,14 +227,14 @@ TEST(Node, MemoryBackendIsRebuiltAfterRestart) {
 // Every committed command reaches each node's state machine exactly once, across 50 abrupt
 // restarts (the leader included) under a steady stream of writes, and with snapshots taken
 // and installed along the way.
-TEST(Node, ExactlyOnceAcrossRestarts) {
+TEST_P(NodeOverNet, ExactlyOnceAcrossRestarts) {
   storage::Env* env = storage::Env::posix();
   Cluster c(
       [env](const std::string& dir) {
-        env->create_dirs(dir).ok();
+        EXPECT_TRUE(env->create_dirs(dir).ok());
         return std::move(examples::AuditLog::open(env, dir + "/audit.log")).value();
       },
-      /*snapshot_threshold=*/40);
+      /*snapshot_threshold=*/40, GetParam());
   std::atomic<bool> writing{true};
   std::atomic<int> acknowledged{0};
   std::mutex cluster_mu;  // the writer and the killer share the cluster
@@ -270,6 +302,11 @@ TEST(Node, ExactlyOnceAcrossRestarts) {
   for (raft::NodeId id : {1, 2, 3})
     EXPECT_GT(c.node(id).status().snapshot_index, 0u) << "node " << id;
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, NodeOverNet, ::testing::Values(Net::kLocal, Net::kTcp),
+                         [](const auto& info) {
+                           return info.param == Net::kTcp ? "Tcp" : "Local";
+                         });
 
 }  // namespace
 }  // namespace raftnginx::node

@@ -1,0 +1,491 @@
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
+
+#include "transport/tcp_transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "raft/encoding.h"
+#include "util/coding.h"
+
+namespace raftnginx::transport {
+namespace {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using asio::ip::tcp;
+using namespace std::chrono_literals;
+
+constexpr char kMagic[4] = {'R', 'N', 'G', 'X'};
+constexpr uint8_t kProtocolVersion = 1;
+enum FrameType : uint8_t {
+  kHello = 1,
+  kMessageFrame = 2,
+  kSnapshotBegin = 3,
+  kSnapshotChunk = 4,
+  kSnapshotEnd = 5,
+  kSnapshotAck = 6,
+};
+
+std::string frame(uint8_t type, std::string_view payload) {
+  std::string out;
+  out.reserve(5 + payload.size());
+  put_u32(&out, static_cast<uint32_t>(1 + payload.size()));
+  put_u8(&out, type);
+  out.append(payload);
+  return out;
+}
+
+std::string hello_frame(const std::string& cluster_id, raft::NodeId from) {
+  std::string payload(kMagic, 4);
+  put_u8(&payload, kProtocolVersion);
+  put_bytes(&payload, cluster_id);
+  put_u64(&payload, from);
+  return frame(kHello, payload);
+}
+
+bool split_host_port(const std::string& address, std::string* host, std::string* port) {
+  const size_t colon = address.rfind(':');
+  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
+    return false;
+  *host = address.substr(0, colon);
+  if (host->size() > 2 && host->front() == '[' && host->back() == ']')
+    *host = host->substr(1, host->size() - 2);
+  *port = address.substr(colon + 1);
+  return true;
+}
+
+struct Frame {
+  uint8_t type = 0;
+  std::string payload;
+};
+
+}  // namespace
+
+std::string raft_address_of(const std::string& context) {
+  const size_t at = context.find("raft=");
+  if (at == std::string::npos)
+    return context;
+  const size_t start = at + 5;
+  const size_t end = context.find(' ', start);
+  return context.substr(start, end == std::string::npos ? std::string::npos : end - start);
+}
+
+class TcpTransport::Impl {
+ public:
+  explicit Impl(TcpTransportOptions options) : opt(std::move(options)) {}
+  ~Impl() {
+    io.stop();
+    if (thread.joinable())
+      thread.join();
+  }
+
+  struct Peer {
+    explicit Peer(asio::io_context& io, std::string addr) : address(std::move(addr)), wake(io) {}
+    std::string address;
+    std::deque<std::string> queue;
+    uint64_t queued_bytes = 0;
+    asio::steady_timer wake;
+    bool removed = false;
+  };
+
+  // Reads one frame; false on a closed connection, an error or a frame over the limit.
+  awaitable<bool> read_frame(tcp::socket& sock, Frame& out) {
+    boost::system::error_code ec;
+    char header[4];
+    co_await asio::async_read(sock, asio::buffer(header, 4),
+                              asio::redirect_error(use_awaitable, ec));
+    if (ec)
+      co_return false;
+    const uint32_t length = decode_u32(header);
+    if (length == 0 || length > opt.max_frame_bytes) {
+      note_refused(sock, "frame of " + std::to_string(length) + " bytes");
+      sock.close(ec);
+      co_return false;
+    }
+    out.payload.resize(length);
+    co_await asio::async_read(sock, asio::buffer(out.payload),
+                              asio::redirect_error(use_awaitable, ec));
+    if (ec)
+      co_return false;
+    out.type = static_cast<uint8_t>(out.payload[0]);
+    out.payload.erase(0, 1);
+    co_return true;
+  }
+
+  awaitable<bool> write_all(tcp::socket& sock, const std::string& bytes) {
+    boost::system::error_code ec;
+    co_await asio::async_write(sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
+    co_return !ec;
+  }
+
+  void note_refused(tcp::socket& sock, const std::string& why) {
+    ++refused;
+    boost::system::error_code ec;
+    const auto remote = sock.remote_endpoint(ec);
+    spdlog::warn("raft port: refusing connection from {}: {}",
+                 ec ? std::string("?") : remote.address().to_string(), why);
+  }
+
+  std::string check_hello(const Frame& f) {
+    if (f.type != kHello || f.payload.size() < 5 || f.payload.compare(0, 4, kMagic, 4) != 0)
+      return "not the raft-nginx protocol";
+    Reader r(std::string_view(f.payload).substr(4));
+    const uint8_t version = r.u8();
+    const std::string_view cluster = r.bytes();
+    r.u64();
+    if (!r.done())
+      return "malformed hello";
+    if (version != kProtocolVersion)
+      return "protocol version " + std::to_string(version);
+    if (cluster != opt.cluster_id)
+      return "cluster id '" + std::string(cluster) + "' (this cluster is '" + opt.cluster_id + "')";
+    return {};
+  }
+
+  awaitable<void> accept_loop() {
+    for (;;) {
+      boost::system::error_code ec;
+      tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (!acceptor.is_open())
+          co_return;
+        continue;
+      }
+      asio::co_spawn(io, serve(std::move(sock)), asio::detached);
+    }
+  }
+
+  // One inbound connection: a hello, then messages or one snapshot stream.
+  awaitable<void> serve(tcp::socket sock) {
+    asio::steady_timer hello_deadline(io);
+    hello_deadline.expires_after(5s);
+    hello_deadline.async_wait([&sock](boost::system::error_code ec) {
+      if (!ec)
+        sock.close(ec);
+    });
+    Frame f;
+    const bool got_hello = co_await read_frame(sock, f);
+    hello_deadline.cancel();
+    if (!got_hello) {
+      if (sock.is_open())
+        note_refused(sock, "no hello");
+      co_return;
+    }
+    if (std::string why = check_hello(f); !why.empty()) {
+      note_refused(sock, why);
+      co_return;
+    }
+    std::string staged_dir;
+    storage::SnapshotInfo snapshot;
+    std::unique_ptr<storage::WritableFile> file;
+    std::string file_name;
+    for (;;) {
+      if (!co_await read_frame(sock, f))
+        co_return;
+      if (f.type == kMessageFrame) {
+        auto m = raft::decode_message(f.payload);
+        if (!m.ok()) {
+          note_refused(sock, m.status().to_string());
+          co_return;
+        }
+        std::lock_guard lock(receiver_mu);
+        if (receiver)
+          receiver->receive(std::move(m).value());
+      } else if (f.type == kSnapshotBegin) {
+        auto info = storage::decode_snapshot_info(f.payload);
+        Result<std::string> dir = Status::unavailable("node closed");
+        {
+          std::lock_guard lock(receiver_mu);
+          if (receiver)
+            dir = receiver->begin_snapshot_receive();
+        }
+        if (!info.ok() || !dir.ok())
+          co_return;
+        snapshot = std::move(info).value();
+        staged_dir = *dir;
+      } else if (f.type == kSnapshotChunk) {
+        Reader r(f.payload);
+        const std::string name(r.bytes());
+        const std::string_view bytes = r.bytes();
+        if (!r.done() || staged_dir.empty() || name.empty() ||
+            name.find('/') != std::string::npos) {
+          note_refused(sock, "malformed snapshot chunk");
+          co_return;
+        }
+        if (name != file_name) {
+          uint64_t size = 0;
+          auto opened = storage::Env::posix()->open_for_append(staged_dir + "/" + name, &size);
+          if (!opened.ok())
+            co_return;
+          file = std::move(opened).value();
+          file_name = name;
+        }
+        if (!file->append(bytes).ok())
+          co_return;
+      } else if (f.type == kSnapshotEnd) {
+        auto m = raft::decode_message(f.payload);
+        bool accepted = false;
+        if (m.ok() && !staged_dir.empty() && (!file || file->sync().ok())) {
+          file.reset();
+          std::lock_guard lock(receiver_mu);
+          if (receiver) {
+            Status s =
+                receiver->finish_snapshot_receive(std::move(m).value(), staged_dir, snapshot);
+            accepted = s.ok();
+            if (!s.ok())
+              spdlog::warn("raft port: snapshot {} refused: {}", snapshot.meta.index,
+                           s.to_string());
+          }
+        }
+        co_await write_all(sock, frame(kSnapshotAck, std::string(1, accepted ? '\1' : '\0')));
+        co_return;
+      } else {
+        note_refused(sock, "unknown frame type " + std::to_string(f.type));
+        co_return;
+      }
+    }
+  }
+
+  awaitable<bool> connect(tcp::socket& sock, const std::string& address) {
+    std::string host;
+    std::string port;
+    if (!split_host_port(address, &host, &port))
+      co_return false;
+    boost::system::error_code ec;
+    tcp::resolver resolver(io);
+    auto endpoints =
+        co_await resolver.async_resolve(host, port, asio::redirect_error(use_awaitable, ec));
+    if (ec)
+      co_return false;
+    asio::steady_timer deadline(io);
+    deadline.expires_after(2s);
+    deadline.async_wait([&sock](boost::system::error_code e) {
+      if (!e)
+        sock.close(e);
+    });
+    co_await asio::async_connect(sock, endpoints, asio::redirect_error(use_awaitable, ec));
+    deadline.cancel();
+    if (ec || !sock.is_open())
+      co_return false;
+    sock.set_option(tcp::no_delay(true), ec);
+    co_return co_await write_all(sock, hello_frame(opt.cluster_id, self));
+  }
+
+  // Keeps one connection to a peer and drains its queue into it, reconnecting with backoff.
+  awaitable<void> peer_loop(std::shared_ptr<Peer> peer) {
+    auto backoff = 50ms;
+    while (!peer->removed) {
+      tcp::socket sock(io);
+      if (co_await connect(sock, peer->address)) {
+        backoff = 50ms;
+        for (;;) {
+          if (peer->removed)
+            co_return;
+          if (peer->queue.empty()) {
+            boost::system::error_code ec;
+            peer->wake.expires_at(asio::steady_timer::time_point::max());
+            co_await peer->wake.async_wait(asio::redirect_error(use_awaitable, ec));
+            continue;
+          }
+          std::string batch;
+          while (!peer->queue.empty() && batch.size() < (1u << 20)) {
+            batch += peer->queue.front();
+            peer->queued_bytes -= peer->queue.front().size();
+            peer->queue.pop_front();
+          }
+          if (!co_await write_all(sock, batch))
+            break;
+        }
+      }
+      // Messages queued for a dead connection are stale by the time it is back: Raft resends.
+      peer->queue.clear();
+      peer->queued_bytes = 0;
+      asio::steady_timer pause(io);
+      pause.expires_after(backoff);
+      boost::system::error_code ec;
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+      backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2s);
+    }
+  }
+
+  awaitable<void> stream_snapshot(std::string address, raft::Message m, storage::SnapshotInfo info,
+                                  std::function<void(bool)> done) {
+    tcp::socket sock(io);
+    bool ok = co_await connect(sock, address);
+    ok = ok && co_await write_all(sock, frame(kSnapshotBegin, storage::encode_snapshot_info(info)));
+    for (const storage::SnapshotFile& f : info.files) {
+      if (!ok)
+        break;
+      auto file = storage::Env::posix()->open_for_read(info.dir + "/" + f.name);
+      if (!file.ok()) {
+        ok = false;
+        break;
+      }
+      std::string piece;
+      for (;;) {
+        if (!(*file)->read(opt.chunk_bytes, &piece).ok()) {
+          ok = false;
+          break;
+        }
+        if (piece.empty())
+          break;
+        std::string payload;
+        put_bytes(&payload, f.name);
+        put_bytes(&payload, piece);
+        if (!co_await write_all(sock, frame(kSnapshotChunk, payload))) {
+          ok = false;
+          break;
+        }
+      }
+    }
+    ok = ok && co_await write_all(sock, frame(kSnapshotEnd, raft::encode_message(m)));
+    Frame ack;
+    if (ok)
+      ok = co_await read_frame(sock, ack);
+    ok = ok && ack.type == kSnapshotAck && ack.payload == std::string(1, '\1');
+    done(ok);
+  }
+
+  TcpTransportOptions opt;
+  asio::io_context io;
+  tcp::acceptor acceptor{io};
+  std::thread thread;
+  std::atomic<uint64_t> refused{0};
+  raft::NodeId self = raft::kNoNode;
+  std::mutex receiver_mu;
+  Receiver* receiver = nullptr;
+  // I/O thread only.
+  std::map<raft::NodeId, std::shared_ptr<Peer>> peers;
+};
+
+TcpTransport::TcpTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+TcpTransport::~TcpTransport() {
+  asio::post(impl_->io, [impl = impl_.get()] {
+    boost::system::error_code ec;
+    impl->acceptor.close(ec);
+    for (auto& [id, peer] : impl->peers) {
+      peer->removed = true;
+      peer->wake.cancel();
+    }
+  });
+}
+
+Result<std::unique_ptr<TcpTransport>> TcpTransport::start(const TcpTransportOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  std::string host;
+  std::string port;
+  if (!split_host_port(options.listen, &host, &port))
+    return Status::invalid_argument("raft address '" + options.listen + "' is not host:port");
+  boost::system::error_code ec;
+  tcp::resolver resolver(impl->io);
+  auto endpoints = resolver.resolve(host, port, ec);
+  if (ec || endpoints.empty())
+    return Status::invalid_argument("cannot resolve raft address '" + options.listen +
+                                    "': " + ec.message());
+  const tcp::endpoint endpoint = *endpoints.begin();
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec)
+    impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (!ec)
+    impl->acceptor.bind(endpoint, ec);
+  if (!ec)
+    impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return Status::io_error("cannot listen on " + options.listen + ": " + ec.message());
+  asio::co_spawn(impl->io, impl->accept_loop(), asio::detached);
+  Impl* raw = impl.get();
+  impl->thread = std::thread([raw] {
+    auto guard = asio::make_work_guard(raw->io);
+    raw->io.run();
+  });
+  return std::unique_ptr<TcpTransport>(new TcpTransport(std::move(impl)));
+}
+
+uint16_t TcpTransport::port() const {
+  boost::system::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+uint64_t TcpTransport::refused_connections() const {
+  return impl_->refused.load();
+}
+
+void TcpTransport::set_receiver(raft::NodeId self, Receiver* receiver) {
+  std::lock_guard lock(impl_->receiver_mu);
+  impl_->self = self;
+  impl_->receiver = receiver;
+}
+
+void TcpTransport::close(raft::NodeId) {
+  std::lock_guard lock(impl_->receiver_mu);
+  impl_->receiver = nullptr;
+}
+
+void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& contexts) {
+  asio::post(impl_->io, [impl = impl_.get(), contexts] {
+    for (auto it = impl->peers.begin(); it != impl->peers.end();) {
+      auto found = contexts.find(it->first);
+      if (found == contexts.end() || raft_address_of(found->second) != it->second->address) {
+        it->second->removed = true;
+        it->second->wake.cancel();
+        it = impl->peers.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    for (const auto& [id, context] : contexts) {
+      const std::string address = raft_address_of(context);
+      if (id == impl->self || address.empty() || impl->peers.count(id))
+        continue;
+      auto peer = std::make_shared<Impl::Peer>(impl->io, address);
+      impl->peers[id] = peer;
+      asio::co_spawn(impl->io, impl->peer_loop(peer), asio::detached);
+    }
+  });
+}
+
+void TcpTransport::send(std::vector<raft::Message> messages) {
+  std::vector<std::pair<raft::NodeId, std::string>> frames;
+  frames.reserve(messages.size());
+  for (const raft::Message& m : messages)
+    frames.emplace_back(m.to, frame(kMessageFrame, raft::encode_message(m)));
+  asio::post(impl_->io, [impl = impl_.get(), frames = std::move(frames)]() mutable {
+    for (auto& [to, bytes] : frames) {
+      auto it = impl->peers.find(to);
+      if (it == impl->peers.end())
+        continue;
+      Impl::Peer& peer = *it->second;
+      if (peer.queued_bytes + bytes.size() > impl->opt.max_queue_bytes)
+        continue;  // a slow or dead peer: Raft resends what matters
+      peer.queued_bytes += bytes.size();
+      peer.queue.push_back(std::move(bytes));
+      peer.wake.cancel();
+    }
+  });
+}
+
+void TcpTransport::send_snapshot(raft::Message m, storage::SnapshotInfo info,
+                                 std::function<void(bool)> done) {
+  asio::post(impl_->io, [impl = impl_.get(), m = std::move(m), info = std::move(info),
+                         done = std::move(done)]() mutable {
+    auto it = impl->peers.find(m.to);
+    if (it == impl->peers.end()) {
+      done(false);
+      return;
+    }
+    asio::co_spawn(
+        impl->io,
+        impl->stream_snapshot(it->second->address, std::move(m), std::move(info), std::move(done)),
+        asio::detached);
+  });
+}
+
+}  // namespace raftnginx::transport
