@@ -415,6 +415,8 @@ void Node::propose(std::string command, std::string request_id, ProposeCallback 
         done = std::move(done)]() mutable {
     if (!failure_.ok())
       return done(failure_);
+    if (draining_)
+      return done(Status::unavailable("the node is shutting down"));
     auto r = core_->propose(encode_envelope(request_id, command));
     if (!r.ok())
       return done(r.status());
@@ -467,6 +469,36 @@ void Node::fail_pending(const Status& why) {
     done(why);
   for (auto& [index, done] : std::exchange(reads_waiting_apply_, {}))
     done(why);
+}
+
+void Node::shutdown(std::chrono::milliseconds timeout) {
+  post([this] {
+    draining_ = true;
+    const raft::NodeStatus st = core_->status();
+    if (st.role != raft::Role::kLeader)
+      return;
+    raft::NodeId best = raft::kNoNode;
+    raft::Index best_match = 0;
+    for (const raft::PeerStatus& p : st.peers) {
+      if (p.id != st.id && p.voter && (best == raft::kNoNode || p.match_index > best_match)) {
+        best = p.id;
+        best_match = p.match_index;
+      }
+    }
+    if (best != raft::kNoNode)
+      (void)core_->transfer_leadership(best);
+  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(options_.tick);
+    const NodeStatus st = status();
+    if (st.raft.role != raft::Role::kLeader && st.raft.leader != options_.id &&
+        st.raft.leader != raft::kNoNode)
+      break;  // someone else leads now
+    if (st.raft.role != raft::Role::kLeader && st.raft.conf.voters.size() <= 1)
+      break;
+  }
+  stop();
 }
 
 void Node::stop() {

@@ -85,6 +85,9 @@ class Node final : public transport::Receiver {
   void read_barrier(StatusCallback done);
   void change_membership(raft::ConfChange cc, ProposeCallback done);
   void transfer_leadership(raft::NodeId to, StatusCallback done);
+  // Graceful stop (SIGTERM): refuses new writes, hands leadership to the most up-to-date voter
+  // if this node leads and waits up to `timeout` for it to take over, then stops.
+  void shutdown(std::chrono::milliseconds timeout);
   // Stops the raft loop and closes storage. Pending callbacks get an error.
   void stop();
 
@@ -148,6 +151,7 @@ class Node final : public transport::Receiver {
   std::map<std::string, StatusCallback> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;
+  bool draining_ = false;
   std::thread snapshot_thread_;
   Status failure_;
 

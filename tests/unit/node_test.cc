@@ -303,6 +303,28 @@ TEST_P(NodeOverNet, ExactlyOnceAcrossRestarts) {
     EXPECT_GT(c.node(id).status().snapshot_index, 0u) << "node " << id;
 }
 
+// SIGTERM on the leader: leadership moves to a caught-up follower at once, without waiting for
+// an election timeout, and writes go on.
+TEST_P(NodeOverNet, GracefulShutdownOfLeaderHandsOverLeadership) {
+  Cluster c([](const std::string&) { return std::make_unique<fsm::MemoryKv>(); }, 8192, GetParam());
+  ASSERT_TRUE(c.write(set_cmd("before", "1")).ok());
+  const raft::NodeId old_leader = c.wait_for_leader();
+  const raft::Term old_term = c.node(old_leader).status().raft.hard_state.term;
+  c.node(old_leader).shutdown(2s);
+  // It stopped only after it saw another node lead: without the handover it would still have
+  // believed itself leader (its followers wait an election timeout before replacing it).
+  const raft::NodeId successor = c.node(old_leader).status().raft.leader;
+  EXPECT_NE(successor, old_leader);
+  EXPECT_NE(successor, raft::kNoNode);
+  c.kill(old_leader);
+  const raft::NodeId new_leader = c.wait_for_leader(2s);
+  ASSERT_NE(new_leader, raft::kNoNode);
+  EXPECT_NE(new_leader, old_leader);
+  // A transfer is one election, not a cascade of timeouts.
+  EXPECT_EQ(c.node(new_leader).status().raft.hard_state.term, old_term + 1);
+  ASSERT_TRUE(c.write(set_cmd("after", "2")).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, NodeOverNet, ::testing::Values(Net::kLocal, Net::kTcp),
                          [](const auto& info) {
                            return info.param == Net::kTcp ? "Tcp" : "Local";
