@@ -42,11 +42,13 @@ std::string frame(uint8_t type, std::string_view payload) {
   return out;
 }
 
-std::string hello_frame(const std::string& cluster_id, raft::NodeId from) {
+std::string hello_frame(const std::string& cluster_id, raft::NodeId from,
+                        const std::string& advertise) {
   std::string payload(kMagic, 4);
   put_u8(&payload, kProtocolVersion);
   put_bytes(&payload, cluster_id);
   put_u64(&payload, from);
+  put_bytes(&payload, advertise);
   return frame(kHello, payload);
 }
 
@@ -89,6 +91,8 @@ class TcpTransport::Impl {
   struct Peer {
     explicit Peer(asio::io_context& io, std::string addr) : address(std::move(addr)), wake(io) {}
     std::string address;
+    // Learned from a hello rather than configured: kept until membership names this id.
+    bool learned = false;
     std::deque<std::string> queue;
     uint64_t queued_bytes = 0;
     asio::steady_timer wake;
@@ -133,19 +137,27 @@ class TcpTransport::Impl {
                  ec ? std::string("?") : remote.address().to_string(), why);
   }
 
+  // Checks a hello; on success learns the sender's address if it is a peer we do not know.
   std::string check_hello(const Frame& f) {
     if (f.type != kHello || f.payload.size() < 5 || f.payload.compare(0, 4, kMagic, 4) != 0)
       return "not the raft-nginx protocol";
     Reader r(std::string_view(f.payload).substr(4));
     const uint8_t version = r.u8();
+    if (r.ok() && version != kProtocolVersion)
+      return "protocol version " + std::to_string(version);
     const std::string_view cluster = r.bytes();
-    r.u64();
+    const raft::NodeId from = r.u64();
+    const std::string address(r.bytes());
     if (!r.done())
       return "malformed hello";
-    if (version != kProtocolVersion)
-      return "protocol version " + std::to_string(version);
     if (cluster != opt.cluster_id)
       return "cluster id '" + std::string(cluster) + "' (this cluster is '" + opt.cluster_id + "')";
+    if (from != raft::kNoNode && from != self && !address.empty() && !peers.count(from)) {
+      auto peer = std::make_shared<Peer>(io, address);
+      peer->learned = true;
+      peers[from] = peer;
+      asio::co_spawn(io, peer_loop(peer), asio::detached);
+    }
     return {};
   }
 
@@ -275,7 +287,7 @@ class TcpTransport::Impl {
     if (ec || !sock.is_open())
       co_return false;
     sock.set_option(tcp::no_delay(true), ec);
-    co_return co_await write_all(sock, hello_frame(opt.cluster_id, self));
+    co_return co_await write_all(sock, hello_frame(opt.cluster_id, self, opt.advertise));
   }
 
   // Keeps one connection to a peer and drains its queue into it, reconnecting with backoff.
@@ -400,6 +412,8 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::start(const TcpTransportOpti
     impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
   if (ec)
     return Status::io_error("cannot listen on " + options.listen + ": " + ec.message());
+  if (impl->opt.advertise.empty())
+    impl->opt.advertise = host + ":" + std::to_string(impl->acceptor.local_endpoint().port());
   asio::co_spawn(impl->io, impl->accept_loop(), asio::detached);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {
@@ -433,7 +447,8 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& conte
   asio::post(impl_->io, [impl = impl_.get(), contexts] {
     for (auto it = impl->peers.begin(); it != impl->peers.end();) {
       auto found = contexts.find(it->first);
-      if (found == contexts.end() || raft_address_of(found->second) != it->second->address) {
+      const bool unnamed = found == contexts.end();
+      if (unnamed ? !it->second->learned : raft_address_of(found->second) != it->second->address) {
         it->second->removed = true;
         it->second->wake.cancel();
         it = impl->peers.erase(it);
@@ -443,8 +458,12 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& conte
     }
     for (const auto& [id, context] : contexts) {
       const std::string address = raft_address_of(context);
-      if (id == impl->self || address.empty() || impl->peers.count(id))
+      if (id == impl->self || address.empty())
         continue;
+      if (auto known = impl->peers.find(id); known != impl->peers.end()) {
+        known->second->learned = false;  // membership names it now
+        continue;
+      }
       auto peer = std::make_shared<Impl::Peer>(impl->io, address);
       impl->peers[id] = peer;
       asio::co_spawn(impl->io, impl->peer_loop(peer), asio::detached);

@@ -8,6 +8,7 @@
 //
 //   frame:  length (4, of what follows) | type (1) | payload
 //     1 hello            magic "RNGX" | version (1) | cluster id (4 + n) | sender id (8)
+//                        | sender's raft address (4 + n)
 //     2 message          raft/encoding.h message
 //     3 snapshot begin   storage snapshot meta (encode_snapshot_info)
 //     4 snapshot chunk   file name (4 + n) | bytes (4 + n)
@@ -29,6 +30,9 @@ namespace raftnginx::transport {
 struct TcpTransportOptions {
   // host:port to listen on; port 0 picks a free one (see TcpTransport::port()).
   std::string listen;
+  // The raft address peers reach this node at; default: the listen address (with the port
+  // actually bound). Peers that do not know this node yet (it just joined) learn it from here.
+  std::string advertise;
   std::string cluster_id = "raft-nginx";
   uint64_t max_queue_bytes = 64 << 20;
   uint64_t max_frame_bytes = 64 << 20;

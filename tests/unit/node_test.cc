@@ -57,7 +57,14 @@ class Cluster {
       n.reset();
   }
 
+  // Starts node `id`: one of the initial three (bootstrapping on first start), or a new node
+  // with an empty disk that waits to be added.
   void start(raft::NodeId id) {
+    if (!transports_[id]) {
+      open_transport(id);
+      contexts_.try_emplace(
+          id, net_ == Net::kTcp ? "raft=127.0.0.1:" + std::to_string(ports_[id]) : "");
+    }
     NodeOptions o;
     o.id = id;
     o.data_dir = tmp_.sub("node" + std::to_string(id));
@@ -66,10 +73,10 @@ class Cluster {
     o.heartbeat_ticks = 1;
     o.snapshot_threshold = threshold_;
     o.trailing_logs = 10;
-    o.bootstrap = raft::ConfState{{1, 2, 3}, {}};
-    o.bootstrap_contexts = contexts_;
-    if (!transports_[id])
-      open_transport(id);
+    if (id <= 3) {
+      o.bootstrap = raft::ConfState{{1, 2, 3}, {}};
+      o.bootstrap_contexts = {{1, contexts_[1]}, {2, contexts_[2]}, {3, contexts_[3]}};
+    }
     auto node = Node::start(o, factory_(o.data_dir), transports_[id].get());
     ASSERT_TRUE(node.ok()) << node.status().to_string();
     nodes_[id] = std::move(node).value();
@@ -80,6 +87,7 @@ class Cluster {
     if (net_ == Net::kTcp)
       transports_[id].reset();  // a restarted process binds its port again
   }
+  const std::string& context(raft::NodeId id) { return contexts_[id]; }
   bool up(raft::NodeId id) const { return nodes_.at(id) != nullptr; }
   Node& node(raft::NodeId id) { return *nodes_.at(id); }
   transport::LocalHub& hub() { return hub_; }
@@ -323,6 +331,42 @@ TEST_P(NodeOverNet, GracefulShutdownOfLeaderHandsOverLeadership) {
   // A transfer is one election, not a cascade of timeouts.
   EXPECT_EQ(c.node(new_leader).status().raft.hard_state.term, old_term + 1);
   ASSERT_TRUE(c.write(set_cmd("after", "2")).ok());
+}
+
+// A follower that was down while the others compacted their logs catches up by snapshot; so
+// does a brand-new node added as a learner, which then serves the same state.
+TEST_P(NodeOverNet, LaggingAndNewNodesCatchUpBySnapshot) {
+  Cluster c(
+      [](const std::string& dir) {
+        EXPECT_TRUE(storage::Env::posix()->create_dirs(dir).ok());
+        return std::move(fsm::RocksDbKv::open(dir + "/kv")).value();
+      },
+      /*snapshot_threshold=*/20, GetParam());
+  ASSERT_TRUE(c.write(set_cmd("first", "1")).ok());
+  const raft::NodeId leader = c.wait_for_leader();
+  const raft::NodeId lagging = leader == 3 ? 2 : 3;
+  c.kill(lagging);
+  for (int i = 0; i < 100; ++i)
+    ASSERT_TRUE(c.write(set_cmd("k" + std::to_string(i), std::string(1000, 'x'))).ok());
+  c.start(lagging);
+  auto last = c.write(set_cmd("last", "1"));
+  ASSERT_TRUE(last.ok());
+  ASSERT_TRUE(c.wait_converged());
+  EXPECT_GE(c.node(lagging).status().snapshots_installed, 1u);
+  EXPECT_EQ(get(c.node(lagging), "k99"), std::string(1000, 'x'));
+
+  c.start(4);
+  std::promise<Result<fsm::ApplyResult>> added;
+  c.node(c.wait_for_leader())
+      .change_membership(raft::ConfChange{raft::ConfChangeType::kAddLearner, 4, c.context(4)},
+                         [&](Result<fsm::ApplyResult> r) { added.set_value(std::move(r)); });
+  ASSERT_TRUE(added.get_future().get().ok());
+  ASSERT_TRUE(c.write(set_cmd("after-join", "1")).ok());
+  ASSERT_TRUE(c.wait_converged());
+  EXPECT_GE(c.node(4).status().snapshots_installed, 1u);
+  EXPECT_EQ(get(c.node(4), "first"), "1");
+  EXPECT_EQ(get(c.node(4), "after-join"), "1");
+  EXPECT_TRUE(c.node(4).status().raft.conf.learners.count(4));
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, NodeOverNet, ::testing::Values(Net::kLocal, Net::kTcp),
