@@ -26,7 +26,7 @@ struct Cluster {
   std::vector<std::unique_ptr<transport::TcpTransport>> transports;
   std::vector<std::unique_ptr<node::Node>> nodes;
 
-  explicit Cluster(const std::string& dir) {
+  Cluster(const std::string& dir, uint64_t snapshot_threshold) {
     std::map<raft::NodeId, std::string> contexts;
     for (raft::NodeId id = 1; id <= 3; ++id) {
       transport::TcpTransportOptions o;
@@ -40,9 +40,11 @@ struct Cluster {
       o.data_dir = dir + "/node" + std::to_string(id);
       o.bootstrap = raft::ConfState{{1, 2, 3}, {}};
       o.bootstrap_contexts = contexts;
+      o.snapshot_threshold = snapshot_threshold;
       std::filesystem::create_directories(o.data_dir);
       auto kv = std::move(fsm::RocksDbKv::open(o.data_dir + "/kv")).value();
-      nodes.push_back(std::move(node::Node::start(o, std::move(kv), transports[id - 1].get())).value());
+      nodes.push_back(
+          std::move(node::Node::start(o, std::move(kv), transports[id - 1].get())).value());
     }
   }
 
@@ -58,9 +60,10 @@ struct Cluster {
   }
 };
 
-void run(int writers, double seconds, size_t value_bytes, const std::string& dir) {
+void run(int writers, double seconds, size_t value_bytes, uint64_t snapshot_threshold,
+         const std::string& dir) {
   std::filesystem::remove_all(dir);
-  Cluster cluster(dir);
+  Cluster cluster(dir, snapshot_threshold);
   node::Node* leader = cluster.leader();
   if (!leader) {
     std::fprintf(stderr, "no leader\n");
@@ -74,8 +77,10 @@ void run(int writers, double seconds, size_t value_bytes, const std::string& dir
   for (int w = 0; w < writers; ++w) {
     threads.emplace_back([&, w] {
       for (uint64_t i = 0; running; ++i) {
-        const std::string cmd = fsm::encode_kv_command(fsm::KvCommand{
-            fsm::KvCommand::Op::kSet, {{"w" + std::to_string(w) + "-" + std::to_string(i), value}}, {}});
+        const std::string cmd = fsm::encode_kv_command(
+            fsm::KvCommand{fsm::KvCommand::Op::kSet,
+                           {{"w" + std::to_string(w) + "-" + std::to_string(i), value}},
+                           {}});
         std::promise<bool> done;
         const auto start = Clock::now();
         leader->propose(cmd, {}, [&](Result<fsm::ApplyResult> r) { done.set_value(r.ok()); });
@@ -98,9 +103,15 @@ void run(int writers, double seconds, size_t value_bytes, const std::string& dir
   for (auto& l : latencies)
     all.insert(all.end(), l.begin(), l.end());
   std::sort(all.begin(), all.end());
-  auto pct = [&](double p) { return all.empty() ? 0.0 : all[static_cast<size_t>(p * (all.size() - 1))]; };
-  std::printf("| %d | %.0f | %.2f | %.2f | %.2f | %llu |\n", writers, all.size() / elapsed, pct(0.5),
-              pct(0.99), pct(0.999), static_cast<unsigned long long>(errors.load()));
+  auto pct = [&](double p) {
+    return all.empty() ? 0.0 : all[static_cast<size_t>(p * (all.size() - 1))];
+  };
+  uint64_t snapshots = 0;
+  for (auto& n : cluster.nodes)
+    snapshots += n->status().snapshots_taken;
+  std::printf("| %d | %.0f | %.2f | %.2f | %.2f | %llu | %llu |\n", writers, all.size() / elapsed,
+              pct(0.5), pct(0.99), pct(0.999), static_cast<unsigned long long>(errors.load()),
+              static_cast<unsigned long long>(snapshots));
   std::fflush(stdout);
 }
 
@@ -108,19 +119,24 @@ void run(int writers, double seconds, size_t value_bytes, const std::string& dir
 }  // namespace raftnginx
 
 int main(int argc, char** argv) {
-  CLI::App app{"Committed writes/s and latency of a 3-node raft-nginx cluster (TCP, RocksDB, fsync)."};
+  CLI::App app{
+      "Committed writes/s and latency of a 3-node raft-nginx cluster (TCP, RocksDB, fsync)."};
   std::vector<int> writers{1, 16, 64};
   double seconds = 5;
   size_t value_bytes = 64;
   std::string dir = "/tmp/raftnginx-node-bench";
+  uint64_t snapshot_threshold = 8192;
   app.add_option("--writers", writers, "concurrent writers, one run each")->delimiter(',');
   app.add_option("--seconds", seconds, "duration of each run");
   app.add_option("--value-bytes", value_bytes, "bytes per value");
   app.add_option("--dir", dir, "scratch directory (wiped)");
+  app.add_option("--snapshot-threshold", snapshot_threshold, "entries between snapshots");
   CLI11_PARSE(app, argc, argv);
-  std::printf("| writers | writes/s | p50 ms | p99 ms | p99.9 ms | errors |\n|---|---|---|---|---|---|\n");
+  std::printf(
+      "| writers | writes/s | p50 ms | p99 ms | p99.9 ms | errors | snapshots |\n"
+      "|---|---|---|---|---|---|---|\n");
   for (int w : writers)
-    raftnginx::run(w, seconds, value_bytes, dir);
+    raftnginx::run(w, seconds, value_bytes, snapshot_threshold, dir);
   std::filesystem::remove_all(dir);
   return 0;
 }

@@ -152,6 +152,8 @@ void Node::run() {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_tick) {
       core_->tick();
+      if (failure_.ok())
+        maybe_snapshot();  // the time trigger, also on an idle node
       next_tick += options_.tick;
       // After a stall, do not tick in a burst: that would fake an election timeout.
       if (next_tick < now)
@@ -336,7 +338,13 @@ void Node::serve_reads() {
 }
 
 void Node::maybe_snapshot() {
-  if (snapshot_in_progress_ || applied_ < last_snapshot_index_ + options_.snapshot_threshold)
+  if (snapshot_in_progress_ || applied_ <= last_snapshot_index_)
+    return;
+  const bool enough_entries = applied_ >= last_snapshot_index_ + options_.snapshot_threshold;
+  const bool interval_passed =
+      options_.snapshot_interval.count() > 0 &&
+      std::chrono::steady_clock::now() - last_snapshot_time_ >= options_.snapshot_interval;
+  if (!enough_entries && !interval_passed)
     return;
   auto snap = fsm_->snapshot();
   if (!snap.ok() || (*snap)->index() <= last_snapshot_index_)
@@ -350,6 +358,7 @@ void Node::maybe_snapshot() {
   info.member_contexts = at->second.second;
   info.fsm_name = fsm_->name();
   snapshot_in_progress_ = true;
+  last_snapshot_time_ = std::chrono::steady_clock::now();
   if (snapshot_thread_.joinable())
     snapshot_thread_.join();
   // Writing the files happens beside the raft loop, which goes on applying.

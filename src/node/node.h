@@ -39,8 +39,10 @@ struct NodeOptions {
   std::chrono::milliseconds tick{50};
   int election_ticks = 20;  // 1 s at 50 ms per tick; randomized up to twice that
   int heartbeat_ticks = 2;  // 100 ms
-  // Take a snapshot once this many entries were applied since the last one.
+  // Take a snapshot once this many entries were applied since the last one, or once this much
+  // time passed since the last one and anything was applied (0: no time trigger).
   uint64_t snapshot_threshold = 8192;
+  std::chrono::seconds snapshot_interval{0};
   // Entries kept before a snapshot for followers that lag a little.
   uint64_t trailing_logs = 10240;
   size_t retain_snapshots = 2;
@@ -151,6 +153,7 @@ class Node final : public transport::Receiver {
   std::map<std::string, StatusCallback> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;
+  std::chrono::steady_clock::time_point last_snapshot_time_ = std::chrono::steady_clock::now();
   bool draining_ = false;
   std::thread snapshot_thread_;
   Status failure_;

@@ -46,6 +46,35 @@ std::string only_segment(const std::string& dir) {
   return segs.front();
 }
 
+// Writes `records` batches of two entries each; returns the segment's bytes and where each
+// record ends in it.
+struct WrittenLog {
+  std::string segment;
+  std::string bytes;
+  std::vector<uint64_t> record_ends;
+};
+
+WrittenLog write_log(const std::string& dir, Index records, bool new_term_each_record) {
+  WrittenLog out;
+  {
+    auto store = open_store(Env::posix(), dir);
+    for (Index i = 1; i <= records; ++i) {
+      const Term term = new_term_each_record ? i : 1;
+      EXPECT_TRUE(store->save(batch(i * 2 - 1, i * 2, term), HardState{term, 0, i}, true).ok());
+      out.record_ends.push_back(std::filesystem::file_size(only_segment(dir)));
+    }
+  }
+  out.segment = only_segment(dir);
+  std::ifstream in(out.segment, std::ios::binary);
+  out.bytes.assign(std::istreambuf_iterator<char>(in), {});
+  return out;
+}
+
+void overwrite(const std::string& path, std::string_view bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
 TEST(LogStore, EntriesAndHardStateSurviveReopen) {
   raftnginx::testing::TempDir tmp;
   {
@@ -87,25 +116,11 @@ TEST(LogStore, GapIsRefused) {
 TEST(LogStore, TornTailAtEveryOffsetRecoversWholeRecords) {
   raftnginx::testing::TempDir tmp;
   const std::string dir = tmp.sub("log");
-  std::vector<uint64_t> record_ends;
-  {
-    auto store = open_store(Env::posix(), dir);
-    for (Index i = 1; i <= 4; ++i) {
-      ASSERT_TRUE(store->save(batch(i * 2 - 1, i * 2, i), HardState{i, 0, i}, true).ok());
-      record_ends.push_back(std::filesystem::file_size(only_segment(dir)));
-    }
-  }
-  const std::string segment = only_segment(dir);
-  std::string full;
-  {
-    std::ifstream in(segment, std::ios::binary);
-    full.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  for (size_t cut = 0; cut < full.size(); ++cut) {
-    {
-      std::ofstream out(segment, std::ios::binary | std::ios::trunc);
-      out.write(full.data(), static_cast<std::streamsize>(cut));
-    }
+  const WrittenLog log = write_log(dir, 4, true);
+  const std::string& segment = log.segment;
+  const std::vector<uint64_t>& record_ends = log.record_ends;
+  for (size_t cut = 0; cut < log.bytes.size(); ++cut) {
+    overwrite(segment, std::string_view(log.bytes).substr(0, cut));
     size_t whole = 0;
     while (whole < record_ends.size() && record_ends[whole] <= cut)
       ++whole;
@@ -125,27 +140,12 @@ TEST(LogStore, TornTailAtEveryOffsetRecoversWholeRecords) {
 TEST(LogStore, FlippedByteIsNeverReturned) {
   raftnginx::testing::TempDir tmp;
   const std::string dir = tmp.sub("log");
-  std::vector<uint64_t> record_ends;
-  {
-    auto store = open_store(Env::posix(), dir);
-    for (Index i = 1; i <= 3; ++i) {
-      ASSERT_TRUE(store->save(batch(i * 2 - 1, i * 2, 1), std::nullopt, true).ok());
-      record_ends.push_back(std::filesystem::file_size(only_segment(dir)));
-    }
-  }
-  const std::string segment = only_segment(dir);
-  std::string full;
-  {
-    std::ifstream in(segment, std::ios::binary);
-    full.assign(std::istreambuf_iterator<char>(in), {});
-  }
-  for (size_t pos = 0; pos < full.size(); ++pos) {
-    std::string damaged = full;
+  const WrittenLog log = write_log(dir, 3, false);
+  const std::vector<uint64_t>& record_ends = log.record_ends;
+  for (size_t pos = 0; pos < log.bytes.size(); ++pos) {
+    std::string damaged = log.bytes;
     damaged[pos] = static_cast<char>(damaged[pos] ^ 0x20);
-    {
-      std::ofstream out(segment, std::ios::binary | std::ios::trunc);
-      out.write(damaged.data(), static_cast<std::streamsize>(damaged.size()));
-    }
+    overwrite(log.segment, damaged);
     size_t intact = 0;
     while (intact < record_ends.size() && record_ends[intact] <= pos)
       ++intact;

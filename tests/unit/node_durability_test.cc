@@ -21,7 +21,8 @@ std::string set_cmd(std::vector<std::pair<std::string, std::string>> pairs) {
 }
 
 struct SingleNode {
-  SingleNode(const std::string& dir, storage::Env* env) {
+  SingleNode(const std::string& dir, storage::Env* env,
+             std::chrono::seconds snapshot_interval = std::chrono::seconds(0)) {
     NodeOptions o;
     o.id = 1;
     o.data_dir = dir;
@@ -30,6 +31,7 @@ struct SingleNode {
     o.election_ticks = 5;
     o.heartbeat_ticks = 1;
     o.bootstrap = raft::ConfState{{1}, {}};
+    o.snapshot_interval = snapshot_interval;
     EXPECT_TRUE(env->create_dirs(dir).ok());
     auto kv = fsm::RocksDbKv::open(dir + "/kv");
     EXPECT_TRUE(kv.ok());
@@ -114,6 +116,17 @@ TEST(NodeDurability, RestartWithRocksDbReappliesNothing) {
   EXPECT_EQ(n.node->status().entries_applied, 1u) << "only the new write reached the backend";
   std::printf("restart with 100000 keys: started in %.1f ms\n",
               std::chrono::duration<double, std::milli>(ready).count());
+}
+
+// The time trigger: a snapshot is taken after the interval although few entries were applied.
+TEST(NodeDurability, SnapshotIntervalTakesSnapshotOfASmallLog) {
+  raftnginx::testing::TempDir tmp;
+  SingleNode n(tmp.path(), storage::Env::posix(), std::chrono::seconds(1));
+  ASSERT_TRUE(n.write(set_cmd({{"k", "v"}})).ok());
+  for (int i = 0; i < 300 && n.node->status().snapshots_taken == 0; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(n.node->status().snapshots_taken, 1u);
+  EXPECT_GT(n.node->status().snapshot_index, 0u);
 }
 
 }  // namespace

@@ -266,7 +266,13 @@ TEST_P(NodeOverNet, ExactlyOnceAcrossRestarts) {
   });
   std::mt19937 rng(42);
   for (int round = 0; round < 50; ++round) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 60));
+    // Writes go on between restarts: wait for one more acknowledgement (bounded, so that a
+    // stuck cluster fails the checks below instead of hanging).
+    const int before = acknowledged.load();
+    const auto progress_deadline = std::chrono::steady_clock::now() + 3s;
+    while (acknowledged.load() == before && std::chrono::steady_clock::now() < progress_deadline)
+      std::this_thread::sleep_for(5ms);
+    std::this_thread::sleep_for(std::chrono::milliseconds(rng() % 60));
     std::lock_guard lock(cluster_mu);
     raft::NodeId victim = static_cast<raft::NodeId>(1 + rng() % 3);
     if (round % 3 == 0) {
