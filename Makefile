@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san sim bench-core demo format clean
+.PHONY: all deps build test test-plain test-san sim bench-core bench-node demo format clean
 
 all: build
 
@@ -40,6 +40,9 @@ sim: build
 
 bench-core: build
 	@$(BUILD_DIR)/bench/raft_core_bench
+
+bench-node: build
+	@$(BUILD_DIR)/bench/node_bench --writers 1,16,64 --seconds 5
 
 demo: build
 	@echo "The 3-node nginx demo is not built yet: it arrives with the daemon and gateway issues."
