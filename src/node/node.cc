@@ -125,14 +125,15 @@ Status Node::open_storage() {
   return Status();
 }
 
-void Node::post_to(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> task) {
+bool Node::post_to(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> task) {
   {
     std::lock_guard lock(mailbox->mu);
     if (mailbox->closed)
-      return;
+      return false;
     mailbox->tasks.push_back(std::move(task));
   }
   mailbox->cv.notify_one();
+  return true;
 }
 
 void Node::run() {
@@ -152,6 +153,8 @@ void Node::run() {
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_tick) {
       core_->tick();
+      ++ticks_;
+      expire_reads();
       if (failure_.ok())
         maybe_snapshot();  // the time trigger, also on an idle node
       next_tick += options_.tick;
@@ -190,14 +193,14 @@ void Node::handle_ready() {
     auto it = reads_waiting_index_.find(rs.context);
     if (it == reads_waiting_index_.end())
       continue;
-    reads_waiting_apply_.emplace(rs.index, std::move(it->second));
+    reads_waiting_apply_.emplace(rs.index, std::move(it->second.done));
     reads_waiting_index_.erase(it);
   }
   core_->advance();
   if (rd.soft_state) {
     // A ReadIndex request sent to a leader that is gone is never answered: let clients retry.
-    for (auto& [ctx, done] : std::exchange(reads_waiting_index_, {}))
-      done(Status::not_leader("leadership changed during the read; retry"));
+    for (auto& [ctx, read] : std::exchange(reads_waiting_index_, {}))
+      read.done(Status::not_leader("leadership changed during the read; retry"));
   }
   serve_reads();
   maybe_snapshot();
@@ -224,6 +227,9 @@ void Node::send_snapshot(raft::Message m) {
 }
 
 Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
+  // A local snapshot may still be reading the state machine that restore() replaces.
+  if (snapshot_thread_.joinable())
+    snapshot_thread_.join();
   std::optional<storage::SnapshotInfo> info;
   {
     std::lock_guard lock(store_mu_);
@@ -329,6 +335,20 @@ Status Node::apply_entries(const std::vector<raft::Entry>& entries) {
   return Status();
 }
 
+void Node::expire_reads() {
+  // A ReadIndex request or its answer can be lost on the way (the core never answers twice):
+  // after two election timeouts the client is told to retry.
+  const uint64_t limit = 2 * static_cast<uint64_t>(options_.election_ticks);
+  for (auto it = reads_waiting_index_.begin(); it != reads_waiting_index_.end();) {
+    if (ticks_ - it->second.issued_tick < limit) {
+      ++it;
+      continue;
+    }
+    it->second.done(Status::unavailable("no answer from the leader for the read; retry"));
+    it = reads_waiting_index_.erase(it);
+  }
+}
+
 void Node::serve_reads() {
   while (!reads_waiting_apply_.empty() && reads_waiting_apply_.begin()->first <= applied_) {
     auto done = std::move(reads_waiting_apply_.begin()->second);
@@ -347,8 +367,11 @@ void Node::maybe_snapshot() {
   if (!enough_entries && !interval_passed)
     return;
   auto snap = fsm_->snapshot();
-  if (!snap.ok() || (*snap)->index() <= last_snapshot_index_)
+  if (!snap.ok() || (*snap)->index() <= last_snapshot_index_) {
+    // Only entries without commands since the last snapshot: nothing new to capture.
+    last_snapshot_time_ = std::chrono::steady_clock::now();
     return;
+  }
   storage::SnapshotInfo info;
   info.meta.index = (*snap)->index();
   info.meta.term = (*snap)->term();
@@ -382,7 +405,8 @@ void Node::maybe_snapshot() {
         }
         post_to(mailbox, [this, sealed = std::move(sealed)] {
           snapshot_in_progress_ = false;
-          if (!sealed.ok())
+          // Failed, or overtaken by a snapshot installed from the leader meanwhile.
+          if (!sealed.ok() || sealed->meta.index <= last_snapshot_index_)
             return;
           const raft::SnapshotMeta& meta = sealed->meta;
           if (Status s = log_->compact(meta, options_.trailing_logs); !s.ok())
@@ -420,62 +444,64 @@ Status Node::finish_snapshot_receive(raft::Message m, const std::string& staged_
 }
 
 void Node::propose(std::string command, std::string request_id, ProposeCallback done) {
-  post([this, command = std::move(command), request_id = std::move(request_id),
-        done = std::move(done)]() mutable {
-    if (!failure_.ok())
-      return done(failure_);
+  submit(std::move(done), [this, command = std::move(command),
+                           request_id = std::move(request_id)](ProposeCallback& done) {
     if (draining_)
       return done(Status::unavailable("the node is shutting down"));
     auto r = core_->propose(encode_envelope(request_id, command));
     if (!r.ok())
       return done(r.status());
-    auto [it, inserted] = waiters_.try_emplace(r->index, Waiter{r->term, std::move(done)});
-    if (!inserted) {
-      // An older proposal at this index was overwritten before it was applied.
-      it->second.done(Status::busy("the write did not commit: leadership changed; retry"));
-      it->second = Waiter{r->term, std::move(done)};
-    }
+    add_waiter(*r, std::move(done));
   });
 }
 
 void Node::change_membership(raft::ConfChange cc, ProposeCallback done) {
-  post([this, cc = std::move(cc), done = std::move(done)]() mutable {
-    if (!failure_.ok())
-      return done(failure_);
+  submit(std::move(done), [this, cc = std::move(cc)](ProposeCallback& done) {
     auto r = core_->change_membership(cc);
     if (!r.ok())
       return done(r.status());
-    waiters_.insert_or_assign(r->index, Waiter{r->term, std::move(done)});
+    add_waiter(*r, std::move(done));
   });
 }
 
+void Node::add_waiter(const raft::ProposalId& id, ProposeCallback done) {
+  auto [it, inserted] = waiters_.try_emplace(id.index, Waiter{id.term, std::move(done)});
+  if (!inserted) {
+    // An older proposal at this index was overwritten before it was applied.
+    it->second.done(Status::busy("the write did not commit: leadership changed; retry"));
+    it->second = Waiter{id.term, std::move(done)};
+  }
+}
+
 void Node::read_barrier(StatusCallback done) {
-  post([this, done = std::move(done)]() mutable {
-    if (!failure_.ok())
-      return done(failure_);
+  submit(std::move(done), [this](StatusCallback& done) {
     std::string ctx = std::to_string(++next_read_id_);
     if (Status s = core_->read_index(ctx); !s.ok())
       return done(s);
-    reads_waiting_index_.emplace(std::move(ctx), std::move(done));
+    reads_waiting_index_.emplace(std::move(ctx), PendingRead{std::move(done), ticks_});
   });
 }
 
 void Node::transfer_leadership(raft::NodeId to, StatusCallback done) {
-  post([this, to, done = std::move(done)] { done(core_->transfer_leadership(to)); });
+  submit(std::move(done),
+         [this, to](StatusCallback& done) { done(core_->transfer_leadership(to)); });
 }
 
 void Node::fail(Status s) {
   failure_ = s;
+  {
+    // Published before any caller hears of it, so that status() already tells why.
+    std::lock_guard lock(status_mu_);
+    status_.failure = s;
+  }
   fail_pending(s);
-  std::lock_guard lock(status_mu_);
-  status_.failure = s;
 }
 
 void Node::fail_pending(const Status& why) {
   for (auto& [index, w] : std::exchange(waiters_, {}))
     w.done(why);
-  for (auto& [ctx, done] : std::exchange(reads_waiting_index_, {}))
-    done(why);
+  for (auto& [ctx, read] : std::exchange(reads_waiting_index_, {}))
+    read.done(why);
   for (auto& [index, done] : std::exchange(reads_waiting_apply_, {}))
     done(why);
 }
@@ -511,7 +537,10 @@ void Node::shutdown(std::chrono::milliseconds timeout) {
 }
 
 void Node::stop() {
+  RAFTNGINX_CHECK(std::this_thread::get_id() != loop_.get_id(),
+                  "Node::stop() called from the node's own thread (inside a callback)");
   std::call_once(stop_once_, [this] {
+    std::deque<std::function<void()>> leftover;
     {
       std::lock_guard lock(mailbox_->mu);
       mailbox_->closed = true;
@@ -522,7 +551,15 @@ void Node::stop() {
     transport_->close(options_.id);
     if (snapshot_thread_.joinable())
       snapshot_thread_.join();
-    fail_pending(Status::unavailable("the node stopped"));
+    // Work queued before the close still answers its callers, now with an error.
+    {
+      std::lock_guard lock(mailbox_->mu);
+      leftover.swap(mailbox_->tasks);
+    }
+    failure_ = Status::unavailable("the node stopped");
+    for (auto& task : leftover)
+      task();
+    fail_pending(failure_);
   });
 }
 

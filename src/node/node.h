@@ -115,8 +115,24 @@ class Node final : public transport::Receiver {
     std::deque<std::function<void()>> tasks;
     bool closed = false;
   };
-  void post(std::function<void()> task) { post_to(mailbox_, std::move(task)); }
-  static void post_to(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> task);
+  // Returns false if the node stopped (the task will never run).
+  bool post(std::function<void()> task) { return post_to(mailbox_, std::move(task)); }
+  static bool post_to(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> task);
+  // Runs `work(done)` on the raft loop, unless the node failed or stopped: then `done` gets the
+  // error instead. Either way `done` is called exactly once.
+  template <typename Done, typename Work>
+  void submit(Done done, Work work) {
+    auto holder = std::make_shared<Done>(std::move(done));
+    const bool queued = post([this, holder, work = std::move(work)]() mutable {
+      if (!failure_.ok())
+        return (*holder)(failure_);
+      work(*holder);
+    });
+    if (!queued)
+      (*holder)(Status::unavailable("the node stopped"));
+  }
+  void add_waiter(const raft::ProposalId& id, ProposeCallback done);
+  void expire_reads();
   void send_snapshot(raft::Message m);
   void fail_pending(const Status& why);
   void run();
@@ -150,7 +166,12 @@ class Node final : public transport::Receiver {
   };
   std::map<raft::Index, Waiter> waiters_;
   uint64_t next_read_id_ = 0;
-  std::map<std::string, StatusCallback> reads_waiting_index_;
+  struct PendingRead {
+    StatusCallback done;
+    uint64_t issued_tick;
+  };
+  uint64_t ticks_ = 0;
+  std::map<std::string, PendingRead> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;
   std::chrono::steady_clock::time_point last_snapshot_time_ = std::chrono::steady_clock::now();

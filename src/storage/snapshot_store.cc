@@ -165,6 +165,13 @@ Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotI
     auto file = scan_file(env_, tmp_dir, name);
     if (!file.ok())
       return file.status();
+    // The files must be durable before the rename that makes the snapshot visible.
+    uint64_t size = 0;
+    auto handle = env_->open_for_append(tmp_dir + "/" + name, &size);
+    if (!handle.ok())
+      return handle.status();
+    if (Status s = (*handle)->sync(); !s.ok())
+      return s;
     info.files.push_back(std::move(file).value());
   }
   if (expected) {

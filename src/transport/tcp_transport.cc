@@ -287,6 +287,7 @@ class TcpTransport::Impl {
     if (ec || !sock.is_open())
       co_return false;
     sock.set_option(tcp::no_delay(true), ec);
+    sock.set_option(asio::socket_base::keep_alive(true), ec);
     co_return co_await write_all(sock, hello_frame(opt.cluster_id, self, opt.advertise));
   }
 
@@ -330,6 +331,14 @@ class TcpTransport::Impl {
   awaitable<void> stream_snapshot(std::string address, raft::Message m, storage::SnapshotInfo info,
                                   std::function<void(bool)> done) {
     tcp::socket sock(io);
+    // A peer that vanishes mid-stream must not leave the sender waiting for an ack forever:
+    // the whole transfer gets 30 s plus one second per 10 MB.
+    asio::steady_timer deadline(io);
+    deadline.expires_after(30s + std::chrono::milliseconds(info.bytes() / 10000));
+    deadline.async_wait([&sock](boost::system::error_code ec) {
+      if (!ec)
+        sock.close(ec);
+    });
     bool ok = co_await connect(sock, address);
     ok = ok && co_await write_all(sock, frame(kSnapshotBegin, storage::encode_snapshot_info(info)));
     for (const storage::SnapshotFile& f : info.files) {
@@ -362,6 +371,7 @@ class TcpTransport::Impl {
     if (ok)
       ok = co_await read_frame(sock, ack);
     ok = ok && ack.type == kSnapshotAck && ack.payload == std::string(1, '\1');
+    deadline.cancel();
     done(ok);
   }
 
@@ -370,7 +380,7 @@ class TcpTransport::Impl {
   tcp::acceptor acceptor{io};
   std::thread thread;
   std::atomic<uint64_t> refused{0};
-  raft::NodeId self = raft::kNoNode;
+  std::atomic<raft::NodeId> self{raft::kNoNode};
   std::mutex receiver_mu;
   Receiver* receiver = nullptr;
   // I/O thread only.

@@ -129,5 +129,23 @@ TEST(NodeDurability, SnapshotIntervalTakesSnapshotOfASmallLog) {
   EXPECT_GT(n.node->status().snapshot_index, 0u);
 }
 
+// Every call gets its answer exactly once, also after the node stopped.
+TEST(NodeDurability, CallsAfterStopAreAnsweredNotDropped) {
+  raftnginx::testing::TempDir tmp;
+  SingleNode n(tmp.path(), storage::Env::posix());
+  ASSERT_TRUE(n.write(set_cmd({{"k", "v"}})).ok());
+  n.node->stop();
+  int answers = 0;
+  n.node->propose(set_cmd({{"late", "1"}}), {}, [&](Result<fsm::ApplyResult> r) {
+    ++answers;
+    EXPECT_EQ(r.status().code(), Status::Code::kUnavailable);
+  });
+  n.node->read_barrier([&](Status s) {
+    ++answers;
+    EXPECT_EQ(s.code(), Status::Code::kUnavailable);
+  });
+  EXPECT_EQ(answers, 2);
+}
+
 }  // namespace
 }  // namespace raftnginx::node
