@@ -220,10 +220,18 @@ void Node::send_snapshot(raft::Message m) {
     core_->report_snapshot(to, false);
     return;
   }
-  transport_->send_snapshot(
-      std::move(m), std::move(*info), [mailbox = mailbox_, this, to](bool delivered) {
-        post_to(mailbox, [this, to, delivered] { core_->report_snapshot(to, delivered); });
-      });
+  const raft::Index index = info->meta.index;
+  {
+    std::lock_guard lock(store_mu_);
+    snapshots_->pin(index);  // not pruned while it streams
+  }
+  transport_->send_snapshot(std::move(m), std::move(*info),
+                            [mailbox = mailbox_, this, to, index](bool delivered) {
+                              post_to(mailbox, [this, to, index, delivered] {
+                                unpin_snapshot(index);
+                                core_->report_snapshot(to, delivered);
+                              });
+                            });
 }
 
 Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
@@ -421,6 +429,16 @@ void Node::maybe_snapshot() {
       });
 }
 
+void Node::unpin_snapshot(raft::Index index) {
+  Status s;
+  {
+    std::lock_guard lock(store_mu_);
+    s = snapshots_->unpin(index);
+  }
+  if (!s.ok())
+    fail(s);
+}
+
 void Node::receive(raft::Message m) {
   post([this, m = std::move(m)]() mutable { (void)core_->step(std::move(m)); });
 }
@@ -433,13 +451,25 @@ Result<std::string> Node::begin_snapshot_receive() {
 Status Node::finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
                                      storage::SnapshotInfo info) {
   const std::vector<storage::SnapshotFile> expected = info.files;
+  const raft::Index index = info.meta.index;
   {
     std::lock_guard lock(store_mu_);
     auto sealed = snapshots_->commit(staged_dir, std::move(info), &expected);
     if (!sealed.ok())
       return sealed.status();
+    snapshots_->pin(index);  // kept until the core has taken it or turned it down
   }
-  receive(std::move(m));
+  // The Ready that installs it, if the core accepts it, is handled in this same task.
+  const bool queued = post([this, m = std::move(m), index]() mutable {
+    (void)core_->step(std::move(m));
+    while (failure_.ok() && core_->has_ready())
+      handle_ready();
+    unpin_snapshot(index);
+  });
+  if (!queued) {
+    std::lock_guard lock(store_mu_);
+    (void)snapshots_->unpin(index);
+  }
   return Status();
 }
 

@@ -134,6 +134,7 @@ class Node final : public transport::Receiver {
   void add_waiter(const raft::ProposalId& id, ProposeCallback done);
   void expire_reads();
   void send_snapshot(raft::Message m);
+  void unpin_snapshot(raft::Index index);
   void fail_pending(const Status& why);
   void run();
   void handle_ready();

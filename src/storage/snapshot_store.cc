@@ -205,13 +205,32 @@ Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotI
         snapshots_.begin(), snapshots_.end(),
         [](const SnapshotInfo& a, const SnapshotInfo& b) { return a.meta.index < b.meta.index; });
   }
-  while (snapshots_.size() > retain_) {
-    if (Status s = env_->remove_all(snapshots_.front().dir); !s.ok())
-      return s;
-    snapshots_.erase(snapshots_.begin());
-  }
+  if (Status s = prune(); !s.ok())
+    return s;
   info.dir = final_dir;
   return info;
+}
+
+Status SnapshotStore::unpin(raft::Index index) {
+  auto it = pins_.find(index);
+  if (it != pins_.end() && --it->second == 0)
+    pins_.erase(it);
+  return prune();
+}
+
+Status SnapshotStore::prune() {
+  // The newest `retain` always stay; older ones go unless pinned.
+  size_t older = snapshots_.size() > retain_ ? snapshots_.size() - retain_ : 0;
+  for (auto it = snapshots_.begin(); older > 0; --older) {
+    if (pins_.count(it->meta.index)) {
+      ++it;
+      continue;
+    }
+    if (Status s = env_->remove_all(it->dir); !s.ok())
+      return s;
+    it = snapshots_.erase(it);
+  }
+  return Status();
 }
 
 Status SnapshotStore::verify(const SnapshotInfo& info) const {

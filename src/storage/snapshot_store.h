@@ -54,6 +54,10 @@ class SnapshotStore {
                               const std::vector<SnapshotFile>* expected = nullptr);
   // Discards a snapshot begun but not sealed.
   void abort(const std::string& tmp_dir);
+  // A pinned snapshot is in use (being streamed to a peer, or waiting to be installed) and is not
+  // pruned until every pin is released.
+  void pin(raft::Index index) { ++pins_[index]; }
+  Status unpin(raft::Index index);
   // Checks every file of a snapshot against its recorded size and checksum.
   Status verify(const SnapshotInfo& info) const;
 
@@ -66,11 +70,14 @@ class SnapshotStore {
   SnapshotStore(Env* env, std::string dir, size_t retain)
       : env_(env), dir_(std::move(dir)), retain_(retain) {}
   Status load();
+  // Deletes the oldest unpinned snapshots beyond `retain`.
+  Status prune();
 
   Env* env_;
   const std::string dir_;
   const size_t retain_;
   uint64_t next_tmp_ = 0;
+  std::map<raft::Index, int> pins_;
   std::vector<SnapshotInfo> snapshots_;
 };
 

@@ -55,6 +55,23 @@ TEST(SnapshotStore, KeepsOnlyTheNewest) {
   EXPECT_FALSE(std::filesystem::exists(tmp.path() + "/00000000000000000010-00000000000000000002"));
 }
 
+// A snapshot in use (streaming to a peer, waiting to be installed) outlives pruning until it is
+// released.
+TEST(SnapshotStore, PinnedSnapshotIsNotPruned) {
+  raftnginx::testing::TempDir tmp;
+  auto store = std::move(SnapshotStore::open(Env::posix(), tmp.path(), 2)).value();
+  const SnapshotInfo in_use = write_snapshot(*store, 10, "being streamed");
+  store->pin(10);
+  write_snapshot(*store, 20, "s20");
+  write_snapshot(*store, 30, "s30");
+  ASSERT_EQ(store->snapshots().size(), 3u);
+  EXPECT_TRUE(std::filesystem::exists(in_use.dir));
+  ASSERT_TRUE(store->unpin(10).ok());
+  EXPECT_EQ(store->snapshots().size(), 2u);
+  EXPECT_FALSE(std::filesystem::exists(in_use.dir));
+  EXPECT_EQ(store->snapshots().front().meta.index, 20u);
+}
+
 // A crash while a snapshot is written leaves a tmp directory that never counts.
 TEST(SnapshotStore, UnsealedSnapshotIsInvisibleAndCleanedUp) {
   raftnginx::testing::TempDir tmp;
