@@ -450,13 +450,28 @@ Result<std::string> Node::begin_snapshot_receive() {
 
 Status Node::finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
                                      storage::SnapshotInfo info) {
+  // Checksumming and fsyncing a large snapshot takes a while: not on the transport's thread,
+  // which carries every other message too. One snapshot is verified at a time.
+  std::lock_guard lock(receive_mu_);
+  if (receive_thread_.joinable())
+    receive_thread_.join();
+  receive_thread_ =
+      std::thread([this, m = std::move(m), staged_dir, info = std::move(info)]() mutable {
+        seal_received_snapshot(std::move(m), staged_dir, std::move(info));
+      });
+  return Status();
+}
+
+void Node::seal_received_snapshot(raft::Message m, const std::string& staged_dir,
+                                  storage::SnapshotInfo info) {
   const std::vector<storage::SnapshotFile> expected = info.files;
   const raft::Index index = info.meta.index;
   {
     std::lock_guard lock(store_mu_);
+    // A damaged transfer is dropped here; the leader, hearing nothing, sends it again.
     auto sealed = snapshots_->commit(staged_dir, std::move(info), &expected);
     if (!sealed.ok())
-      return sealed.status();
+      return;
     snapshots_->pin(index);  // kept until the core has taken it or turned it down
   }
   // The Ready that installs it, if the core accepts it, is handled in this same task.
@@ -470,7 +485,6 @@ Status Node::finish_snapshot_receive(raft::Message m, const std::string& staged_
     std::lock_guard lock(store_mu_);
     (void)snapshots_->unpin(index);
   }
-  return Status();
 }
 
 void Node::propose(std::string command, std::string request_id, ProposeCallback done) {
@@ -581,6 +595,11 @@ void Node::stop() {
     transport_->close(options_.id);
     if (snapshot_thread_.joinable())
       snapshot_thread_.join();
+    {
+      std::lock_guard lock(receive_mu_);
+      if (receive_thread_.joinable())
+        receive_thread_.join();
+    }
     // Work queued before the close still answers its callers, now with an error.
     {
       std::lock_guard lock(mailbox_->mu);

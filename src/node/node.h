@@ -135,6 +135,8 @@ class Node final : public transport::Receiver {
   void expire_reads();
   void send_snapshot(raft::Message m);
   void unpin_snapshot(raft::Index index);
+  void seal_received_snapshot(raft::Message m, const std::string& staged_dir,
+                              storage::SnapshotInfo info);
   void fail_pending(const Status& why);
   void run();
   void handle_ready();
@@ -182,6 +184,8 @@ class Node final : public transport::Receiver {
 
   // Shared with other threads.
   mutable std::mutex store_mu_;  // the snapshot store
+  std::mutex receive_mu_;        // receive_thread_
+  std::thread receive_thread_;   // verifies and seals a snapshot received from the leader
   std::unique_ptr<storage::SnapshotStore> snapshots_;
   std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
   std::once_flag stop_once_;

@@ -23,8 +23,9 @@ class Receiver {
   virtual void receive(raft::Message m) = 0;
   // A fresh directory to stage an incoming snapshot's files in.
   virtual Result<std::string> begin_snapshot_receive() = 0;
-  // The files of `info` are complete in `staged_dir`: seal them and step `m`. Returns whether
-  // the snapshot was accepted (its checksums matched).
+  // The files of `info` are complete in `staged_dir`: verify them against `info`, seal them and
+  // step `m`. The receiver may do that later, on its own thread; a snapshot that fails the
+  // check is dropped, and the leader sends it again. Returns whether it was taken.
   virtual Status finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
                                          storage::SnapshotInfo info) = 0;
 };
