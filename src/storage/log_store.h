@@ -74,7 +74,6 @@ class LogStore final : public raft::Storage {
   // ones, and delete segments that hold nothing newer.
   Status compact(const raft::SnapshotMeta& meta, uint64_t trailing);
 
-  const Status& failure() const { return failure_; }
   size_t segment_count() const { return segments_.size(); }
 
  private:

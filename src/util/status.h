@@ -30,7 +30,6 @@ class [[nodiscard]] Status {
   };
 
   Status() = default;
-  static Status ok_status() { return Status(); }
   static Status not_found(std::string msg) { return Status(Code::kNotFound, std::move(msg)); }
   static Status corruption(std::string msg) { return Status(Code::kCorruption, std::move(msg)); }
   static Status io_error(std::string msg) { return Status(Code::kIOError, std::move(msg)); }

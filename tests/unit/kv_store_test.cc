@@ -6,17 +6,14 @@
 #include "fsm/kv_command.h"
 #include "fsm/memory_kv.h"
 #include "fsm/rocksdb_kv.h"
+#include "kv_commands.h"
 #include "temp_dir.h"
 
 namespace raftnginx::fsm {
 namespace {
 
-std::string set_cmd(std::vector<std::pair<std::string, std::string>> pairs) {
-  return encode_kv_command(KvCommand{KvCommand::Op::kSet, std::move(pairs), {}});
-}
-std::string delete_cmd(std::string key) {
-  return encode_kv_command(KvCommand{KvCommand::Op::kDelete, {}, {std::move(key)}});
-}
+using raftnginx::testing::delete_cmd;
+using raftnginx::testing::set_cmd;
 
 // Opens a backend of one kind in a directory, again after a "restart".
 struct Backend {

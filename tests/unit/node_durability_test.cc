@@ -7,6 +7,7 @@
 #include "fault_env.h"
 #include "fsm/kv_command.h"
 #include "fsm/rocksdb_kv.h"
+#include "kv_commands.h"
 #include "node/node.h"
 #include "temp_dir.h"
 #include "transport/local_transport.h"
@@ -16,9 +17,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-std::string set_cmd(std::vector<std::pair<std::string, std::string>> pairs) {
-  return fsm::encode_kv_command(fsm::KvCommand{fsm::KvCommand::Op::kSet, std::move(pairs), {}});
-}
+using raftnginx::testing::set_cmd;
 
 struct SingleNode {
   SingleNode(const std::string& dir, storage::Env* env,

@@ -13,6 +13,7 @@
 #include "fsm/kv_command.h"
 #include "fsm/memory_kv.h"
 #include "fsm/rocksdb_kv.h"
+#include "kv_commands.h"
 #include "temp_dir.h"
 #include "transport/local_transport.h"
 #include "transport/tcp_transport.h"
@@ -166,9 +167,7 @@ class Cluster {
   Net net_;
 };
 
-std::string set_cmd(const std::string& key, const std::string& value) {
-  return fsm::encode_kv_command(fsm::KvCommand{fsm::KvCommand::Op::kSet, {{key, value}}, {}});
-}
+using raftnginx::testing::set_cmd;
 
 std::string get(Node& n, const std::string& key) {
   auto v = static_cast<fsm::KvStore&>(n.state_machine()).get(key);
