@@ -32,7 +32,7 @@ Result<ConfChange> decode_conf_change(std::string_view data) {
                                  std::to_string(static_cast<uint8_t>(data[0])));
   }
   const auto type = static_cast<uint8_t>(data[1]);
-  if (type > static_cast<uint8_t>(ConfChangeType::kRemoveNode)) {
+  if (type > static_cast<uint8_t>(ConfChangeType::kUpdateNode)) {
     return Status::corruption("conf change: unknown type " + std::to_string(type));
   }
   ConfChange cc;
@@ -72,6 +72,10 @@ Result<ConfState> apply_conf_change(const ConfState& conf, const ConfChange& cc)
       next.learners.erase(cc.node);
       if (next.voters.empty())
         return Status::invalid_argument("cannot remove the last voter");
+      break;
+    case ConfChangeType::kUpdateNode:
+      if (!conf.contains(cc.node))
+        return Status::invalid_argument(who + " is not a member");
       break;
   }
   return next;

@@ -91,7 +91,14 @@ struct SnapshotMeta {
 
 // One membership change (Raft thesis 4.1: single-server changes). Adding a voter that is already
 // a learner promotes it. `context` is opaque to the core (the runtime stores addresses there).
-enum class ConfChangeType : uint8_t { kAddVoter = 0, kAddLearner = 1, kRemoveNode = 2 };
+// kUpdateNode leaves the membership as it is and replaces a member's context (its addresses):
+// a node that restarts at a new address rejoins under the same id.
+enum class ConfChangeType : uint8_t {
+  kAddVoter = 0,
+  kAddLearner = 1,
+  kRemoveNode = 2,
+  kUpdateNode = 3
+};
 
 struct ConfChange {
   ConfChangeType type = ConfChangeType::kAddVoter;

@@ -76,6 +76,21 @@ TEST(Membership, InvalidChangesAreRefused) {
   EXPECT_EQ(net.node(2).change_membership(add_voter(4)).status().code(), Status::Code::kNotLeader);
 }
 
+// A member that moved keeps its place: the update changes its context, never the membership.
+TEST(Membership, UpdateNodeKeepsMembershipAndNeedsAMember) {
+  const ConfState conf{{1, 2}, {3}};
+  auto moved = apply_conf_change(conf, ConfChange{ConfChangeType::kUpdateNode, 3, "new:1"});
+  ASSERT_TRUE(moved.ok());
+  EXPECT_EQ(*moved, conf);
+  EXPECT_EQ(
+      apply_conf_change(conf, ConfChange{ConfChangeType::kUpdateNode, 4, "x"}).status().code(),
+      Status::Code::kInvalidArgument);
+  const ConfChange cc{ConfChangeType::kUpdateNode, 2, "raft=h:1"};
+  auto decoded = decode_conf_change(encode_conf_change(cc));
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(*decoded, cc);
+}
+
 // A learner receives the log but never campaigns, and its acknowledgements never commit.
 TEST(Membership, LearnerReplicatesButNeverVotesOrCampaigns) {
   TestNetwork net({1, 2, 3}, {4});
