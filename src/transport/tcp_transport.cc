@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "raft/encoding.h"
+#include "transport/member.h"
 #include "util/coding.h"
 
 namespace raftnginx::transport {
@@ -52,32 +53,12 @@ std::string hello_frame(const std::string& cluster_id, raft::NodeId from,
   return frame(kHello, payload);
 }
 
-bool split_host_port(const std::string& address, std::string* host, std::string* port) {
-  const size_t colon = address.rfind(':');
-  if (colon == std::string::npos || colon == 0 || colon + 1 == address.size())
-    return false;
-  *host = address.substr(0, colon);
-  if (host->size() > 2 && host->front() == '[' && host->back() == ']')
-    *host = host->substr(1, host->size() - 2);
-  *port = address.substr(colon + 1);
-  return true;
-}
-
 struct Frame {
   uint8_t type = 0;
   std::string payload;
 };
 
 }  // namespace
-
-std::string raft_address_of(const std::string& context) {
-  const size_t at = context.find("raft=");
-  if (at == std::string::npos)
-    return context;
-  const size_t start = at + 5;
-  const size_t end = context.find(' ', start);
-  return context.substr(start, end == std::string::npos ? std::string::npos : end - start);
-}
 
 class TcpTransport::Impl {
  public:
@@ -458,7 +439,8 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& conte
     for (auto it = impl->peers.begin(); it != impl->peers.end();) {
       auto found = contexts.find(it->first);
       const bool unnamed = found == contexts.end();
-      if (unnamed ? !it->second->learned : raft_address_of(found->second) != it->second->address) {
+      if (unnamed ? !it->second->learned
+                  : parse_member(found->second).raft_address != it->second->address) {
         it->second->removed = true;
         it->second->wake.cancel();
         it = impl->peers.erase(it);
@@ -467,7 +449,7 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& conte
       }
     }
     for (const auto& [id, context] : contexts) {
-      const std::string address = raft_address_of(context);
+      const std::string address = parse_member(context).raft_address;
       if (id == impl->self || address.empty())
         continue;
       if (auto known = impl->peers.find(id); known != impl->peers.end()) {

@@ -39,10 +39,6 @@ struct TcpTransportOptions {
   uint64_t chunk_bytes = 1 << 20;
 };
 
-// A member's context string carries its addresses as "raft=<host:port> http=<host:port>"; a
-// bare "host:port" is taken as the raft address.
-std::string raft_address_of(const std::string& context);
-
 class TcpTransport final : public Transport {
  public:
   static Result<std::unique_ptr<TcpTransport>> start(const TcpTransportOptions& options);
