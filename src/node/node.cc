@@ -69,7 +69,8 @@ Status Node::open_storage() {
   const raft::SnapshotMeta snap = latest ? latest->meta : raft::SnapshotMeta{};
   storage::LogStoreOptions log_options;
   log_options.segment_bytes = options_.segment_bytes;
-  auto log = storage::LogStore::open(env, dir + "/log", snap, log_options);
+  const std::string log_dir = options_.log_dir.empty() ? dir + "/log" : options_.log_dir;
+  auto log = storage::LogStore::open(env, log_dir, snap, log_options);
   if (!log.ok())
     return log.status();
   log_ = std::move(log).value();
@@ -174,8 +175,11 @@ void Node::handle_ready() {
     if (Status s = install_snapshot(*rd.snapshot); !s.ok())
       return fail(s);
   }
+  const auto save_start = std::chrono::steady_clock::now();
   if (Status s = log_->save(rd.entries, rd.hard_state, rd.must_sync); !s.ok())
     return fail(s);
+  if (rd.must_sync)
+    sync_latency_.record(std::chrono::steady_clock::now() - save_start);
   std::vector<raft::Message> messages;
   messages.reserve(rd.messages.size());
   for (raft::Message& m : rd.messages) {
@@ -440,7 +444,13 @@ void Node::unpin_snapshot(raft::Index index) {
 }
 
 void Node::receive(raft::Message m) {
-  post([this, m = std::move(m)]() mutable { (void)core_->step(std::move(m)); });
+  post([this, m = std::move(m)]() mutable {
+    const raft::NodeId from = m.from;
+    const raft::Term term = m.term;
+    (void)core_->step(std::move(m));
+    if (from == core_->leader() && term == core_->term())
+      leader_contact_ = std::chrono::steady_clock::now();
+  });
 }
 
 Result<std::string> Node::begin_snapshot_receive() {
@@ -612,9 +622,33 @@ void Node::stop() {
   });
 }
 
+const char* role_label(const raft::NodeStatus& status) {
+  if (status.learner)
+    return "learner";
+  switch (status.role) {
+    case raft::Role::kLeader:
+      return "leader";
+    case raft::Role::kCandidate:
+    case raft::Role::kPreCandidate:
+      return "candidate";
+    case raft::Role::kFollower:
+      break;
+  }
+  return "follower";
+}
+
 void Node::publish_status() {
   raft::NodeStatus raft = core_->status();
+  if (raft.role == raft::Role::kLeader)
+    leader_contact_ = std::chrono::steady_clock::now();
+  if (raft.leader != last_leader_) {
+    if (raft.leader != raft::kNoNode)
+      ++leader_changes_;
+    last_leader_ = raft.leader;
+  }
   std::lock_guard lock(status_mu_);
+  status_.leader_contact = leader_contact_;
+  status_.leader_changes = leader_changes_;
   status_.raft = std::move(raft);
   status_.applied = applied_;
   status_.snapshot_index = last_snapshot_index_;

@@ -29,12 +29,14 @@
 #include "storage/log_store.h"
 #include "storage/snapshot_store.h"
 #include "transport/transport.h"
+#include "util/histogram.h"
 
 namespace raftnginx::node {
 
 struct NodeOptions {
   raft::NodeId id = raft::kNoNode;
   std::string data_dir;
+  std::string log_dir;  // the write-ahead log; default: <data_dir>/log
   storage::Env* env = storage::Env::posix();
   std::chrono::milliseconds tick{50};
   int election_ticks = 20;  // 1 s at 50 ms per tick; randomized up to twice that
@@ -66,6 +68,10 @@ struct NodeStatus {
   uint64_t entries_applied = 0;  // commands handed to the state machine since start
   uint64_t snapshots_taken = 0;
   uint64_t snapshots_installed = 0;
+  uint64_t leader_changes = 0;  // times this node saw a new leader
+  // When this node last heard from the leader of its term (now, on the leader itself); the
+  // epoch if never.
+  std::chrono::steady_clock::time_point leader_contact;
   Status failure;  // set once the node stopped because of a storage or state machine error
 };
 
@@ -94,6 +100,8 @@ class Node final : public transport::Receiver {
   void stop();
 
   NodeStatus status() const;
+  // How long each synced log write took.
+  const Histogram& sync_latency() const { return sync_latency_; }
   fsm::StateMachine& state_machine() { return *fsm_; }
   raft::NodeId id() const { return options_.id; }
 
@@ -181,6 +189,9 @@ class Node final : public transport::Receiver {
   bool draining_ = false;
   std::thread snapshot_thread_;
   Status failure_;
+  std::chrono::steady_clock::time_point leader_contact_;
+  raft::NodeId last_leader_ = raft::kNoNode;
+  uint64_t leader_changes_ = 0;
 
   // Shared with other threads.
   mutable std::mutex store_mu_;  // the snapshot store
@@ -191,8 +202,12 @@ class Node final : public transport::Receiver {
   std::once_flag stop_once_;
   mutable std::mutex status_mu_;
   NodeStatus status_;
+  Histogram sync_latency_;
   std::thread loop_;
 };
+
+// "leader", "follower", "candidate" (pre-candidates too) or "learner": the role an operator sees.
+const char* role_label(const raft::NodeStatus& status);
 
 // The envelope a node wraps each command in: version (1) | request id (4 + n) | command.
 std::string encode_envelope(std::string_view request_id, std::string_view command);
