@@ -1,0 +1,29 @@
+#include "http/message.h"
+
+#include <strings.h>
+
+#include <nlohmann/json.hpp>
+
+namespace raftnginx::http {
+
+std::string_view find_header(const Headers& headers, std::string_view name) {
+  for (const auto& [key, value] : headers) {
+    if (key.size() == name.size() && strncasecmp(key.data(), name.data(), key.size()) == 0)
+      return value;
+  }
+  return {};
+}
+
+Response Response::json(int status, std::string body) {
+  Response r;
+  r.status = status;
+  r.headers.emplace_back("Content-Type", "application/json");
+  r.body = std::move(body);
+  return r;
+}
+
+Response Response::error(int status, std::string_view message) {
+  return json(status, nlohmann::json{{"error", message}}.dump());
+}
+
+}  // namespace raftnginx::http

@@ -1,0 +1,39 @@
+// Request and Response: the HTTP messages the daemon's API handles and sends, as plain values so
+// that only server.cc and client.cc need Boost.Beast.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace raftnginx::http {
+
+using Headers = std::vector<std::pair<std::string, std::string>>;
+
+// The value of header `name` (case-insensitive), or "" if absent.
+std::string_view find_header(const Headers& headers, std::string_view name);
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query as sent, still percent-encoded
+  Headers headers;
+  std::string body;
+  std::string remote;  // the peer's address, for logs
+
+  std::string_view header(std::string_view name) const { return find_header(headers, name); }
+};
+
+struct Response {
+  int status = 200;
+  Headers headers;
+  std::string body;
+
+  std::string_view header(std::string_view name) const { return find_header(headers, name); }
+  // A JSON body (already serialized).
+  static Response json(int status, std::string body);
+  // {"error": message}: how every error of the API reads.
+  static Response error(int status, std::string_view message);
+};
+
+}  // namespace raftnginx::http

@@ -1,0 +1,29 @@
+// Metrics: what /metrics exposes, in Prometheus text format, every name prefixed raftnginx_.
+// Request counters and latencies are recorded here by the API; the node's gauges and counters
+// are read from its status when scraped.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+
+#include "node/node.h"
+#include "util/histogram.h"
+
+namespace raftnginx::http {
+
+class Metrics {
+ public:
+  void record_request(const std::string& route, int status, std::chrono::nanoseconds elapsed);
+  std::string render(const node::NodeStatus& status, const Histogram& sync_latency) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::string, std::unique_ptr<Histogram>> latency_;  // by route
+};
+
+}  // namespace raftnginx::http

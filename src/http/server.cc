@@ -1,0 +1,248 @@
+#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
+
+#include "http/server.h"
+
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <thread>
+#include <vector>
+
+#include "http/beast_glue.h"
+#include "transport/member.h"
+
+namespace raftnginx::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using asio::use_awaitable;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+using BeastResponse = bhttp::response<bhttp::string_body>;
+
+BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
+  BeastResponse out{static_cast<bhttp::status>(r.status), version};
+  out.set(bhttp::field::server, "raft-nginx");
+  headers_to_beast(r.headers, &out);
+  if (r.header("Content-Type").empty() && !r.body.empty())
+    out.set(bhttp::field::content_type, "application/json");
+  out.body() = r.body;
+  out.keep_alive(keep_alive);
+  out.prepare_payload();
+  return out;
+}
+
+// Hands `request` to `handler` and resumes the calling coroutine with the first Response given
+// to Respond, on the coroutine's own executor, whichever thread answered.
+template <typename Token>
+auto async_handle(const Handler& handler, Request request, Token&& token) {
+  return asio::async_initiate<Token, void(Response)>(
+      [&handler](auto completion, Request request) {
+        using Completion = decltype(completion);
+        struct Pending {
+          explicit Pending(Completion c) : completion(std::move(c)) {}
+          Completion completion;
+          std::atomic<bool> answered{false};
+        };
+        auto pending = std::make_shared<Pending>(std::move(completion));
+        handler(std::move(request), [pending](Response response) {
+          RAFTNGINX_CHECK(!pending->answered.exchange(true), "a request was answered twice");
+          auto executor = asio::get_associated_executor(pending->completion);
+          asio::post(executor, [pending, response = std::move(response)]() mutable {
+            pending->completion(std::move(response));
+          });
+        });
+      },
+      token, std::move(request));
+}
+
+}  // namespace
+
+class Server::Impl {
+ public:
+  explicit Impl(ServerOptions options) : opt(std::move(options)), acceptor(io) {}
+
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> serve(tcp::socket socket);
+  asio::awaitable<void> refuse(tcp::socket socket);
+
+  const ServerOptions opt;
+  Handler handler;
+  asio::io_context io;
+  tcp::acceptor acceptor;
+  std::atomic<size_t> connections{0};
+  uint16_t port = 0;
+  std::vector<std::thread> threads;
+};
+
+asio::awaitable<void> Server::Impl::accept_loop() {
+  for (;;) {
+    beast::error_code ec;
+    tcp::socket socket = co_await acceptor.async_accept(asio::make_strand(io),
+                                                        asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted)
+      co_return;
+    if (ec) {
+      spdlog::warn("http: accept failed: {}", ec.message());
+      continue;
+    }
+    const auto executor = socket.get_executor();
+    if (connections.fetch_add(1) >= opt.max_connections) {
+      asio::co_spawn(executor, refuse(std::move(socket)), asio::detached);
+    } else {
+      asio::co_spawn(executor, serve(std::move(socket)), asio::detached);
+    }
+  }
+}
+
+asio::awaitable<void> Server::Impl::refuse(tcp::socket socket) {
+  beast::tcp_stream stream(std::move(socket));
+  stream.expires_after(opt.read_timeout);
+  Response busy = Response::error(503, "too many connections; retry later");
+  busy.headers.emplace_back("Retry-After", "1");
+  BeastResponse res = to_beast(busy, 11, false);
+  beast::error_code ec;
+  co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  connections.fetch_sub(1);
+}
+
+asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
+  beast::error_code ec;
+  const tcp::endpoint peer = socket.remote_endpoint(ec);
+  const std::string remote =
+      ec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port());
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  for (;;) {
+    // An idle kept-alive connection may wait long for its next request; once a request has
+    // begun, all of it must arrive within read_timeout.
+    if (buffer.size() == 0) {
+      stream.expires_after(opt.idle_timeout);
+      const size_t n = co_await stream.async_read_some(buffer.prepare(64 * 1024),
+                                                       asio::redirect_error(use_awaitable, ec));
+      if (ec)
+        break;
+      buffer.commit(n);
+    }
+    stream.expires_after(opt.read_timeout);
+    bhttp::request_parser<bhttp::string_body> parser;
+    parser.body_limit(opt.max_body);
+    co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    if (ec == bhttp::error::body_limit) {
+      Response too_large = Response::error(
+          413, "request body larger than the limit of " + std::to_string(opt.max_body) + " bytes");
+      BeastResponse res = to_beast(too_large, 11, false);
+      co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+      break;
+    }
+    if (ec == beast::error::timeout) {
+      BeastResponse res = to_beast(Response::error(408, "request not received in time"), 11, false);
+      co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+      break;
+    }
+    if (ec) {
+      if (ec != bhttp::error::end_of_stream && ec != asio::error::eof) {
+        BeastResponse res =
+            to_beast(Response::error(400, "malformed HTTP request: " + ec.message()), 11, false);
+        co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+      }
+      break;
+    }
+    auto& message = parser.get();
+    const unsigned version = message.version();
+    const bool keep_alive = message.keep_alive();
+    Request request;
+    request.method = std::string(message.method_string());
+    request.target = std::string(message.target());
+    request.headers = headers_from_beast(message.base());
+    request.body = std::move(message.body());
+    request.remote = remote;
+    stream.expires_never();
+    Response response = co_await async_handle(handler, std::move(request), use_awaitable);
+    BeastResponse res = to_beast(response, version, keep_alive);
+    stream.expires_after(opt.read_timeout);
+    co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+    if (ec || !keep_alive)
+      break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
+  connections.fetch_sub(1);
+}
+
+Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
+  auto impl = std::make_unique<Impl>(options);
+  std::string host, port;
+  if (!transport::split_host_port(options.listen, &host, &port))
+    return Status::invalid_argument("HTTP address '" + options.listen + "' is not host:port");
+  beast::error_code ec;
+  tcp::resolver resolver(impl->io);
+  auto endpoints = resolver.resolve(host, port, ec);
+  if (ec || endpoints.empty()) {
+    return Status::invalid_argument("cannot resolve HTTP address '" + options.listen +
+                                    "': " + ec.message());
+  }
+  const tcp::endpoint endpoint = *endpoints.begin();
+  impl->acceptor.open(endpoint.protocol(), ec);
+  if (!ec)
+    impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec)
+    impl->acceptor.bind(endpoint, ec);
+  if (!ec)
+    impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return Status::io_error("cannot listen on " + options.listen + ": " + ec.message());
+  impl->port = impl->acceptor.local_endpoint(ec).port();
+  return std::unique_ptr<Server>(new Server(std::move(impl)));
+}
+
+void Server::serve(Handler handler) {
+  RAFTNGINX_CHECK(impl_->threads.empty(), "Server::serve called twice");
+  impl_->handler = std::move(handler);
+  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+  for (int i = 0; i < std::max(1, impl_->opt.threads); ++i) {
+    impl_->threads.emplace_back([io = &impl_->io] {
+      auto guard = asio::make_work_guard(*io);
+      io->run();
+    });
+  }
+}
+
+Server::Server(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Server::~Server() {
+  stop();
+}
+
+uint16_t Server::port() const {
+  return impl_->port;
+}
+
+void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
+  auto timer = std::make_shared<asio::steady_timer>(impl_->io, delay);
+  timer->async_wait([timer, fn = std::move(fn)](const beast::error_code& ec) {
+    if (!ec)
+      fn();
+  });
+}
+
+void Server::stop() {
+  if (impl_->threads.empty())
+    return;
+  asio::post(impl_->io, [impl = impl_.get()] {
+    beast::error_code ec;
+    impl->acceptor.close(ec);
+  });
+  impl_->io.stop();
+  for (std::thread& t : impl_->threads)
+    t.join();
+  impl_->threads.clear();
+}
+
+}  // namespace raftnginx::http

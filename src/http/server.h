@@ -1,0 +1,56 @@
+// Server: the daemon's HTTP/1.1 server (Boost.Beast), which hands each request to a Handler.
+//
+// It enforces what every route needs: a body limit (413), a whole request within read_timeout
+// (a client that sends slowly is cut off), an idle limit for kept-alive connections, and a
+// connection limit (503). The handler answers through Respond exactly once, from any thread and
+// at any time.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "http/message.h"
+#include "util/status.h"
+
+namespace raftnginx::http {
+
+using Respond = std::function<void(Response)>;
+using Handler = std::function<void(Request, Respond)>;
+
+struct ServerOptions {
+  std::string listen = "localhost:11000";  // host:port; port 0 picks a free one
+  uint64_t max_body = 4 << 20;
+  size_t max_connections = 1024;
+  std::chrono::milliseconds read_timeout{10000};
+  // Longer than nginx's keepalive_timeout for upstreams (60 s), so that nginx closes an idle
+  // connection before we do and never sends a request into a closing one.
+  std::chrono::milliseconds idle_timeout{75000};
+  int threads = 2;
+};
+
+class Server {
+ public:
+  // Binds the address, so that a taken port fails start-up early; requests wait in the
+  // listen queue until serve().
+  static Result<std::unique_ptr<Server>> listen(const ServerOptions& options);
+  ~Server();
+
+  // Starts answering requests with `handler`. Call once.
+  void serve(Handler handler);
+
+  uint16_t port() const;
+  // Runs `fn` on the server's threads after `delay` (unless the server stopped first).
+  void after(std::chrono::milliseconds delay, std::function<void()> fn);
+  // Stops accepting and closes every connection; waits for the server's threads.
+  void stop();
+
+  class Impl;
+
+ private:
+  explicit Server(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace raftnginx::http
