@@ -1,0 +1,355 @@
+#include "cli/daemon.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "fsm/memory_kv.h"
+#include "fsm/rocksdb_kv.h"
+#include "http/api.h"
+#include "http/client.h"
+#include "http/server.h"
+#include "node/node.h"
+#include "transport/member.h"
+#include "transport/tcp_transport.h"
+
+namespace raftnginx::cli {
+
+namespace {
+
+using namespace std::chrono_literals;
+
+// The state a node would start from exists: a non-empty log or a snapshot. Mirrors the check
+// Node makes before it bootstraps, so that a restarted node never waits for bootstrap peers.
+bool has_state(const std::string& data_dir, const std::string& log_dir) {
+  std::error_code ec;
+  for (const std::string& dir : {log_dir, data_dir + "/snapshots"}) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+      if (entry.is_regular_file(ec) ? entry.file_size(ec) > 0 : entry.is_directory(ec))
+        return true;
+    }
+  }
+  return false;
+}
+
+// Sets up spdlog: one line per event, with the time, level and this node's name.
+void setup_logging(const DaemonOptions& options) {
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l node=" + options.id + " %v");
+  spdlog::set_level(spdlog::level::from_str(options.log_level));
+}
+
+// Logs what an operator wants to see change: role, leader, term, membership, snapshots.
+class StatusWatcher {
+ public:
+  explicit StatusWatcher(node::Node* node) : node_(node), thread_([this] { run(); }) {}
+  ~StatusWatcher() {
+    stop_ = true;
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    node::NodeStatus last;
+    bool first = true;
+    while (!stop_) {
+      const node::NodeStatus st = node_->status();
+      const auto name = [&](raft::NodeId id) {
+        auto it = st.member_contexts.find(id);
+        return it == st.member_contexts.end() ? std::to_string(id)
+                                              : transport::parse_member(it->second).name;
+      };
+      const uint64_t term = st.raft.hard_state.term;
+      if (first || st.raft.role != last.raft.role || st.raft.learner != last.raft.learner) {
+        spdlog::info("role {} term={}", node::role_label(st.raft), term);
+      }
+      if (!first && st.raft.leader != last.raft.leader) {
+        if (st.raft.leader == raft::kNoNode) {
+          spdlog::warn("leader lost term={}", term);
+        } else {
+          spdlog::info("leader {} term={}", name(st.raft.leader), term);
+        }
+      }
+      if (first || st.raft.conf != last.raft.conf) {
+        std::string members;
+        for (raft::NodeId id : st.raft.conf.voters)
+          members += (members.empty() ? "" : ",") + name(id);
+        for (raft::NodeId id : st.raft.conf.learners)
+          members += (members.empty() ? "" : ",") + name(id) + "(learner)";
+        spdlog::info("members [{}] term={}", members, term);
+      }
+      if (st.snapshots_taken != last.snapshots_taken)
+        spdlog::info("snapshot taken at index {} term={}", st.snapshot_index, term);
+      if (st.snapshots_installed != last.snapshots_installed)
+        spdlog::info("snapshot installed at index {} term={}", st.snapshot_index, term);
+      if (!st.failure.ok() && last.failure.ok())
+        spdlog::error("node stopped taking writes: {}", st.failure.to_string());
+      last = st;
+      first = false;
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+
+  node::Node* node_;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
+// Asks the cluster at `address` to add this node, following redirects to the leader, until it
+// answers 200 or `stop` is set. Idempotent: the leader answers 200 for a member it knows.
+void join_cluster(http::Client* client, const DaemonOptions& options,
+                  const std::atomic<bool>* stop) {
+  const std::string body = nlohmann::json{
+      {"id", options.id},
+      {"addr", options.raft_advertise},
+      {"http_addr", options.http_advertise},
+      {"voter",
+       !options.learner}}.dump();
+  auto backoff = 200ms;
+  std::string target = options.join;
+  for (int attempt = 1; !*stop; ++attempt) {
+    http::Request request;
+    request.method = "POST";
+    request.target = "/join";
+    request.headers.emplace_back("Content-Type", "application/json");
+    request.body = body;
+    auto r = client->fetch(target, std::move(request), 5s);
+    if (r.ok() && r->status == 200) {
+      spdlog::info("joined the cluster through {}", target);
+      return;
+    }
+    if (r.ok() && r->status == 307 && !r->header("X-Raft-Leader").empty()) {
+      target = std::string(r->header("X-Raft-Leader"));
+      continue;  // ask the leader right away
+    }
+    const std::string why =
+        r.ok() ? "HTTP " + std::to_string(r->status) + " " + r->body : r.status().message();
+    spdlog::warn("join through {} failed (attempt {}): {}; retrying in {} ms", target, attempt, why,
+                 backoff.count());
+    target = options.join;
+    for (auto waited = 0ms; waited < backoff && !*stop; waited += 50ms)
+      std::this_thread::sleep_for(50ms);
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
+  }
+}
+
+// bootstrap_expect: waits until every listed peer's HTTP port accepts connections.
+bool wait_for_peers(http::Client* client, const DaemonOptions& options,
+                    const std::atomic<bool>* stop) {
+  for (int round = 0; !*stop; ++round) {
+    size_t up = 1;  // this node
+    for (const Peer& peer : options.peers) {
+      if (peer.id == options.id)
+        continue;
+      http::Request probe;
+      probe.method = "GET";
+      probe.target = "/healthz";
+      auto r = client->fetch(peer.http_address, std::move(probe), 1s);
+      // A peer that accepts the connection is up, even though it does not answer before the
+      // cluster forms; only a refused or unresolvable address means down.
+      if (r.ok() || !r.status().message().starts_with("cannot"))
+        ++up;
+    }
+    if (up >= options.bootstrap_expect) {
+      spdlog::info("{} of {} expected nodes are up: forming the cluster", up,
+                   options.bootstrap_expect);
+      return true;
+    }
+    if (round % 10 == 0) {
+      spdlog::info("waiting for nodes to form the cluster: {} of {} up", up,
+                   options.bootstrap_expect);
+    }
+    std::this_thread::sleep_for(500ms);
+  }
+  return false;
+}
+
+// Takes SIGTERM and SIGINT on a thread of its own (every other thread blocks them) and tells
+// the rest through `stopping`.
+class SignalWatcher {
+ public:
+  SignalWatcher() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGTERM);
+    sigaddset(&signals_, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // threads started later inherit the mask
+    thread_ = std::thread([this] {
+      int number = 0;
+      sigwait(&signals_, &number);
+      {
+        std::lock_guard lock(mu_);
+        received_ = number;
+      }
+      stopping_ = true;
+      cv_.notify_all();
+    });
+    thread_.detach();  // blocked in sigwait until the process exits
+  }
+  const std::atomic<bool>* stopping() const { return &stopping_; }
+  // Waits for a signal; returns its number.
+  int wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return received_ != 0; });
+    return received_;
+  }
+
+ private:
+  sigset_t signals_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int received_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace
+
+int run_daemon(const DaemonOptions& given) {
+  DaemonOptions options = given;
+  setup_logging(options);
+  static SignalWatcher signals;  // static: its detached thread may outlive this function
+
+  std::string inmem_dir;
+  if (options.inmem) {
+    const std::string base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
+    std::string pattern = base + "/raft-nginx-XXXXXX";
+    if (mkdtemp(pattern.data()) == nullptr) {
+      spdlog::critical("cannot create an in-memory directory under {}", base);
+      return 1;
+    }
+    inmem_dir = pattern;
+    options.data_dir = inmem_dir;
+    options.fsm = "memory";
+  }
+  const std::string log_dir = options.log_dir.empty() ? options.data_dir + "/log" : options.log_dir;
+  auto cleanup = [&] {
+    if (!inmem_dir.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(inmem_dir, ec);
+    }
+  };
+
+  http::ServerOptions server_options;
+  server_options.listen = options.http_bind;
+  server_options.max_body = options.max_body;
+  auto server = http::Server::listen(server_options);
+  if (!server.ok()) {
+    spdlog::critical("{}", server.status().message());
+    cleanup();
+    return 1;
+  }
+
+  transport::TcpTransportOptions transport_options;
+  transport_options.listen = options.raft_bind;
+  transport_options.advertise = options.raft_advertise;
+  transport_options.cluster_id = options.cluster_name;
+  auto transport = transport::TcpTransport::start(transport_options);
+  if (!transport.ok()) {
+    spdlog::critical("{}", transport.status().message());
+    cleanup();
+    return 1;
+  }
+
+  http::Client client;
+  const transport::Member self{options.id, options.raft_advertise, options.http_advertise};
+  const raft::NodeId self_id = transport::node_id_for(options.id);
+
+  node::NodeOptions node_options;
+  node_options.id = self_id;
+  node_options.data_dir = options.data_dir;
+  node_options.log_dir = log_dir;
+  node_options.tick = std::min(options.heartbeat_timeout, options.election_timeout / 10);
+  node_options.election_ticks = static_cast<int>(options.election_timeout / node_options.tick);
+  node_options.heartbeat_ticks =
+      std::max(1, static_cast<int>(options.heartbeat_timeout / node_options.tick));
+  node_options.snapshot_threshold = options.snapshot_threshold;
+  node_options.snapshot_interval =
+      std::chrono::duration_cast<std::chrono::seconds>(options.snapshot_interval);
+  node_options.trailing_logs = options.trailing_logs;
+  node_options.retain_snapshots = options.snapshot_retain;
+  const bool fresh = !has_state(options.data_dir, log_dir);
+  if (options.bootstrap_expect > 0) {
+    if (fresh) {
+      if (!wait_for_peers(&client, options, signals.stopping())) {
+        cleanup();
+        return 0;
+      }
+      raft::ConfState conf;
+      for (const Peer& peer : options.peers) {
+        const raft::NodeId id = transport::node_id_for(peer.id);
+        conf.voters.insert(id);
+        node_options.bootstrap_contexts[id] =
+            transport::encode_member({peer.id, peer.raft_address, peer.http_address});
+      }
+      node_options.bootstrap = conf;
+    }
+  } else if (options.join.empty()) {
+    node_options.bootstrap = raft::ConfState{{self_id}, {}};
+    node_options.bootstrap_contexts[self_id] = transport::encode_member(self);
+  }
+
+  std::error_code dir_error;
+  std::filesystem::create_directories(options.data_dir, dir_error);
+  if (dir_error) {
+    spdlog::critical("cannot create the data directory {}: {}", options.data_dir,
+                     dir_error.message());
+    cleanup();
+    return 1;
+  }
+  std::unique_ptr<fsm::KvStore> kv;
+  if (options.fsm == "memory") {
+    kv = std::make_unique<fsm::MemoryKv>();
+  } else {
+    auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm");
+    if (!rocks.ok()) {
+      spdlog::critical("cannot open the rocksdb backend: {}", rocks.status().to_string());
+      cleanup();
+      return 1;
+    }
+    kv = std::move(rocks).value();
+  }
+  const fsm::KvStore* kv_view = kv.get();
+  auto node = node::Node::start(node_options, std::move(kv), transport->get());
+  if (!node.ok()) {
+    spdlog::critical("cannot start the node: {}", node.status().to_string());
+    cleanup();
+    return 1;
+  }
+  spdlog::info(
+      "started: http={} raft={} backend={} data={} {}", options.http_advertise,
+      options.raft_advertise, options.fsm, options.data_dir,
+      fresh ? (node_options.bootstrap ? "new cluster" : "waiting to join") : "resuming from disk");
+
+  http::ApiOptions api_options;
+  api_options.self_name = options.id;
+  api_options.write_policy = options.write_policy;
+  api_options.write_timeout = options.write_timeout;
+  http::Api api(api_options, node->get(), kv_view, server->get(), &client);
+  (*server)->serve([&api](http::Request request, http::Respond respond) {
+    api.handle(std::move(request), std::move(respond));
+  });
+  StatusWatcher watcher(node->get());
+  std::thread joiner;
+  if (!options.join.empty())
+    joiner = std::thread([&] { join_cluster(&client, options, signals.stopping()); });
+
+  const int signal_number = signals.wait();
+  spdlog::info("received {}: handing over and stopping", strsignal(signal_number));
+  if (joiner.joinable())
+    joiner.join();
+  (*node)->shutdown(options.election_timeout * 4);
+  (*node)->stop();
+  (*server)->stop();
+  (*transport)->close(self_id);
+  spdlog::info("stopped");
+  cleanup();
+  return 0;
+}
+
+}  // namespace raftnginx::cli

@@ -1,0 +1,67 @@
+// DaemonOptions: everything `raft-nginx` is told at start-up, from its flags and its -config
+// file (the Go project's config.json). Precedence: built-in defaults, then the file, then the
+// flags given on the command line.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "http/api.h"
+#include "util/status.h"
+
+namespace raftnginx::cli {
+
+struct Peer {
+  std::string id;
+  std::string http_address;
+  std::string raft_address;
+};
+
+struct DaemonOptions {
+  std::string id;  // default: the raft advertise address
+  std::string http_bind = "localhost:11000";
+  std::string raft_bind = "localhost:12000";
+  std::string http_advertise;  // default: http_bind
+  std::string raft_advertise;  // default: raft_bind
+  std::string join;            // HTTP address of any member
+  bool learner = false;
+  bool inmem = false;
+  std::string data_dir;
+  std::string log_dir;  // default: <data_dir>/log
+  std::string fsm = "rocksdb";
+  std::string cluster_name = "raft-nginx";
+  std::chrono::milliseconds election_timeout{500};
+  std::chrono::milliseconds heartbeat_timeout{50};
+  uint64_t snapshot_threshold = 8192;
+  std::chrono::milliseconds snapshot_interval{std::chrono::minutes(2)};
+  size_t snapshot_retain = 2;
+  uint64_t trailing_logs = 10240;
+  http::WritePolicy write_policy = http::WritePolicy::kRedirect;
+  uint64_t max_body = 4 << 20;
+  std::chrono::milliseconds write_timeout{5000};
+  std::string log_level = "info";
+  // Form the cluster once this many of `peers` (this node included) are up; 0: off.
+  size_t bootstrap_expect = 0;
+  std::vector<Peer> peers;
+};
+
+// What parsing decided: run with these options, or exit with this code (after --help,
+// --version, or an error already printed).
+struct ParsedOptions {
+  std::optional<DaemonOptions> options;
+  int exit_code = 0;
+};
+
+ParsedOptions parse_options(int argc, char** argv);
+
+// Reads a config.json into `options`; unknown fields are appended to `warnings`. An error names
+// the field (InvalidArgument) or the file (IOError).
+Status load_config_file(const std::string& path, DaemonOptions* options,
+                        std::vector<std::string>* warnings);
+
+// "4194304", "512KiB", "4MiB", "1GiB" (also K, M, G, KB, MB, GB as powers of 1024).
+Result<uint64_t> parse_size(std::string_view text);
+
+}  // namespace raftnginx::cli
