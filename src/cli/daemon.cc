@@ -76,7 +76,7 @@ class StatusWatcher {
           spdlog::info("leader {} term={}", name(st.raft.leader), term);
         }
       }
-      if (first || st.raft.conf != last.raft.conf) {
+      if (st.raft.conf != last.raft.conf) {
         std::string members;
         for (raft::NodeId id : st.raft.conf.voters)
           members += (members.empty() ? "" : ",") + name(id);
@@ -238,6 +238,8 @@ int run_daemon(const DaemonOptions& given) {
   http::ServerOptions server_options;
   server_options.listen = options.http_bind;
   server_options.max_body = options.max_body;
+  server_options.max_connections = options.max_connections;
+  server_options.read_timeout = options.http_read_timeout;
   auto server = http::Server::listen(server_options);
   if (!server.ok()) {
     spdlog::critical("{}", server.status().message());

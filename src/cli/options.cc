@@ -316,6 +316,15 @@ ParsedOptions parse_options(int argc, char** argv) {
                          ->capture_default_str();
   auto* body_opt = app.add_option("--max-body", max_body, "Largest request body (413 above)")
                        ->capture_default_str();
+  track(app.add_option("--max-connections", flags.max_connections,
+                       "Concurrent HTTP connections (503 above)")
+            ->capture_default_str(),
+        &DaemonOptions::max_connections);
+  std::string read_timeout = "10s";
+  auto* read_timeout_opt =
+      app.add_option("--http-read-timeout", read_timeout,
+                     "A request must arrive whole within this (slower clients are cut off)")
+          ->capture_default_str();
   auto* timeout_opt = app.add_option("--write-timeout", write_timeout,
                                      "How long a write waits to commit before 503")
                           ->capture_default_str();
@@ -361,7 +370,8 @@ ParsedOptions parse_options(int argc, char** argv) {
   for (Status s : {duration(election_opt, election, &options.election_timeout),
                    duration(heartbeat_opt, heartbeat, &options.heartbeat_timeout),
                    duration(interval_opt, snapshot_interval, &options.snapshot_interval),
-                   duration(timeout_opt, write_timeout, &options.write_timeout)}) {
+                   duration(timeout_opt, write_timeout, &options.write_timeout),
+                   duration(read_timeout_opt, read_timeout, &options.http_read_timeout)}) {
     if (!s.ok())
       return error(s.message());
   }

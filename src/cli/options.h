@@ -40,6 +40,8 @@ struct DaemonOptions {
   uint64_t trailing_logs = 10240;
   http::WritePolicy write_policy = http::WritePolicy::kRedirect;
   uint64_t max_body = 4 << 20;
+  size_t max_connections = 1024;
+  std::chrono::milliseconds http_read_timeout{10000};  // a whole request must arrive within
   std::chrono::milliseconds write_timeout{5000};
   std::string log_level = "info";
   // Form the cluster once this many of `peers` (this node included) are up; 0: off.

@@ -142,13 +142,10 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
       co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
       break;
     }
-    if (ec == beast::error::timeout) {
-      BeastResponse res = to_beast(Response::error(408, "request not received in time"), 11, false);
-      co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
-      break;
-    }
     if (ec) {
-      if (ec != bhttp::error::end_of_stream && ec != asio::error::eof) {
+      // A timeout has closed the socket already: nothing can be answered then.
+      if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
+          ec != beast::error::timeout) {
         BeastResponse res =
             to_beast(Response::error(400, "malformed HTTP request: " + ec.message()), 11, false);
         co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));

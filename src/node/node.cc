@@ -323,6 +323,8 @@ Status Node::apply_entries(const std::vector<raft::Entry>& entries) {
   if (membership_changed)
     transport_->update_peers(contexts_);
   applied_ = entries.back().index;
+  // A client told that its write was applied must find it in status() (X-Raft-Index, /join).
+  publish_status();
   // Answer the clients whose entries these were; a waiter whose entry was replaced by another
   // leader's learns that its write did not commit.
   size_t pos = 0;

@@ -1,0 +1,238 @@
+"""Starts real raft-nginx processes on loopback for the multi-process tests.
+
+Every process is started by this module, tracked by PID and killed when the test ends; ports are
+free ones picked at start. Nothing here talks to anything but 127.0.0.1.
+"""
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BINARY = os.environ.get("RAFTNGINX_BIN", "raft-nginx")
+# Deadlines scale with the machine: the sanitizer build runs several times slower.
+SLOW = float(os.environ.get("RAFTNGINX_TEST_SLOWDOWN", "1"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Reply:
+    def __init__(self, status, headers, body):
+        self.status = status
+        self.headers = headers
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body)
+
+    def header(self, name):
+        return self.headers.get(name.lower())
+
+    def __repr__(self):
+        return f"Reply({self.status}, {self.body[:200]!r})"
+
+
+def request(address, method, path, body=None, headers=None, timeout=10):
+    """One HTTP request; never follows redirects. Returns a Reply or raises OSError."""
+    host, port = address.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=timeout * SLOW)
+    try:
+        if isinstance(body, (dict, list)):
+            body = json.dumps(body)
+        if isinstance(body, str):
+            body = body.encode()
+        conn.request(method, path, body=body, headers=headers or {})
+        r = conn.getresponse()
+        data = r.read().decode(errors="replace")
+        return Reply(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    finally:
+        conn.close()
+
+
+def wait_until(predicate, timeout=15, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout * SLOW
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except OSError as e:
+            last = e
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Daemon:
+    def __init__(self, root, name, args=(), http_port=None, raft_port=None):
+        self.name = name
+        self.http = f"127.0.0.1:{http_port or free_port()}"
+        self.raft = f"127.0.0.1:{raft_port or free_port()}"
+        self.data_dir = os.path.join(root, name)
+        self.log_path = os.path.join(root, name + ".log")
+        self.args = list(args)
+        self.proc = None
+
+    def command(self):
+        return [BINARY, "-id", self.name, "-haddr", self.http, "-raddr", self.raft,
+                *self.args, self.data_dir]
+
+    def start(self, command=None, cwd=None):
+        log = open(self.log_path, "a")
+        self.proc = subprocess.Popen(command or self.command(), stdout=log,
+                                     stderr=subprocess.STDOUT, cwd=cwd)
+        log.close()
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, timeout=15):
+        """SIGTERM, then wait; returns the exit code."""
+        if not self.running():
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout * SLOW)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"{self.name} did not stop within {timeout}s of SIGTERM")
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait()
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def get(self, path, **kw):
+        return request(self.http, "GET", path, **kw)
+
+    def post(self, path, body=None, **kw):
+        return request(self.http, "POST", path, body=body, **kw)
+
+    def status(self):
+        return self.get("/status").json()
+
+    def metric(self, name):
+        for line in self.get("/metrics").body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        raise AssertionError(f"{name} not in /metrics of {self.name}")
+
+    def log_tail(self, lines=40):
+        try:
+            with open(self.log_path) as f:
+                return "".join(f.readlines()[-lines:])
+        except OSError:
+            return ""
+
+
+class Cluster:
+    def __init__(self, root):
+        self.root = root
+        self.nodes = {}
+
+    def add(self, name, args=(), join=None, **kw):
+        args = list(args)
+        if join is not None:
+            args += ["-join", join.http]
+        d = Daemon(self.root, name, args, **kw)
+        self.nodes[name] = d
+        return d.start()
+
+    def start(self, count, args=()):
+        """node1 bootstraps; the others join through it. Returns once all agree on a leader."""
+        first = self.add("node1", args)
+        wait_until(lambda: first.get("/readyz").status == 200, what="node1 ready")
+        for i in range(2, count + 1):
+            self.add(f"node{i}", args, join=first)
+        self.wait_members(count)
+        return self
+
+    def __getitem__(self, name):
+        return self.nodes[name]
+
+    def running(self):
+        return [d for d in self.nodes.values() if d.running()]
+
+    def wait_members(self, count, timeout=20):
+        def all_see():
+            for d in self.running():
+                st = d.status()
+                if len(st["members"]) != count or st["leader"] is None:
+                    return False
+            return True
+        wait_until(all_see, timeout=timeout, what=f"{count} members everywhere")
+
+    def leader(self, timeout=15):
+        """The running node that leads, once every running node agrees."""
+        def agreed():
+            names = set()
+            for d in self.running():
+                st = d.status()
+                names.add(st["leader"]["id"] if st["leader"] else None)
+            if len(names) == 1 and None not in names:
+                name = names.pop()
+                if self.nodes[name].running():
+                    return self.nodes[name]
+            return None
+        return wait_until(agreed, timeout=timeout, what="an agreed leader")
+
+    def followers(self):
+        lead = self.leader()
+        return [d for d in self.running() if d is not lead]
+
+    def wait_converged(self, timeout=15):
+        def same():
+            applied = {d.status()["applied_index"] for d in self.running()}
+            commits = {d.status()["commit_index"] for d in self.running()}
+            return len(applied) == 1 and applied == commits
+        wait_until(same, timeout=timeout, what="all nodes applied the same index")
+
+    def close(self):
+        for d in self.nodes.values():
+            d.kill()
+
+
+class ClusterTest(unittest.TestCase):
+    """A test case with a fresh working directory; every daemon it starts is killed at the end
+    and, if the test failed, the tail of each daemon's log is printed."""
+
+    def setUp(self):
+        self.root = tempfile.mkdtemp(prefix="raftnginx-test-")
+        self.cluster = Cluster(self.root)
+
+    def tearDown(self):
+        self.cluster.close()
+        outcome = getattr(self, "_outcome", None)
+        failed = outcome is not None and not getattr(outcome, "success", True)
+        if failed:
+            for d in self.cluster.nodes.values():
+                sys.stderr.write(f"\n----- {d.name} log -----\n{d.log_tail()}")
+        shutil.rmtree(self.root, ignore_errors=True)
+
+    def write(self, node, key, value, **kw):
+        r = node.post("/key", {key: value}, **kw)
+        self.assertEqual(r.status, 200, r)
+        return r
+
+    def assert_value(self, node, key, value, level="stale"):
+        r = node.get(f"/key/{key}?level={level}")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.json(), {key: value})

@@ -1,0 +1,215 @@
+"""The HTTP API of real raft-nginx processes: hraftd's walkthrough, write policies, read
+levels, headers, and every kind of bad input with its status code."""
+import socket
+import time
+import unittest
+
+from cluster import ClusterTest, request, wait_until, SLOW
+
+
+class Walkthrough(ClusterTest):
+    def test_seed_walkthrough_on_the_daemons(self):
+        c = self.cluster.start(3)
+        leader = c.leader()
+        self.write(leader, "user1", "batman")
+        for node in c.running():
+            wait_until(lambda: node.get("/key/user1").status == 200, what="user1 replicated")
+            self.assert_value(node, "user1", "batman")
+        self.write(leader, "user2", "robin")
+        for node in c.running():
+            wait_until(lambda: node.get("/key/user2").status == 200, what="user2 replicated")
+            self.assert_value(node, "user2", "robin")
+
+    def test_many_keys_in_one_entry_and_key_headers(self):
+        c = self.cluster.start(1)
+        node = c["node1"]
+        before = node.status()["applied_index"]
+        r = node.post("/key", {"a": "1", "b": "2", "c": "3"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(node.status()["applied_index"], before + 1)  # one log entry
+        self.assertGreaterEqual(int(r.header("X-Raft-Index")), before + 1)
+        self.assertEqual(r.header("X-Raft-Served-By"), "node1")
+        g = node.get("/key/b")
+        self.assertEqual(g.json(), {"b": "2"})
+        self.assertIsNotNone(g.header("X-Raft-Last-Contact"))
+        self.assertEqual(request(node.http, "PUT", "/key/sl%2Fash%20key", body="raw value").status, 200)
+        self.assertEqual(node.get("/key/sl%2Fash%20key").json(), {"sl/ash key": "raw value"})
+        self.assertEqual(node.get("/key/sl/ash%20key").json(), {"sl/ash key": "raw value"})
+        self.assertEqual(request(node.http, "DELETE", "/key/b").status, 200)
+        self.assertEqual(node.get("/key/b").status, 404)
+
+    def test_idempotency_key_applies_a_retried_write_once(self):
+        c = self.cluster.start(1)
+        node = c["node1"]
+        h = {"Idempotency-Key": "order-42"}
+        self.assertEqual(node.post("/key", {"k": "first"}, headers=h).status, 200)
+        applied = node.metric("raftnginx_fsm_applied_entries_total")
+        self.assertEqual(node.post("/key", {"k": "second"}, headers=h).status, 200)
+        self.assertEqual(node.get("/key/k").json(), {"k": "first"})
+        # The retry is an entry the backend sees, but answers from its session table.
+        self.assertEqual(node.metric("raftnginx_fsm_applied_entries_total"), applied + 1)
+        self.assertEqual(node.post("/key", {"k": "third"}).status, 200)
+        self.assertEqual(node.get("/key/k").json(), {"k": "third"})
+
+
+class WritePolicies(ClusterTest):
+    def test_redirect_gives_307_to_the_leader(self):
+        c = self.cluster.start(3)
+        leader = c.leader()
+        follower = c.followers()[0]
+        r = follower.post("/key?x=1", {"r": "1"})
+        self.assertEqual(r.status, 307, r)
+        self.assertEqual(r.header("X-Raft-Leader"), leader.http)
+        self.assertEqual(r.header("Location"), f"http://{leader.http}/key?x=1")
+        self.assertEqual(r.header("Content-Length"), "0")
+        # Following it, as curl -L and nginx do, writes the value.
+        self.assertEqual(request(r.header("X-Raft-Leader"), "POST", "/key?x=1", body={"r": "1"}).status, 200)
+        d = request(follower.http, "DELETE", "/key/r")
+        self.assertEqual(d.status, 307)
+
+    def test_forward_relays_the_leaders_answer(self):
+        c = self.cluster.start(3, args=["--write-policy", "forward"])
+        follower = c.followers()[0]
+        r = follower.post("/key", {"f": "v"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("X-Raft-Served-By"), c.leader().name)
+        self.assert_value(follower, "f", "v", level="linearizable")
+
+    def test_reject_gives_403(self):
+        c = self.cluster.start(3, args=["--write-policy", "reject"])
+        leader = c.leader()
+        r = c.followers()[0].post("/key", {"x": "v"})
+        self.assertEqual(r.status, 403, r)
+        self.assertIn("error", r.json())
+        self.assertEqual(r.header("X-Raft-Leader"), leader.http)
+
+    def test_no_leader_gives_503_with_retry_after(self):
+        c = self.cluster.start(3)
+        leader = c.leader()
+        follower, other = c.followers()
+        leader.kill()
+        other.kill()
+        wait_until(lambda: follower.status()["leader"] is None, what="the leader forgotten")
+        r = follower.post("/key", {"x": "v"}, timeout=15)
+        self.assertEqual(r.status, 503, r)
+        self.assertIsNotNone(r.header("Retry-After"))
+
+
+class ReadLevels(ClusterTest):
+    def test_linearizable_read_on_a_follower_sees_the_latest_write(self):
+        c = self.cluster.start(3)
+        leader = c.leader()
+        follower = c.followers()[0]
+        for i in range(30):
+            self.write(leader, "lin", str(i))
+            self.assert_value(follower, "lin", str(i), level="linearizable")
+
+    def test_stale_reads_keep_working_without_a_leader_until_max_lag(self):
+        c = self.cluster.start(3)
+        leader = c.leader()
+        self.write(leader, "edge", "cached")
+        c.wait_converged()
+        follower, other = c.followers()
+        leader.pause()
+        other.pause()
+        try:
+            time.sleep(1.5)
+            self.assert_value(follower, "edge", "cached")  # stale: served from the local copy
+            r = follower.get("/key/edge?max_lag=1s")
+            self.assertEqual(r.status, 503, r)
+            self.assertGreaterEqual(int(r.header("X-Raft-Last-Contact")), 1000)
+            self.assertEqual(follower.get("/key/edge?max_lag=1h").status, 200)
+            self.assertEqual(follower.get("/key/edge?level=linearizable", timeout=20).status, 503)
+            self.assertEqual(follower.get("/readyz").status, 503)
+        finally:
+            leader.resume()
+            other.resume()
+        wait_until(lambda: follower.get("/readyz").status == 200, what="ready again")
+
+    def test_readyz_sync_waits_for_the_leaders_commit(self):
+        c = self.cluster.start(3)
+        self.write(c.leader(), "k", "v")
+        follower = c.followers()[0]
+        r = follower.get("/readyz?sync&timeout=5s")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(follower.get("/key/k").json(), {"k": "v"})
+        self.assertEqual(follower.get("/healthz").status, 200)
+
+
+class BadInput(ClusterTest):
+    def test_every_bad_input_gets_its_status_and_nothing_is_lost(self):
+        c = self.cluster.start(3, args=["--max-body", "64KiB"])
+        leader = c.leader()
+        self.write(leader, "keep", "me")
+        cases = [
+            ("POST", "/key", "{not json", 400),
+            ("POST", "/key", "[1, 2]", 400),
+            ("POST", "/key", '"string"', 400),
+            ("POST", "/key", '{"a": 1}', 400),
+            ("POST", "/key", '{"a": null}', 400),
+            ("POST", "/key", '{"": "v"}', 400),
+            ("POST", "/key", "{}", 400),
+            ("POST", "/key", "", 400),
+            ("POST", "/key", "x" * (64 * 1024 + 1), 413),
+            ("GET", "/key/", None, 400),
+            ("GET", "/key/bad%zzescape", None, 400),
+            ("GET", "/key/keep?level=bogus", None, 400),
+            ("GET", "/key/keep?max_lag=soon", None, 400),
+            ("GET", "/nope", None, 404),
+            ("GET", "/key/missing", None, 404),
+            ("PATCH", "/key/keep", "x", 405),
+            ("GET", "/key", None, 405),
+            ("GET", "/join", None, 405),
+            ("POST", "/join", '{"id": "x"}', 400),
+            ("POST", "/join", '{"id": "x", "addr": "nocolon"}', 400),
+            ("POST", "/join", '{"id": "x", "addr": "h:1", "voter": "yes"}', 400),
+            ("POST", "/remove", '{"id": "ghost"}', 404),
+            ("POST", "/promote", '{"id": "ghost"}', 404),
+            ("POST", "/leader/transfer", '{"id": "ghost"}', 404),
+            ("GET", "/readyz?sync&timeout=forever", None, 400),
+        ]
+        for method, path, body, code in cases:
+            with self.subTest(method=method, path=path, body=(body or "")[:40]):
+                r = request(leader.http, method, path, body=body)
+                self.assertEqual(r.status, code, r)
+                self.assertIn("error", r.json())
+        r = request(leader.http, "PATCH", "/key/keep", body="x")
+        self.assertEqual(r.header("Allow"), "GET, PUT, DELETE")
+        # Garbage that is not HTTP at all.
+        with socket.create_connection(tuple_address(leader.http)) as s:
+            s.sendall(b"\x00\x01garbage\r\n\r\n")
+            self.assertIn(b"400", s.recv(4096))
+        self.assertEqual(leader.get("/key/keep").json(), {"keep": "me"})
+        self.write(leader, "after", "bad input")
+        for node in c.running():
+            self.assert_value(node, "after", "bad input", level="linearizable")
+            self.assert_value(node, "keep", "me")
+
+    def test_slow_clients_and_too_many_connections(self):
+        c = self.cluster.start(1, args=["--http-read-timeout", "1s", "--max-connections", "4"])
+        node = c["node1"]
+        with socket.create_connection(tuple_address(node.http)) as slow:
+            slow.sendall(b"POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            slow.settimeout(10 * SLOW)
+            began = time.monotonic()
+            self.assertEqual(slow.recv(4096), b"")  # cut off: the request never completed
+            self.assertLess(time.monotonic() - began, 5 * SLOW)
+        idle = [socket.create_connection(tuple_address(node.http)) for _ in range(4)]
+        try:
+            time.sleep(0.2)
+            r = node.get("/healthz")
+            self.assertEqual(r.status, 503, r)
+            self.assertIsNotNone(r.header("Retry-After"))
+        finally:
+            for s in idle:
+                s.close()
+        wait_until(lambda: node.get("/healthz").status == 200, what="connections freed")
+
+
+def tuple_address(address):
+    host, port = address.rsplit(":", 1)
+    return host, int(port)
+
+
+if __name__ == "__main__":
+    unittest.main()
