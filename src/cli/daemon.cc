@@ -124,7 +124,8 @@ void join_cluster(http::Client* client, const DaemonOptions& options,
       spdlog::info("joined the cluster through {}", target);
       return;
     }
-    if (r.ok() && r->status == 307 && !r->header("X-Raft-Leader").empty()) {
+    if (r.ok() && r->status == 307 && !r->header("X-Raft-Leader").empty() &&
+        r->header("X-Raft-Leader") != target) {
       target = std::string(r->header("X-Raft-Leader"));
       continue;  // ask the leader right away
     }

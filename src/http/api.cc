@@ -231,7 +231,7 @@ void Api::route(const CallPtr& call, const std::string& path) {
   } else if (path == "/healthz") {
     call->route = path;
     if (only({"GET"}))
-      call->answer(Response::json(200, R"({"status":"ok"})"));
+      call->answer(Response::json(200, json{{"status", "ok"}}));
   } else {
     call->answer(Response::error(404, "no such endpoint: " + path));
   }
@@ -257,7 +257,7 @@ void Api::get_key(const CallPtr& call, const std::string& key) {
     if (!*value) {
       return call->answer(with_raft_headers(Response::error(404, "key not found: " + key), stale));
     }
-    call->answer(with_raft_headers(Response::json(200, json{{key, **value}}.dump()), stale));
+    call->answer(with_raft_headers(Response::json(200, json{{key, **value}}), stale));
   };
   const auto level_it = call->query.find("level");
   const std::string level = level_it == call->query.end() ? "stale" : level_it->second;
@@ -329,7 +329,7 @@ void Api::propose(const CallPtr& call, std::string command) {
                      return fail(call, r.status());
                    if (!r->status.ok())
                      return call->answer(Response::error(400, r->status.message()));
-                   call->answer(with_raft_headers(Response::json(200, "{}"), false));
+                   call->answer(with_raft_headers(Response::json(200, json::object()), false));
                  });
 }
 
@@ -467,8 +467,7 @@ void Api::join(const CallPtr& call) {
           Response::error(409, "id \"" + *name + "\" collides with member " + known.name));
     }
     if (known == member) {
-      return call->answer(
-          Response::json(200, json{{"id", *name}, {"result", "already a member"}}.dump()));
+      return call->answer(Response::json(200, json{{"id", *name}, {"result", "already a member"}}));
     }
     cc.type = raft::ConfChangeType::kUpdateNode;
   }
@@ -522,7 +521,7 @@ void Api::change_membership(const CallPtr& call, raft::ConfChange cc) {
     for (raft::NodeId m : st.raft.conf.learners)
       members.push_back(member_json(m, st));
     call->answer(Response::json(
-        200, json{{"id", member_name(id, st.member_contexts)}, {"members", members}}.dump()));
+        200, json{{"id", member_name(id, st.member_contexts)}, {"members", members}}));
   });
 }
 
@@ -558,7 +557,7 @@ void Api::transfer(const CallPtr& call) {
     return call->answer(Response::error(409, "no other voter to hand leadership to"));
   if (target == st.raft.id) {
     return call->answer(
-        Response::json(200, json{{"leader", member_name(target, st.member_contexts)}}.dump()));
+        Response::json(200, json{{"leader", member_name(target, st.member_contexts)}}));
   }
   node_->transfer_leadership(target, [this, call, target](Status s) {
     if (!s.ok())
@@ -571,7 +570,7 @@ void Api::wait_for_leader(const CallPtr& call, raft::NodeId target, Clock::time_
   const node::NodeStatus st = node_->status();
   if (st.raft.leader == target) {
     return call->answer(
-        Response::json(200, json{{"leader", member_name(target, st.member_contexts)}}.dump()));
+        Response::json(200, json{{"leader", member_name(target, st.member_contexts)}}));
   }
   if (Clock::now() >= until) {
     Response r = Response::error(503, "leadership did not move in time");
@@ -624,7 +623,7 @@ void Api::status(const CallPtr& call) {
             {"snapshots_installed", st.snapshots_installed}};
   if (!st.failure.ok())
     body["failure"] = st.failure.to_string();
-  call->answer(Response::json(200, body.dump()));
+  call->answer(Response::json(200, body));
 }
 
 void Api::nodes(const CallPtr& call) {
@@ -636,6 +635,8 @@ void Api::nodes(const CallPtr& call) {
     json members = json::array();
     size_t pending;
   };
+  if (ids.empty())
+    return call->answer(Response::json(200, json::array()));  // not in a cluster yet
   auto gather = std::make_shared<Gather>();
   gather->pending = ids.size();
   auto add = [call, gather](json m, bool reachable) {
@@ -643,7 +644,7 @@ void Api::nodes(const CallPtr& call) {
     m["reachable"] = reachable;
     gather->members.push_back(std::move(m));
     if (--gather->pending == 0)
-      call->answer(Response::json(200, gather->members.dump()));
+      call->answer(Response::json(200, gather->members));
   };
   for (raft::NodeId id : ids) {
     json m = member_json(id, st);
@@ -666,7 +667,7 @@ void Api::nodes(const CallPtr& call) {
 
 void Api::readyz(const CallPtr& call) {
   auto not_ready = [call](const std::string& why) {
-    call->answer(Response::json(503, json{{"ready", false}, {"error", why}}.dump()));
+    call->answer(Response::json(503, json{{"ready", false}, {"error", why}}));
   };
   const node::NodeStatus st = node_->status();
   if (!st.failure.ok())
@@ -677,7 +678,7 @@ void Api::readyz(const CallPtr& call) {
     if (st.applied < st.raft.hard_state.commit)
       return not_ready("applying the log: " + std::to_string(st.applied) + " of " +
                        std::to_string(st.raft.hard_state.commit));
-    return call->answer(Response::json(200, R"({"ready":true})"));
+    return call->answer(Response::json(200, json{{"ready", true}}));
   }
   std::chrono::milliseconds timeout{5000};
   if (auto t = call->query.find("timeout"); t != call->query.end()) {
@@ -693,7 +694,7 @@ void Api::readyz(const CallPtr& call) {
   node_->read_barrier([call, not_ready](Status s) {
     if (!s.ok())
       return not_ready(s.message());
-    call->answer(Response::json(200, R"({"ready":true})"));
+    call->answer(Response::json(200, json{{"ready", true}}));
   });
 }
 

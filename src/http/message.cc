@@ -14,16 +14,16 @@ std::string_view find_header(const Headers& headers, std::string_view name) {
   return {};
 }
 
-Response Response::json(int status, std::string body) {
+Response Response::json(int status, const nlohmann::json& body) {
   Response r;
   r.status = status;
   r.headers.emplace_back("Content-Type", "application/json");
-  r.body = std::move(body);
+  r.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   return r;
 }
 
 Response Response::error(int status, std::string_view message) {
-  return json(status, nlohmann::json{{"error", message}}.dump());
+  return json(status, nlohmann::json{{"error", message}});
 }
 
 }  // namespace raftnginx::http

@@ -2,6 +2,7 @@
 // that only server.cc and client.cc need Boost.Beast.
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,8 +31,9 @@ struct Response {
   std::string body;
 
   std::string_view header(std::string_view name) const { return find_header(headers, name); }
-  // A JSON body (already serialized).
-  static Response json(int status, std::string body);
+  // A JSON body. Strings that are not valid UTF-8 (keys and values may hold any bytes) are
+  // written with U+FFFD in place of the invalid bytes rather than failing.
+  static Response json(int status, const nlohmann::json& body);
   // {"error": message}: how every error of the API reads.
   static Response error(int status, std::string_view message);
 };

@@ -35,6 +35,9 @@ class Walkthrough(ClusterTest):
         self.assertEqual(request(node.http, "PUT", "/key/sl%2Fash%20key", body="raw value").status, 200)
         self.assertEqual(node.get("/key/sl%2Fash%20key").json(), {"sl/ash key": "raw value"})
         self.assertEqual(node.get("/key/sl/ash%20key").json(), {"sl/ash key": "raw value"})
+        # Any bytes, even ones JSON cannot carry as they are, are stored and never crash a read.
+        self.assertEqual(request(node.http, "PUT", "/key/%FF%00bin", body=b"\xff\xfe\x00v").status, 200)
+        self.assertEqual(node.get("/key/%FF%00bin").json(), {"\ufffd\u0000bin": "\ufffd\ufffd\u0000v"})
         self.assertEqual(request(node.http, "DELETE", "/key/b").status, 200)
         self.assertEqual(node.get("/key/b").status, 404)
 
