@@ -4,7 +4,7 @@ import json
 import os
 import unittest
 
-from cluster import BINARY, ClusterTest, Daemon, free_port, wait_until
+from cluster import BINARY, ClusterTest, Daemon, free_port, request, wait_until
 
 
 class Membership(ClusterTest):
@@ -15,6 +15,22 @@ class Membership(ClusterTest):
         c.wait_members(3)
         self.write(c.leader(), "k", "v")
         self.assert_value(c["node3"], "k", "v", level="linearizable")
+
+    def test_a_new_node_catches_up_by_streamed_snapshot(self):
+        # The short form of bench/join_snapshot.py (1 GB there).
+        flags = ["--snapshot-threshold", "16", "--trailing-logs", "4", "--snapshot-interval", "0"]
+        c = self.cluster.start(1, args=flags)
+        leader = c["node1"]
+        value = "v" * (256 * 1024)
+        for i in range(40):
+            self.assertEqual(request(leader.http, "PUT", f"/key/blob{i}", body=value).status, 200)
+        wait_until(lambda: leader.status()["snapshot_index"] >= 30, what="a snapshot")
+        joiner = c.add("node2", flags, join=leader)
+        c.wait_members(2)
+        c.wait_converged()
+        self.assertGreaterEqual(joiner.status()["snapshots_installed"], 1)
+        self.assertEqual(joiner.get("/key/blob0").json(), {"blob0": value})
+        self.assertEqual(joiner.get("/key/blob39").json(), {"blob39": value})
 
     def test_join_is_idempotent_and_hraftd_shaped(self):
         c = self.cluster.start(2)
