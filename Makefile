@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san sim bench-core bench-node demo format clean
+.PHONY: all deps build test test-plain test-san sim bench-core bench-node demo demo-clean format clean
 
 all: build
 
@@ -44,9 +44,13 @@ bench-core: build
 bench-node: build
 	@$(BUILD_DIR)/bench/node_bench --writers 1,16,64 --seconds 5
 
+# The 3-node demo in the foreground (Ctrl-C stops it); data kept in demo-data/.
 demo: build
-	@echo "The 3-node nginx demo is not built yet: it arrives with the daemon and gateway issues."
-	@echo "What exists today: the consensus core and its simulator. Try: make sim SEEDS=200"
+	@scripts/install-deps.sh demo
+	@scripts/demo.sh
+
+demo-clean:
+	rm -rf demo-data
 
 format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i

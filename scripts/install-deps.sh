@@ -5,11 +5,11 @@ set -euo pipefail
 
 packages=(cmake make g++ clang-format libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libboost-dev librocksdb-dev libprotobuf-dev protobuf-compiler nlohmann-json3-dev libspdlog-dev
-  libfmt-dev libssl-dev zlib1g-dev python3)
+  libfmt-dev libssl-dev zlib1g-dev python3 python3-yaml nginx curl)
 for extra in "$@"; do
   case "$extra" in
     build) ;;
-    demo) packages+=(nginx-light curl) ;;
+    demo) ;;  # the tests need nginx and curl as well: they are in the base list
     bench) packages+=(etcd-server etcd-client wrk gnuplot-nox) ;;
     *) echo "install-deps: unknown group '$extra' (build, demo, bench)" >&2; exit 2 ;;
   esac

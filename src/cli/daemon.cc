@@ -3,8 +3,10 @@
 #include <signal.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <charconv>
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
@@ -16,6 +18,7 @@
 #include "http/api.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "nginx/gateway.h"
 #include "node/node.h"
 #include "transport/member.h"
 #include "transport/tcp_transport.h"
@@ -45,12 +48,67 @@ void setup_logging(const DaemonOptions& options) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 }
 
+// Why the daemon stops: SIGTERM or SIGINT (taken on a thread of its own; every other thread
+// blocks them), or a part of the daemon that cannot go on (its nginx died).
+class StopSignal {
+ public:
+  StopSignal() {
+    sigemptyset(&signals_);
+    sigaddset(&signals_, SIGTERM);
+    sigaddset(&signals_, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // threads started later inherit the mask
+    std::thread([this] {
+      int number = 0;
+      sigwait(&signals_, &number);
+      stop(0, std::string("received ") + strsignal(number));
+    }).detach();  // blocked in sigwait until the process exits
+  }
+  const std::atomic<bool>* stopping() const { return &stopping_; }
+  void stop(int exit_code, std::string why) {
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_)
+        return;
+      exit_code_ = exit_code;
+      why_ = std::move(why);
+    }
+    stopping_ = true;
+    cv_.notify_all();
+  }
+  // Waits for a stop; returns the exit code and the reason.
+  std::pair<int, std::string> wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return stopping_.load(); });
+    return {exit_code_, why_};
+  }
+
+ private:
+  sigset_t signals_;
+  std::atomic<bool> stopping_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int exit_code_ = 0;
+  std::string why_;
+};
+
+// The HTTP addresses of the members, which nginx may forward writes to.
+std::vector<std::string> member_http_addresses(const node::NodeStatus& st) {
+  std::vector<std::string> out;
+  for (const auto& [id, context] : st.member_contexts) {
+    std::string http = transport::parse_member(context).http_address;
+    if (!http.empty())
+      out.push_back(std::move(http));
+  }
+  return out;
+}
+
 // Logs what an operator wants to see change: role, leader, term, membership, snapshots.
 class StatusWatcher {
  public:
-  explicit StatusWatcher(node::Node* node) : node_(node), thread_([this] { run(); }) {}
+  StatusWatcher(node::Node* node, nginx::Gateway* gateway, http::Client* client, StopSignal* stop)
+      : node_(node), gateway_(gateway), client_(client), stop_(stop), thread_([this] { run(); }) {}
   ~StatusWatcher() {
-    stop_ = true;
+    done_ = true;
     thread_.join();
   }
 
@@ -58,7 +116,7 @@ class StatusWatcher {
   void run() {
     node::NodeStatus last;
     bool first = true;
-    while (!stop_) {
+    while (!done_) {
       const node::NodeStatus st = node_->status();
       const auto name = [&](raft::NodeId id) {
         auto it = st.member_contexts.find(id);
@@ -84,6 +142,8 @@ class StatusWatcher {
           members += (members.empty() ? "" : ",") + name(id) + "(learner)";
         spdlog::info("members [{}] term={}", members, term);
       }
+      if (gateway_ != nullptr)
+        sync_gateway(st);
       if (st.snapshots_taken != last.snapshots_taken)
         spdlog::info("snapshot taken at index {} term={}", st.snapshot_index, term);
       if (st.snapshots_installed != last.snapshots_installed)
@@ -96,8 +156,31 @@ class StatusWatcher {
     }
   }
 
+  // Gives nginx the current members, and confirms when it serves them.
+  void sync_gateway(const node::NodeStatus& st) {
+    if (!gateway_->running())
+      return stop_->stop(1, "nginx exited");
+    if (Status s = gateway_->update_members(member_http_addresses(st)); !s.ok())
+      spdlog::error("nginx: {}", s.message());
+    if (gateway_->serves(member_http_addresses(st)))
+      return;
+    http::Request probe;
+    probe.method = "GET";
+    probe.target = nginx::kGenerationPath;
+    auto r = client_->fetch(gateway_->probe_address(), std::move(probe), 500ms);
+    uint64_t served = 0;
+    if (r.ok() && r->status == 200 &&
+        std::from_chars(r->body.data(), r->body.data() + r->body.size(), served).ec ==
+            std::errc()) {
+      gateway_->confirm(served);
+    }
+  }
+
   node::Node* node_;
-  std::atomic<bool> stop_{false};
+  nginx::Gateway* gateway_;
+  http::Client* client_;
+  StopSignal* stop_;
+  std::atomic<bool> done_{false};
   std::thread thread_;
 };
 
@@ -171,50 +254,12 @@ bool wait_for_peers(http::Client* client, const DaemonOptions& options,
   return false;
 }
 
-// Takes SIGTERM and SIGINT on a thread of its own (every other thread blocks them) and tells
-// the rest through `stopping`.
-class SignalWatcher {
- public:
-  SignalWatcher() {
-    sigemptyset(&signals_);
-    sigaddset(&signals_, SIGTERM);
-    sigaddset(&signals_, SIGINT);
-    pthread_sigmask(SIG_BLOCK, &signals_, nullptr);  // threads started later inherit the mask
-    thread_ = std::thread([this] {
-      int number = 0;
-      sigwait(&signals_, &number);
-      {
-        std::lock_guard lock(mu_);
-        received_ = number;
-      }
-      stopping_ = true;
-      cv_.notify_all();
-    });
-    thread_.detach();  // blocked in sigwait until the process exits
-  }
-  const std::atomic<bool>* stopping() const { return &stopping_; }
-  // Waits for a signal; returns its number.
-  int wait() {
-    std::unique_lock lock(mu_);
-    cv_.wait(lock, [this] { return received_ != 0; });
-    return received_;
-  }
-
- private:
-  sigset_t signals_;
-  std::atomic<bool> stopping_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  int received_ = 0;
-  std::thread thread_;
-};
-
 }  // namespace
 
 int run_daemon(const DaemonOptions& given) {
   DaemonOptions options = given;
   setup_logging(options);
-  static SignalWatcher signals;  // static: its detached thread may outlive this function
+  static StopSignal stop_signal;  // static: its detached thread may outlive this function
 
   std::string inmem_dir;
   if (options.inmem) {
@@ -279,7 +324,7 @@ int run_daemon(const DaemonOptions& given) {
   const bool fresh = !has_state(options.data_dir, log_dir);
   if (options.bootstrap_expect > 0) {
     if (fresh) {
-      if (!wait_for_peers(&client, options, signals.stopping())) {
+      if (!wait_for_peers(&client, options, stop_signal.stopping())) {
         cleanup();
         return 0;
       }
@@ -329,30 +374,62 @@ int run_daemon(const DaemonOptions& given) {
       options.raft_advertise, options.fsm, options.data_dir,
       fresh ? (node_options.bootstrap ? "new cluster" : "waiting to join") : "resuming from disk");
 
+  std::unique_ptr<nginx::Gateway> gateway;
+  if (!options.nginx_listen.empty()) {
+    nginx::GatewayConf conf;
+    conf.node_name = options.id;
+    conf.prefix = options.data_dir + "/nginx";
+    conf.listen = options.nginx_listen;
+    conf.local_daemon = nginx::local_address(options.http_bind);
+    conf.members = member_http_addresses((*node)->status());
+    conf.max_body = options.max_body;
+    conf.run_as_root = geteuid() == 0;
+    auto started = nginx::Gateway::start(options.nginx_binary, std::move(conf));
+    if (started.ok()) {
+      gateway = std::move(started).value();
+      spdlog::info("nginx serves {} (prefix {}/nginx)", options.nginx_listen, options.data_dir);
+    } else {
+      stop_signal.stop(1, "cannot run nginx: " + started.status().message());
+    }
+  }
   http::ApiOptions api_options;
   api_options.self_name = options.id;
   api_options.write_policy = options.write_policy;
   api_options.write_timeout = options.write_timeout;
+  if (gateway) {
+    api_options.readiness = [g = gateway.get(), n = node->get()] {
+      return g->serves(member_http_addresses(n->status()))
+                 ? Status()
+                 : Status::unavailable("nginx is loading the members");
+    };
+  }
   http::Api api(api_options, node->get(), kv_view, server->get(), &client);
   (*server)->serve([&api](http::Request request, http::Respond respond) {
     api.handle(std::move(request), std::move(respond));
   });
-  StatusWatcher watcher(node->get());
   std::thread joiner;
   if (!options.join.empty())
-    joiner = std::thread([&] { join_cluster(&client, options, signals.stopping()); });
+    joiner = std::thread([&] { join_cluster(&client, options, stop_signal.stopping()); });
 
-  const int signal_number = signals.wait();
-  spdlog::info("received {}: handing over and stopping", strsignal(signal_number));
+  StatusWatcher watcher((*node).get(), gateway.get(), &client, &stop_signal);
+
+  const auto [exit_code, why] = stop_signal.wait();
+  if (exit_code == 0) {
+    spdlog::info("{}: handing over and stopping", why);
+  } else {
+    spdlog::critical("{}: stopping", why);
+  }
   if (joiner.joinable())
     joiner.join();
   (*node)->shutdown(options.election_timeout * 4);
   (*node)->stop();
   (*server)->stop();
   (*transport)->close(self_id);
+  if (gateway)
+    gateway->stop(5s);
   spdlog::info("stopped");
   cleanup();
-  return 0;
+  return exit_code;
 }
 
 }  // namespace raftnginx::cli

@@ -333,6 +333,13 @@ ParsedOptions parse_options(int argc, char** argv) {
             ->capture_default_str(),
         &DaemonOptions::log_level);
 
+  track(app.add_option("--nginx-listen", flags.nginx_listen,
+                       "Run nginx in front of this node on this address (host:port)"),
+        &DaemonOptions::nginx_listen);
+  track(app.add_option("--nginx-binary", flags.nginx_binary, "The nginx to run")
+            ->capture_default_str(),
+        &DaemonOptions::nginx_binary);
+
   std::vector<std::string> args = go_style_to_long(argc, argv);
   try {
     app.parse(args);

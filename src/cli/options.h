@@ -44,6 +44,9 @@ struct DaemonOptions {
   std::chrono::milliseconds http_read_timeout{10000};  // a whole request must arrive within
   std::chrono::milliseconds write_timeout{5000};
   std::string log_level = "info";
+  // Run an nginx gateway for this node on this address (empty: none), with this binary.
+  std::string nginx_listen;
+  std::string nginx_binary = "/usr/sbin/nginx";  // where Debian installs it
   // Form the cluster once this many of `peers` (this node included) are up; 0: off.
   size_t bootstrap_expect = 0;
   std::vector<Peer> peers;

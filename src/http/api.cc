@@ -672,6 +672,10 @@ void Api::readyz(const CallPtr& call) {
   const node::NodeStatus st = node_->status();
   if (!st.failure.ok())
     return not_ready(st.failure.to_string());
+  if (options_.readiness) {
+    if (Status s = options_.readiness(); !s.ok())
+      return not_ready(s.message());
+  }
   if (call->query.count("sync") == 0) {
     if (st.raft.leader == raft::kNoNode)
       return not_ready("no leader is known");

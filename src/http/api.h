@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "fsm/kv_store.h"
@@ -25,6 +26,8 @@ struct ApiOptions {
   std::string self_name;
   WritePolicy write_policy = WritePolicy::kRedirect;
   std::chrono::milliseconds write_timeout{5000};
+  // What else /readyz waits for (the node's nginx), if anything.
+  std::function<Status()> readiness;
 };
 
 class Api {

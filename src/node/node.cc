@@ -1,5 +1,7 @@
 #include "node/node.h"
 
+#include <future>
+
 #include "util/coding.h"
 
 namespace raftnginx::node {
@@ -563,31 +565,34 @@ void Node::fail_pending(const Status& why) {
 }
 
 void Node::shutdown(std::chrono::milliseconds timeout) {
-  post([this] {
+  // Whether this node led and started handing over to a live voter.
+  auto handing_over = std::make_shared<std::promise<bool>>();
+  auto started = handing_over->get_future();
+  const bool queued = post([this, handing_over] {
     draining_ = true;
     const raft::NodeStatus st = core_->status();
-    if (st.role != raft::Role::kLeader)
-      return;
     raft::NodeId best = raft::kNoNode;
     raft::Index best_match = 0;
-    for (const raft::PeerStatus& p : st.peers) {
-      if (p.id != st.id && p.voter && (best == raft::kNoNode || p.match_index > best_match)) {
-        best = p.id;
-        best_match = p.match_index;
+    if (st.role == raft::Role::kLeader) {
+      for (const raft::PeerStatus& p : st.peers) {
+        if (p.id != st.id && p.voter && p.recent_active &&
+            (best == raft::kNoNode || p.match_index > best_match)) {
+          best = p.id;
+          best_match = p.match_index;
+        }
       }
     }
-    if (best != raft::kNoNode)
-      (void)core_->transfer_leadership(best);
+    handing_over->set_value(best != raft::kNoNode && core_->transfer_leadership(best).ok());
   });
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(options_.tick);
-    const NodeStatus st = status();
-    if (st.raft.role != raft::Role::kLeader && st.raft.leader != options_.id &&
-        st.raft.leader != raft::kNoNode)
-      break;  // someone else leads now
-    if (st.raft.role != raft::Role::kLeader && st.raft.conf.voters.size() <= 1)
-      break;
+  if (queued && started.get()) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(options_.tick);
+      const NodeStatus st = status();
+      if (st.raft.role != raft::Role::kLeader && st.raft.leader != raft::kNoNode &&
+          st.raft.leader != options_.id)
+        break;  // someone else leads now
+    }
   }
   stop();
 }

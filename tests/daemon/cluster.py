@@ -74,23 +74,26 @@ def wait_until(predicate, timeout=15, interval=0.05, what="condition"):
 
 
 class Daemon:
-    def __init__(self, root, name, args=(), http_port=None, raft_port=None):
+    def __init__(self, root, name, args=(), http_port=None, raft_port=None, nginx=False):
         self.name = name
         self.http = f"127.0.0.1:{http_port or free_port()}"
         self.raft = f"127.0.0.1:{raft_port or free_port()}"
+        # The address of the node's nginx gateway, which the daemon runs, if any.
+        self.gateway = f"127.0.0.1:{free_port()}" if nginx else None
         self.data_dir = os.path.join(root, name)
         self.log_path = os.path.join(root, name + ".log")
         self.args = list(args)
         self.proc = None
 
     def command(self):
+        gateway = ["--nginx-listen", self.gateway] if self.gateway else []
         return [BINARY, "-id", self.name, "-haddr", self.http, "-raddr", self.raft,
-                *self.args, self.data_dir]
+                *gateway, *self.args, self.data_dir]
 
-    def start(self, command=None, cwd=None):
+    def start(self, command=None, cwd=None, env=None):
         log = open(self.log_path, "a")
         self.proc = subprocess.Popen(command or self.command(), stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=cwd)
+                                     stderr=subprocess.STDOUT, cwd=cwd, env=env)
         log.close()
         return self
 
@@ -156,14 +159,20 @@ class Cluster:
         self.nodes[name] = d
         return d.start()
 
-    def start(self, count, args=()):
+    def start(self, count, args=(), nginx=False):
         """node1 bootstraps; the others join through it. Returns once all agree on a leader."""
-        first = self.add("node1", args)
+        first = self.add("node1", args, nginx=nginx)
         wait_until(lambda: first.get("/readyz").status == 200, what="node1 ready")
         for i in range(2, count + 1):
-            self.add(f"node{i}", args, join=first)
+            self.add(f"node{i}", args, join=first, nginx=nginx)
         self.wait_members(count)
+        self.wait_ready()
         return self
+
+    def wait_ready(self, timeout=20):
+        """Every running node answers /readyz 200 (with nginx: its gateway knows the members)."""
+        wait_until(lambda: all(d.get("/readyz").status == 200 for d in self.running()),
+                   timeout=timeout, what="every node ready")
 
     def __getitem__(self, name):
         return self.nodes[name]
@@ -217,12 +226,18 @@ class ClusterTest(unittest.TestCase):
     def setUp(self):
         self.root = tempfile.mkdtemp(prefix="raftnginx-test-")
         self.cluster = Cluster(self.root)
+        self.failed = False
+
+    def _callTestMethod(self, method):
+        try:
+            super()._callTestMethod(method)
+        except BaseException:
+            self.failed = True
+            raise
 
     def tearDown(self):
         self.cluster.close()
-        outcome = getattr(self, "_outcome", None)
-        failed = outcome is not None and not getattr(outcome, "success", True)
-        if failed:
+        if self.failed:
             for d in self.cluster.nodes.values():
                 sys.stderr.write(f"\n----- {d.name} log -----\n{d.log_tail()}")
         shutil.rmtree(self.root, ignore_errors=True)

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The 3-node demo on loopback: daemons on HTTP 11001-11003 and raft 12001-12003, each with its
+# nginx on 8100, 8200, 8300, as the seed README's walkthrough uses them. Runs in the foreground;
+# Ctrl-C stops every process it started. Data is kept in $DEMO_DATA (default demo-data/), so a
+# second run resumes; `make demo-clean` wipes it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${RAFTNGINX_BIN:-build/src/raft-nginx}
+data=${DEMO_DATA:-demo-data}
+mkdir -p "$data"
+
+for port in 11001 11002 11003 12001 12002 12003 8100 8200 8300; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "demo: port $port is in use (another demo still running?); stop it first" >&2
+    exit 1
+  fi
+done
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "demo: stopping the nodes (each hands leadership over and stops its nginx)"
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "demo: stopped; the data stays in $data/ (make demo-clean wipes it)"
+}
+trap stop_all INT TERM EXIT
+
+# node1 bootstraps the cluster on its first start; node2 and node3 join it (again, harmlessly,
+# on later starts).
+for i in 1 2 3; do
+  join=()
+  [ "$i" != 1 ] && join=(-join 127.0.0.1:11001)
+  "$bin" -id "node$i" -haddr "127.0.0.1:1100$i" -raddr "127.0.0.1:1200$i" \
+    --nginx-listen "127.0.0.1:8${i}00" "${join[@]}" "$data/node$i" >>"$data/node$i.log" 2>&1 &
+  pids+=($!)
+  [ "$i" = 1 ] && sleep 1
+done
+
+echo "demo: starting 3 nodes (logs in $data/node*.log)"
+ready() {
+  for port in 8100 8200 8300; do
+    curl -sf "localhost:$port/readyz" >/dev/null || return 1
+    [ "$(curl -sf "localhost:$port/status" | grep -o '"voter"' | wc -l)" = 3 ] || return 1
+  done
+}
+for _ in $(seq 1 150); do
+  ready && break
+  sleep 0.2
+done
+if ! ready; then
+  echo "demo: the cluster did not become ready in 30 s; the end of each log:" >&2
+  tail -n 5 "$data"/node*.log >&2
+  exit 1
+fi
+
+cat <<'WALK'
+demo: ready. nginx on 8100, 8200, 8300 (daemons on 11001-11003). Try the seed's walkthrough:
+
+  curl -XPOST localhost:8100/key -d '{"user1": "batman"}'
+  curl -XGET localhost:8100/key/user1
+  curl -XGET localhost:8200/key/user1
+  curl -XGET localhost:8300/key/user1
+  curl -XPOST localhost:8100/key -d '{"user2": "robin"}'
+  curl -XGET localhost:8300/key/user2
+
+A write to a follower's nginx reaches the leader too:  curl -XPOST localhost:8300/key -d '{"k": "v"}'
+Who leads, and the members:                          curl localhost:8200/status
+Ctrl-C stops the cluster.
+WALK
+
+# Foreground until Ctrl-C, or until a node dies on its own.
+if wait -n "${pids[@]}"; then code=0; else code=$?; fi
+echo "demo: a node exited on its own (status $code); see $data/node*.log" >&2
+exit 1

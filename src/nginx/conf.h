@@ -1,0 +1,36 @@
+// The nginx.conf of one node's gateway. nginx proxies every request to the local daemon; a
+// write that reaches a follower comes back as 307 with X-Raft-Leader, which nginx follows
+// internally (same method, body and query) to the leader, so the client gets the leader's
+// answer. The leader's address is looked up in a map of the known members, each an upstream
+// with keepalive: nginx never sends a write anywhere else, reuses its connections to the leader,
+// and needs no resolver. An unknown leader is a 503 JSON error.
+//
+// Why each directive is there (found with Debian's nginx 1.22): see conf.cc.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace raftnginx::nginx {
+
+struct GatewayConf {
+  std::string node_name;             // for the comment at the top
+  std::string prefix;                // nginx's prefix: pid, logs and temp paths live here
+  std::string listen;                // host:port the gateway serves
+  std::string local_daemon;          // host:port of this node's daemon
+  std::vector<std::string> members;  // HTTP addresses a leader may have (X-Raft-Leader values)
+  uint64_t max_body = 4 << 20;
+  // Served at kGenerationPath, so that the daemon can see when a reload took effect.
+  uint64_t generation = 1;
+  bool run_as_root = false;  // then workers run as nobody (they touch no files: see conf.cc)
+};
+
+// The gateway answers GET here with its conf's generation (text).
+inline constexpr const char* kGenerationPath = "/_raftnginx/generation";
+
+std::string render_nginx_conf(const GatewayConf& conf);
+
+// How to reach a service bound to `bind` from this machine: a wildcard host becomes loopback.
+std::string local_address(const std::string& bind);
+
+}  // namespace raftnginx::nginx

@@ -1,0 +1,173 @@
+"""nginx in front of every node (the daemon runs it): reads served locally, writes to any node's
+nginx reach the leader, failover seen through nginx, and the container entrypoint."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import unittest
+
+import yaml
+
+from cluster import BINARY, SLOW, ClusterTest, Daemon, free_port, request, wait_until
+
+DEPLOY = os.path.join(os.path.dirname(__file__), "..", "..", "deploy")
+
+
+def port_open(address):
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+class Gateway(ClusterTest):
+    def test_writes_through_every_nginx_reach_the_leader(self):
+        c = self.cluster.start(3, nginx=True)
+        for i, node in enumerate(c.nodes.values()):
+            r = request(node.gateway, "POST", "/key", body={f"user{i}": node.name})
+            self.assertEqual(r.status, 200, (node.name, r))
+            self.assertEqual(r.header("X-Raft-Served-By"), c.leader().name)
+        for node in c.nodes.values():
+            for i, writer in enumerate(c.nodes.values()):
+                wait_until(lambda: request(node.gateway, "GET", f"/key/user{i}").status == 200,
+                           what="replicated")
+                r = request(node.gateway, "GET", f"/key/user{i}")
+                self.assertEqual(r.json(), {f"user{i}": writer.name})
+                self.assertEqual(r.header("X-Raft-Served-By"), node.name)  # read locally
+
+    def test_large_writes_and_deletes_through_a_followers_nginx(self):
+        c = self.cluster.start(3, nginx=True)
+        follower = c.followers()[0]
+        big = "x" * (2 * 1024 * 1024)
+        r = request(follower.gateway, "PUT", "/key/big", body=big, timeout=30)
+        self.assertEqual(r.status, 200, r)
+        r = request(follower.gateway, "POST", "/key?level=stale", body={"small": "1"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(len(request(follower.gateway, "GET", "/key/big?level=linearizable").json()["big"]),
+                         len(big))
+        self.assertEqual(request(follower.gateway, "DELETE", "/key/big").status, 200)
+        self.assertEqual(request(follower.gateway, "GET", "/key/big?level=linearizable").status, 404)
+        r = request(follower.gateway, "PUT", "/key/huge", body="y" * (5 * 1024 * 1024), timeout=30)
+        self.assertEqual(r.status, 413, r)
+
+    def test_reject_policy_answers_403_through_nginx(self):
+        c = self.cluster.start(3, args=["--write-policy", "reject"], nginx=True)
+        r = request(c.followers()[0].gateway, "POST", "/key", body={"x": "y"})
+        self.assertEqual(r.status, 403, r)
+        self.assertIn("error", r.json())
+        self.assertEqual(request(c.leader().gateway, "POST", "/key", body={"x": "y"}).status, 200)
+
+    def test_a_member_that_joined_later_is_reachable_as_leader(self):
+        c = self.cluster.start(2, nginx=True)
+        late = c.add("node3", join=c["node1"], nginx=True)
+        c.wait_members(3)
+        c.wait_ready()  # node1's nginx has reloaded with node3's address
+        with open(os.path.join(c["node1"].data_dir, "nginx", "nginx.conf")) as f:
+            self.assertIn(f'"{late.http}" raftnginx_member_', f.read())
+        r = c.leader().post("/leader/transfer", {"id": "node3"})
+        self.assertEqual(r.status, 200, r)
+        r = request(c["node1"].gateway, "POST", "/key", body={"via": "node1"})
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("X-Raft-Served-By"), "node3")
+
+    def test_kill_leader_writes_through_survivors_resume_with_503_only_meanwhile(self):
+        c = self.cluster.start(3, nginx=True)
+        leader = c.leader()
+        survivors = [d for d in c.nodes.values() if d is not leader]
+        self.assertEqual(request(survivors[0].gateway, "POST", "/key", body={"k": "before"}).status, 200)
+        leader.kill()
+        began = time.monotonic()
+        for node in survivors:
+            while True:
+                r = request(node.gateway, "POST", "/key", body={"k": node.name}, timeout=10)
+                if r.status == 200:
+                    break
+                self.assertEqual(r.status, 503, r)  # nothing but "retry" while re-electing
+                self.assertIsNotNone(r.header("Retry-After"))
+                self.assertLess(time.monotonic() - began, 10 * SLOW, "no leader within 10 s")
+                time.sleep(0.05)
+        # The killed daemon's nginx went with it: the port is free for a restart.
+        wait_until(lambda: not port_open(leader.gateway), what="the dead node's nginx gone")
+        leader.start()
+        wait_until(lambda: port_open(leader.gateway), what="its nginx back")
+        c.wait_members(3)
+
+    def test_nginx_conf_command_prints_a_conf_nginx_accepts(self):
+        prefix = os.path.join(self.root, "external")
+        os.makedirs(os.path.join(prefix, "logs"))
+        os.makedirs(os.path.join(prefix, "temp"))
+        conf = subprocess.run([BINARY, "nginx-conf", "--listen", "127.0.0.1:1", "--daemon",
+                               "127.0.0.1:2", "--prefix", prefix, "--member", "127.0.0.1:2",
+                               "--member", "127.0.0.1:3"], capture_output=True, text=True, check=True).stdout
+        self.assertIn('"127.0.0.1:3" raftnginx_member_', conf)
+        path = os.path.join(prefix, "nginx.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        t = subprocess.run(["/usr/sbin/nginx", "-t", "-p", prefix, "-c", path, "-e",
+                            os.path.join(prefix, "logs", "error.log")], capture_output=True, text=True)
+        self.assertEqual(t.returncode, 0, t.stderr)
+
+
+class Entrypoint(ClusterTest):
+    def test_entrypoint_starts_a_node_with_nginx_and_stops_both_on_sigterm(self):
+        http_port, raft_port = free_port(), free_port()
+        gateway = f"127.0.0.1:{free_port()}"
+        env = dict(os.environ, RAFT_NGINX_ID="box1", RAFT_NGINX_HOST="127.0.0.1",
+                   RAFT_NGINX_BIND_HOST="127.0.0.1", RAFT_NGINX_HTTP_PORT=str(http_port),
+                   RAFT_NGINX_RAFT_PORT=str(raft_port), RAFT_NGINX_LISTEN=gateway,
+                   RAFT_NGINX_DATA=os.path.join(self.root, "box1"), RAFT_NGINX_BIN=BINARY)
+        d = Daemon(self.root, "box1")
+        self.cluster.nodes["box1"] = d
+        d.http = f"127.0.0.1:{http_port}"
+        d.start([os.path.join(DEPLOY, "docker", "entrypoint.sh"), "--write-policy", "reject"], env=env)
+        wait_until(lambda: request(gateway, "GET", "/readyz").status == 200, what="ready through nginx")
+        self.assertEqual(request(gateway, "POST", "/key", body={"user1": "batman"}).status, 200)
+        self.assertEqual(request(gateway, "GET", "/key/user1").json(), {"user1": "batman"})
+        self.assertEqual(request(gateway, "GET", "/status").json()["id"], "box1")
+        self.assertEqual(d.stop(), 0)
+        wait_until(lambda: not port_open(gateway), what="nginx stopped")
+        self.assertIn("stopped", d.log_tail())
+
+    def test_compose_file_runs_three_nodes_on_the_seed_ports(self):
+        with open(os.path.join(DEPLOY, "docker", "docker-compose.yml")) as f:
+            compose = yaml.safe_load(f)
+        services = compose["services"]
+        self.assertEqual(sorted(services), ["node1", "node2", "node3"])
+        for i, name in enumerate(sorted(services), 1):
+            s = services[name]
+            self.assertEqual(s["ports"], [f"8{i}00:80"])
+            volume = s["volumes"][0].split(":")[0]
+            self.assertIn(volume, compose["volumes"])
+            self.assertEqual(s["environment"]["RAFT_NGINX_ID"], name)
+            self.assertEqual(s["image"], "raft-nginx:1.0.0")
+            if name != "node1":
+                self.assertEqual(s["environment"]["RAFT_NGINX_JOIN"], "node1:11000")
+        build = services["node1"]["build"]
+        dockerfile = os.path.join(DEPLOY, "docker", build["context"], build["dockerfile"])
+        self.assertTrue(os.path.isfile(dockerfile))
+
+    def test_dockerfile_runtime_stage_has_every_library_the_binary_links(self):
+        with open(os.path.join(DEPLOY, "docker", "Dockerfile")) as f:
+            runtime = f.read().rsplit("FROM ", 1)[1]
+        installed = set(runtime.split("--no-install-recommends", 1)[1].split("&&", 1)[0].split())
+        ldd = subprocess.run(["ldd", BINARY], capture_output=True, text=True, check=True).stdout
+        needed = set()
+        for line in ldd.splitlines():
+            parts = line.split("=>")
+            if len(parts) == 2 and parts[1].strip().startswith("/"):
+                lib = os.path.realpath(parts[1].split()[0])
+                owner = subprocess.run(["dpkg", "-S", lib], capture_output=True, text=True)
+                if owner.returncode == 0:
+                    needed.add(owner.stdout.split(":")[0])
+        # In debian:bookworm-slim already, or pulled in by the packages installed.
+        base = {"libc6", "libgcc-s1", "libstdc++6", "zlib1g", "libbz2-1.0", "liblz4-1", "libzstd1",
+                "libgflags2.2", "libsnappy1v5"}
+        self.assertTrue(needed, "ldd found no libraries")
+        self.assertEqual(needed - installed - base, set())
+
+
+if __name__ == "__main__":
+    unittest.main()
