@@ -273,7 +273,12 @@ int run_daemon(const DaemonOptions& given) {
     options.data_dir = inmem_dir;
     options.fsm = "memory";
   }
-  const std::string log_dir = options.log_dir.empty() ? options.data_dir + "/log" : options.log_dir;
+  // Absolute, so that nginx's prefix and the logs name the same place whatever the cwd.
+  options.data_dir = std::filesystem::absolute(options.data_dir).lexically_normal().string();
+  const std::string log_dir =
+      options.log_dir.empty()
+          ? options.data_dir + "/log"
+          : std::filesystem::absolute(options.log_dir).lexically_normal().string();
   auto cleanup = [&] {
     if (!inmem_dir.empty()) {
       std::error_code ec;
