@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <map>
 #include <nlohmann/json.hpp>
 
@@ -159,82 +160,63 @@ void Api::handle(Request request, Respond respond) {
 }
 
 void Api::route(const CallPtr& call, const std::string& path) {
-  const std::string& method = call->request.method;
-  auto only = [&](std::initializer_list<const char*> allowed) {
-    for (const char* m : allowed) {
-      if (method == m)
-        return true;
-    }
-    std::string allow;
-    for (const char* m : allowed)
-      allow += allow.empty() ? m : std::string(", ") + m;
-    Response r = Response::error(405, "method " + method + " not allowed on " + call->route);
-    r.headers.emplace_back("Allow", allow);
-    call->answer(std::move(r));
-    return false;
+  using Handler = void (Api::*)(const CallPtr&);
+  struct Route {
+    std::string_view path;
+    std::vector<std::string_view> methods;  // the first one runs `handler`
+    Handler handler;
+  };
+  // /key/{key} takes GET, PUT and DELETE; every other route is an exact path.
+  static const std::vector<Route> kRoutes = {
+      {"/key", {"POST"}, &Api::set_keys},    {"/key/{key}", {"GET", "PUT", "DELETE"}, nullptr},
+      {"/join", {"POST"}, &Api::join},       {"/remove", {"POST", "DELETE"}, &Api::remove},
+      {"/promote", {"POST"}, &Api::promote}, {"/leader/transfer", {"POST"}, &Api::transfer},
+      {"/status", {"GET"}, &Api::status},    {"/nodes", {"GET"}, &Api::nodes},
+      {"/metrics", {"GET"}, &Api::metrics},  {"/readyz", {"GET"}, &Api::readyz},
+      {"/healthz", {"GET"}, &Api::healthz},
   };
   static constexpr std::string_view kKeyPrefix = "/key/";
-  if (path == "/key") {
-    call->route = "/key";
-    if (only({"POST"}))
-      set_keys(call);
-  } else if (path.starts_with(kKeyPrefix)) {
-    call->route = "/key/{key}";
-    const std::string key = path.substr(kKeyPrefix.size());
-    if (!only({"GET", "PUT", "DELETE"}))
-      return;
-    if (key.empty())
-      return call->answer(Response::error(400, "empty key"));
-    if (method == "GET") {
-      get_key(call, key);
-    } else if (method == "PUT") {
-      put_key(call, key);
-    } else {
-      delete_key(call, key);
-    }
-  } else if (path == "/join") {
-    call->route = path;
-    if (only({"POST"}))
-      join(call);
-  } else if (path == "/remove") {
-    call->route = path;
-    if (only({"POST", "DELETE"}))
-      remove(call);
-  } else if (path == "/promote") {
-    call->route = path;
-    if (only({"POST"}))
-      promote(call);
-  } else if (path == "/leader/transfer") {
-    call->route = path;
-    if (only({"POST"}))
-      transfer(call);
-  } else if (path == "/status") {
-    call->route = path;
-    if (only({"GET"}))
-      status(call);
-  } else if (path == "/nodes") {
-    call->route = path;
-    if (only({"GET"}))
-      nodes(call);
-  } else if (path == "/metrics") {
-    call->route = path;
-    if (only({"GET"})) {
-      Response r;
-      r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
-      r.body = metrics_.render(node_->status(), node_->sync_latency());
-      call->answer(std::move(r));
-    }
-  } else if (path == "/readyz") {
-    call->route = path;
-    if (only({"GET"}))
-      readyz(call);
-  } else if (path == "/healthz") {
-    call->route = path;
-    if (only({"GET"}))
-      call->answer(Response::json(200, json{{"status", "ok"}}));
-  } else {
-    call->answer(Response::error(404, "no such endpoint: " + path));
+  const bool key_path = path.starts_with(kKeyPrefix);
+  const Route* found = nullptr;
+  for (const Route& r : kRoutes) {
+    if (key_path ? r.path == "/key/{key}" : r.path == path)
+      found = &r;
   }
+  if (found == nullptr)
+    return call->answer(Response::error(404, "no such endpoint: " + path));
+  call->route = std::string(found->path);
+  const std::string& method = call->request.method;
+  if (std::find(found->methods.begin(), found->methods.end(), method) == found->methods.end()) {
+    std::string allow;
+    for (std::string_view m : found->methods)
+      allow += (allow.empty() ? "" : ", ") + std::string(m);
+    Response r = Response::error(405, "method " + method + " not allowed on " + call->route);
+    r.headers.emplace_back("Allow", allow);
+    return call->answer(std::move(r));
+  }
+  if (!key_path)
+    return (this->*found->handler)(call);
+  const std::string key = path.substr(kKeyPrefix.size());
+  if (key.empty())
+    return call->answer(Response::error(400, "empty key"));
+  if (method == "GET") {
+    get_key(call, key);
+  } else if (method == "PUT") {
+    put_key(call, key);
+  } else {
+    delete_key(call, key);
+  }
+}
+
+void Api::metrics(const CallPtr& call) {
+  Response r;
+  r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+  r.body = metrics_.render(node_->status(), node_->sync_latency());
+  call->answer(std::move(r));
+}
+
+void Api::healthz(const CallPtr& call) {
+  call->answer(Response::json(200, json{{"status", "ok"}}));
 }
 
 Response Api::with_raft_headers(Response r, bool stale_read) const {

@@ -55,6 +55,8 @@ class Api {
   void status(const CallPtr& call);
   void nodes(const CallPtr& call);
   void readyz(const CallPtr& call);
+  void metrics(const CallPtr& call);
+  void healthz(const CallPtr& call);
   // A write that reached a follower (or a node that is no longer leader).
   void not_leader(const CallPtr& call);
   // Answers 503 unless the call was answered within `timeout`.

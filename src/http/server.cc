@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "http/beast_glue.h"
-#include "transport/member.h"
+#include "transport/listen.h"
 
 namespace raftnginx::http {
 
@@ -175,26 +175,9 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
 
 Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
   auto impl = std::make_unique<Impl>(options);
-  std::string host, port;
-  if (!transport::split_host_port(options.listen, &host, &port))
-    return Status::invalid_argument("HTTP address '" + options.listen + "' is not host:port");
+  if (Status s = transport::listen_on(impl->acceptor, options.listen, "HTTP"); !s.ok())
+    return s;
   beast::error_code ec;
-  tcp::resolver resolver(impl->io);
-  auto endpoints = resolver.resolve(host, port, ec);
-  if (ec || endpoints.empty()) {
-    return Status::invalid_argument("cannot resolve HTTP address '" + options.listen +
-                                    "': " + ec.message());
-  }
-  const tcp::endpoint endpoint = *endpoints.begin();
-  impl->acceptor.open(endpoint.protocol(), ec);
-  if (!ec)
-    impl->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  if (!ec)
-    impl->acceptor.bind(endpoint, ec);
-  if (!ec)
-    impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return Status::io_error("cannot listen on " + options.listen + ": " + ec.message());
   impl->port = impl->acceptor.local_endpoint(ec).port();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "raft/encoding.h"
+#include "transport/listen.h"
 #include "transport/member.h"
 #include "util/coding.h"
 
@@ -387,22 +388,8 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::start(const TcpTransportOpti
   std::string port;
   if (!split_host_port(options.listen, &host, &port))
     return Status::invalid_argument("raft address '" + options.listen + "' is not host:port");
-  boost::system::error_code ec;
-  tcp::resolver resolver(impl->io);
-  auto endpoints = resolver.resolve(host, port, ec);
-  if (ec || endpoints.empty())
-    return Status::invalid_argument("cannot resolve raft address '" + options.listen +
-                                    "': " + ec.message());
-  const tcp::endpoint endpoint = *endpoints.begin();
-  impl->acceptor.open(endpoint.protocol(), ec);
-  if (!ec)
-    impl->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
-  if (!ec)
-    impl->acceptor.bind(endpoint, ec);
-  if (!ec)
-    impl->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  if (ec)
-    return Status::io_error("cannot listen on " + options.listen + ": " + ec.message());
+  if (Status s = listen_on(impl->acceptor, options.listen, "raft"); !s.ok())
+    return s;
   if (impl->opt.advertise.empty())
     impl->opt.advertise = host + ":" + std::to_string(impl->acceptor.local_endpoint().port());
   asio::co_spawn(impl->io, impl->accept_loop(), asio::detached);
