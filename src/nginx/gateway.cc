@@ -43,13 +43,20 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, Gatew
     return Status::io_error(std::string("cannot fork nginx: ") + std::strerror(errno));
   if (pid == 0) {
     // Only async-signal-safe calls until exec. If the daemon dies, even by kill -9, nginx gets
-    // SIGQUIT and lets go of its port, so that a restarted daemon can start it again.
-    prctl(PR_SET_PDEATHSIG, SIGQUIT);
+    // SIGTERM (fast shutdown: requests in flight have lost their backend anyway) and lets go of
+    // its port at once, so that a restarted daemon can start it again.
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (getppid() != parent)
       _exit(1);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);  // the daemon blocks SIGTERM/SIGINT in its threads
+    // Nothing of the daemon's may leak into nginx: its listening sockets would stay bound
+    // while nginx runs, and a restarted daemon could not listen again.
+    if (close_range(3, ~0U, 0) != 0) {
+      for (int fd = 3; fd < 65536; ++fd)
+        close(fd);
+    }
     execvp(argv[0], argv.data());
     _exit(127);
   }

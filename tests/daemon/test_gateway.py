@@ -95,6 +95,24 @@ class Gateway(ClusterTest):
         wait_until(lambda: port_open(leader.gateway), what="its nginx back")
         c.wait_members(3)
 
+    def test_a_daemon_killed_mid_request_restarts_with_its_nginx(self):
+        c = self.cluster.start(1, nginx=True)
+        node = c["node1"]
+        host, port = node.gateway.rsplit(":", 1)
+        # A request in flight through nginx: its body never completes.
+        slow = socket.create_connection((host, int(port)))
+        try:
+            slow.sendall(b"POST /key HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+            time.sleep(0.2)
+            node.kill()
+            # nginx must neither keep the daemon's sockets nor its own port: the node comes
+            # back, daemon and nginx, at once.
+            node.start()
+            wait_until(lambda: request(node.gateway, "GET", "/readyz").status == 200,
+                       timeout=10, what="the node back behind its nginx")
+        finally:
+            slow.close()
+
     def test_nginx_conf_command_prints_a_conf_nginx_accepts(self):
         prefix = os.path.join(self.root, "external")
         os.makedirs(os.path.join(prefix, "logs"))
