@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san sim bench-core bench-node demo demo-clean format clean
+.PHONY: all deps build test test-plain test-san sim bench-core bench-node chaos demo demo-clean format clean
 
 all: build
 
@@ -43,6 +43,14 @@ bench-core: build
 
 bench-node: build
 	@$(BUILD_DIR)/bench/node_bench --writers 1,16,64 --seconds 5
+
+# Real clusters under faults, histories checked for linearizability (tests/chaos/chaos.py).
+# make chaos CHAOS_SCENARIOS=8 CHAOS_SECONDS=300 SEED=42
+CHAOS_SCENARIOS ?= 4
+CHAOS_SECONDS ?= 60
+chaos: build
+	@python3 tests/chaos/chaos.py --binary $(BUILD_DIR)/src/raft-nginx \
+	  --scenarios $(CHAOS_SCENARIOS) --seconds $(CHAOS_SECONDS) $(if $(SEED),--seed $(SEED))
 
 # The 3-node demo in the foreground (Ctrl-C stops it); data kept in demo-data/.
 demo: build

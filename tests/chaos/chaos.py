@@ -1,0 +1,519 @@
+#!/usr/bin/env python3
+"""Chaos: real raft-nginx processes under injected faults, with every client operation recorded
+and the history checked for linearizability afterwards.
+
+Each scenario starts a cluster on loopback (each node's raft traffic passes through a
+fault-injecting TCP proxy of this tool), runs concurrent clients that write unique values,
+delete, and read stale and linearizable, and injects faults one at a time on a random schedule:
+kill -9 and restart (leader or follower), SIGSTOP of the leader longer than an election timeout,
+partitions made at the proxies (the leader isolated, a minority cut off, one direction only), a
+torn record appended to a stopped node's log, and a follower removed, wiped and added back. Then
+it heals everything and checks:
+  - the history is linearizable per key (an operation whose outcome is unknown may or may not
+    have happened);
+  - stale reads only return values that were written;
+  - no acknowledged write is lost (the final reads agree with the acknowledged writes);
+  - every node holds the same value for every key;
+  - nodes that ran throughout handed the same number of commands to their backend.
+
+  tests/chaos/chaos.py --binary build/src/raft-nginx --scenarios 4 --seconds 60 [--seed N]
+
+It prints one summary line per scenario and a total:
+  ops=N ok=N unknown=N faults=N linearizable=yes|no lost=N diverged=N
+On failure it keeps the history and the nodes' logs and prints where.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.parse
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "daemon"))
+import cluster  # noqa: E402
+from linearizability import Op, check  # noqa: E402
+
+
+def node_id_for(name):
+    """The daemon's FNV-1a mapping of a node name to its raft id (transport/member.cc)."""
+    h = 14695981039346656037
+    for b in name.encode():
+        h ^= b
+        h = (h * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return h or 1
+
+
+class Proxy:
+    """Listens where the cluster believes a node's raft port is and forwards to the real one.
+    It reads each connection's hello frame to learn the sender, so that links can be cut one
+    direction at a time."""
+
+    def __init__(self, dst, real_port, network):
+        self.dst = dst
+        self.real_port = real_port
+        self.network = network
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []  # (src, client socket, upstream socket)
+        self.lock = threading.Lock()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client):
+        try:
+            client.settimeout(5)
+            head = self._read_exact(client, 4)
+            length = struct.unpack("<I", head)[0]
+            if length > 1 << 16:
+                raise OSError("not a hello")
+            body = self._read_exact(client, length)
+            # type (1) | "RNGX" (4) | version (1) | cluster id (4 + n) | sender id (8) | ...
+            n = struct.unpack("<I", body[6:10])[0]
+            sender = struct.unpack("<Q", body[10 + n:18 + n])[0]
+            src = self.network.names.get(sender, "?")
+            if self.network.blocked(src, self.dst):
+                raise OSError("blocked")
+            upstream = socket.create_connection(("127.0.0.1", self.real_port), timeout=5)
+            upstream.sendall(head + body)
+            client.settimeout(None)
+            upstream.settimeout(None)
+        except OSError:
+            client.close()
+            return
+        with self.lock:
+            self.conns.append((src, client, upstream))
+        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+        self._pump(client, upstream)
+
+    @staticmethod
+    def _read_exact(sock, n):
+        data = b""
+        while len(data) < n:
+            chunk = sock.recv(n - len(data))
+            if not chunk:
+                raise OSError("closed")
+            data += chunk
+        return data
+
+    @staticmethod
+    def _pump(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def cut(self, src):
+        """Closes every open connection from `src` (new ones are refused while blocked)."""
+        with self.lock:
+            keep = []
+            for conn in self.conns:
+                if conn[0] == src:
+                    for s in conn[1:]:
+                        try:
+                            s.shutdown(socket.SHUT_RDWR)
+                        except OSError:
+                            pass
+                else:
+                    keep.append(conn)
+            self.conns = keep
+
+    def close(self):
+        self.closed = True
+        self.sock.close()
+        for name in list(self.network.names.values()):
+            self.cut(name)
+
+
+class Network:
+    def __init__(self):
+        self.rules = set()  # (src, dst): messages from src to dst are dropped
+        self.lock = threading.Lock()
+        self.proxies = {}
+        self.names = {}
+
+    def blocked(self, src, dst):
+        with self.lock:
+            return (src, dst) in self.rules
+
+    def block(self, src, dst):
+        with self.lock:
+            self.rules.add((src, dst))
+        self.proxies[dst].cut(src)
+
+    def heal(self):
+        with self.lock:
+            self.rules.clear()
+
+
+class History:
+    def __init__(self):
+        self.ops = []
+        self.lock = threading.Lock()
+        self.start = time.monotonic()
+
+    def now(self):
+        return time.monotonic() - self.start
+
+    def add(self, op):
+        with self.lock:
+            self.ops.append(op)
+
+
+class Scenario:
+    def __init__(self, root, args, seed, nodes, nginx):
+        self.root = root
+        self.args = args
+        self.rng = random.Random(seed)
+        self.seed = seed
+        self.nodes_count = nodes
+        self.nginx = nginx
+        self.network = Network()
+        self.cluster = cluster.Cluster(root)
+        self.history = History()
+        self.faults = []
+        self.restarted = set()
+        self.stop = threading.Event()
+        self.keys = [f"k{i}" for i in range(args.keys)]
+
+    # -- cluster -------------------------------------------------------------------------
+    def start_node(self, name, join=None):
+        real = cluster.free_port()
+        d = cluster.Daemon(self.root, name, nginx=self.nginx, raft_port=real)
+        proxy = Proxy(name, real, self.network)
+        self.network.proxies[name] = proxy
+        self.network.names[node_id_for(name)] = name
+        d.raft = f"127.0.0.1:{real}"
+        d.args = ["--raft-advertise", f"127.0.0.1:{proxy.port}", "--snapshot-threshold", "500",
+                  "--trailing-logs", "100"]
+        if join is not None:
+            d.args += ["-join", join.http]
+        self.cluster.nodes[name] = d
+        return d.start()
+
+    def start(self):
+        first = self.start_node("node1")
+        cluster.wait_until(lambda: first.get("/readyz").status == 200, what="node1 ready")
+        for i in range(2, self.nodes_count + 1):
+            self.start_node(f"node{i}", join=first)
+        self.cluster.wait_members(self.nodes_count, timeout=30)
+        self.cluster.wait_ready(timeout=30)
+
+    def leader(self):
+        for d in self.cluster.running():
+            try:
+                st = d.status()
+            except OSError:
+                continue
+            if st["role"] == "leader":
+                return d
+        return None
+
+    # -- clients -------------------------------------------------------------------------
+    def client(self, client_id):
+        rng = random.Random(self.seed * 1000 + client_id)
+        seq = 0
+        while not self.stop.is_set():
+            nodes = list(self.cluster.nodes.values())
+            node = rng.choice(nodes)
+            address = node.gateway if self.nginx else node.http
+            key = rng.choice(self.keys)
+            roll = rng.random()
+            if roll < 0.45:
+                seq += 1
+                self.write(address, client_id, key, f"c{client_id}-{seq}")
+            elif roll < 0.5:
+                self.write(address, client_id, key, None)
+            else:
+                self.read(address, client_id, key, "linearizable" if roll < 0.75 else "stale")
+
+    def request(self, address, method, path, body=None):
+        """One request, following one 307 to the leader. None if the outcome is unknown."""
+        for _ in range(2):
+            try:
+                r = cluster.request(address, method, path, body=body, timeout=3)
+            except OSError:
+                return None
+            if r.status == 307 and r.header("X-Raft-Leader"):
+                address = r.header("X-Raft-Leader")
+                continue
+            return r
+        return None
+
+    def write(self, address, client_id, key, value):
+        path = "/key/" + urllib.parse.quote(key, safe="")
+        call = self.history.now()
+        if value is None:
+            r = self.request(address, "DELETE", path)
+        else:
+            r = self.request(address, "PUT", path, body=value)
+        ret = self.history.now()
+        if r is not None and 400 <= r.status < 500:
+            return  # refused: not applied
+        if r is None or r.status != 200:
+            ret = None  # 503 or no answer: it may still commit
+        self.history.add(Op("write", key, value, call, ret, client_id))
+        if ret is None:
+            time.sleep(0.05)
+
+    def read(self, address, client_id, key, level):
+        path = "/key/" + urllib.parse.quote(key, safe="") + f"?level={level}"
+        call = self.history.now()
+        r = self.request(address, "GET", path)
+        ret = self.history.now()
+        if r is None or r.status not in (200, 404):
+            time.sleep(0.05)
+            return
+        value = r.json()[key] if r.status == 200 else None
+        kind = "read" if level == "linearizable" else "stale-read"
+        self.history.add(Op(kind, key, value, call, ret, client_id))
+
+    # -- faults --------------------------------------------------------------------------
+    def fault(self):
+        names = sorted(self.cluster.nodes)
+        leader = self.leader()
+        victim = leader if leader and self.rng.random() < 0.5 else self.cluster.nodes[self.rng.choice(names)]
+        kind = self.rng.choice(["kill", "kill", "pause", "isolate", "minority", "one-way", "torn",
+                                "membership"])
+        if kind == "membership" and victim is leader:
+            victim = self.cluster.nodes[self.rng.choice([n for n in names if n != victim.name])]
+        hold = self.rng.uniform(1.0, 3.0)
+        self.faults.append(f"{self.history.now():.1f}s {kind} {victim.name}")
+        if kind == "kill":
+            victim.kill()
+            self.restarted.add(victim.name)
+            self.sleep(hold)
+            victim.start()
+        elif kind == "pause":
+            victim.pause()
+            self.sleep(hold)
+            victim.resume()
+        elif kind == "isolate":
+            for other in names:
+                if other != victim.name:
+                    self.network.block(victim.name, other)
+                    self.network.block(other, victim.name)
+            self.sleep(hold)
+            self.network.heal()
+        elif kind == "minority":
+            minority = self.rng.sample(names, (len(names) - 1) // 2)
+            for a in minority:
+                for b in names:
+                    if b not in minority:
+                        self.network.block(a, b)
+                        self.network.block(b, a)
+            self.sleep(hold)
+            self.network.heal()
+        elif kind == "one-way":
+            for other in names:
+                if other != victim.name:
+                    self.network.block(victim.name, other)
+            self.sleep(hold)
+            self.network.heal()
+        elif kind == "torn":
+            victim.kill()
+            self.restarted.add(victim.name)
+            self.tear_log_tail(victim)
+            victim.start()
+        elif kind == "membership":
+            self.remove_and_readd(victim)
+
+    def tear_log_tail(self, node):
+        """Appends a torn record, as a crash in the middle of a write leaves: the header
+        promises more bytes than follow. The node must cut it at start-up."""
+        log_dir = os.path.join(node.data_dir, "log")
+        segments = sorted(f for f in os.listdir(log_dir) if f.endswith(".seg"))
+        if segments:
+            with open(os.path.join(log_dir, segments[-1]), "ab") as f:
+                f.write(struct.pack("<IIB", self.rng.getrandbits(32), 4096, 1) + os.urandom(self.rng.randint(0, 40)))
+
+    def remove_and_readd(self, node):
+        leader = self.leader()
+        if leader is None or leader is node:
+            return
+        r = self.request(leader.http, "POST", "/remove", body={"id": node.name})
+        if r is None or r.status != 200:
+            return
+        node.kill()
+        self.restarted.add(node.name)
+        shutil.rmtree(node.data_dir, ignore_errors=True)
+        if "-join" not in node.args:
+            node.args += ["-join", leader.http]
+        else:
+            node.args[node.args.index("-join") + 1] = leader.http
+        self.sleep(0.5)
+        node.start()
+
+    def sleep(self, seconds):
+        self.stop.wait(seconds)
+
+    # -- the run -------------------------------------------------------------------------
+    def run(self, seconds):
+        self.start()
+        clients = [threading.Thread(target=self.client, args=(i,)) for i in range(self.args.clients)]
+        for t in clients:
+            t.start()
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            self.sleep(self.rng.uniform(0.5, 2.0))
+            if time.monotonic() < deadline:
+                self.fault()
+        self.stop.set()
+        for t in clients:
+            t.join()
+        return self.verify()
+
+    def heal(self):
+        self.network.heal()
+        for d in self.cluster.nodes.values():
+            if d.running():
+                d.resume()
+            else:
+                d.start()
+        self.cluster.wait_members(self.nodes_count, timeout=60)
+        self.cluster.wait_ready(timeout=60)
+        self.cluster.wait_converged(timeout=60)
+
+    def verify(self):
+        self.heal()
+        leader = self.leader()
+        ops = [op for op in self.history.ops if op.kind != "stale-read"]
+        written = {}
+        for op in self.history.ops:
+            if op.kind == "write":
+                written.setdefault(op.key, set()).add(op.value)
+        finals = []
+        for key in self.keys:
+            call = self.history.now()
+            r = cluster.request(leader.http, "GET", f"/key/{key}?level=linearizable", timeout=10)
+            finals.append(Op("read", key, r.json()[key] if r.status == 200 else None, call,
+                             self.history.now(), -1))
+        began = time.monotonic()
+        linearizable, bad_keys = check(ops + finals)
+        self.check_seconds = time.monotonic() - began
+        stale_bad = [op for op in self.history.ops if op.kind == "stale-read"
+                     and op.value is not None and op.value not in written.get(op.key, set())]
+        acked = [op for op in ops if op.kind == "write" and op.ret is not None]
+        _, lost_keys = check(acked + finals)
+        diverged = 0
+        for key in self.keys:
+            seen = set()
+            for d in self.cluster.nodes.values():
+                r = d.get(f"/key/{key}")
+                seen.add(r.body if r.status == 200 else None)
+            diverged += len(seen) > 1
+        steady = [d for name, d in self.cluster.nodes.items() if name not in self.restarted]
+        applied = {d.metric("raftnginx_fsm_applied_entries_total") for d in steady}
+        ok_ops = sum(1 for op in self.history.ops if op.ret is not None)
+        result = {
+            "seed": self.seed, "nodes": self.nodes_count, "nginx": self.nginx,
+            "ops": len(self.history.ops), "ok": ok_ops, "unknown": len(self.history.ops) - ok_ops,
+            "faults": len(self.faults), "linearizable": linearizable and not stale_bad,
+            "lost": len(lost_keys), "diverged": diverged, "bad_keys": bad_keys,
+            "stale_never_written": len(stale_bad), "exactly_once": len(applied) <= 1,
+        }
+        result["passed"] = (result["linearizable"] and not result["lost"] and not diverged
+                            and result["exactly_once"] and result["faults"] > 0)
+        return result
+
+    def save(self, folder):
+        os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "history.json"), "w") as f:
+            json.dump([op.__dict__ for op in self.history.ops], f, indent=0)
+        with open(os.path.join(folder, "faults.txt"), "w") as f:
+            f.write("\n".join(self.faults) + "\n")
+        for d in self.cluster.nodes.values():
+            if os.path.exists(d.log_path):
+                shutil.copy(d.log_path, folder)
+
+    def close(self):
+        self.stop.set()
+        self.cluster.close()
+        for p in self.network.proxies.values():
+            p.close()
+
+
+def summary(r):
+    return (f"ops={r['ops']} ok={r['ok']} unknown={r['unknown']} faults={r['faults']} "
+            f"linearizable={'yes' if r['linearizable'] else 'no'} lost={r['lost']} "
+            f"diverged={r['diverged']}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--binary", default="build/src/raft-nginx")
+    ap.add_argument("--scenarios", type=int, default=4)
+    ap.add_argument("--seconds", type=float, default=60)
+    ap.add_argument("--seed", type=int, default=None, help="default: random (printed)")
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--keys", type=int, default=16)
+    ap.add_argument("--keep", default=None, help="where to keep failed runs (default: a temp dir)")
+    ap.add_argument("--first", type=int, default=1, help="start at this scenario number")
+    args = ap.parse_args()
+    cluster.BINARY = os.path.abspath(args.binary)
+    seed = args.seed if args.seed is not None else random.randrange(1 << 30)
+    # Scenario i: 3 or 5 nodes, every other one through nginx.
+    plans = [(3, False), (5, False), (3, True), (5, True)]
+    totals = dict(ops=0, ok=0, unknown=0, faults=0, lost=0, diverged=0)
+    all_passed = True
+    for i in range(args.first - 1, args.first - 1 + args.scenarios):
+        nodes, nginx = plans[i % len(plans)]
+        root = tempfile.mkdtemp(prefix="raftnginx-chaos-")
+        s = Scenario(root, args, seed + i, nodes, nginx)
+        try:
+            r = s.run(args.seconds)
+        except Exception as e:  # a scenario that cannot even finish is a failure too
+            s.faults.append("error: " + traceback.format_exc())
+            r = dict(ops=len(s.history.ops), ok=0, unknown=0, faults=len(s.faults) - 1,
+                     linearizable=False, lost=0, diverged=0, passed=False, error=repr(e),
+                     bad_keys=[], stale_never_written=0, exactly_once=True)
+        finally:
+            s.close()
+        print(f"scenario {i + 1}: seed={seed + i} nodes={nodes} nginx={'yes' if nginx else 'no'} "
+              f"{summary(r)}" + (f" error={r['error']}" if "error" in r else "")
+              + ("" if r["exactly_once"] else " exactly_once=no")
+              + (f" stale_never_written={r['stale_never_written']}" if r["stale_never_written"] else ""),
+              flush=True)
+        for k in totals:
+            totals[k] += r[k]
+        if not r["passed"]:
+            all_passed = False
+            keep = os.path.join(args.keep or tempfile.gettempdir(), f"raftnginx-chaos-failed-{seed + i}")
+            s.save(keep)
+            print(f"  FAILED: history, faults and node logs kept in {keep} (bad keys: {r['bad_keys']})")
+        shutil.rmtree(root, ignore_errors=True)
+    print(f"ops={totals['ops']} ok={totals['ok']} unknown={totals['unknown']} faults={totals['faults']} "
+          f"linearizable={'yes' if all_passed else 'no'} lost={totals['lost']} diverged={totals['diverged']}")
+    return 0 if all_passed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""The checker must accept linearizable histories and reject known violations, before its
+verdict on chaos runs means anything."""
+import unittest
+
+from linearizability import Op, check
+
+
+def w(key, value, call, ret, client=0):
+    return Op("write", key, value, call, ret, client)
+
+
+def r(key, value, call, ret, client=0):
+    return Op("read", key, value, call, ret, client)
+
+
+class Checker(unittest.TestCase):
+    def test_sequential_history_is_linearizable(self):
+        ok, _ = check([w("k", "1", 0, 1), r("k", "1", 2, 3), w("k", "2", 4, 5), r("k", "2", 6, 7)])
+        self.assertTrue(ok)
+
+    def test_stale_read_after_a_completed_write_is_caught(self):
+        ok, bad = check([w("k", "1", 0, 1), w("k", "2", 2, 3), r("k", "1", 4, 5)])
+        self.assertFalse(ok)
+        self.assertEqual(bad, ["k"])
+
+    def test_lost_acknowledged_write_is_caught(self):
+        # The write of 2 was acknowledged, yet a later read sees the state before it.
+        ok, _ = check([w("k", "1", 0, 1), w("k", "2", 2, 3), r("k", None, 10, 11)])
+        self.assertFalse(ok)
+
+    def test_read_of_a_value_never_written_is_caught(self):
+        ok, _ = check([w("k", "1", 0, 1), r("k", "7", 2, 3)])
+        self.assertFalse(ok)
+
+    def test_concurrent_operations_may_take_either_order(self):
+        # The read overlaps both writes: it may see either value.
+        for seen in ("1", "2"):
+            ok, _ = check([w("k", "1", 0, 5), w("k", "2", 1, 6), r("k", seen, 2, 7)])
+            self.assertTrue(ok, seen)
+
+    def test_reads_must_agree_on_one_order(self):
+        # Two writes overlap; one reader sees 1 then 2, another sees 2 then 1, after both ended:
+        # no single order explains both.
+        ops = [w("k", "1", 0, 5), w("k", "2", 0, 5),
+               r("k", "1", 6, 7, 1), r("k", "2", 8, 9, 1),
+               r("k", "2", 6, 7, 2), r("k", "1", 8, 9, 2)]
+        self.assertFalse(check(ops)[0])
+
+    def test_unknown_write_may_or_may_not_have_happened(self):
+        self.assertTrue(check([w("k", "1", 0, 1), w("k", "2", 2, None), r("k", "1", 3, 4)])[0])
+        self.assertTrue(check([w("k", "1", 0, 1), w("k", "2", 2, None), r("k", "2", 3, 4)])[0])
+        # ... but once it was seen, it cannot be unseen.
+        self.assertFalse(check([w("k", "1", 0, 1), w("k", "2", 2, None), r("k", "2", 3, 4),
+                                r("k", "1", 5, 6)])[0])
+
+    def test_many_unknown_writes_nobody_saw_are_cheap(self):
+        ops = [w("k", "0", 0, 1)]
+        for i in range(2000):
+            ops.append(w("k", f"lost{i}", 2 + i, None))
+        ops.append(r("k", "0", 5000, 5001))
+        self.assertTrue(check(ops)[0])
+
+    def test_an_unknown_delete_can_explain_a_missing_key(self):
+        self.assertTrue(check([w("k", "1", 0, 1), w("k", None, 2, None), r("k", None, 3, 4)])[0])
+
+    def test_unknown_write_cannot_take_effect_before_it_was_sent(self):
+        self.assertFalse(check([r("k", "2", 0, 1), w("k", "2", 2, None)])[0])
+
+    def test_deletes_and_keys_are_independent(self):
+        ops = [w("a", "1", 0, 1), w("a", None, 2, 3), r("a", None, 4, 5),
+               w("b", "x", 0, 1), r("b", "y", 2, 3)]
+        ok, bad = check(ops)
+        self.assertFalse(ok)
+        self.assertEqual(bad, ["b"])
+
+    def test_a_long_concurrent_history_is_checked_quickly(self):
+        ops = []
+        t = 0.0
+        for i in range(400):
+            ops.append(w("k", str(i), t, t + 3))
+            ops.append(r("k", str(i), t + 2.5, t + 4))
+            t += 1.0
+        self.assertTrue(check(ops)[0])
+
+
+if __name__ == "__main__":
+    unittest.main()
