@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san sim bench-core bench-node chaos demo demo-clean format clean
+.PHONY: all deps build test test-plain test-san test-fuzz sim bench-core bench-node chaos demo demo-clean format clean
 
 all: build
 
@@ -18,8 +18,9 @@ build: deps
 	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
-# All tests twice: a plain optimized build, then AddressSanitizer + UndefinedBehaviorSanitizer.
-test: test-plain test-san
+# All tests twice: a plain optimized build, then AddressSanitizer + UndefinedBehaviorSanitizer;
+# then each fuzz target for a bounded time.
+test: test-plain test-san test-fuzz
 
 test-plain: build
 	@ctest --test-dir $(BUILD_DIR) --output-on-failure -j $(JOBS)
@@ -51,6 +52,25 @@ CHAOS_SECONDS ?= 60
 chaos: build
 	@python3 tests/chaos/chaos.py --binary $(BUILD_DIR)/src/raft-nginx \
 	  --scenarios $(CHAOS_SCENARIOS) --seconds $(CHAOS_SECONDS) $(if $(SEED),--seed $(SEED))
+
+# libFuzzer (clang) on each fuzz target for FUZZ_SECONDS, from the committed corpus; new inputs
+# go to build-fuzz/corpus, crashes to build-fuzz/crashes (copy them to tests/fuzz/regressions/).
+FUZZ_BUILD_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 30
+FUZZ_TARGETS := raft_message kv_command config http_request
+test-fuzz: deps
+	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DRAFTNGINX_FUZZ=ON -DRAFTNGINX_BENCH=OFF >/dev/null
+	@cmake --build $(FUZZ_BUILD_DIR) -j $(JOBS) --target $(addprefix fuzz_,$(FUZZ_TARGETS))
+	@mkdir -p $(FUZZ_BUILD_DIR)/crashes
+	@for t in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_BUILD_DIR)/corpus/$$t; \
+	  log=$(FUZZ_BUILD_DIR)/fuzz-$$t.log; \
+	  $(FUZZ_BUILD_DIR)/tests/fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_BUILD_DIR)/crashes/$$t- $(FUZZ_BUILD_DIR)/corpus/$$t \
+	    tests/fuzz/corpus/$$t >$$log 2>&1 || { tail -n 40 $$log; echo "fuzz: $$t crashed"; exit 1; }; \
+	  echo "fuzz: $$t $$(grep -h 'stat::number_of_executed_units' $$log) in $(FUZZ_SECONDS) s"; \
+	done
 
 # The 3-node demo in the foreground (Ctrl-C stops it); data kept in demo-data/.
 demo: build
