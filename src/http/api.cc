@@ -117,6 +117,16 @@ Result<std::string> string_field(const json& doc, const char* name, bool require
   return it->get<std::string>();
 }
 
+// The member named by a membership call's body, {"id": ...}; "" if optional and absent.
+Result<std::string> member_id_in(const std::string& body, bool required) {
+  if (body.empty() && !required)
+    return std::string();
+  auto doc = parse_object(body);
+  if (!doc.ok())
+    return doc.status();
+  return string_field(*doc, "id", required);
+}
+
 }  // namespace
 
 struct Api::Call {
@@ -457,10 +467,7 @@ void Api::join(const CallPtr& call) {
 }
 
 void Api::remove(const CallPtr& call) {
-  auto doc = parse_object(call->request.body);
-  if (!doc.ok())
-    return call->answer(Response::error(400, doc.status().message()));
-  auto name = string_field(*doc, "id", true);
+  auto name = member_id_in(call->request.body, true);
   if (!name.ok())
     return call->answer(Response::error(400, name.status().message()));
   const raft::NodeId id = find_member(node_->status(), *name);
@@ -470,10 +477,7 @@ void Api::remove(const CallPtr& call) {
 }
 
 void Api::promote(const CallPtr& call) {
-  auto doc = parse_object(call->request.body);
-  if (!doc.ok())
-    return call->answer(Response::error(400, doc.status().message()));
-  auto name = string_field(*doc, "id", true);
+  auto name = member_id_in(call->request.body, true);
   if (!name.ok())
     return call->answer(Response::error(400, name.status().message()));
   const node::NodeStatus st = node_->status();
@@ -512,18 +516,13 @@ void Api::transfer(const CallPtr& call) {
   if (st.raft.role != raft::Role::kLeader)
     return not_leader(call);
   raft::NodeId target = raft::kNoNode;
-  if (!call->request.body.empty()) {
-    auto doc = parse_object(call->request.body);
-    if (!doc.ok())
-      return call->answer(Response::error(400, doc.status().message()));
-    auto name = string_field(*doc, "id", false);
-    if (!name.ok())
-      return call->answer(Response::error(400, name.status().message()));
-    if (!name->empty()) {
-      target = find_member(st, *name);
-      if (target == raft::kNoNode || !st.raft.conf.voters.count(target))
-        return call->answer(Response::error(404, "no voter named " + *name));
-    }
+  auto name = member_id_in(call->request.body, false);
+  if (!name.ok())
+    return call->answer(Response::error(400, name.status().message()));
+  if (!name->empty()) {
+    target = find_member(st, *name);
+    if (target == raft::kNoNode || !st.raft.conf.voters.count(target))
+      return call->answer(Response::error(404, "no voter named " + *name));
   }
   if (target == raft::kNoNode) {
     raft::Index best_match = 0;
