@@ -6,6 +6,7 @@ free ones picked at start. Nothing here talks to anything but 127.0.0.1.
 import http.client
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -21,9 +22,16 @@ SLOW = float(os.environ.get("RAFTNGINX_TEST_SLOWDOWN", "1"))
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port that is free now, below Linux's ephemeral range (32768+): a port the kernel hands
+    out for outgoing connections could be taken again before the daemon binds it."""
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
 
 
 class Reply:
@@ -91,10 +99,28 @@ class Daemon:
                 *gateway, *self.args, self.data_dir]
 
     def start(self, command=None, cwd=None, env=None):
-        log = open(self.log_path, "a")
-        self.proc = subprocess.Popen(command or self.command(), stdout=log,
-                                     stderr=subprocess.STDOUT, cwd=cwd, env=env)
-        log.close()
+        """Starts the daemon and waits until its HTTP port is bound. If a port it was given
+        turned out taken (another process got it first), it picks new ones and tries again."""
+        for attempt in range(5):
+            log = open(self.log_path, "a")
+            self.proc = subprocess.Popen(command or self.command(), stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=cwd, env=env)
+            log.close()
+            deadline = time.monotonic() + 10 * SLOW
+            while time.monotonic() < deadline and self.proc.poll() is None:
+                host, port = self.http.rsplit(":", 1)
+                try:
+                    socket.create_connection((host, int(port)), timeout=1).close()
+                    return self
+                except OSError:
+                    time.sleep(0.02)
+            if command is not None or self.proc.poll() is None \
+                    or "Address already in use" not in self.log_tail(5):
+                return self
+            self.http = f"127.0.0.1:{free_port()}"
+            self.raft = f"127.0.0.1:{free_port()}"
+            if self.gateway:
+                self.gateway = f"127.0.0.1:{free_port()}"
         return self
 
     def running(self):
