@@ -285,6 +285,12 @@ int run_daemon(const DaemonOptions& given) {
       std::filesystem::remove_all(inmem_dir, ec);
     }
   };
+  // Start-up failed: says why, and leaves nothing behind.
+  auto give_up = [&](const std::string& why) {
+    spdlog::critical("{}", why);
+    cleanup();
+    return 1;
+  };
 
   http::ServerOptions server_options;
   server_options.listen = options.http_bind;
@@ -293,9 +299,7 @@ int run_daemon(const DaemonOptions& given) {
   server_options.read_timeout = options.http_read_timeout;
   auto server = http::Server::listen(server_options);
   if (!server.ok()) {
-    spdlog::critical("{}", server.status().message());
-    cleanup();
-    return 1;
+    return give_up(server.status().message());
   }
 
   transport::TcpTransportOptions transport_options;
@@ -304,9 +308,7 @@ int run_daemon(const DaemonOptions& given) {
   transport_options.cluster_id = options.cluster_name;
   auto transport = transport::TcpTransport::start(transport_options);
   if (!transport.ok()) {
-    spdlog::critical("{}", transport.status().message());
-    cleanup();
-    return 1;
+    return give_up(transport.status().message());
   }
 
   http::Client client;
@@ -350,10 +352,8 @@ int run_daemon(const DaemonOptions& given) {
   std::error_code dir_error;
   std::filesystem::create_directories(options.data_dir, dir_error);
   if (dir_error) {
-    spdlog::critical("cannot create the data directory {}: {}", options.data_dir,
-                     dir_error.message());
-    cleanup();
-    return 1;
+    return give_up("cannot create the data directory " + options.data_dir + ": " +
+                   dir_error.message());
   }
   std::unique_ptr<fsm::KvStore> kv;
   if (options.fsm == "memory") {
@@ -361,18 +361,14 @@ int run_daemon(const DaemonOptions& given) {
   } else {
     auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm");
     if (!rocks.ok()) {
-      spdlog::critical("cannot open the rocksdb backend: {}", rocks.status().to_string());
-      cleanup();
-      return 1;
+      return give_up("cannot open the rocksdb backend: " + rocks.status().to_string());
     }
     kv = std::move(rocks).value();
   }
   const fsm::KvStore* kv_view = kv.get();
   auto node = node::Node::start(node_options, std::move(kv), transport->get());
   if (!node.ok()) {
-    spdlog::critical("cannot start the node: {}", node.status().to_string());
-    cleanup();
-    return 1;
+    return give_up("cannot start the node: " + node.status().to_string());
   }
   spdlog::info(
       "started: http={} raft={} backend={} data={} {}", options.http_advertise,
