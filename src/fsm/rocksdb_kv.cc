@@ -100,6 +100,7 @@ Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir,
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.IncreaseParallelism(2);
+  options.atomic_flush = true;  // the families stay consistent with each other without a WAL
   std::vector<rocksdb::ColumnFamilyDescriptor> families;
   for (const char* name : kFamilyNames)
     families.emplace_back(name, rocksdb::ColumnFamilyOptions(options));
@@ -162,8 +163,9 @@ Status RocksDbKv::apply(std::span<const Command> commands, std::vector<ApplyResu
   for (const std::string& id : sessions_.evict(last.index))
     batch.Delete(families_[kSessions], id);
   batch.Put(families_[kMeta], kAppliedKey, encode_applied(last.index, last.term));
-  if (Status s = from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch), "rocksdb write");
-      !s.ok())
+  rocksdb::WriteOptions write_options;
+  write_options.disableWAL = true;
+  if (Status s = from_rocksdb(db_->Write(write_options, &batch), "rocksdb write"); !s.ok())
     return s;
   applied_index_ = last.index;
   applied_term_ = last.term;

@@ -3,8 +3,11 @@
 // Column families: "default" holds the keys and values, "sessions" the client sessions, "meta"
 // the applied index and term. Each apply() batch is one WriteBatch across all three, so the
 // effects and the applied index are durable together (the exactly-once contract of
-// state_machine.h). The batch is not fsynced: RocksDB's own WAL recovers a consistent prefix of
-// batches after a crash, and the node replays the log after whatever applied index survived.
+// state_machine.h). RocksDB's WAL is off: the raft log is already the write-ahead log, so a
+// second one would only cost a write per batch. After a crash RocksDB holds the batches its last
+// flush reached, the three families flushed together (atomic_flush), and the node replays the
+// log after the applied index that survived, or restores the latest snapshot if the log no
+// longer reaches back that far. Closing the store flushes, so a clean restart re-applies nothing.
 //
 // A snapshot is a RocksDB snapshot (free to take); write_to() streams its three column families
 // into SST files while apply goes on; restore() replaces the families with them.

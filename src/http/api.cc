@@ -230,12 +230,11 @@ void Api::healthz(const CallPtr& call) {
 }
 
 Response Api::with_raft_headers(Response r, bool stale_read) const {
-  const node::NodeStatus st = node_->status();
-  r.headers.emplace_back("X-Raft-Index", std::to_string(st.applied));
+  r.headers.emplace_back("X-Raft-Index", std::to_string(node_->applied_index()));
   r.headers.emplace_back("X-Raft-Served-By", options_.self_name);
   if (stale_read) {
-    const auto since =
-        std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - st.leader_contact);
+    const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(
+        Clock::now() - node_->leader_contact());
     r.headers.emplace_back("X-Raft-Last-Contact", std::to_string(since.count()));
   }
   return r;
@@ -258,7 +257,7 @@ void Api::get_key(const CallPtr& call, const std::string& key) {
       auto max_lag = parse_duration(lag->second);
       if (!max_lag.ok())
         return call->answer(Response::error(400, "max_lag: " + max_lag.status().message()));
-      const auto since = Clock::now() - node_->status().leader_contact;
+      const auto since = Clock::now() - node_->leader_contact();
       if (since > *max_lag) {
         Response r = Response::error(
             503, "this node has not heard from a leader within max_lag " + lag->second);

@@ -8,6 +8,8 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -38,35 +40,72 @@ BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
   return out;
 }
 
-// Hands `request` to `handler` and resumes the calling coroutine with the first Response given
-// to Respond, on the coroutine's own executor, whichever thread answered.
-template <typename Token>
-auto async_handle(const Handler& handler, Request request, Token&& token) {
-  return asio::async_initiate<Token, void(Response)>(
-      [&handler](auto completion, Request request) {
-        using Completion = decltype(completion);
-        struct Pending {
-          explicit Pending(Completion c) : completion(std::move(c)) {}
-          Completion completion;
-          std::atomic<bool> answered{false};
-        };
-        auto pending = std::make_shared<Pending>(std::move(completion));
-        handler(std::move(request), [pending](Response response) {
-          RAFTNGINX_CHECK(!pending->answered.exchange(true), "a request was answered twice");
-          auto executor = asio::get_associated_executor(pending->completion);
-          asio::post(executor, [pending, response = std::move(response)]() mutable {
-            pending->completion(std::move(response));
-          });
-        });
-      },
-      token, std::move(request));
-}
+// Where a handler's Response meets the connection's coroutine. A handler that answers at once
+// (a stale read) is taken without suspending; one that answers later, from any thread (a write,
+// once committed), resumes the coroutine on its own executor.
+class Answer {
+ public:
+  void deliver(Response response) {
+    std::unique_lock lock(mu_);
+    RAFTNGINX_CHECK(!answered_, "a request was answered twice");
+    answered_ = true;
+    if (!resume_) {
+      response_ = std::move(response);
+      return;
+    }
+    auto resume = std::move(resume_);
+    lock.unlock();
+    resume(std::move(response));
+  }
+
+  // The Response, if it was given before the coroutine asked.
+  std::optional<Response> take() {
+    std::lock_guard lock(mu_);
+    return std::exchange(response_, std::nullopt);
+  }
+
+  template <typename Token>
+  auto wait(Token&& token) {
+    return asio::async_initiate<Token, void(Response)>(
+        [this](auto completion) {
+          auto executor = asio::get_associated_executor(completion);
+          auto shared = std::make_shared<decltype(completion)>(std::move(completion));
+          auto resume = [executor, shared](Response response) {
+            asio::post(executor, [shared, response = std::move(response)]() mutable {
+              (*shared)(std::move(response));
+            });
+          };
+          std::unique_lock lock(mu_);
+          if (!response_) {
+            resume_ = std::move(resume);
+            return;
+          }
+          Response response = std::move(*response_);
+          response_.reset();
+          lock.unlock();
+          resume(std::move(response));
+        },
+        token);
+  }
+
+ private:
+  std::mutex mu_;
+  bool answered_ = false;
+  std::optional<Response> response_;
+  std::function<void(Response)> resume_;
+};
 
 }  // namespace
 
 class Server::Impl {
  public:
-  explicit Impl(ServerOptions options) : opt(std::move(options)), acceptor(io) {}
+  explicit Impl(ServerOptions options) : opt(std::move(options)) {
+    // One io_context per thread, each connection on one of them: no strands, and a context's
+    // scheduler rarely meets another thread on its lock.
+    for (int i = 0; i < std::max(1, opt.threads); ++i)
+      contexts.push_back(std::make_unique<asio::io_context>(1));
+    acceptor = std::make_unique<tcp::acceptor>(*contexts.front());
+  }
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(tcp::socket socket);
@@ -74,18 +113,19 @@ class Server::Impl {
 
   const ServerOptions opt;
   Handler handler;
-  asio::io_context io;
-  tcp::acceptor acceptor;
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::unique_ptr<tcp::acceptor> acceptor;
   std::atomic<size_t> connections{0};
   uint16_t port = 0;
   std::vector<std::thread> threads;
 };
 
 asio::awaitable<void> Server::Impl::accept_loop() {
-  for (;;) {
+  for (size_t accepted = 0;; ++accepted) {
     beast::error_code ec;
-    tcp::socket socket = co_await acceptor.async_accept(asio::make_strand(io),
-                                                        asio::redirect_error(use_awaitable, ec));
+    asio::io_context& context = *contexts[accepted % contexts.size()];
+    tcp::socket socket =
+        co_await acceptor->async_accept(context, asio::redirect_error(use_awaitable, ec));
     if (ec == asio::error::operation_aborted)
       co_return;
     if (ec) {
@@ -162,7 +202,14 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
     request.body = std::move(message.body());
     request.remote = remote;
     stream.expires_never();
-    Response response = co_await async_handle(handler, std::move(request), use_awaitable);
+    auto answer = std::make_shared<Answer>();
+    handler(std::move(request), [answer](Response r) { answer->deliver(std::move(r)); });
+    Response response;
+    if (std::optional<Response> now = answer->take()) {
+      response = std::move(*now);
+    } else {
+      response = co_await answer->wait(use_awaitable);
+    }
     BeastResponse res = to_beast(response, version, keep_alive);
     stream.expires_after(opt.read_timeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
@@ -175,19 +222,19 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
 
 Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
   auto impl = std::make_unique<Impl>(options);
-  if (Status s = transport::listen_on(impl->acceptor, options.listen, "HTTP"); !s.ok())
+  if (Status s = transport::listen_on(*impl->acceptor, options.listen, "HTTP"); !s.ok())
     return s;
   beast::error_code ec;
-  impl->port = impl->acceptor.local_endpoint(ec).port();
+  impl->port = impl->acceptor->local_endpoint(ec).port();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
 void Server::serve(Handler handler) {
   RAFTNGINX_CHECK(impl_->threads.empty(), "Server::serve called twice");
   impl_->handler = std::move(handler);
-  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
-  for (int i = 0; i < std::max(1, impl_->opt.threads); ++i) {
-    impl_->threads.emplace_back([io = &impl_->io] {
+  asio::co_spawn(*impl_->contexts.front(), impl_->accept_loop(), asio::detached);
+  for (auto& context : impl_->contexts) {
+    impl_->threads.emplace_back([io = context.get()] {
       auto guard = asio::make_work_guard(*io);
       io->run();
     });
@@ -205,7 +252,7 @@ uint16_t Server::port() const {
 }
 
 void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
-  auto timer = std::make_shared<asio::steady_timer>(impl_->io, delay);
+  auto timer = std::make_shared<asio::steady_timer>(*impl_->contexts.front(), delay);
   timer->async_wait([timer, fn = std::move(fn)](const beast::error_code& ec) {
     if (!ec)
       fn();
@@ -215,11 +262,12 @@ void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
 void Server::stop() {
   if (impl_->threads.empty())
     return;
-  asio::post(impl_->io, [impl = impl_.get()] {
+  asio::post(*impl_->contexts.front(), [impl = impl_.get()] {
     beast::error_code ec;
-    impl->acceptor.close(ec);
+    impl->acceptor->close(ec);
   });
-  impl_->io.stop();
+  for (auto& context : impl_->contexts)
+    context->stop();
   for (std::thread& t : impl_->threads)
     t.join();
   impl_->threads.clear();

@@ -118,6 +118,10 @@ Status Node::open_storage() {
   c.applied = applied;
   c.random_seed = options_.id ^ static_cast<uint64_t>(
                                     std::chrono::steady_clock::now().time_since_epoch().count());
+  auto initial = log_->initial_state();
+  if (!initial.ok())
+    return initial.status();
+  saved_hard_ = initial->hard_state;
   auto core = raft::RawNode::create(c, *log_);
   if (!core.ok())
     return core.status();
@@ -153,6 +157,7 @@ void Node::run() {
     }
     for (auto& task : batch)
       task();
+    issue_reads();
     const auto now = std::chrono::steady_clock::now();
     if (now >= next_tick) {
       core_->tick();
@@ -177,36 +182,46 @@ void Node::handle_ready() {
     if (Status s = install_snapshot(*rd.snapshot); !s.ok())
       return fail(s);
   }
+  // Replication overlaps the leader's own fsync where the core allows it (raw_node.h, step 2).
+  std::vector<raft::Message> early;
+  std::vector<raft::Message> after_save;
+  for (raft::Message& m : rd.messages) {
+    if (m.type == raft::MessageType::kSnapshot) {
+      send_snapshot(std::move(m));
+    } else if (raft::may_send_before_durable(rd, m, saved_hard_)) {
+      early.push_back(std::move(m));
+    } else {
+      after_save.push_back(std::move(m));
+    }
+  }
+  if (!early.empty())
+    transport_->send(std::move(early));
   const auto save_start = std::chrono::steady_clock::now();
   if (Status s = log_->save(rd.entries, rd.hard_state, rd.must_sync); !s.ok())
     return fail(s);
   if (rd.must_sync)
     sync_latency_.record(std::chrono::steady_clock::now() - save_start);
-  std::vector<raft::Message> messages;
-  messages.reserve(rd.messages.size());
-  for (raft::Message& m : rd.messages) {
-    if (m.type == raft::MessageType::kSnapshot) {
-      send_snapshot(std::move(m));
-    } else {
-      messages.push_back(std::move(m));
-    }
-  }
-  if (!messages.empty())
-    transport_->send(std::move(messages));
+  if (rd.hard_state)
+    saved_hard_ = *rd.hard_state;
+  if (!after_save.empty())
+    transport_->send(std::move(after_save));
   if (Status s = apply_entries(rd.committed_entries); !s.ok())
     return fail(s);
   for (raft::ReadState& rs : rd.read_states) {
     auto it = reads_waiting_index_.find(rs.context);
     if (it == reads_waiting_index_.end())
       continue;
-    reads_waiting_apply_.emplace(rs.index, std::move(it->second.done));
+    for (StatusCallback& done : it->second.reads)
+      reads_waiting_apply_.emplace(rs.index, std::move(done));
     reads_waiting_index_.erase(it);
   }
   core_->advance();
   if (rd.soft_state) {
     // A ReadIndex request sent to a leader that is gone is never answered: let clients retry.
-    for (auto& [ctx, read] : std::exchange(reads_waiting_index_, {}))
-      read.done(Status::not_leader("leadership changed during the read; retry"));
+    for (auto& [ctx, batch] : std::exchange(reads_waiting_index_, {})) {
+      for (StatusCallback& done : batch.reads)
+        done(Status::not_leader("leadership changed during the read; retry"));
+    }
   }
   serve_reads();
   maybe_snapshot();
@@ -355,14 +370,34 @@ void Node::expire_reads() {
   // A ReadIndex request or its answer can be lost on the way (the core never answers twice):
   // after two election timeouts the client is told to retry.
   const uint64_t limit = 2 * static_cast<uint64_t>(options_.election_ticks);
+  const auto expire = [](ReadBatch& batch) {
+    for (StatusCallback& done : std::exchange(batch.reads, {}))
+      done(Status::unavailable("no answer from the leader for the read; retry"));
+  };
   for (auto it = reads_waiting_index_.begin(); it != reads_waiting_index_.end();) {
     if (ticks_ - it->second.issued_tick < limit) {
       ++it;
       continue;
     }
-    it->second.done(Status::unavailable("no answer from the leader for the read; retry"));
+    expire(it->second);
     it = reads_waiting_index_.erase(it);
   }
+  if (!reads_to_issue_.reads.empty() && ticks_ - reads_to_issue_.issued_tick >= limit)
+    expire(reads_to_issue_);
+}
+
+void Node::issue_reads() {
+  if (reads_to_issue_.reads.empty() || !reads_waiting_index_.empty() || !failure_.ok())
+    return;
+  std::string ctx = std::to_string(++next_read_id_);
+  if (Status s = core_->read_index(ctx); !s.ok()) {
+    for (StatusCallback& done : std::exchange(reads_to_issue_.reads, {}))
+      done(s);
+    return;
+  }
+  ReadBatch batch = std::exchange(reads_to_issue_, {});
+  batch.issued_tick = ticks_;
+  reads_waiting_index_.emplace(std::move(ctx), std::move(batch));
 }
 
 void Node::serve_reads() {
@@ -533,10 +568,9 @@ void Node::add_waiter(const raft::ProposalId& id, ProposeCallback done) {
 
 void Node::read_barrier(StatusCallback done) {
   submit(std::move(done), [this](StatusCallback& done) {
-    std::string ctx = std::to_string(++next_read_id_);
-    if (Status s = core_->read_index(ctx); !s.ok())
-      return done(s);
-    reads_waiting_index_.emplace(std::move(ctx), PendingRead{std::move(done), ticks_});
+    if (reads_to_issue_.reads.empty())
+      reads_to_issue_.issued_tick = ticks_;  // for expiry while it waits for its round
+    reads_to_issue_.reads.push_back(std::move(done));
   });
 }
 
@@ -558,8 +592,12 @@ void Node::fail(Status s) {
 void Node::fail_pending(const Status& why) {
   for (auto& [index, w] : std::exchange(waiters_, {}))
     w.done(why);
-  for (auto& [ctx, read] : std::exchange(reads_waiting_index_, {}))
-    read.done(why);
+  for (auto& [ctx, batch] : std::exchange(reads_waiting_index_, {})) {
+    for (StatusCallback& done : batch.reads)
+      done(why);
+  }
+  for (StatusCallback& done : std::exchange(reads_to_issue_.reads, {}))
+    done(why);
   for (auto& [index, done] : std::exchange(reads_waiting_apply_, {}))
     done(why);
 }
@@ -653,6 +691,8 @@ void Node::publish_status() {
       ++leader_changes_;
     last_leader_ = raft.leader;
   }
+  published_applied_.store(applied_);
+  published_leader_contact_.store(leader_contact_.time_since_epoch().count());
   std::lock_guard lock(status_mu_);
   status_.leader_contact = leader_contact_;
   status_.leader_changes = leader_changes_;

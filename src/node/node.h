@@ -14,6 +14,7 @@
 // is handed to it again.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -100,6 +101,12 @@ class Node final : public transport::Receiver {
   void stop();
 
   NodeStatus status() const;
+  // Two figures of status() that every HTTP answer carries, read without copying the rest.
+  raft::Index applied_index() const { return published_applied_.load(); }
+  std::chrono::steady_clock::time_point leader_contact() const {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(published_leader_contact_.load()));
+  }
   // How long each synced log write took.
   const Histogram& sync_latency() const { return sync_latency_; }
   fsm::StateMachine& state_machine() { return *fsm_; }
@@ -141,6 +148,7 @@ class Node final : public transport::Receiver {
   }
   void add_waiter(const raft::ProposalId& id, ProposeCallback done);
   void expire_reads();
+  void issue_reads();
   void send_snapshot(raft::Message m);
   void unpin_snapshot(raft::Index index);
   void seal_received_snapshot(raft::Message m, const std::string& staged_dir,
@@ -164,6 +172,7 @@ class Node final : public transport::Receiver {
   std::unique_ptr<storage::LogStore> log_;
   std::unique_ptr<raft::RawNode> core_;
   raft::Index applied_ = 0;
+  raft::HardState saved_hard_;  // as last written to the log
   raft::Index last_snapshot_index_ = 0;
   raft::ConfState conf_;  // as of applied_
   std::map<raft::NodeId, std::string> contexts_;
@@ -177,12 +186,16 @@ class Node final : public transport::Receiver {
   };
   std::map<raft::Index, Waiter> waiters_;
   uint64_t next_read_id_ = 0;
-  struct PendingRead {
-    StatusCallback done;
-    uint64_t issued_tick;
+  // Reads that share one ReadIndex round, and the tick their round was asked for.
+  struct ReadBatch {
+    std::vector<StatusCallback> reads;
+    uint64_t issued_tick = 0;
   };
   uint64_t ticks_ = 0;
-  std::map<std::string, PendingRead> reads_waiting_index_;
+  // At most one ReadIndex round is in flight; reads that arrive meanwhile wait for the next one,
+  // so that one heartbeat round confirms many reads under load.
+  ReadBatch reads_to_issue_;
+  std::map<std::string, ReadBatch> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;
   std::chrono::steady_clock::time_point last_snapshot_time_ = std::chrono::steady_clock::now();
@@ -202,6 +215,8 @@ class Node final : public transport::Receiver {
   std::once_flag stop_once_;
   mutable std::mutex status_mu_;
   NodeStatus status_;
+  std::atomic<raft::Index> published_applied_{0};
+  std::atomic<std::chrono::steady_clock::rep> published_leader_contact_{0};
   Histogram sync_latency_;
   std::thread loop_;
 };

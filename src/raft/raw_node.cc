@@ -165,4 +165,11 @@ NodeStatus RawNode::status() const {
   return st;
 }
 
+bool may_send_before_durable(const Ready& rd, const Message& m, const HardState& stored) {
+  const bool same_term_and_vote =
+      !rd.hard_state || (rd.hard_state->term == stored.term && rd.hard_state->vote == stored.vote);
+  return same_term_and_vote &&
+         (m.type == MessageType::kAppend || m.type == MessageType::kHeartbeat);
+}
+
 }  // namespace raftnginx::raft

@@ -7,7 +7,11 @@
 //      suffix), and store `hard_state` if set, all in Storage; if `must_sync`, fsync before
 //      going on. A crash before this completes must lose the whole batch or none of it.
 //   2. Send `messages`. They may promise what step 1 made durable (a vote, an acknowledged
-//      entry), so never send them before it.
+//      entry), so never send them before it. One exception (thesis 10.2.1): a leader's kAppend
+//      and kHeartbeat promise nothing about its own disk, so when `hard_state` changes neither
+//      term nor vote they may go out before step 1, and the followers' writes overlap the
+//      leader's. The leader counts its own entries toward commitment only once advance() has
+//      reported them stable.
 //   3. Apply `committed_entries` to the state machine in order (after restoring `snapshot`
 //      data, if any), and serve each ReadState in `read_states` once the state machine has
 //      applied its index.
@@ -143,5 +147,9 @@ class RawNode {
   };
   std::optional<Handed> handed_;
 };
+
+// Whether `m`, one of `rd.messages`, may be sent before `rd` is durable (the exception of step
+// 2). `stored` is the hard state Storage held before `rd`.
+bool may_send_before_durable(const Ready& rd, const Message& m, const HardState& stored);
 
 }  // namespace raftnginx::raft

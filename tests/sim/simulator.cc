@@ -302,6 +302,19 @@ void Simulation::process(Node& n) {
     Ready rd = n.core->ready();
     observe_ready(n, rd);
     const bool needs_disk = !rd.entries.empty() || rd.hard_state || rd.snapshot;
+    if (needs_disk) {
+      // What may overlap the write goes now (raw_node.h, step 2): a crash before the disk is
+      // done then finds the followers holding entries the leader lost.
+      std::vector<Message> after_disk;
+      for (Message& m : rd.messages) {
+        if (may_send_before_durable(rd, m, n.disk->hard_state())) {
+          send(n, std::move(m));
+        } else {
+          after_disk.push_back(std::move(m));
+        }
+      }
+      rd.messages = std::move(after_disk);
+    }
     n.pending = std::move(rd);
     if (needs_disk) {
       // Disk latency, sometimes slow (a stall longer than a heartbeat).
