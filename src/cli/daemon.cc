@@ -105,8 +105,16 @@ std::vector<std::string> member_http_addresses(const node::NodeStatus& st) {
 // Logs what an operator wants to see change: role, leader, term, membership, snapshots.
 class StatusWatcher {
  public:
-  StatusWatcher(node::Node* node, nginx::Gateway* gateway, http::Client* client, StopSignal* stop)
-      : node_(node), gateway_(gateway), client_(client), stop_(stop), thread_([this] { run(); }) {}
+  // `writes_to_leader`: nginx sends writes straight to the leader (not with the reject policy,
+  // where a follower must refuse them).
+  StatusWatcher(node::Node* node, nginx::Gateway* gateway, bool writes_to_leader,
+                http::Client* client, StopSignal* stop)
+      : node_(node),
+        gateway_(gateway),
+        writes_to_leader_(writes_to_leader),
+        client_(client),
+        stop_(stop),
+        thread_([this] { run(); }) {}
   ~StatusWatcher() {
     done_ = true;
     thread_.join();
@@ -156,11 +164,16 @@ class StatusWatcher {
     }
   }
 
-  // Gives nginx the current members, and confirms when it serves them.
+  // Gives nginx the current members and leader, and confirms when it serves them.
   void sync_gateway(const node::NodeStatus& st) {
     if (!gateway_->running())
       return stop_->stop(1, "nginx exited");
-    if (Status s = gateway_->update_members(member_http_addresses(st)); !s.ok())
+    std::string leader;
+    if (auto it = st.member_contexts.find(st.raft.leader);
+        writes_to_leader_ && it != st.member_contexts.end()) {
+      leader = transport::parse_member(it->second).http_address;
+    }
+    if (Status s = gateway_->update(member_http_addresses(st), leader); !s.ok())
       spdlog::error("nginx: {}", s.message());
     if (gateway_->serves(member_http_addresses(st)))
       return;
@@ -178,6 +191,7 @@ class StatusWatcher {
 
   node::Node* node_;
   nginx::Gateway* gateway_;
+  const bool writes_to_leader_;
   http::Client* client_;
   StopSignal* stop_;
   std::atomic<bool> done_{false};
@@ -412,7 +426,8 @@ int run_daemon(const DaemonOptions& given) {
   if (!options.join.empty())
     joiner = std::thread([&] { join_cluster(&client, options, stop_signal.stopping()); });
 
-  StatusWatcher watcher((*node).get(), gateway.get(), &client, &stop_signal);
+  StatusWatcher watcher((*node).get(), gateway.get(),
+                        options.write_policy != http::WritePolicy::kReject, &client, &stop_signal);
 
   const auto [exit_code, why] = stop_signal.wait();
   if (exit_code == 0) {

@@ -1,9 +1,12 @@
-// The nginx.conf of one node's gateway. nginx proxies every request to the local daemon; a
-// write that reaches a follower comes back as 307 with X-Raft-Leader, which nginx follows
-// internally (same method, body and query) to the leader, so the client gets the leader's
-// answer. The leader's address is looked up in a map of the known members, each an upstream
-// with keepalive: nginx never sends a write anywhere else, reuses its connections to the leader,
-// and needs no resolver. An unknown leader is a 503 JSON error.
+// The nginx.conf of one node's gateway. Reads go to the local daemon. Writes go straight to the
+// leader the conf names (`leader`, rewritten when leadership moves), or to the local daemon
+// when none is named. A write that reaches a follower (a stale leader, or the local daemon)
+// comes back as 307 with X-Raft-Leader, which nginx follows internally (same method, body and
+// query) to the leader, so the client gets the leader's answer; a named leader that is down
+// (502) sends the write through the local daemon instead. The leader's address is looked up in
+// a map of the known members, each an upstream with keepalive: nginx never sends a write
+// anywhere else, reuses its connections to the leader, and needs no resolver. An unknown
+// leader is a 503 JSON error.
 //
 // Why each directive is there (found with Debian's nginx 1.22): see conf.cc.
 #pragma once
@@ -19,6 +22,8 @@ struct GatewayConf {
   std::string listen;                // host:port the gateway serves
   std::string local_daemon;          // host:port of this node's daemon
   std::vector<std::string> members;  // HTTP addresses a leader may have (X-Raft-Leader values)
+  // The member writes go to first; empty: the local daemon (which redirects them).
+  std::string leader;
   uint64_t max_body = 4 << 20;
   // Served at kGenerationPath, so that the daemon can see when a reload took effect.
   uint64_t generation = 1;

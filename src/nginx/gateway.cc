@@ -91,12 +91,15 @@ Status Gateway::write_conf() {
   return Status();
 }
 
-Status Gateway::update_members(std::vector<std::string> members) {
+Status Gateway::update(std::vector<std::string> members, const std::string& leader) {
   std::sort(members.begin(), members.end());
   std::lock_guard lock(mu_);
-  if (members == conf_.members || pid_ <= 0)
+  const bool new_leader = !leader.empty() && leader != conf_.leader;
+  if ((members == conf_.members && !new_leader) || pid_ <= 0)
     return Status();
   conf_.members = std::move(members);
+  if (new_leader)
+    conf_.leader = leader;
   ++conf_.generation;
   if (Status s = write_conf(); !s.ok())
     return s;

@@ -2,7 +2,7 @@
 // under its prefix, starts nginx in the foreground as a child process (call start() from a
 // thread that lives as long as the daemon: nginx is told to quit when that thread ends), rewrites
 // the conf and reloads nginx (SIGHUP, as `nginx -s reload` does) when the members' addresses
-// change, and stops it gracefully (SIGQUIT) with the daemon.
+// or the leader change, and stops it gracefully (SIGQUIT) with the daemon.
 #pragma once
 
 #include <sys/types.h>
@@ -25,10 +25,12 @@ class Gateway {
   static Result<std::unique_ptr<Gateway>> start(const std::string& binary, GatewayConf conf);
   ~Gateway();
 
-  // Rewrites the conf and reloads nginx if `members` differ from the current ones. The reload
-  // is asynchronous: nginx serves the new conf's generation (kGenerationPath) once it took
-  // effect, and whoever sees it calls confirm().
-  Status update_members(std::vector<std::string> members);
+  // Rewrites the conf and reloads nginx if `members` differ from the current ones, or `leader`
+  // (the HTTP address writes go to first) does; an empty `leader` keeps the last one named,
+  // since a write sent to a stale leader still arrives (conf.h). The reload is asynchronous:
+  // nginx serves the new conf's generation (kGenerationPath) once it took effect, and whoever
+  // sees it calls confirm().
+  Status update(std::vector<std::string> members, const std::string& leader);
   uint64_t generation();
   void confirm(uint64_t generation);
   // nginx serves exactly `members` (they are the latest conf's, and its generation was

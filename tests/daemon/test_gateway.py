@@ -53,6 +53,38 @@ class Gateway(ClusterTest):
         r = request(follower.gateway, "PUT", "/key/huge", body="y" * (5 * 1024 * 1024), timeout=30)
         self.assertEqual(r.status, 413, r)
 
+    def test_a_followers_nginx_sends_writes_straight_to_the_leader(self):
+        c = self.cluster.start(3, nginx=True)
+        leader = c.leader()
+        follower = c.followers()[0]
+        conf_path = os.path.join(follower.data_dir, "nginx", "nginx.conf")
+
+        def names_leader():
+            with open(conf_path) as f:
+                return f"this conf names ({leader.http})" in f.read()
+        wait_until(names_leader, what="the follower's nginx.conf names the leader")
+        c.wait_ready()  # nginx serves that conf
+
+        def puts_answered(node):
+            return sum(float(line.split()[1]) for line in node.get("/metrics").body.splitlines()
+                       if line.startswith('raftnginx_http_requests_total{route="/key/{key}"'))
+        follower_before, leader_before = puts_answered(follower), puts_answered(leader)
+        for i in range(20):
+            r = request(follower.gateway, "PUT", f"/key/direct{i}", body="v")
+            self.assertEqual(r.status, 200, r)
+            self.assertEqual(r.header("X-Raft-Served-By"), leader.name)
+        self.assertEqual(puts_answered(follower), follower_before, "the follower's daemon saw none")
+        self.assertEqual(puts_answered(leader), leader_before + 20)
+
+        # Leadership moves: the conf follows, and meanwhile a write sent to the old leader is
+        # redirected to the new one.
+        r = leader.post("/leader/transfer", body={"id": follower.name})
+        self.assertEqual(r.status, 200, r)
+        wait_until(lambda: c.leader() is follower, what="the follower leads")
+        r = request(follower.gateway, "PUT", "/key/after-transfer", body="v")
+        self.assertEqual(r.status, 200, r)
+        self.assertEqual(r.header("X-Raft-Served-By"), follower.name)
+
     def test_reject_policy_answers_403_through_nginx(self):
         c = self.cluster.start(3, args=["--write-policy", "reject"], nginx=True)
         r = request(c.followers()[0].gateway, "POST", "/key", body={"x": "y"})
