@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san test-fuzz sim bench-core bench-node chaos demo demo-clean format clean
+.PHONY: all deps build test test-plain test-san test-fuzz sim bench bench-core bench-node chaos demo demo-clean format clean
 
 all: build
 
@@ -38,6 +38,16 @@ SEEDS ?= 2000
 NODES ?= 3
 sim: build
 	@$(BUILD_DIR)/tests/sim/raft-sim --seeds $(SEEDS) --nodes $(NODES)
+
+# raft-nginx against etcd on this machine (bench/compare.py): rewrites docs/benchmarks.md, its
+# plot and the README's table. BENCH_MODE=quick (about 5 minutes) or full. Not part of `make test`.
+BENCH_BUILD_DIR ?= build-release
+BENCH_MODE ?= quick
+bench:
+	@scripts/install-deps.sh bench
+	@cmake -S . -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target raft-nginx
+	@python3 bench/compare.py --binary $(BENCH_BUILD_DIR)/src/raft-nginx --mode $(BENCH_MODE)
 
 bench-core: build
 	@$(BUILD_DIR)/bench/raft_core_bench
@@ -84,4 +94,4 @@ format:
 	@git ls-files '*.cc' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(SAN_BUILD_DIR)
+	rm -rf $(BUILD_DIR) $(SAN_BUILD_DIR) $(BENCH_BUILD_DIR)
