@@ -196,6 +196,20 @@ void Node::handle_ready() {
   }
   if (!early.empty())
     transport_->send(std::move(early));
+  // The leader's clients need not wait for this Ready's fsync: committed entries already on
+  // this node's disk are applied and answered before it. The state machine still never gets
+  // ahead of the durable log (open_storage() relies on that). A follower acknowledges first.
+  const std::span<const raft::Entry> committed(rd.committed_entries);
+  size_t applied_early = 0;
+  if (rd.must_sync && core_->role() == raft::Role::kLeader) {
+    raft::Index durable = log_->last_index();  // every earlier save was synced
+    if (!rd.entries.empty())
+      durable = std::min(durable, rd.entries.front().index - 1);
+    while (applied_early < committed.size() && committed[applied_early].index <= durable)
+      ++applied_early;
+    if (Status s = apply_entries(committed.first(applied_early)); !s.ok())
+      return fail(s);
+  }
   const auto save_start = std::chrono::steady_clock::now();
   if (Status s = log_->save(rd.entries, rd.hard_state, rd.must_sync); !s.ok())
     return fail(s);
@@ -205,7 +219,7 @@ void Node::handle_ready() {
     saved_hard_ = *rd.hard_state;
   if (!after_save.empty())
     transport_->send(std::move(after_save));
-  if (Status s = apply_entries(rd.committed_entries); !s.ok())
+  if (Status s = apply_entries(committed.subspan(applied_early)); !s.ok())
     return fail(s);
   for (raft::ReadState& rs : rd.read_states) {
     auto it = reads_waiting_index_.find(rs.context);
@@ -307,7 +321,7 @@ void Node::apply_conf_change(const raft::Entry& e) {
   conf_history_[e.index] = {conf_, contexts_};
 }
 
-Status Node::apply_entries(const std::vector<raft::Entry>& entries) {
+Status Node::apply_entries(std::span<const raft::Entry> entries) {
   if (entries.empty())
     return Status();
   std::vector<fsm::Command> commands;

@@ -99,46 +99,80 @@ Status LogStore::replay(LogRecovery* recovery) {
   for (size_t i = 0; i < seqs.size(); ++i) {
     const bool newest = i + 1 == seqs.size();
     const std::string path = segment_path(seqs[i]);
-    auto data = env_->read_file(path);
-    if (!data.ok())
-      return data.status();
-    const std::string_view in = *data;
-    Segment segment{seqs[i], 0};
+    auto file = env_->open_for_read(path);
+    if (!file.ok())
+      return file.status();
+    // Read in chunks: a segment of many megabytes never sits in memory whole, which made a
+    // restart spend most of its time copying and faulting pages in.
+    std::string buffer;  // bytes from file offset `base` on; parsed up to `pos`
+    uint64_t base = 0;
     size_t pos = 0;
+    bool eof = false;
+    std::string chunk;
+    Status read_error;
+    // Whether `need` bytes from `pos` on are in the buffer, reading more as needed.
+    const auto have = [&](size_t need) {
+      if (buffer.size() - pos >= need)
+        return true;
+      buffer.erase(0, pos);
+      base += pos;
+      pos = 0;
+      while (!eof && buffer.size() < need) {
+        if (read_error = (*file)->read(std::max<size_t>(need - buffer.size(), 1 << 20), &chunk);
+            !read_error.ok())
+          return false;
+        eof = chunk.empty();
+        buffer += chunk;
+      }
+      return buffer.size() >= need;
+    };
+    Segment segment{seqs[i], 0};
     std::string damage;
-    while (pos < in.size()) {
-      if (in.size() - pos < kHeaderSize) {
+    while (have(1)) {
+      if (!have(kHeaderSize)) {
         damage = "a partial record header";
         break;
       }
-      const uint32_t crc = decode_u32(in.data() + pos);
-      const uint32_t length = decode_u32(in.data() + pos + 4);
-      const auto type = static_cast<uint8_t>(in[pos + 8]);
-      if (in.size() - pos - kHeaderSize < length) {
+      const uint32_t crc = decode_u32(buffer.data() + pos);
+      const uint32_t length = decode_u32(buffer.data() + pos + 4);
+      const auto type = static_cast<uint8_t>(buffer[pos + 8]);
+      if (!have(kHeaderSize + size_t{length})) {
         damage = "a partial record";
         break;
       }
-      const std::string_view payload = in.substr(pos + kHeaderSize, length);
+      const std::string_view payload = std::string_view(buffer).substr(pos + kHeaderSize, length);
       if (masked_crc(type, payload) != crc) {
         damage = "a checksum mismatch";
         break;
       }
       if (Status s = replay_record(type, payload, segment); !s.ok()) {
-        return Status::corruption(path + " at offset " + std::to_string(pos) + ": " + s.message());
+        return Status::corruption(path + " at offset " + std::to_string(base + pos) + ": " +
+                                  s.message());
       }
       pos += kHeaderSize + length;
       ++recovery->records;
     }
+    if (!read_error.ok())
+      return read_error;
+    if (!damage.empty()) {
+      // Read the rest of the damaged segment, to report how much the truncation drops.
+      while (!eof && read_error.ok())
+        have(buffer.size() - pos + 1);
+      if (!read_error.ok())
+        return read_error;
+    }
+    const uint64_t good = base + pos;
+    const uint64_t size = base + buffer.size();
     if (!damage.empty()) {
       // A crash in the middle of a write leaves a torn tail in the newest segment only; any
       // other damage means data that was acknowledged as durable is gone.
       if (!newest) {
-        return Status::corruption(path + ": " + damage + " at offset " + std::to_string(pos) +
+        return Status::corruption(path + ": " + damage + " at offset " + std::to_string(good) +
                                   " in a closed segment");
       }
-      if (Status s = env_->truncate(path, pos); !s.ok())
+      if (Status s = env_->truncate(path, good); !s.ok())
         return s;
-      recovery->truncated_bytes = in.size() - pos;
+      recovery->truncated_bytes = size - good;
       recovery->truncated_segment = path;
     }
     segments_.push_back(segment);

@@ -135,6 +135,41 @@ TEST(LogStore, TornTailAtEveryOffsetRecoversWholeRecords) {
   }
 }
 
+// Replay reads a segment in chunks of about a megabyte: records larger than a chunk, and
+// records that straddle two, come back whole, and a torn tail past the first chunk is cut.
+TEST(LogStore, RecordsLargerThanAReadChunkReplayWhole) {
+  raftnginx::testing::TempDir tmp;
+  const std::string dir = tmp.sub("log");
+  std::vector<Entry> written;
+  {
+    auto store = open_store(Env::posix(), dir);
+    Index next = 1;
+    for (size_t size : {300'000, 700'000, 2'500'000, 90'000, 1'100'000}) {
+      std::vector<Entry> one{Entry{1, next, raft::EntryType::kNormal,
+                                   std::string(size, static_cast<char>('a' + next))}};
+      ASSERT_TRUE(store->save(one, HardState{1, 0, 0}, true).ok());
+      written.push_back(one.front());
+      ++next;
+    }
+  }
+  const std::string segment = only_segment(dir);
+  {
+    auto store = open_store(Env::posix(), dir);
+    ASSERT_TRUE(store);
+    const std::vector<Entry> replayed = all_entries(*store);
+    ASSERT_EQ(replayed.size(), written.size());
+    for (size_t i = 0; i < written.size(); ++i)
+      EXPECT_EQ(replayed[i].data.view(), written[i].data.view()) << "entry " << i + 1;
+  }
+  const uint64_t size = std::filesystem::file_size(segment);
+  std::filesystem::resize_file(segment, size - 1);
+  LogRecovery rec;
+  auto store = open_store(Env::posix(), dir, &rec);
+  ASSERT_TRUE(store);
+  EXPECT_EQ(store->last_index(), written.size() - 1) << "only the torn last record is dropped";
+  EXPECT_GT(rec.truncated_bytes, 1'000'000u);
+}
+
 // A flipped bit anywhere in the newest segment is caught by the checksum: the damaged record
 // and everything after it are dropped, nothing damaged is ever returned.
 TEST(LogStore, FlippedByteIsNeverReturned) {
