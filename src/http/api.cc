@@ -14,6 +14,8 @@ namespace raftnginx::http {
 
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
+// How late past its deadline a waiting call may be answered.
+constexpr std::chrono::milliseconds kSweepInterval{100};
 
 namespace {
 
@@ -151,10 +153,13 @@ struct Api::Call {
 
 Api::Api(ApiOptions options, node::Node* node, const fsm::KvStore* kv, Server* server,
          Client* client)
-    : options_(std::move(options)), node_(node), kv_(kv), server_(server), client_(client) {}
+    : options_(std::move(options)), node_(node), kv_(kv), server_(server), client_(client) {
+  server_->after(kSweepInterval, [this] { sweep_deadlines(); });
+}
 
 void Api::handle(Request request, Respond respond) {
-  auto call = std::make_shared<Call>();
+  // Not make_shared: a Waiting entry's weak_ptr would keep the whole Call's memory.
+  std::shared_ptr<Call> call(new Call);
   call->request = std::move(request);
   call->respond = std::move(respond);
   call->metrics = &metrics_;
@@ -271,11 +276,12 @@ void Api::get_key(const CallPtr& call, const std::string& key) {
     return call->answer(
         Response::error(400, "level must be stale or linearizable, not '" + level + "'"));
   }
-  deadline(call, options_.write_timeout, "the read could not be confirmed with the leader in time");
+  deadline(call, "the read could not be confirmed with the leader in time");
   node_->read_barrier([this, call, read](Status s) {
     if (!s.ok())
       return fail(call, s);
-    read(false);
+    // The raft loop only confirms the read index; the read itself runs on the server's threads.
+    server_->post([read] { read(false); });
   });
 }
 
@@ -311,8 +317,7 @@ void Api::delete_key(const CallPtr& call, const std::string& key) {
 }
 
 void Api::propose(const CallPtr& call, std::string command) {
-  deadline(call, options_.write_timeout,
-           "the write did not commit in time; it may still be applied");
+  deadline(call, "the write did not commit in time; it may still be applied");
   std::string request_id(call->request.header("Idempotency-Key"));
   node_->propose(std::move(command), std::move(request_id),
                  [this, call](Result<fsm::ApplyResult> r) {
@@ -409,14 +414,28 @@ void Api::not_leader(const CallPtr& call) {
   }
 }
 
-void Api::deadline(const CallPtr& call, std::chrono::milliseconds timeout, std::string message) {
-  server_->after(timeout, [call, message = std::move(message)] {
-    if (call->done())
-      return;
+void Api::deadline(const CallPtr& call, const char* message) {
+  std::lock_guard lock(waiting_mu_);
+  waiting_.push_back(Waiting{Clock::now() + options_.write_timeout, call, message});
+}
+
+void Api::sweep_deadlines() {
+  std::vector<std::pair<CallPtr, const char*>> overdue;
+  {
+    const auto now = Clock::now();
+    std::lock_guard lock(waiting_mu_);
+    while (!waiting_.empty() && waiting_.front().due <= now) {
+      if (CallPtr call = waiting_.front().call.lock(); call && !call->done())
+        overdue.emplace_back(std::move(call), waiting_.front().message);
+      waiting_.pop_front();
+    }
+  }
+  for (auto& [call, message] : overdue) {
     Response r = Response::error(503, message);
     r.headers.emplace_back("Retry-After", "1");
     call->answer(std::move(r));
-  });
+  }
+  server_->after(kSweepInterval, [this] { sweep_deadlines(); });
 }
 
 void Api::join(const CallPtr& call) {
@@ -492,8 +511,7 @@ void Api::promote(const CallPtr& call) {
 }
 
 void Api::change_membership(const CallPtr& call, raft::ConfChange cc) {
-  deadline(call, options_.write_timeout,
-           "the membership change did not commit in time; it may still be applied");
+  deadline(call, "the membership change did not commit in time; it may still be applied");
   const raft::NodeId id = cc.node;
   node_->change_membership(std::move(cc), [this, call, id](Result<fsm::ApplyResult> r) {
     if (!r.ok())

@@ -9,7 +9,10 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include "fsm/kv_store.h"
@@ -59,8 +62,10 @@ class Api {
   void healthz(const CallPtr& call);
   // A write that reached a follower (or a node that is no longer leader).
   void not_leader(const CallPtr& call);
-  // Answers 503 unless the call was answered within `timeout`.
-  void deadline(const CallPtr& call, std::chrono::milliseconds timeout, std::string message);
+  // Answers 503 with `message` unless the call was answered within the write timeout.
+  void deadline(const CallPtr& call, const char* message);
+  // Answers the calls whose deadline passed; runs every kSweepInterval.
+  void sweep_deadlines();
   void wait_for_leader(const CallPtr& call, raft::NodeId target,
                        std::chrono::steady_clock::time_point until);
   // Adds the X-Raft-* headers of a key request.
@@ -74,6 +79,16 @@ class Api {
   Server* server_;
   Client* client_;
   Metrics metrics_;
+  // Calls waiting on the node, oldest first (all wait the same write timeout). One sweep
+  // serves them all: a timer per call cost more than the write under load, and held every
+  // call, body and all, until its timer fired.
+  struct Waiting {
+    std::chrono::steady_clock::time_point due;
+    std::weak_ptr<Call> call;
+    const char* message;
+  };
+  std::mutex waiting_mu_;
+  std::deque<Waiting> waiting_;
 };
 
 }  // namespace raftnginx::http

@@ -116,6 +116,7 @@ class Server::Impl {
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::atomic<size_t> connections{0};
+  std::atomic<size_t> next_post{0};
   uint16_t port = 0;
   std::vector<std::thread> threads;
 };
@@ -257,6 +258,11 @@ void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
     if (!ec)
       fn();
   });
+}
+
+void Server::post(std::function<void()> fn) {
+  const size_t n = impl_->next_post.fetch_add(1) % impl_->contexts.size();
+  asio::post(*impl_->contexts[n], std::move(fn));
 }
 
 void Server::stop() {

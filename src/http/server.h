@@ -43,6 +43,9 @@ class Server {
   uint16_t port() const;
   // Runs `fn` on the server's threads after `delay` (unless the server stopped first).
   void after(std::chrono::milliseconds delay, std::function<void()> fn);
+  // Runs `fn` on one of the server's threads soon: work a handler should not do on the thread
+  // that called it back (the raft loop).
+  void post(std::function<void()> fn);
   // Stops accepting and closes every connection; waits for the server's threads.
   void stop();
 
