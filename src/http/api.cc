@@ -277,11 +277,12 @@ void Api::get_key(const CallPtr& call, const std::string& key) {
         Response::error(400, "level must be stale or linearizable, not '" + level + "'"));
   }
   deadline(call, "the read could not be confirmed with the leader in time");
-  node_->read_barrier([this, call, read](Status s) {
+  node_->read_barrier([this, call, read, thread = Server::current_thread()](Status s) {
     if (!s.ok())
       return fail(call, s);
-    // The raft loop only confirms the read index; the read itself runs on the server's threads.
-    server_->post([read] { read(false); });
+    // The raft loop only confirms the read index; the read itself runs on the server thread
+    // that took the request.
+    server_->post(thread, [read] { read(false); });
   });
 }
 

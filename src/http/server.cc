@@ -28,6 +28,8 @@ namespace {
 
 using BeastResponse = bhttp::response<bhttp::string_body>;
 
+thread_local size_t this_server_thread = 0;  // see Server::current_thread()
+
 BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
   BeastResponse out{static_cast<bhttp::status>(r.status), version};
   out.set(bhttp::field::server, "raft-nginx");
@@ -71,7 +73,9 @@ class Answer {
           auto executor = asio::get_associated_executor(completion);
           auto shared = std::make_shared<decltype(completion)>(std::move(completion));
           auto resume = [executor, shared](Response response) {
-            asio::post(executor, [shared, response = std::move(response)]() mutable {
+            // Inline when the answer comes from the connection's own thread (Server::post to
+            // the thread that took the request); a post from any other thread.
+            asio::dispatch(executor, [shared, response = std::move(response)]() mutable {
               (*shared)(std::move(response));
             });
           };
@@ -116,7 +120,6 @@ class Server::Impl {
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::atomic<size_t> connections{0};
-  std::atomic<size_t> next_post{0};
   uint16_t port = 0;
   std::vector<std::thread> threads;
 };
@@ -234,8 +237,9 @@ void Server::serve(Handler handler) {
   RAFTNGINX_CHECK(impl_->threads.empty(), "Server::serve called twice");
   impl_->handler = std::move(handler);
   asio::co_spawn(*impl_->contexts.front(), impl_->accept_loop(), asio::detached);
-  for (auto& context : impl_->contexts) {
-    impl_->threads.emplace_back([io = context.get()] {
+  for (size_t i = 0; i < impl_->contexts.size(); ++i) {
+    impl_->threads.emplace_back([io = impl_->contexts[i].get(), i] {
+      this_server_thread = i;
       auto guard = asio::make_work_guard(*io);
       io->run();
     });
@@ -260,9 +264,12 @@ void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
   });
 }
 
-void Server::post(std::function<void()> fn) {
-  const size_t n = impl_->next_post.fetch_add(1) % impl_->contexts.size();
-  asio::post(*impl_->contexts[n], std::move(fn));
+size_t Server::current_thread() {
+  return this_server_thread;
+}
+
+void Server::post(size_t thread, std::function<void()> fn) {
+  asio::post(*impl_->contexts[thread % impl_->contexts.size()], std::move(fn));
 }
 
 void Server::stop() {

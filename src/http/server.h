@@ -43,9 +43,12 @@ class Server {
   uint16_t port() const;
   // Runs `fn` on the server's threads after `delay` (unless the server stopped first).
   void after(std::chrono::milliseconds delay, std::function<void()> fn);
-  // Runs `fn` on one of the server's threads soon: work a handler should not do on the thread
-  // that called it back (the raft loop).
-  void post(std::function<void()> fn);
+  // Runs `fn` soon on server thread `thread`: work a handler should not do on the thread that
+  // called it back (the raft loop). Given current_thread() as seen by the handler, the answer
+  // `fn` gives reaches the connection without another hop between threads.
+  void post(size_t thread, std::function<void()> fn);
+  // Which server thread is calling (0 on any other thread).
+  static size_t current_thread();
   // Stops accepting and closes every connection; waits for the server's threads.
   void stop();
 
