@@ -40,7 +40,8 @@ sim: build
 	@$(BUILD_DIR)/tests/sim/raft-sim --seeds $(SEEDS) --nodes $(NODES)
 
 # raft-nginx against etcd on this machine (bench/compare.py): rewrites docs/benchmarks.md, its
-# plot and the README's table. BENCH_MODE=quick (about 5 minutes) or full. Not part of `make test`.
+# plot and the README's table. BENCH_MODE=quick (about 4 minutes) or full (about 15). Not part of
+# `make test`: timing is measured, never asserted.
 BENCH_BUILD_DIR ?= build-release
 BENCH_MODE ?= quick
 bench:

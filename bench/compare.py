@@ -41,7 +41,7 @@ VALUE_BYTES = 64
 MODES = {
     # seconds per load point, connection counts for writes and reads, failover rounds, keys
     # held by the node that restarts.
-    "quick": dict(seconds=3, write_conns=[1, 16, 64, 256], read_conns=[64], failover_rounds=5,
+    "quick": dict(seconds=4, write_conns=[1, 16, 64, 256], read_conns=[64], failover_rounds=5,
                   recovery_keys=1_000_000),
     "full": dict(seconds=15, write_conns=[1, 4, 16, 64, 128, 256], read_conns=[16, 64, 256],
                  failover_rounds=5, recovery_keys=1_000_000),
@@ -60,9 +60,10 @@ def b64(s):
 # Load and process measurements
 
 
-def wrk(address, op, conns, seconds, keys=KEYS):
+def wrk(address, op, conns, seconds, keys=KEYS, path=""):
     """One wrk run; returns requests/s and latency percentiles in ms."""
-    env = dict(os.environ, BENCH_OP=op, BENCH_KEYS=str(keys), BENCH_VALUE_BYTES=str(VALUE_BYTES))
+    env = dict(os.environ, BENCH_OP=op, BENCH_KEYS=str(keys), BENCH_VALUE_BYTES=str(VALUE_BYTES),
+               BENCH_PATH=path)
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
            "-s", LUA, f"http://{address}"]
@@ -94,14 +95,14 @@ def peak_rss_mib(pid):
     return 0
 
 
-def fsync_latency(directory, rounds=500):
-    """What one 4 KiB append plus fdatasync costs on the disk both systems write to (ms)."""
-    path = os.path.join(directory, "fsync-probe")
+def fsync_loop(path, seconds):
+    """4 KiB appends, each followed by fdatasync, for `seconds`; the latencies in ms."""
     samples = []
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     try:
         block = b"x" * 4096
-        for _ in range(rounds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
             start = time.perf_counter()
             os.write(fd, block)
             os.fdatasync(fd)
@@ -109,8 +110,18 @@ def fsync_latency(directory, rounds=500):
     finally:
         os.close(fd)
         os.unlink(path)
-    samples.sort()
-    return {"p50": samples[len(samples) // 2], "p99": samples[int(len(samples) * 0.99)]}
+    return samples
+
+
+def disk(directory, seconds=2):
+    """The disk both systems write to: fsync latency alone, and how many fsyncs per second it
+    completes when three writers (as three nodes) sync at once."""
+    alone = sorted(fsync_loop(os.path.join(directory, "fsync-probe"), seconds))
+    with concurrent.futures.ProcessPoolExecutor(3) as pool:
+        runs = list(pool.map(fsync_loop, [os.path.join(directory, f"fsync-probe-{i}") for i in range(3)],
+                             [seconds] * 3))
+    return {"p50": alone[len(alone) // 2], "p99": alone[int(len(alone) * 0.99)],
+            "alone_per_s": len(alone) / seconds, "three_per_s": sum(len(r) for r in runs) / seconds}
 
 
 def poll(predicate, timeout, interval=0.01, what="condition"):
@@ -141,6 +152,7 @@ class RaftNginx:
 
     def __init__(self, root, binary, args=(), nginx=True):
         cluster.BINARY = binary
+        self.root = root
         self.cluster = cluster.Cluster(root)
         self.args = list(args)
         self.nginx = nginx
@@ -344,52 +356,76 @@ class Etcd:
 # The measures
 
 
-def measure_writes(system, mode, results):
+# The load measures run point by point, each point on one system and then at once on the other
+# (the idle cluster only exchanges heartbeats): this machine's speed drifts by tens of percent
+# over minutes, and measuring both systems back to back keeps that out of the ratios.
+
+
+def measure_writes(systems, mode, results):
+    """Writes to each leader at every connection count; raft-nginx also through a follower's
+    nginx. CPU per write counts the three server processes."""
+    terms = {s.label: s.term() for s in systems}
+    for s in systems:
+        results[s.label]["writes"] = []
+    results["raft-nginx"]["follower_writes"] = []
+    for conns in mode["write_conns"]:
+        for s in systems:
+            op = "rn_put" if s.label == "raft-nginx" else "etcd_put"
+            cpu_before = cpu_seconds(s.pids())
+            p = wrk(s.client_address(s.leader()), op, conns, mode["seconds"])
+            p["cpu_per_100k"] = (cpu_seconds(s.pids()) - cpu_before) / max(p["requests"], 1) * 1e5
+            results[s.label]["writes"].append(p)
+            log(f"{s.label} writes to the leader, {conns} conns: {p['rate']:.0f}/s p50 {p['p50']:.2f} "
+                f"p99 {p['p99']:.2f} p99.9 {p['p999']:.2f} ms, errors {p['errors']}")
+            if s.label == "raft-nginx":
+                p = wrk(s.followers()[0].gateway, "rn_put", conns, mode["seconds"])
+                results[s.label]["follower_writes"].append(p)
+                log(f"raft-nginx writes through a follower's nginx, {conns} conns: {p['rate']:.0f}/s "
+                    f"p99 {p['p99']:.2f} ms, errors {p['errors']}")
+    for s in systems:
+        results[s.label]["elections_under_load"] = s.term() - terms[s.label]
+
+
+def read_kinds(system):
+    """(kind, address, wrk op) of each read measured on `system`."""
     lead = system.leader()
-    addr = system.client_address(lead)
-    op = "rn_put" if system.label == "raft-nginx" else "etcd_put"
-    term_before = system.term()
-    points = []
-    for conns in mode["write_conns"]:
-        cpu_before = cpu_seconds(system.pids())
-        p = wrk(addr, op, conns, mode["seconds"])
-        p["cpu_per_100k"] = (cpu_seconds(system.pids()) - cpu_before) / max(p["requests"], 1) * 1e5
-        points.append(p)
-        log(f"{system.label} writes to the leader, {conns} conns: {p['rate']:.0f}/s "
-            f"p50 {p['p50']:.2f} p99 {p['p99']:.2f} p99.9 {p['p999']:.2f} ms, errors {p['errors']}")
-    results["writes"] = points
-    results["elections_under_load"] = system.term() - term_before
-
-
-def measure_follower_writes(system, mode, results):
-    follower = system.followers()[0]
-    points = []
-    for conns in mode["write_conns"]:
-        p = wrk(follower.gateway, "rn_put", conns, mode["seconds"])
-        points.append(p)
-        log(f"raft-nginx writes through a follower's nginx, {conns} conns: {p['rate']:.0f}/s "
-            f"p99 {p['p99']:.2f} ms, errors {p['errors']}")
-    results["follower_writes"] = points
-
-
-def measure_reads(system, mode, results):
     follower = system.followers()[0]
     if system.label == "raft-nginx":
-        kinds = [("stale", follower.http, "rn_get_stale"),
-                 ("stale_nginx", follower.gateway, "rn_get_stale"),
-                 ("linearizable", follower.http, "rn_get_linearizable")]
-    else:
-        kinds = [("stale", follower.client, "etcd_range_serializable"),
-                 ("linearizable", follower.client, "etcd_range_linearizable")]
-    reads = {}
-    for kind, addr, op in kinds:
-        reads[kind] = []
+        return [("stale", follower.http, "rn_get_stale"),
+                ("stale_nginx", follower.gateway, "rn_get_stale"),
+                ("linearizable", follower.http, "rn_get_linearizable"),
+                ("linearizable_leader", lead.http, "rn_get_linearizable")]
+    return [("stale", follower.client, "etcd_range_serializable"),
+            ("linearizable", follower.client, "etcd_range_linearizable"),
+            ("linearizable_leader", lead.client, "etcd_range_linearizable")]
+
+
+def measure_reads(systems, mode, results):
+    kinds = {s.label: read_kinds(s) for s in systems}
+    for s in systems:
+        results[s.label]["reads"] = {kind: [] for kind, _, _ in kinds[s.label]}
+    for name in ("stale", "stale_nginx", "linearizable", "linearizable_leader"):
         for conns in mode["read_conns"]:
-            p = wrk(addr, op, conns, mode["seconds"])
-            reads[kind].append(p)
-            log(f"{system.label} {kind} reads on a follower, {conns} conns: {p['rate']:.0f}/s "
-                f"p99 {p['p99']:.2f} ms, errors {p['errors']}")
-    results["reads"] = reads
+            for s in systems:
+                for kind, addr, op in kinds[s.label]:
+                    if kind != name:
+                        continue
+                    p = wrk(addr, op, conns, mode["seconds"])
+                    results[s.label]["reads"][kind].append(p)
+                    log(f"{s.label} {kind} reads, {conns} conns: {p['rate']:.0f}/s "
+                        f"p99 {p['p99']:.2f} ms, errors {p['errors']}")
+
+
+def measure_ceiling(system, mode, results):
+    """What this machine answers over HTTP doing no work, with the same client: nginx's own
+    `return 200` and the daemon's /healthz. Reads cannot go faster than this."""
+    follower = system.followers()[0]
+    results["ceiling"] = {
+        "nginx": wrk(follower.gateway, "get_path", 64, mode["seconds"], path="/_raftnginx/generation"),
+        "daemon": wrk(follower.http, "get_path", 64, mode["seconds"], path="/healthz"),
+    }
+    log(f"HTTP ceiling, 64 conns: nginx return 200 {results['ceiling']['nginx']['rate']:.0f}/s, "
+        f"daemon /healthz {results['ceiling']['daemon']['rate']:.0f}/s")
 
 
 def measure_failover(system, mode, results):
@@ -445,7 +481,9 @@ def measure_recovery(make_system, mode, results, label):
         restart = system.restart_to_ready(follower)
         out = {"keys": mode["recovery_keys"], "load_seconds": load_seconds, "restart": restart}
         if system.label == "raft-nginx":
-            out["reapplied"] = follower.status()["entries_applied"]
+            st = follower.status()
+            out["reapplied"] = st["entries_applied"]
+            out["snapshot_index"] = st["snapshot_index"]
         log(f"{label}: loaded {mode['recovery_keys']} keys in {load_seconds:.1f} s; "
             f"restart to ready {restart * 1000:.0f} ms {out.get('reapplied', '')}")
         out["join"] = join_time(system)
@@ -476,18 +514,21 @@ def join_time(system):
     return time.monotonic() - start
 
 
-def run_system(system, mode, root, results):
-    system.start()
-    lead = system.leader()
-    log(f"{system.label}: preloading {KEYS} keys")
-    system.load(lead, 1, KEYS, batch=100 if system.label == "raft-nginx" else 64)
-    system.converged()
-    measure_writes(system, mode, results)
-    if system.label == "raft-nginx":
-        measure_follower_writes(system, mode, results)
-    measure_reads(system, mode, results)
-    results["peak_rss_mib"] = max(peak_rss_mib(pid) for pid in system.pids())
-    measure_failover(system, mode, results)
+def run_load(systems, mode, results):
+    """Both clusters up; the load measures point by point, then failover one system at a time."""
+    for s in systems:
+        log(f"{s.label}: starting 3 nodes")
+        s.start()
+        log(f"{s.label}: preloading {KEYS} keys")
+        s.load(s.leader(), 1, KEYS, batch=100 if s.label == "raft-nginx" else 64)
+        s.converged()
+    measure_writes(systems, mode, results)
+    measure_reads(systems, mode, results)
+    measure_ceiling(systems[0], mode, results["raft-nginx"])
+    for s in systems:
+        results[s.label]["peak_rss_mib"] = max(peak_rss_mib(pid) for pid in s.pids())
+    for s in systems:
+        measure_failover(s, mode, results[s.label])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -507,8 +548,9 @@ def versions(binary):
             if line.startswith("model name"):
                 cpu = line.split(":", 1)[1].strip()
                 break
-    return {"raft-nginx": first_line([binary, "--version"]), "etcd": first_line(["etcd", "--version"]),
-            "nginx": first_line(["nginx", "-v"]), "wrk": first_line(["wrk", "-v"]),
+    return {"raft-nginx": "raft-nginx " + first_line([binary, "--version"]),
+            "etcd": first_line(["etcd", "--version"]), "nginx": first_line(["nginx", "-v"]),
+            "wrk": " ".join(first_line(["wrk", "-v"]).split()[:2]),
             "cpu": f"{os.cpu_count()} x {cpu}", "kernel": platform.release()}
 
 
@@ -529,6 +571,7 @@ set title "Writes to the leader of a 3-node loopback cluster, fsync on ({results
 set xlabel "committed writes per second"
 set ylabel "latency (ms, log scale)"
 set logscale y
+set offsets 0, 0, graph 0.08, 0
 set grid
 set key top left
 plot "{files['raft-nginx']}" using 1:3 with linespoints lw 2 pt 7 lc rgb "#1f77b4" title "raft-nginx p99", \\
@@ -556,12 +599,23 @@ def render(results, command):
         "",
         f"Machine: {v['cpu']}, Linux {v['kernel']}. {v['raft-nginx']}; {v['etcd']}; {v['nginx']}; "
         f"{v['wrk']}. Both clusters: 3 members on 127.0.0.1, data on the same disk, every "
-        f"write on disk (fsync) on a majority before it is answered; default timeouts (etcd: "
+        f"write on disk (fsync) on a majority before it is answered; both clusters up at once, "
+        f"and each load point measured on raft-nginx and at once on etcd, since this machine's "
+        f"speed drifts by tens of percent over minutes (failover and recovery run one system at a "
+        f"time); default timeouts (etcd: "
         f"heartbeat 100 ms, election 1 s; raft-nginx: heartbeat 50 ms, election 500 ms). "
         f"Keys k1..k{KEYS} at random, {VALUE_BYTES}-byte values, the same wrk script for both "
         f"(`bench/wrk/load.lua`): raft-nginx `PUT /key/k…` and `GET /key/k…`, etcd's v3 JSON "
-        f"gateway `POST /v3/kv/put` and `POST /v3/kv/range`. One 4 KiB append plus fdatasync on "
-        f"this disk: p50 {results['fsync']['p50']:.2f} ms, p99 {results['fsync']['p99']:.2f} ms.",
+        f"gateway `POST /v3/kv/put` and `POST /v3/kv/range`. The disk: one 4 KiB append plus "
+        f"fdatasync takes p50 {results['fsync']['p50']:.2f} ms, p99 {results['fsync']['p99']:.2f} ms; "
+        f"one writer completes {results['fsync']['alone_per_s']:.0f} of them per second, three "
+        f"writers at once (three nodes share this disk) {results['fsync']['three_per_s']:.0f} in all.",
+        "",
+        "### Goals",
+        "",
+        "| goal | measured | met |",
+        "|---|---|---|",
+        *goal_rows(results),
         "",
         "### Writes to the leader",
         "",
@@ -588,11 +642,19 @@ def render(results, command):
               "|---|---|---|---|---|---|"]
     names = [("stale", "stale", "stale (etcd: serializable)"),
              ("stale_nginx", "stale", "stale through nginx (etcd: serializable, direct)"),
-             ("linearizable", "linearizable", "linearizable (ReadIndex)")]
+             ("linearizable", "linearizable", "linearizable (ReadIndex)"),
+             ("linearizable_leader", "linearizable_leader", "linearizable, on the leader")]
     for rn_kind, et_kind, title in names:
         for a, b in zip(rn["reads"][rn_kind], et["reads"][et_kind]):
             lines.append(f"| {title} | {a['conns']} | {a['rate']:.0f} | {b['rate']:.0f} "
                          f"| {ratio(a['rate'], b['rate'])} | {a['p99']:.2f} / {b['p99']:.2f} |")
+    ceiling = rn["ceiling"]
+    lines += ["", "The ceiling for any read on this machine with this client (same wrk, 64 "
+              "connections, a node of the raft-nginx cluster, no work behind the answer): "
+              f"nginx's own `return 200` answered {ceiling['nginx']['rate']:.0f}/s and the "
+              f"daemon's `/healthz` {ceiling['daemon']['rate']:.0f}/s; a stale read reached "
+              f"{at(rn['reads']['stale'])['rate'] / ceiling['daemon']['rate'] * 100:.0f}% of the "
+              "latter."]
     fr, fe = rn["failover"], et["failover"]
     lines += ["", f"### Failover: kill -9 of the leader under load, {len(fr['times'])} rounds", "",
               "Until a write succeeds again through a surviving node, while wrk writes through a "
@@ -611,9 +673,11 @@ def render(results, command):
               "committed when it joined).", "",
               "| | load time s | restart to ready ms | entries re-applied | new node caught up ms |",
               "|---|---|---|---|---|",
-              f"| raft-nginx, rocksdb | {rr['load_seconds']:.1f} | {rr['restart'] * 1000:.0f} | {rr['reapplied']} "
+              f"| raft-nginx, rocksdb (resumes at its applied index) | {rr['load_seconds']:.1f} | {rr['restart'] * 1000:.0f} | {rr['reapplied']} "
               f"| {rr['join'] * 1000:.0f} |",
-              f"| raft-nginx, memory (rebuilt from snapshot + log) | {rm['load_seconds']:.1f} "
+              f"| raft-nginx, memory (rebuilt: "
+              f"{'its snapshot restored, then' if rm['snapshot_index'] else 'no snapshot yet,'} "
+              f"{rm['reapplied']} log entries re-applied) | {rm['load_seconds']:.1f} "
               f"| {rm['restart'] * 1000:.0f} | {rm['reapplied']} | {rm['join'] * 1000:.0f} |",
               f"| etcd | {re['load_seconds']:.1f} | {re['restart'] * 1000:.0f} | - | {re['join'] * 1000:.0f} |",
               f"| ratio rocksdb / etcd | | {ratio(rr['restart'], re['restart'])} | | "
@@ -631,6 +695,43 @@ def render(results, command):
     return "\n".join(lines) + "\n"
 
 
+def headline(results):
+    """The points the goals and the README speak of: 64 connections, reads on a follower."""
+    rn, et = results["raft-nginx"], results["etcd"]
+    return (at(rn["writes"]), at(et["writes"]), at(rn["follower_writes"]),
+            at(rn["reads"]["stale"]), at(et["reads"]["stale"]),
+            at(rn["reads"]["linearizable"]), at(et["reads"]["linearizable"]))
+
+
+def goal_rows(results):
+    """The goals of the benchmarks issue, each against what this run measured."""
+    w_rn, w_et, f_rn, s_rn, s_et, l_rn, l_et = headline(results)
+    rn = results["raft-nginx"]
+    fo = rn["failover"]
+    rr = results["recovery-rocksdb"]
+    goals = [
+        ("writes to the leader, 64 connections: at least 3x etcd", ratio(w_rn["rate"], w_et["rate"]),
+         w_rn["rate"] >= 3 * w_et["rate"]),
+        ("... with p99 no worse than etcd's", f"{w_rn['p99']:.1f} ms against {w_et['p99']:.1f} ms",
+         w_rn["p99"] <= w_et["p99"]),
+        ("writes through a follower's nginx: at least 80% of direct",
+         f"{f_rn['rate'] / w_rn['rate'] * 100:.0f}%", f_rn["rate"] >= 0.8 * w_rn["rate"]),
+        ("stale reads on a follower: at least 7x etcd's serializable", ratio(s_rn["rate"], s_et["rate"]),
+         s_rn["rate"] >= 7 * s_et["rate"]),
+        ("linearizable reads: at least 4x etcd's", ratio(l_rn["rate"], l_et["rate"]),
+         l_rn["rate"] >= 4 * l_et["rate"]),
+        ("failover: median under 1 s, worst under 2 s",
+         f"{fo['median'] * 1000:.0f} ms, {fo['worst'] * 1000:.0f} ms",
+         fo["median"] < 1 and fo["worst"] < 2),
+        ("no elections under full write load", str(rn["elections_under_load"]),
+         rn["elections_under_load"] == 0),
+        (f"restart with {rr['keys']:,} keys (rocksdb): ready in under 1 s, nothing re-applied",
+         f"{rr['restart'] * 1000:.0f} ms, {rr['reapplied']} re-applied",
+         rr["restart"] < 1 and rr["reapplied"] == 0),
+    ]
+    return [f"| {g} | {m} | {'yes' if ok else '**no**: see below'} |" for g, m, ok in goals]
+
+
 def at(points, conns=64):
     """The point measured at `conns` connections, else the nearest one."""
     return min(points, key=lambda p: abs(p["conns"] - conns))
@@ -638,15 +739,13 @@ def at(points, conns=64):
 
 def render_summary(results):
     rn, et = results["raft-nginx"], results["etcd"]
-    w_rn, w_et = at(rn["writes"]), at(et["writes"])
-    f_rn = at(rn["follower_writes"])
-    s_rn, s_et = at(rn["reads"]["stale"]), at(et["reads"]["stale"])
-    l_rn, l_et = at(rn["reads"]["linearizable"]), at(et["reads"]["linearizable"])
+    w_rn, w_et, f_rn, s_rn, s_et, l_rn, l_et = headline(results)
     rr, re = results["recovery-rocksdb"], results["recovery-etcd"]
     return "\n".join([
         f"Against etcd {results['versions']['etcd'].split()[-1]} on the same 2-core machine, same run, "
-        f"both syncing to disk, 64 connections ({results['date']}, `make bench`; details and the "
-        f"plot in [docs/benchmarks.md](docs/benchmarks.md)):",
+        f"both syncing to disk, 64 connections ({results['date']}, "
+        f"`make bench BENCH_MODE={results['mode']}`; details and the plot in "
+        f"[docs/benchmarks.md](docs/benchmarks.md)):",
         "",
         "| | raft-nginx | etcd | ratio |",
         "|---|---|---|---|",
@@ -679,11 +778,15 @@ def main():
     ap.add_argument("--mode", choices=sorted(MODES), default="quick")
     ap.add_argument("--seconds", type=int, help="seconds per load point (overrides the mode)")
     ap.add_argument("--recovery-keys", type=int, help="keys for the recovery runs (overrides the mode)")
-    ap.add_argument("--only", choices=["raft-nginx", "etcd"], help="measure one system, write no docs")
     ap.add_argument("--json", default=os.path.join(ROOT, "build-release", "bench-results.json"),
                     help="where the raw results go")
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/ and README.md")
+    ap.add_argument("--from-json", metavar="FILE", help="measure nothing: rewrite the docs from "
+                    "the raw results of an earlier run")
     args = ap.parse_args()
+    if args.from_json:
+        with open(args.from_json) as f:
+            return write_docs(json.load(f))
     mode = dict(MODES[args.mode])
     if args.seconds:
         mode["seconds"] = args.seconds
@@ -697,32 +800,21 @@ def main():
     began = time.monotonic()
     root = tempfile.mkdtemp(prefix="raftnginx-bench-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
     results = {"mode": args.mode, "seconds": mode["seconds"], "versions": versions(binary),
-               "date": datetime.date.today().isoformat(), "fsync": fsync_latency(root)}
-    systems = {
-        "raft-nginx": lambda sub: RaftNginx(sub, binary),
-        "etcd": lambda sub: Etcd(sub),
-    }
+               "date": datetime.date.today().isoformat(), "fsync": disk(root)}
     try:
-        for label, make in systems.items():
-            if args.only and label != args.only:
-                continue
-            sub = os.path.join(root, label)
-            os.makedirs(sub)
-            system = make(sub)
-            results[label] = {}
-            try:
-                log(f"{label}: starting 3 nodes")
-                run_system(system, mode, sub, results[label])
-            finally:
-                system.close()
-            shutil.rmtree(sub, ignore_errors=True)
-        recoveries = [("recovery-rocksdb", "raft-nginx", lambda s: RaftNginx(s, binary, nginx=False)),
-                      ("recovery-memory", "raft-nginx",
-                       lambda s: RaftNginx(s, binary, ["--fsm", "memory"], nginx=False)),
-                      ("recovery-etcd", "etcd", lambda s: Etcd(s))]
-        for label, system_label, make in recoveries:
-            if args.only and system_label != args.only:
-                continue
+        systems = [RaftNginx(os.path.join(root, "raft-nginx"), binary), Etcd(os.path.join(root, "etcd"))]
+        for s in systems:
+            os.makedirs(s.root)
+            results[s.label] = {}
+        try:
+            run_load(systems, mode, results)
+        finally:
+            for s in systems:
+                s.close()
+        recoveries = [("recovery-rocksdb", lambda s: RaftNginx(s, binary, nginx=False)),
+                      ("recovery-memory", lambda s: RaftNginx(s, binary, ["--fsm", "memory"], nginx=False)),
+                      ("recovery-etcd", lambda s: Etcd(s))]
+        for label, make in recoveries:
             sub = os.path.join(root, label)
             os.makedirs(sub)
             measure_recovery(lambda: make(sub), mode, results, label)
@@ -733,17 +825,19 @@ def main():
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(results, f, indent=1)
-    log(f"raw results in {args.json}")
-    if args.only or args.no_docs:
-        return
-    command = f"make bench BENCH_MODE={args.mode}"
+    log(f"measured in {results['elapsed'] / 60:.1f} minutes; raw results in {args.json}")
+    if not args.no_docs:
+        write_docs(results)
+
+
+def write_docs(results):
+    command = f"make bench BENCH_MODE={results['mode']}"
     plot(results, os.path.join(ROOT, "docs", "img", "write-latency.png"))
     replace_between(os.path.join(ROOT, "docs", "benchmarks.md"), "<!-- compare:begin -->",
                     "<!-- compare:end -->", render(results, command))
     replace_between(os.path.join(ROOT, "README.md"), "<!-- bench-summary:begin -->",
                     "<!-- bench-summary:end -->", render_summary(results))
-    log(f"wrote docs/benchmarks.md, docs/img/write-latency.png and README.md in "
-        f"{results['elapsed'] / 60:.1f} minutes")
+    log("wrote docs/benchmarks.md, docs/img/write-latency.png and README.md")
 
 
 if __name__ == "__main__":

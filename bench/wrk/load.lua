@@ -1,7 +1,8 @@
 -- One wrk script for every load bench/compare.py runs, so that both systems see the same key
 -- space, value size and client. Chosen by environment variables:
 --   BENCH_OP           rn_put | rn_get_stale | rn_get_linearizable |
---                      etcd_put | etcd_range_serializable | etcd_range_linearizable
+--                      etcd_put | etcd_range_serializable | etcd_range_linearizable |
+--                      get_path (GET BENCH_PATH: what a server answers doing nothing)
 --   BENCH_KEYS         keys are k1..kN, picked uniformly at random (default 10000)
 --   BENCH_VALUE_BYTES  value size for writes (default 64)
 -- done() prints one JSON line that compare.py parses: requests, seconds, errors, latency (us).
@@ -48,6 +49,8 @@ local function build(i)
     return wrk.format("POST", "/v3/kv/range", nil, '{"key":"' .. base64(key) .. '","serializable":true}')
   elseif op == "etcd_range_linearizable" then
     return wrk.format("POST", "/v3/kv/range", nil, '{"key":"' .. base64(key) .. '"}')
+  elseif op == "get_path" then
+    return wrk.format("GET", os.getenv("BENCH_PATH"))
   end
   error("unknown BENCH_OP " .. op)
 end
