@@ -138,15 +138,18 @@ struct Api::Call {
   std::string route = "unknown";
   Clock::time_point start = Clock::now();
   Respond respond;
-  Metrics* metrics;
+  Api* api;
   std::atomic<bool> answered{false};
+  // Where the call sits in api->waiting_, if it waits there (guarded by api->waiting_mu_).
+  std::optional<std::list<Waiting>::iterator> waiting;
 
   bool done() const { return answered.load(); }
   // The first answer wins: a timeout and a late result may race.
   void answer(Response r) {
     if (answered.exchange(true))
       return;
-    metrics->record_request(route, r.status, Clock::now() - start);
+    api->stop_waiting(this);
+    api->metrics_.record_request(route, r.status, Clock::now() - start);
     respond(std::move(r));
   }
 };
@@ -158,11 +161,10 @@ Api::Api(ApiOptions options, node::Node* node, const fsm::KvStore* kv, Server* s
 }
 
 void Api::handle(Request request, Respond respond) {
-  // Not make_shared: a Waiting entry's weak_ptr would keep the whole Call's memory.
-  std::shared_ptr<Call> call(new Call);
+  auto call = std::make_shared<Call>();
   call->request = std::move(request);
   call->respond = std::move(respond);
-  call->metrics = &metrics_;
+  call->api = this;
   const std::string& target = call->request.target;
   const size_t question = target.find('?');
   auto path = percent_decode(target.substr(0, question), false);
@@ -417,24 +419,37 @@ void Api::not_leader(const CallPtr& call) {
 
 void Api::deadline(const CallPtr& call, const char* message) {
   std::lock_guard lock(waiting_mu_);
-  waiting_.push_back(Waiting{Clock::now() + options_.write_timeout, call, message});
+  if (call->done())
+    return;
+  call->waiting = waiting_.insert(waiting_.end(),
+                                  Waiting{Clock::now() + options_.write_timeout, call, message});
+}
+
+void Api::stop_waiting(Call* call) {
+  CallPtr keep;  // released after the lock: it may hold the last reference
+  std::lock_guard lock(waiting_mu_);
+  if (!call->waiting)
+    return;
+  keep = std::move((*call->waiting)->call);
+  waiting_.erase(*call->waiting);
+  call->waiting.reset();
 }
 
 void Api::sweep_deadlines() {
-  std::vector<std::pair<CallPtr, const char*>> overdue;
+  std::vector<Waiting> overdue;
   {
     const auto now = Clock::now();
     std::lock_guard lock(waiting_mu_);
     while (!waiting_.empty() && waiting_.front().due <= now) {
-      if (CallPtr call = waiting_.front().call.lock(); call && !call->done())
-        overdue.emplace_back(std::move(call), waiting_.front().message);
+      waiting_.front().call->waiting.reset();
+      overdue.push_back(std::move(waiting_.front()));
       waiting_.pop_front();
     }
   }
-  for (auto& [call, message] : overdue) {
-    Response r = Response::error(503, message);
+  for (Waiting& w : overdue) {
+    Response r = Response::error(503, w.message);
     r.headers.emplace_back("Retry-After", "1");
-    call->answer(std::move(r));
+    w.call->answer(std::move(r));
   }
   server_->after(kSweepInterval, [this] { sweep_deadlines(); });
 }

@@ -9,8 +9,8 @@
 
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -81,14 +81,15 @@ class Api {
   Metrics metrics_;
   // Calls waiting on the node, oldest first (all wait the same write timeout). One sweep
   // serves them all: a timer per call cost more than the write under load, and held every
-  // call, body and all, until its timer fired.
+  // call, body and all, until its timer fired. A call leaves the list when it is answered.
   struct Waiting {
     std::chrono::steady_clock::time_point due;
-    std::weak_ptr<Call> call;
+    CallPtr call;
     const char* message;
   };
+  void stop_waiting(Call* call);
   std::mutex waiting_mu_;
-  std::deque<Waiting> waiting_;
+  std::list<Waiting> waiting_;
 };
 
 }  // namespace raftnginx::http
