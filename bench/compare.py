@@ -227,7 +227,6 @@ class EtcdMember:
         self.data_dir = os.path.join(root, name)
         self.log_path = os.path.join(root, name + ".log")
         self.proc = None
-        self.http = self.client
 
     def start(self, initial_cluster, state="new"):
         cmd = ["etcd", "--name", self.name, "--data-dir", self.data_dir,

@@ -118,10 +118,6 @@ Status Node::open_storage() {
   c.applied = applied;
   c.random_seed = options_.id ^ static_cast<uint64_t>(
                                     std::chrono::steady_clock::now().time_since_epoch().count());
-  auto initial = log_->initial_state();
-  if (!initial.ok())
-    return initial.status();
-  saved_hard_ = initial->hard_state;
   auto core = raft::RawNode::create(c, *log_);
   if (!core.ok())
     return core.status();
@@ -188,7 +184,7 @@ void Node::handle_ready() {
   for (raft::Message& m : rd.messages) {
     if (m.type == raft::MessageType::kSnapshot) {
       send_snapshot(std::move(m));
-    } else if (raft::may_send_before_durable(rd, m, saved_hard_)) {
+    } else if (raft::may_send_before_durable(rd, m, log_->hard_state())) {
       early.push_back(std::move(m));
     } else {
       after_save.push_back(std::move(m));
@@ -215,8 +211,6 @@ void Node::handle_ready() {
     return fail(s);
   if (rd.must_sync)
     sync_latency_.record(std::chrono::steady_clock::now() - save_start);
-  if (rd.hard_state)
-    saved_hard_ = *rd.hard_state;
   if (!after_save.empty())
     transport_->send(std::move(after_save));
   if (Status s = apply_entries(committed.subspan(applied_early)); !s.ok())
@@ -232,10 +226,8 @@ void Node::handle_ready() {
   core_->advance();
   if (rd.soft_state) {
     // A ReadIndex request sent to a leader that is gone is never answered: let clients retry.
-    for (auto& [ctx, batch] : std::exchange(reads_waiting_index_, {})) {
-      for (StatusCallback& done : batch.reads)
-        done(Status::not_leader("leadership changed during the read; retry"));
-    }
+    for (auto& [ctx, batch] : std::exchange(reads_waiting_index_, {}))
+      fail_reads(batch, Status::not_leader("leadership changed during the read; retry"));
   }
   serve_reads();
   maybe_snapshot();
@@ -384,31 +376,30 @@ void Node::expire_reads() {
   // A ReadIndex request or its answer can be lost on the way (the core never answers twice):
   // after two election timeouts the client is told to retry.
   const uint64_t limit = 2 * static_cast<uint64_t>(options_.election_ticks);
-  const auto expire = [](ReadBatch& batch) {
-    for (StatusCallback& done : std::exchange(batch.reads, {}))
-      done(Status::unavailable("no answer from the leader for the read; retry"));
-  };
+  const Status why = Status::unavailable("no answer from the leader for the read; retry");
   for (auto it = reads_waiting_index_.begin(); it != reads_waiting_index_.end();) {
     if (ticks_ - it->second.issued_tick < limit) {
       ++it;
       continue;
     }
-    expire(it->second);
+    fail_reads(it->second, why);
     it = reads_waiting_index_.erase(it);
   }
-  if (!reads_to_issue_.reads.empty() && ticks_ - reads_to_issue_.issued_tick >= limit)
-    expire(reads_to_issue_);
+  if (ticks_ - reads_to_issue_.issued_tick >= limit)
+    fail_reads(reads_to_issue_, why);
+}
+
+void Node::fail_reads(ReadBatch& batch, const Status& why) {
+  for (StatusCallback& done : std::exchange(batch.reads, {}))
+    done(why);
 }
 
 void Node::issue_reads() {
   if (reads_to_issue_.reads.empty() || !reads_waiting_index_.empty() || !failure_.ok())
     return;
   std::string ctx = std::to_string(++next_read_id_);
-  if (Status s = core_->read_index(ctx); !s.ok()) {
-    for (StatusCallback& done : std::exchange(reads_to_issue_.reads, {}))
-      done(s);
-    return;
-  }
+  if (Status s = core_->read_index(ctx); !s.ok())
+    return fail_reads(reads_to_issue_, s);
   ReadBatch batch = std::exchange(reads_to_issue_, {});
   batch.issued_tick = ticks_;
   reads_waiting_index_.emplace(std::move(ctx), std::move(batch));
@@ -606,12 +597,9 @@ void Node::fail(Status s) {
 void Node::fail_pending(const Status& why) {
   for (auto& [index, w] : std::exchange(waiters_, {}))
     w.done(why);
-  for (auto& [ctx, batch] : std::exchange(reads_waiting_index_, {})) {
-    for (StatusCallback& done : batch.reads)
-      done(why);
-  }
-  for (StatusCallback& done : std::exchange(reads_to_issue_.reads, {}))
-    done(why);
+  for (auto& [ctx, batch] : std::exchange(reads_waiting_index_, {}))
+    fail_reads(batch, why);
+  fail_reads(reads_to_issue_, why);
   for (auto& [index, done] : std::exchange(reads_waiting_apply_, {}))
     done(why);
 }

@@ -175,7 +175,6 @@ class Node final : public transport::Receiver {
   std::unique_ptr<storage::LogStore> log_;
   std::unique_ptr<raft::RawNode> core_;
   raft::Index applied_ = 0;
-  raft::HardState saved_hard_;  // as last written to the log
   raft::Index last_snapshot_index_ = 0;
   raft::ConfState conf_;  // as of applied_
   std::map<raft::NodeId, std::string> contexts_;
@@ -198,6 +197,7 @@ class Node final : public transport::Receiver {
   // At most one ReadIndex round is in flight; reads that arrive meanwhile wait for the next one,
   // so that one heartbeat round confirms many reads under load.
   ReadBatch reads_to_issue_;
+  static void fail_reads(ReadBatch& batch, const Status& why);
   std::map<std::string, ReadBatch> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;

@@ -155,24 +155,21 @@ Status LogStore::replay(LogRecovery* recovery) {
     if (!read_error.ok())
       return read_error;
     if (!damage.empty()) {
-      // Read the rest of the damaged segment, to report how much the truncation drops.
-      while (!eof && read_error.ok())
-        have(buffer.size() - pos + 1);
-      if (!read_error.ok())
-        return read_error;
-    }
-    const uint64_t good = base + pos;
-    const uint64_t size = base + buffer.size();
-    if (!damage.empty()) {
+      const uint64_t good = base + pos;
       // A crash in the middle of a write leaves a torn tail in the newest segment only; any
       // other damage means data that was acknowledged as durable is gone.
       if (!newest) {
         return Status::corruption(path + ": " + damage + " at offset " + std::to_string(good) +
                                   " in a closed segment");
       }
+      // Read the rest of the segment, to report how much the truncation drops.
+      while (!eof && read_error.ok())
+        have(buffer.size() - pos + 1);
+      if (!read_error.ok())
+        return read_error;
       if (Status s = env_->truncate(path, good); !s.ok())
         return s;
-      recovery->truncated_bytes = size - good;
+      recovery->truncated_bytes = base + buffer.size() - good;
       recovery->truncated_segment = path;
     }
     segments_.push_back(segment);

@@ -75,6 +75,8 @@ class LogStore final : public raft::Storage {
   Status compact(const raft::SnapshotMeta& meta, uint64_t trailing);
 
   size_t segment_count() const { return segments_.size(); }
+  // The hard state as last saved.
+  const raft::HardState& hard_state() const { return memory_.hard_state(); }
 
  private:
   struct Segment {
