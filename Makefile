@@ -15,7 +15,7 @@ deps:
 	@scripts/install-deps.sh build
 
 build: deps
-	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake -S . -B $(BUILD_DIR) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD_DIR) -j $(JOBS)
 
 # All tests twice: a plain optimized build, then AddressSanitizer + UndefinedBehaviorSanitizer;

@@ -38,8 +38,7 @@ struct Cluster {
       node::NodeOptions o;
       o.id = id;
       o.data_dir = dir + "/node" + std::to_string(id);
-      o.bootstrap = raft::ConfState{{1, 2, 3}, {}};
-      o.bootstrap_contexts = contexts;
+      o.bootstrap = cluster::Membership::from(raft::ConfState{{1, 2, 3}, {}}, contexts);
       o.snapshot_threshold = snapshot_threshold;
       std::filesystem::create_directories(o.data_dir);
       auto kv = std::move(fsm::RocksDbKv::open(o.data_dir + "/kv")).value();
@@ -83,7 +82,7 @@ void run(int writers, double seconds, size_t value_bytes, uint64_t snapshot_thre
                            {}});
         std::promise<bool> done;
         const auto start = Clock::now();
-        leader->propose(cmd, {}, [&](Result<fsm::ApplyResult> r) { done.set_value(r.ok()); });
+        leader->propose(cmd, {}, [&](Result<node::Outcome> r) { done.set_value(r.ok()); });
         if (!done.get_future().get()) {
           ++errors;
           continue;

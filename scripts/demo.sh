@@ -1,19 +1,26 @@
 #!/usr/bin/env bash
 # The 3-node demo on loopback: daemons on HTTP 11001-11003 and raft 12001-12003, each with its
 # nginx on 8100, 8200, 8300, as the seed README's walkthrough uses them. Runs in the foreground;
-# Ctrl-C stops every process it started. Data is kept in $DEMO_DATA (default demo-data/), so a
-# second run resumes; `make demo-clean` wipes it.
+# Ctrl-C stops every process it started and exits 0. Data is kept in $DEMO_DATA (default
+# demo-data/), so a second run resumes; `make demo-clean` wipes it. DEMO_OFFSET moves every
+# port by that much (the tests run the demo beside other clusters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${RAFTNGINX_BIN:-build/src/raft-nginx}
 data=${DEMO_DATA:-demo-data}
+offset=${DEMO_OFFSET:-0}
 mkdir -p "$data"
+http_port() { echo $((11000 + $1 + offset)); }
+raft_port() { echo $((12000 + $1 + offset)); }
+nginx_port() { echo $((8000 + 100 * $1 + offset)); }
 
-for port in 11001 11002 11003 12001 12002 12003 8100 8200 8300; do
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-    echo "demo: port $port is in use (another demo still running?); stop it first" >&2
-    exit 1
-  fi
+for i in 1 2 3; do
+  for port in "$(http_port "$i")" "$(raft_port "$i")" "$(nginx_port "$i")"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      echo "demo: port $port is in use (another demo still running?); stop it first" >&2
+      exit 1
+    fi
+  done
 done
 
 pids=()
@@ -23,24 +30,27 @@ stop_all() {
   echo "demo: stopping the nodes (each hands leadership over and stops its nginx)"
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  echo "demo: stopped; the data stays in $data/ (make demo-clean wipes it)"
+  echo "demo: the cluster stopped; the data stays in $data/ (make demo-clean wipes it)"
 }
-trap stop_all INT TERM EXIT
+# Ctrl-C (or SIGTERM) is how the demo is meant to end: a clean stop, exit 0.
+trap 'stop_all; exit 0' INT TERM
+trap stop_all EXIT
 
 # node1 bootstraps the cluster on its first start; node2 and node3 join it (again, harmlessly,
 # on later starts).
 for i in 1 2 3; do
   join=()
-  [ "$i" != 1 ] && join=(-join 127.0.0.1:11001)
-  "$bin" -id "node$i" -haddr "127.0.0.1:1100$i" -raddr "127.0.0.1:1200$i" \
-    --nginx-listen "127.0.0.1:8${i}00" "${join[@]}" "$data/node$i" >>"$data/node$i.log" 2>&1 &
+  [ "$i" != 1 ] && join=(-join "127.0.0.1:$(http_port 1)")
+  "$bin" -id "node$i" -haddr "127.0.0.1:$(http_port "$i")" -raddr "127.0.0.1:$(raft_port "$i")" \
+    --nginx-listen "127.0.0.1:$(nginx_port "$i")" "${join[@]}" "$data/node$i" \
+    >>"$data/node$i.log" 2>&1 &
   pids+=($!)
-  [ "$i" = 1 ] && sleep 1
 done
 
 echo "demo: starting 3 nodes (logs in $data/node*.log)"
 ready() {
-  for port in 8100 8200 8300; do
+  for i in 1 2 3; do
+    port=$(nginx_port "$i")
     curl -sf "localhost:$port/readyz" >/dev/null || return 1
     [ "$(curl -sf "localhost:$port/status" | grep -o '"voter"' | wc -l)" = 3 ] || return 1
   done

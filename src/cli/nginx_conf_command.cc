@@ -10,7 +10,7 @@ namespace raftnginx::cli {
 
 int run_nginx_conf_command(int argc, char** argv) {
   nginx::GatewayConf conf;
-  std::string max_body = "4MiB";
+  std::string max_body = format_size(defaults::kMaxBody);
   CLI::App app{
       "raft-nginx nginx-conf: prints the nginx.conf of one node's gateway, for an nginx managed "
       "outside the daemon (the daemon's --nginx-listen runs and reloads one itself).\n"
@@ -34,7 +34,12 @@ int run_nginx_conf_command(int argc, char** argv) {
     return 2;
   }
   conf.max_body = *size;
-  std::cout << nginx::render_nginx_conf(conf);
+  auto rendered = nginx::render_nginx_conf(conf);
+  if (!rendered.ok()) {
+    std::cerr << "raft-nginx nginx-conf: " << rendered.status().message() << "\n";
+    return 2;
+  }
+  std::cout << *rendered;
   return 0;
 }
 

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "cluster/member.h"
+#include "net/address.h"
 #include "util/duration.h"
 
 namespace raftnginx::cli {
@@ -33,7 +35,19 @@ Result<uint64_t> parse_size(std::string_view text) {
   } else {
     return Status::invalid_argument("'" + std::string(text) + "' is not a size (e.g. 4MiB)");
   }
+  if (number > (uint64_t{1} << 50) / scale)
+    return Status::invalid_argument("'" + std::string(text) + "' is larger than 1PiB");
   return number * scale;
+}
+
+std::string format_size(uint64_t bytes) {
+  for (const auto& [unit, scale] : {std::pair<const char*, uint64_t>{"GiB", 1ull << 30},
+                                    {"MiB", 1ull << 20},
+                                    {"KiB", 1ull << 10}}) {
+    if (bytes != 0 && bytes % scale == 0)
+      return std::to_string(bytes / scale) + unit;
+  }
+  return std::to_string(bytes);
 }
 
 namespace {
@@ -104,7 +118,11 @@ FieldReader millis_into(std::chrono::milliseconds* out, int64_t scale) {
     if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
       return Status::invalid_argument(ConfigReader::where(path) +
                                       " must be a non-negative integer");
-    *out = std::chrono::milliseconds(v.get<int64_t>() * scale);
+    const uint64_t value = v.get<uint64_t>();
+    if (value > static_cast<uint64_t>(kMaxDuration.count() / scale))
+      return Status::invalid_argument(ConfigReader::where(path) + " is longer than " +
+                                      format_duration(kMaxDuration));
+    *out = std::chrono::milliseconds(static_cast<int64_t>(value) * scale);
     return Status();
   };
 }
@@ -229,6 +247,18 @@ Status load_config_file(const std::string& path, DaemonOptions* options,
 
 namespace {
 
+// hraftd names a node after its raft address by default; a member id has no ':' or brackets.
+std::string default_id(const std::string& raft_address) {
+  std::string id;
+  for (const char c : raft_address) {
+    if (c == ':')
+      id += '-';
+    else if (c != '[' && c != ']')
+      id += c;
+  }
+  return id;
+}
+
 // Go's flag package takes -name as well as --name; CLI11 wants --name for long options.
 std::vector<std::string> go_style_to_long(int argc, char** argv) {
   std::vector<std::string> out;
@@ -246,9 +276,12 @@ std::vector<std::string> go_style_to_long(int argc, char** argv) {
 
 ParsedOptions parse_options(int argc, char** argv) {
   DaemonOptions flags;
-  std::string election = "500ms", heartbeat = "50ms", snapshot_interval = "2m",
-              write_timeout = "5s";
-  std::string max_body = "4MiB", write_policy = "redirect", config_path;
+  std::string election = format_duration(flags.election_timeout),
+              heartbeat = format_duration(flags.heartbeat_timeout),
+              snapshot_interval = format_duration(flags.snapshot_interval),
+              write_timeout = format_duration(flags.write_timeout),
+              read_timeout = format_duration(flags.http_read_timeout);
+  std::string max_body = format_size(flags.max_body), write_policy = "redirect", config_path;
   CLI::App app{
       "raft-nginx: a Raft-replicated key-value store for a cluster of nginx gateways.\n"
       "Flags may be written -name or --name (as hraftd takes them)."};
@@ -259,7 +292,9 @@ ParsedOptions parse_options(int argc, char** argv) {
     given.emplace_back(opt, [member, &flags](DaemonOptions& o) { o.*member = flags.*member; });
     return opt;
   };
-  track(app.add_option("--id", flags.id, "Node id (default: the raft address)"),
+  track(app.add_option("--id", flags.id,
+                       "Node id: letters, digits, '.', '_', '-' (default: the raft address, "
+                       "host-port)"),
         &DaemonOptions::id);
   track(app.add_option("--haddr", flags.http_bind, "HTTP bind address")->capture_default_str(),
         &DaemonOptions::http_bind);
@@ -320,7 +355,6 @@ ParsedOptions parse_options(int argc, char** argv) {
                        "Concurrent HTTP connections (503 above)")
             ->capture_default_str(),
         &DaemonOptions::max_connections);
-  std::string read_timeout = "10s";
   auto* read_timeout_opt =
       app.add_option("--http-read-timeout", read_timeout,
                      "A request must arrive whole within this (slower clients are cut off)")
@@ -388,11 +422,8 @@ ParsedOptions parse_options(int argc, char** argv) {
       return error("--max-body: " + size.status().message());
     options.max_body = *size;
   }
-  if (policy_opt->count() > 0) {
-    options.write_policy = write_policy == "forward"  ? http::WritePolicy::kForward
-                           : write_policy == "reject" ? http::WritePolicy::kReject
-                                                      : http::WritePolicy::kRedirect;
-  }
+  if (policy_opt->count() > 0)
+    options.write_policy = *http::parse_write_policy(write_policy);  // checked by IsMember
   if (options.heartbeat_timeout.count() <= 0 ||
       options.heartbeat_timeout * 2 > options.election_timeout) {
     return error("the heartbeat timeout must be positive and at most half the election timeout");
@@ -402,7 +433,30 @@ ParsedOptions parse_options(int argc, char** argv) {
   if (options.raft_advertise.empty())
     options.raft_advertise = options.raft_bind;
   if (options.id.empty())
-    options.id = options.raft_advertise;
+    options.id = default_id(options.raft_advertise);
+  if (Status s = cluster::validate_name(options.id); !s.ok())
+    return error("--id: " + s.message());
+  for (const auto& [flag, address] :
+       {std::pair<const char*, const std::string*>{"--haddr", &options.http_bind},
+        {"--raddr", &options.raft_bind}}) {
+    if (auto parsed = net::parse_address(*address, net::Port::kZeroAllowed); !parsed.ok())
+      return error(std::string(flag) + ": " + parsed.status().message());
+  }
+  for (const auto& [flag, address] :
+       {std::pair<const char*, const std::string*>{"--http-advertise", &options.http_advertise},
+        {"--raft-advertise", &options.raft_advertise}}) {
+    if (auto parsed = net::parse_address(*address); !parsed.ok())
+      return error(std::string(flag) + ": " + parsed.status().message());
+  }
+  if (!options.join.empty() && !net::valid_address(options.join))
+    return error("--join: " + net::parse_address(options.join).status().message());
+  if (!options.nginx_listen.empty() && !net::valid_address(options.nginx_listen))
+    return error("--nginx-listen: " + net::parse_address(options.nginx_listen).status().message());
+  for (const Peer& peer : options.peers) {
+    if (Status s = cluster::validate_member({peer.id, peer.raft_address, peer.http_address});
+        !s.ok())
+      return error("config: nodes: " + s.message());
+  }
   if (options.data_dir.empty() && !options.inmem)
     return error("a data directory is required (or -inmem)");
   if (options.learner && options.join.empty())

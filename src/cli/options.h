@@ -8,7 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "http/api.h"
+#include "http/write_policy.h"
+#include "util/defaults.h"
 #include "util/status.h"
 
 namespace raftnginx::cli {
@@ -21,8 +22,8 @@ struct Peer {
 
 struct DaemonOptions {
   std::string id;  // default: the raft advertise address
-  std::string http_bind = "localhost:11000";
-  std::string raft_bind = "localhost:12000";
+  std::string http_bind{defaults::kHttpBind};
+  std::string raft_bind{defaults::kRaftBind};
   std::string http_advertise;  // default: http_bind
   std::string raft_advertise;  // default: raft_bind
   std::string join;            // HTTP address of any member
@@ -31,22 +32,23 @@ struct DaemonOptions {
   std::string data_dir;
   std::string log_dir;  // default: <data_dir>/log
   std::string fsm = "rocksdb";
-  std::string cluster_name = "raft-nginx";
-  std::chrono::milliseconds election_timeout{500};
-  std::chrono::milliseconds heartbeat_timeout{50};
-  uint64_t snapshot_threshold = 8192;
-  std::chrono::milliseconds snapshot_interval{std::chrono::minutes(2)};
-  size_t snapshot_retain = 2;
-  uint64_t trailing_logs = 10240;
+  std::string cluster_name{defaults::kClusterName};
+  std::chrono::milliseconds election_timeout = defaults::kElectionTimeout;
+  std::chrono::milliseconds heartbeat_timeout = defaults::kHeartbeatTimeout;
+  uint64_t snapshot_threshold = defaults::kSnapshotThreshold;
+  std::chrono::milliseconds snapshot_interval = defaults::kSnapshotInterval;
+  size_t snapshot_retain = defaults::kSnapshotRetain;
+  uint64_t trailing_logs = defaults::kTrailingLogs;
   http::WritePolicy write_policy = http::WritePolicy::kRedirect;
-  uint64_t max_body = 4 << 20;
-  size_t max_connections = 1024;
-  std::chrono::milliseconds http_read_timeout{10000};  // a whole request must arrive within
-  std::chrono::milliseconds write_timeout{5000};
-  std::string log_level = "info";
+  uint64_t max_body = defaults::kMaxBody;
+  size_t max_connections = defaults::kMaxConnections;
+  // A whole request must arrive within this.
+  std::chrono::milliseconds http_read_timeout = defaults::kHttpReadTimeout;
+  std::chrono::milliseconds write_timeout = defaults::kWriteTimeout;
+  std::string log_level{defaults::kLogLevel};
   // Run an nginx gateway for this node on this address (empty: none), with this binary.
   std::string nginx_listen;
-  std::string nginx_binary = "/usr/sbin/nginx";  // where Debian installs it
+  std::string nginx_binary{defaults::kNginxBinary};
   // Form the cluster once this many of `peers` (this node included) are up; 0: off.
   size_t bootstrap_expect = 0;
   std::vector<Peer> peers;
@@ -68,5 +70,7 @@ Status load_config_file(const std::string& path, DaemonOptions* options,
 
 // "4194304", "512KiB", "4MiB", "1GiB" (also K, M, G, KB, MB, GB as powers of 1024).
 Result<uint64_t> parse_size(std::string_view text);
+// The shortest exact spelling parse_size reads back: "4MiB", "512KiB", "1000".
+std::string format_size(uint64_t bytes);
 
 }  // namespace raftnginx::cli

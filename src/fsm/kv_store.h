@@ -5,7 +5,7 @@
 #include <optional>
 #include <string>
 
-#include "fsm/session_table.h"
+#include "fsm/kv_command.h"
 #include "fsm/state_machine.h"
 
 namespace raftnginx::fsm {
@@ -16,13 +16,21 @@ class KvStore : public StateMachine {
   virtual Result<std::optional<std::string>> get(std::string_view key) const = 0;
 };
 
-// What applying one KvCommand does, shared by the backends: decode it (or answer a retried
-// request from `sessions`), then call `set`/`erase` for its effects, and record the result.
-// Returns the result for the client.
+// What applying one KvCommand does, shared by the backends: decode it, then call `set`/`erase`
+// for its effects. Returns the result for the client.
 template <typename SetFn, typename EraseFn>
-ApplyResult apply_kv_command(const Command& cmd, SessionTable& sessions, SetFn&& set,
-                             EraseFn&& erase);
+ApplyResult apply_kv_command(const Command& cmd, SetFn&& set, EraseFn&& erase) {
+  auto decoded = decode_kv_command(cmd.data);
+  if (!decoded.ok())
+    return ApplyResult{decoded.status(), {}};
+  if (decoded->op == KvCommand::Op::kSet) {
+    for (auto& [key, value] : decoded->pairs)
+      set(std::move(key), std::move(value));
+  } else {
+    for (auto& key : decoded->keys)
+      erase(std::move(key));
+  }
+  return ApplyResult{};
+}
 
 }  // namespace raftnginx::fsm
-
-#include "fsm/kv_store_inl.h"

@@ -1,24 +1,18 @@
 #include "fsm/memory_kv.h"
 
-#include <zlib.h>
-
 #include <mutex>
 
+#include "util/checksum.h"
 #include "util/coding.h"
 
 namespace raftnginx::fsm {
 namespace {
 
 constexpr const char* kSnapshotFile = "/kv.data";
-constexpr uint32_t kSnapshotMagic = 0x4b4e5231;  // "1RNK"
-
-uint32_t checksum(std::string_view data) {
-  return static_cast<uint32_t>(
-      crc32_z(0L, reinterpret_cast<const Bytef*>(data.data()), data.size()));
-}
+constexpr uint32_t kSnapshotMagic = 0x4b4e5232;  // "2RNK"
 
 // File layout: magic (4) | index (8) | term (8) | count (8) | count x [key | value]
-//              | session table (4 + n) | crc32 of everything before (4)
+//              | crc32 of everything before (4)
 class MemorySnapshot final : public Snapshot {
  public:
   MemorySnapshot(raft::Index index, raft::Term term, std::string body)
@@ -27,7 +21,7 @@ class MemorySnapshot final : public Snapshot {
   raft::Term term() const override { return term_; }
   Status write_to(storage::Env* env, const std::string& dir) override {
     std::string out = body_;
-    put_u32(&out, checksum(out));
+    put_u32(&out, crc32(out));
     return env->write_file_atomically(dir + kSnapshotFile, out);
   }
 
@@ -43,13 +37,12 @@ Status MemoryKv::apply(std::span<const Command> commands, std::vector<ApplyResul
   std::unique_lock lock(mu_);
   for (const Command& cmd : commands) {
     results->push_back(apply_kv_command(
-        cmd, sessions_,
+        cmd,
         [this](std::string key, std::string value) { data_[std::move(key)] = std::move(value); },
         [this](const std::string& key) { data_.erase(key); }));
     applied_index_ = cmd.index;
     applied_term_ = cmd.term;
   }
-  sessions_.evict(applied_index_);
   return Status();
 }
 
@@ -82,7 +75,6 @@ Result<std::unique_ptr<Snapshot>> MemoryKv::snapshot() {
     put_bytes(&body, key);
     put_bytes(&body, value);
   }
-  put_bytes(&body, sessions_.serialize());
   return std::unique_ptr<Snapshot>(
       new MemorySnapshot(applied_index_, applied_term_, std::move(body)));
 }
@@ -93,8 +85,7 @@ Status MemoryKv::restore(storage::Env* env, const std::string& dir, raft::Index 
   if (!file.ok())
     return file.status();
   const std::string_view in = *file;
-  if (in.size() < 4 ||
-      checksum(in.substr(0, in.size() - 4)) != decode_u32(in.data() + in.size() - 4))
+  if (in.size() < 4 || crc32(in.substr(0, in.size() - 4)) != decode_u32(in.data() + in.size() - 4))
     return Status::corruption("memory snapshot in " + dir + ": checksum mismatch");
   Reader r(in.substr(0, in.size() - 4));
   if (r.u32() != kSnapshotMagic)
@@ -111,14 +102,10 @@ Status MemoryKv::restore(storage::Env* env, const std::string& dir, raft::Index 
     std::string key(r.bytes());
     data[std::move(key)] = std::string(r.bytes());
   }
-  SessionTable sessions = sessions_;
-  if (Status s = sessions.parse(r.bytes()); !s.ok())
-    return s;
   if (!r.done())
     return Status::corruption("memory snapshot in " + dir + ": malformed");
   std::unique_lock lock(mu_);
   data_ = std::move(data);
-  sessions_ = std::move(sessions);
   applied_index_ = index;
   applied_term_ = term;
   return Status();

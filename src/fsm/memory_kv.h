@@ -14,9 +14,6 @@ namespace raftnginx::fsm {
 
 class MemoryKv final : public KvStore {
  public:
-  explicit MemoryKv(uint64_t session_window = SessionTable::kDefaultWindow)
-      : sessions_(session_window) {}
-
   std::string name() const override { return "memory"; }
   Status apply(std::span<const Command> commands, std::vector<ApplyResult>* results) override;
   raft::Index applied_index() const override;
@@ -29,7 +26,6 @@ class MemoryKv final : public KvStore {
  private:
   mutable std::shared_mutex mu_;
   std::map<std::string, std::string, std::less<>> data_;
-  SessionTable sessions_;
   raft::Index applied_index_ = 0;
   raft::Term applied_term_ = 0;
 };

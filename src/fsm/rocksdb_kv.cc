@@ -11,9 +11,8 @@ namespace raftnginx::fsm {
 namespace {
 
 constexpr size_t kData = 0;
-constexpr size_t kSessions = 1;
-constexpr size_t kMeta = 2;
-const char* const kFamilyNames[] = {rocksdb::kDefaultColumnFamilyName.c_str(), "sessions", "meta"};
+constexpr size_t kMeta = 1;
+const char* const kFamilyNames[] = {rocksdb::kDefaultColumnFamilyName.c_str(), "meta"};
 constexpr const char* kAppliedKey = "applied";
 
 Status from_rocksdb(const rocksdb::Status& s, const std::string& what) {
@@ -83,9 +82,6 @@ class RocksDbSnapshot final : public Snapshot {
 
 }  // namespace
 
-RocksDbKv::RocksDbKv(std::string dir, uint64_t session_window)
-    : dir_(std::move(dir)), sessions_(session_window) {}
-
 RocksDbKv::~RocksDbKv() {
   for (auto* h : families_)
     (void)db_->DestroyColumnFamilyHandle(h);
@@ -93,9 +89,8 @@ RocksDbKv::~RocksDbKv() {
     (void)db_->Close();
 }
 
-Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir,
-                                                   uint64_t session_window) {
-  std::unique_ptr<RocksDbKv> kv(new RocksDbKv(dir, session_window));
+Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir) {
+  std::unique_ptr<RocksDbKv> kv(new RocksDbKv(dir));
   rocksdb::Options options;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
@@ -110,12 +105,12 @@ Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir,
       !s.ok())
     return s;
   kv->db_.reset(db);
-  if (Status s = kv->load_meta_and_sessions(); !s.ok())
+  if (Status s = kv->load_meta(); !s.ok())
     return s;
   return kv;
 }
 
-Status RocksDbKv::load_meta_and_sessions() {
+Status RocksDbKv::load_meta() {
   std::string applied;
   rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kAppliedKey, &applied);
   if (s.ok()) {
@@ -130,15 +125,7 @@ Status RocksDbKv::load_meta_and_sessions() {
   } else {
     return from_rocksdb(s, "read applied index");
   }
-  sessions_.clear();
-  std::unique_ptr<rocksdb::Iterator> it(
-      db_->NewIterator(rocksdb::ReadOptions(), families_[kSessions]));
-  for (it->SeekToFirst(); it->Valid(); it->Next()) {
-    if (Status st = sessions_.load_record(it->key().ToString(), it->value().ToStringView());
-        !st.ok())
-      return st;
-  }
-  return from_rocksdb(it->status(), "read sessions");
+  return Status();
 }
 
 Status RocksDbKv::apply(std::span<const Command> commands, std::vector<ApplyResult>* results) {
@@ -147,21 +134,14 @@ Status RocksDbKv::apply(std::span<const Command> commands, std::vector<ApplyResu
   std::shared_lock lock(families_mu_);
   rocksdb::WriteBatch batch;
   for (const Command& cmd : commands) {
-    ApplyResult r = apply_kv_command(
-        cmd, sessions_,
+    results->push_back(apply_kv_command(
+        cmd,
         [&](const std::string& key, const std::string& value) {
           batch.Put(families_[kData], key, value);
         },
-        [&](const std::string& key) { batch.Delete(families_[kData], key); });
-    if (!cmd.request_id.empty()) {
-      batch.Put(families_[kSessions], rocksdb::Slice(cmd.request_id.data(), cmd.request_id.size()),
-                SessionTable::encode_record(cmd.index, r));
-    }
-    results->push_back(std::move(r));
+        [&](const std::string& key) { batch.Delete(families_[kData], key); }));
   }
   const Command& last = commands.back();
-  for (const std::string& id : sessions_.evict(last.index))
-    batch.Delete(families_[kSessions], id);
   batch.Put(families_[kMeta], kAppliedKey, encode_applied(last.index, last.term));
   rocksdb::WriteOptions write_options;
   write_options.disableWAL = true;
@@ -237,7 +217,7 @@ Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index
         !s.ok())
       return s;
   }
-  if (Status s = load_meta_and_sessions(); !s.ok())
+  if (Status s = load_meta(); !s.ok())
     return s;
   if (applied_index_ != index || applied_term_ != term) {
     return Status::corruption("rocksdb snapshot in " + dir + " covers " +

@@ -13,7 +13,10 @@
 //     including its applied index.
 //
 // Entries without a command (a new leader's no-op, membership changes) are not handed to the
-// backend; the node keeps membership in its own metadata and in every snapshot.
+// backend; the node keeps membership in its own metadata and in every snapshot. Neither is a
+// retried request: the node answers it from its session table (node/session_table.h), so every
+// backend gets exactly-once writes without doing anything. Snapshot file names beginning with
+// "raftnginx." are the node's.
 // apply() is called from one thread at a time; snapshot() from that same thread between batches;
 // reads of a backend's own (get and the like) may come from other threads.
 #pragma once
@@ -33,8 +36,9 @@ namespace raftnginx::fsm {
 struct Command {
   raft::Index index = 0;
   raft::Term term = 0;
-  // The client's request id (Idempotency-Key), empty if none: see SessionTable.
-  std::string_view request_id;
+  // When the leader proposed it (ms since the Unix epoch, its wall clock): the same on every
+  // node, so a backend may use it for time-based effects (expiry) and stay deterministic.
+  uint64_t time_ms = 0;
   std::string_view data;
 };
 

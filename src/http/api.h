@@ -4,13 +4,19 @@
 //
 // Writes are proposed to the local node; on a follower they follow the write policy (redirect
 // to the leader, forward to it, or reject). Each request is answered exactly once: with the
-// result, or 503 when the write did not commit within write_timeout (it may still commit).
+// result, 503 when it was not done (safe to retry), or 504 when it may have been done (the write
+// did not commit within write_timeout, or its node stopped: retry with the same Idempotency-Key).
+//
+// The code is split by kind of route: api.cc (routing, deadlines, error answers), api_keys.cc,
+// api_members.cc and api_ops.cc. Handlers run on the server's threads or, for answers that wait
+// on the node, on its raft loop: they never block.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -19,16 +25,16 @@
 #include "http/client.h"
 #include "http/metrics.h"
 #include "http/server.h"
+#include "http/write_policy.h"
 #include "node/node.h"
+#include "util/defaults.h"
 
 namespace raftnginx::http {
-
-enum class WritePolicy { kRedirect, kForward, kReject };
 
 struct ApiOptions {
   std::string self_name;
   WritePolicy write_policy = WritePolicy::kRedirect;
-  std::chrono::milliseconds write_timeout{5000};
+  std::chrono::milliseconds write_timeout = defaults::kWriteTimeout;
   // What else /readyz waits for (the node's nginx), if anything.
   std::function<Status()> readiness;
 };
@@ -41,37 +47,72 @@ class Api {
   void handle(Request request, Respond respond);
 
  private:
-  struct Call;  // one request in flight: its route, start time, and the once-only answer
+  struct Call;
   using CallPtr = std::shared_ptr<Call>;
+  // A call waiting on the node, and when it times out.
+  enum class Expiry { kNotDone, kOutcomeUnknown };  // 503 or 504
+  struct Waiting {
+    std::chrono::steady_clock::time_point due;
+    CallPtr call;
+    Expiry expiry;
+    const char* message;
+  };
+  // One request in flight: its route, start time, and the once-only answer.
+  struct Call {
+    Request request;
+    std::string path;
+    std::map<std::string, std::string> query;
+    std::string route = "unknown";
+    std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    Respond respond;
+    Api* api = nullptr;
+    std::atomic<bool> answered{false};
+    // Where the call sits in api->waiting_, if it waits there (guarded by api->waiting_mu_).
+    std::optional<std::list<Waiting>::iterator> waiting;
+
+    bool done() const { return answered.load(); }
+    // The first answer wins: a timeout and a late result may race.
+    void answer(Response r);
+  };
 
   void route(const CallPtr& call, const std::string& path);
+
+  // api_keys.cc
   void get_key(const CallPtr& call, const std::string& key);
   void set_keys(const CallPtr& call);
   void put_key(const CallPtr& call, const std::string& key);
   void delete_key(const CallPtr& call, const std::string& key);
   void propose(const CallPtr& call, std::string command);
+  Response with_raft_headers(Response r, bool stale_read) const;
+
+  // api_members.cc
   void join(const CallPtr& call);
   void remove(const CallPtr& call);
   void promote(const CallPtr& call);
   void transfer(const CallPtr& call);
   void change_membership(const CallPtr& call, raft::ConfChange cc);
+  void wait_for_leader(const CallPtr& call, raft::NodeId target,
+                       std::chrono::steady_clock::time_point until);
+
+  // api_ops.cc
   void status(const CallPtr& call);
   void nodes(const CallPtr& call);
   void readyz(const CallPtr& call);
   void metrics(const CallPtr& call);
   void healthz(const CallPtr& call);
+
+  // api.cc: the answers every route shares.
   // A write that reached a follower (or a node that is no longer leader).
   void not_leader(const CallPtr& call);
-  // Answers 503 with `message` unless the call was answered within the write timeout.
-  void deadline(const CallPtr& call, const char* message);
+  void forward_to_leader(const CallPtr& call, const std::string& leader_http);
+  // The answer to a failed call, by the kind of failure (the one place that maps a Status).
+  void fail(const CallPtr& call, const Status& s);
+  // Answers with `message` (503 or 504, by `expiry`) unless the call was answered within the
+  // write timeout.
+  void deadline(const CallPtr& call, Expiry expiry, const char* message);
+  void stop_waiting(Call* call);
   // Answers the calls whose deadline passed; runs every kSweepInterval.
   void sweep_deadlines();
-  void wait_for_leader(const CallPtr& call, raft::NodeId target,
-                       std::chrono::steady_clock::time_point until);
-  // Adds the X-Raft-* headers of a key request.
-  Response with_raft_headers(Response r, bool stale_read) const;
-  // Maps a failed write or read to its HTTP answer.
-  void fail(const CallPtr& call, const Status& s);
 
   const ApiOptions options_;
   node::Node* node_;
@@ -82,14 +123,11 @@ class Api {
   // Calls waiting on the node, oldest first (all wait the same write timeout). One sweep
   // serves them all: a timer per call cost more than the write under load, and held every
   // call, body and all, until its timer fired. A call leaves the list when it is answered.
-  struct Waiting {
-    std::chrono::steady_clock::time_point due;
-    CallPtr call;
-    const char* message;
-  };
-  void stop_waiting(Call* call);
   std::mutex waiting_mu_;
   std::list<Waiting> waiting_;
 };
+
+// Decodes %XX escapes (and '+' when `plus_is_space`); nullopt if an escape is malformed.
+std::optional<std::string> percent_decode(std::string_view in, bool plus_is_space);
 
 }  // namespace raftnginx::http

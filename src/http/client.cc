@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "http/beast_glue.h"
-#include "transport/member.h"
+#include "net/address.h"
 
 namespace raftnginx::http {
 
@@ -45,16 +45,16 @@ asio::awaitable<void> Client::Impl::exchange(std::string address, Request reques
   auto fail = [&](const std::string& what, const beast::error_code& ec) {
     done(Status::unavailable(what + " " + address + ": " + ec.message()));
   };
-  std::string host, port;
-  if (!transport::split_host_port(address, &host, &port)) {
-    done(Status::invalid_argument("'" + address + "' is not host:port"));
+  auto parsed = net::parse_address(address);
+  if (!parsed.ok()) {
+    done(parsed.status());
     co_return;
   }
   auto executor = co_await asio::this_coro::executor;
   beast::error_code ec;
   tcp::resolver resolver(executor);
-  auto endpoints =
-      co_await resolver.async_resolve(host, port, asio::redirect_error(use_awaitable, ec));
+  auto endpoints = co_await resolver.async_resolve(parsed->host, std::to_string(parsed->port),
+                                                   asio::redirect_error(use_awaitable, ec));
   if (ec) {
     fail("cannot resolve", ec);
     co_return;

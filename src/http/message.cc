@@ -26,4 +26,14 @@ Response Response::error(int status, std::string_view message) {
   return json(status, nlohmann::json{{"error", message}});
 }
 
+Response Response::unavailable(std::string_view message) {
+  Response r = error(503, message);
+  r.headers.emplace_back("Retry-After", "1");
+  return r;
+}
+
+Response Response::outcome_unknown(std::string_view message) {
+  return json(504, nlohmann::json{{"error", message}, {"outcome", "unknown"}});
+}
+
 }  // namespace raftnginx::http

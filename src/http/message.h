@@ -36,6 +36,10 @@ struct Response {
   static Response json(int status, const nlohmann::json& body);
   // {"error": message}: how every error of the API reads.
   static Response error(int status, std::string_view message);
+  // 503 with Retry-After: not done, and safe to retry shortly.
+  static Response unavailable(std::string_view message);
+  // 504: begun, but whether it took effect is not known; retry with the same Idempotency-Key.
+  static Response outcome_unknown(std::string_view message);
 };
 
 }  // namespace raftnginx::http

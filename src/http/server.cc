@@ -14,7 +14,7 @@
 #include <vector>
 
 #include "http/beast_glue.h"
-#include "transport/listen.h"
+#include "net/listen.h"
 
 namespace raftnginx::http {
 
@@ -148,9 +148,8 @@ asio::awaitable<void> Server::Impl::accept_loop() {
 asio::awaitable<void> Server::Impl::refuse(tcp::socket socket) {
   beast::tcp_stream stream(std::move(socket));
   stream.expires_after(opt.read_timeout);
-  Response busy = Response::error(503, "too many connections; retry later");
-  busy.headers.emplace_back("Retry-After", "1");
-  BeastResponse res = to_beast(busy, 11, false);
+  BeastResponse res =
+      to_beast(Response::unavailable("too many connections; retry later"), 11, false);
   beast::error_code ec;
   co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
   stream.socket().shutdown(tcp::socket::shutdown_both, ec);
@@ -226,7 +225,7 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
 
 Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
   auto impl = std::make_unique<Impl>(options);
-  if (Status s = transport::listen_on(*impl->acceptor, options.listen, "HTTP"); !s.ok())
+  if (Status s = net::listen_on(*impl->acceptor, options.listen, "HTTP"); !s.ok())
     return s;
   beast::error_code ec;
   impl->port = impl->acceptor->local_endpoint(ec).port();

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "http/message.h"
+#include "util/defaults.h"
 #include "util/status.h"
 
 namespace raftnginx::http {
@@ -20,14 +21,12 @@ using Respond = std::function<void(Response)>;
 using Handler = std::function<void(Request, Respond)>;
 
 struct ServerOptions {
-  std::string listen = "localhost:11000";  // host:port; port 0 picks a free one
-  uint64_t max_body = 4 << 20;
-  size_t max_connections = 1024;
-  std::chrono::milliseconds read_timeout{10000};
-  // Longer than nginx's keepalive_timeout for upstreams (60 s), so that nginx closes an idle
-  // connection before we do and never sends a request into a closing one.
-  std::chrono::milliseconds idle_timeout{75000};
-  int threads = 2;
+  std::string listen{defaults::kHttpBind};  // host:port; port 0 picks a free one
+  uint64_t max_body = defaults::kMaxBody;
+  size_t max_connections = defaults::kMaxConnections;
+  std::chrono::milliseconds read_timeout = defaults::kHttpReadTimeout;
+  std::chrono::milliseconds idle_timeout = defaults::kHttpIdleTimeout;
+  int threads = defaults::kHttpThreads;
 };
 
 class Server {

@@ -4,7 +4,7 @@
 
 #include <algorithm>
 
-#include "transport/member.h"
+#include "net/address.h"
 
 namespace raftnginx::nginx {
 
@@ -23,9 +23,57 @@ std::string proxy_headers(const std::string& indent) {
   return out;
 }
 
+std::string render_conf(const GatewayConf& c);
+
+// A path nginx reads unquoted in places (pid, logs): no white space, quotes, ';', braces, '$',
+// '#' or control characters.
+bool safe_path(std::string_view path) {
+  if (path.empty() || path.front() != '/')
+    return false;
+  for (const char c : path) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || std::string_view("\"'`;{}$#\\").find(c) != std::string_view::npos)
+      return false;
+  }
+  return true;
+}
+
+// A node name for the header comment: cluster/member.h's grammar.
+bool safe_name(std::string_view name) {
+  for (const char c : name) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                    c == '.' || c == '_' || c == '-';
+    if (!ok)
+      return false;
+  }
+  return name.size() <= 64;
+}
+
 }  // namespace
 
-std::string render_nginx_conf(const GatewayConf& c) {
+Result<std::string> render_nginx_conf(const GatewayConf& c) {
+  for (const std::string& address : c.members) {
+    if (auto parsed = net::parse_address(address); !parsed.ok())
+      return Status::invalid_argument("member " + parsed.status().message());
+  }
+  for (const std::string* address : {&c.listen, &c.local_daemon}) {
+    if (auto parsed = net::parse_address(*address); !parsed.ok())
+      return parsed.status();
+  }
+  if (!c.leader.empty() && !net::valid_address(c.leader))
+    return Status::invalid_argument("the leader's address is not host:port");
+  if (!safe_path(c.prefix))
+    return Status::invalid_argument(
+        "the nginx prefix must be an absolute path without white "
+        "space, quotes, ';', braces, '$' or '#'");
+  if (!safe_name(c.node_name))
+    return Status::invalid_argument("the node name does not follow the member id grammar");
+  return render_conf(c);
+}
+
+namespace {
+
+std::string render_conf(const GatewayConf& c) {
   std::vector<std::string> members = c.members;
   std::sort(members.begin(), members.end());
   members.erase(std::unique(members.begin(), members.end()), members.end());
@@ -37,9 +85,9 @@ std::string render_nginx_conf(const GatewayConf& c) {
   std::string map_entries;
   std::string write_upstream = "raftnginx_local";
   for (size_t i = 0; i < members.size(); ++i) {
-    upstreams +=
-        fmt::format("  upstream raftnginx_member_{} {{\n    server {};\n    keepalive {};\n  }}\n",
-                    i, members[i], kKeepalive);
+    upstreams += fmt::format(
+        "  upstream raftnginx_member_{} {{\n    server \"{}\";\n    keepalive {};\n  }}\n", i,
+        members[i], kKeepalive);
     map_entries += fmt::format("    \"{}\" raftnginx_member_{};\n", members[i], i);
     if (members[i] == c.leader)
       write_upstream = fmt::format("raftnginx_member_{}", i);
@@ -77,7 +125,7 @@ http {{
   proxy_read_timeout 30s;
 
   upstream raftnginx_local {{
-    server {local};
+    server "{local}";
     keepalive {keepalive};
   }}
 {upstreams}
@@ -94,7 +142,7 @@ http {{
 {map_entries}  }}
 
   server {{
-    listen {listen};
+    listen "{listen}";
     # Without it, nginx honours no further error_page once one redirected, and a leader that
     # just died (kill -9, before the election) would give the client a 502, not a 503. No loop:
     # @leader intercepts nothing.
@@ -153,15 +201,6 @@ http {{
       fmt::arg("generation", c.generation), fmt::arg("headers", proxy_headers("      ")));
 }
 
-std::string local_address(const std::string& bind) {
-  std::string host, port;
-  if (!transport::split_host_port(bind, &host, &port))
-    return bind;
-  if (host == "0.0.0.0" || host.empty())
-    return "127.0.0.1:" + port;
-  if (host == "::")
-    return "[::1]:" + port;
-  return bind;
-}
+}  // namespace
 
 }  // namespace raftnginx::nginx

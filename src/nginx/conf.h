@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "util/status.h"
+
 namespace raftnginx::nginx {
 
 struct GatewayConf {
@@ -33,9 +35,8 @@ struct GatewayConf {
 // The gateway answers GET here with its conf's generation (text).
 inline constexpr const char* kGenerationPath = "/_raftnginx/generation";
 
-std::string render_nginx_conf(const GatewayConf& conf);
-
-// How to reach a service bound to `bind` from this machine: a wildcard host becomes loopback.
-std::string local_address(const std::string& bind);
+// The conf, or InvalidArgument if an address in `conf` does not follow net/address.h's grammar
+// (every address is checked again here, whatever checked it before, and written quoted).
+Result<std::string> render_nginx_conf(const GatewayConf& conf);
 
 }  // namespace raftnginx::nginx

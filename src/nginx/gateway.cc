@@ -5,34 +5,31 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <thread>
+#include <vector>
 
 namespace raftnginx::nginx {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, GatewayConf conf) {
-  std::sort(conf.members.begin(), conf.members.end());
-  std::unique_ptr<Gateway> g(new Gateway(binary, std::move(conf)));
+Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, const GatewayConf& conf,
+                                                std::function<void(std::string)> on_exit) {
+  std::unique_ptr<Gateway> g(new Gateway(conf.prefix, std::move(on_exit)));
   std::error_code ec;
   for (const char* sub : {"logs", "temp"}) {
-    fs::create_directories(fs::path(g->conf_.prefix) / sub, ec);
+    fs::create_directories(fs::path(conf.prefix) / sub, ec);
     if (ec)
-      return Status::io_error("cannot create " + g->conf_.prefix + "/" + sub + ": " + ec.message());
+      return Status::io_error("cannot create " + conf.prefix + "/" + sub + ": " + ec.message());
   }
-  if (Status s = g->write_conf(); !s.ok())
+  if (Status s = g->write_conf(conf); !s.ok())
     return s;
-  const std::string conf_path = g->conf_.prefix + "/nginx.conf";
-  const std::string error_log = g->conf_.prefix + "/logs/error.log";
+  const std::string conf_path = conf.prefix + "/nginx.conf";
+  const std::string error_log = conf.prefix + "/logs/error.log";
   // -e: nginx opens its compiled-in error log (/var/log/nginx) before reading the conf otherwise.
-  std::vector<std::string> args = {binary, "-p", g->conf_.prefix, "-c", conf_path, "-e", error_log};
+  std::vector<std::string> args = {binary, "-p", conf.prefix, "-c", conf_path, "-e", error_log};
   std::vector<char*> argv;
   for (std::string& a : args)
     argv.push_back(a.data());
@@ -61,26 +58,49 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, Gatew
     _exit(127);
   }
   g->pid_ = pid;
-  // nginx fails fast on a bad conf or a taken port; give it a moment to do so.
-  for (int i = 0; i < 10; ++i) {
-    std::this_thread::sleep_for(50ms);
-    if (!g->running()) {
-      return Status::io_error("nginx exited at start: " + g->error_log_tail());
-    }
-  }
+  g->waiter_ = std::thread([raw = g.get()] { raw->wait_for_exit(); });
+  // nginx fails fast on a bad conf or a taken port: wait that long for an exit.
+  std::unique_lock lock(g->mu_);
+  if (g->exited_cv_.wait_for(lock, 500ms, [&] { return g->exited_; }))
+    return Status::io_error("nginx exited at start: " + g->error_log_tail());
   return g;
 }
 
 Gateway::~Gateway() {
   stop(5s);
+  if (waiter_.joinable())
+    waiter_.join();
 }
 
-Status Gateway::write_conf() {
-  const std::string path = conf_.prefix + "/nginx.conf";
+void Gateway::wait_for_exit() {
+  int status = 0;
+  while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  std::string why = WIFEXITED(status)
+                        ? "nginx exited with status " + std::to_string(WEXITSTATUS(status))
+                    : WIFSIGNALED(status)
+                        ? std::string("nginx was killed by signal ") + strsignal(WTERMSIG(status))
+                        : std::string("nginx exited");
+  bool expected = false;
+  {
+    std::lock_guard lock(mu_);
+    exited_ = true;
+    expected = stopping_;
+  }
+  exited_cv_.notify_all();
+  if (!expected && on_exit_)
+    on_exit_(why + ": " + error_log_tail());
+}
+
+Status Gateway::write_conf(const GatewayConf& conf) {
+  auto rendered = render_nginx_conf(conf);
+  if (!rendered.ok())
+    return rendered.status();
+  const std::string path = prefix_ + "/nginx.conf";
   const std::string tmp = path + ".tmp";
   {
     std::ofstream out(tmp, std::ios::trunc);
-    out << render_nginx_conf(conf_);
+    out << *rendered;
     if (!out)
       return Status::io_error("cannot write " + tmp);
   }
@@ -91,75 +111,33 @@ Status Gateway::write_conf() {
   return Status();
 }
 
-Status Gateway::update(std::vector<std::string> members, const std::string& leader) {
-  std::sort(members.begin(), members.end());
+Status Gateway::reload(const GatewayConf& conf) {
   std::lock_guard lock(mu_);
-  const bool new_leader = !leader.empty() && leader != conf_.leader;
-  if ((members == conf_.members && !new_leader) || pid_ <= 0)
-    return Status();
-  conf_.members = std::move(members);
-  if (new_leader)
-    conf_.leader = leader;
-  ++conf_.generation;
-  if (Status s = write_conf(); !s.ok())
+  if (exited_ || stopping_)
+    return Status::unavailable("nginx is not running");
+  if (Status s = write_conf(conf); !s.ok())
     return s;
   if (kill(pid_, SIGHUP) != 0)
     return Status::io_error(std::string("cannot signal nginx: ") + std::strerror(errno));
   return Status();
 }
 
-uint64_t Gateway::generation() {
-  std::lock_guard lock(mu_);
-  return conf_.generation;
-}
-
-void Gateway::confirm(uint64_t generation) {
-  std::lock_guard lock(mu_);
-  confirmed_ = std::max(confirmed_, generation);
-}
-
-bool Gateway::serves(std::vector<std::string> members) {
-  std::sort(members.begin(), members.end());
-  std::lock_guard lock(mu_);
-  return confirmed_ == conf_.generation && members == conf_.members;
-}
-
-std::string Gateway::probe_address() const {
-  return local_address(conf_.listen);
-}
-
-bool Gateway::running() {
-  std::lock_guard lock(mu_);
-  if (pid_ <= 0)
-    return false;
-  int status = 0;
-  if (waitpid(pid_, &status, WNOHANG) == pid_) {
-    pid_ = -1;
-    return false;
-  }
-  return true;
-}
-
 void Gateway::stop(std::chrono::milliseconds timeout) {
-  std::lock_guard lock(mu_);
-  if (pid_ <= 0)
+  std::unique_lock lock(mu_);
+  if (pid_ <= 0 || exited_)
     return;
-  kill(pid_, SIGQUIT);
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
-  while (waitpid(pid_, &status, WNOHANG) == 0) {
-    if (std::chrono::steady_clock::now() >= deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(20ms);
+  if (!stopping_) {
+    stopping_ = true;
+    kill(pid_, SIGQUIT);
   }
-  pid_ = -1;
+  if (!exited_cv_.wait_for(lock, timeout, [this] { return exited_; })) {
+    kill(pid_, SIGKILL);
+    exited_cv_.wait(lock, [this] { return exited_; });
+  }
 }
 
 std::string Gateway::error_log_tail() const {
-  std::ifstream in(conf_.prefix + "/logs/error.log");
+  std::ifstream in(prefix_ + "/logs/error.log");
   std::string line, last;
   while (std::getline(in, line)) {
     if (!line.empty())

@@ -1,17 +1,23 @@
-// Gateway: the nginx in front of this node, run by the daemon. It writes the conf (conf.h)
-// under its prefix, starts nginx in the foreground as a child process (call start() from a
-// thread that lives as long as the daemon: nginx is told to quit when that thread ends), rewrites
-// the conf and reloads nginx (SIGHUP, as `nginx -s reload` does) when the members' addresses
-// or the leader change, and stops it gracefully (SIGQUIT) with the daemon.
+// Gateway: the nginx process in front of this node, run by the daemon. It writes the conf
+// (conf.h) under its prefix, starts nginx in the foreground as a child process, reloads it with
+// a new conf (SIGHUP, as `nginx -s reload` does), and stops it gracefully (SIGQUIT).
+//
+// nginx is told to quit if the thread that called start() ends (PR_SET_PDEATHSIG), even by
+// kill -9 of the daemon: call start() from a thread that lives as long as the daemon. A thread
+// of the Gateway's own waits for nginx to exit and reports an exit nobody asked for.
+//
+// Thread-safe.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
+#include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <vector>
+#include <thread>
 
 #include "nginx/conf.h"
 #include "util/status.h"
@@ -20,40 +26,33 @@ namespace raftnginx::nginx {
 
 class Gateway {
  public:
-  // Writes the conf and starts `binary` (an nginx); fails if nginx exits at once, with the
-  // reason from its error log.
-  static Result<std::unique_ptr<Gateway>> start(const std::string& binary, GatewayConf conf);
+  // Writes `conf` and starts `binary` (an nginx); fails if nginx exits at once, with the reason
+  // from its error log. `on_exit` runs (on the Gateway's thread) if nginx exits without stop().
+  static Result<std::unique_ptr<Gateway>> start(const std::string& binary, const GatewayConf& conf,
+                                                std::function<void(std::string why)> on_exit);
   ~Gateway();
 
-  // Rewrites the conf and reloads nginx if `members` differ from the current ones, or `leader`
-  // (the HTTP address writes go to first) does; an empty `leader` keeps the last one named,
-  // since a write sent to a stale leader still arrives (conf.h). The reload is asynchronous:
-  // nginx serves the new conf's generation (kGenerationPath) once it took effect, and whoever
-  // sees it calls confirm().
-  Status update(std::vector<std::string> members, const std::string& leader);
-  uint64_t generation();
-  void confirm(uint64_t generation);
-  // nginx serves exactly `members` (they are the latest conf's, and its generation was
-  // confirmed).
-  bool serves(std::vector<std::string> members);
-  // host:port to reach this nginx from the same machine.
-  std::string probe_address() const;
-  // False once nginx exited without being asked to (the daemon then stops too).
-  bool running();
+  // Writes `conf` and tells nginx to reload it; nginx serves it once its new workers run (the
+  // caller sees that at kGenerationPath).
+  Status reload(const GatewayConf& conf);
   // Graceful stop: nginx finishes the requests in flight; killed after `timeout`.
   void stop(std::chrono::milliseconds timeout);
 
  private:
-  Gateway(std::string binary, GatewayConf conf)
-      : binary_(std::move(binary)), conf_(std::move(conf)) {}
-  Status write_conf();
+  Gateway(std::string prefix, std::function<void(std::string)> on_exit)
+      : prefix_(std::move(prefix)), on_exit_(std::move(on_exit)) {}
+  Status write_conf(const GatewayConf& conf);
   std::string error_log_tail() const;
+  void wait_for_exit();
 
-  const std::string binary_;
+  const std::string prefix_;
+  const std::function<void(std::string)> on_exit_;
   std::mutex mu_;
-  GatewayConf conf_;
-  uint64_t confirmed_ = 0;
+  std::condition_variable exited_cv_;
   pid_t pid_ = -1;
+  bool exited_ = false;
+  bool stopping_ = false;
+  std::thread waiter_;
 };
 
 }  // namespace raftnginx::nginx

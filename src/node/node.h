@@ -4,16 +4,25 @@
 // thread.
 //
 // Each turn of the raft loop runs the queued work (proposals, messages, reads), ticks the core
-// when due, then handles the core's Ready as raw_node.h prescribes: write entries and hard state
-// to the log (one record, one fsync: every proposal queued since the last turn shares it, which
-// is group commit), send the messages, apply committed commands to the state machine in one
-// batch, answer the clients whose entries they were, and advance. A leader overlaps the fsync
-// with what does not depend on it: its appends go out before (thesis 10.2.1), and committed
-// entries it already holds on disk are applied and answered before.
+// when due, then hands the core's Ready to the ReadyPipeline (ready_pipeline.h), the code the
+// simulator proves: entries and hard state go to the log as one record with one fsync (every
+// proposal queued since the last turn shares it: group commit), messages go out (a leader's
+// before its own fsync), committed commands reach the state machine in one batch (on a leader,
+// those already durable before the fsync), and their clients are answered.
 //
-// Start-up: the latest snapshot is restored into the state machine only if the state machine is
-// behind it; a durable state machine resumes from its own applied index, so nothing it applied
-// is handed to it again.
+// Exactly once: every command travels in an envelope (envelope.h) with its client's request id;
+// the node's session table (session_table.h) answers a retried id from its first result, for
+// every backend. Start-up restores the latest snapshot into the state machine only if the
+// state machine is behind it: a durable backend resumes from its own applied index, and nothing
+// it applied is handed to it again.
+//
+// Threads and callbacks:
+//   * The raft loop runs the core, the pipeline and the state machine's apply().
+//   * ProposeCallback, StatusCallback and StatusObserver run on the raft loop. They must return
+//     quickly and must not call stop() or shutdown() (which wait for the loop); they may call
+//     the other methods, which only queue work.
+//   * A snapshot is written on a thread of its own, a received one verified on another.
+//   * Every public method is thread-safe.
 #pragma once
 
 #include <atomic>
@@ -28,11 +37,16 @@
 #include <span>
 #include <thread>
 
+#include "cluster/membership.h"
 #include "fsm/state_machine.h"
+#include "node/ready_pipeline.h"
+#include "node/session_table.h"
 #include "raft/raw_node.h"
 #include "storage/log_store.h"
 #include "storage/snapshot_store.h"
 #include "transport/transport.h"
+#include "util/clock.h"
+#include "util/defaults.h"
 #include "util/histogram.h"
 
 namespace raftnginx::node {
@@ -42,44 +56,58 @@ struct NodeOptions {
   std::string data_dir;
   std::string log_dir;  // the write-ahead log; default: <data_dir>/log
   storage::Env* env = storage::Env::posix();
-  std::chrono::milliseconds tick{50};
-  int election_ticks = 20;  // 1 s at 50 ms per tick; randomized up to twice that
-  int heartbeat_ticks = 2;  // 100 ms
+  const Clock* clock = Clock::real();
+  // The tick, and the timeouts in ticks (election randomized up to twice its value).
+  std::chrono::milliseconds tick = defaults::kHeartbeatTimeout;
+  int election_ticks = static_cast<int>(defaults::kElectionTimeout / defaults::kHeartbeatTimeout);
+  int heartbeat_ticks = 1;
   // Take a snapshot once this many entries were applied since the last one, or once this much
   // time passed since the last one and anything was applied (0: no time trigger).
-  uint64_t snapshot_threshold = 8192;
-  std::chrono::seconds snapshot_interval{0};
+  uint64_t snapshot_threshold = defaults::kSnapshotThreshold;
+  std::chrono::milliseconds snapshot_interval{0};
   // Entries kept before a snapshot for followers that lag a little.
-  uint64_t trailing_logs = 10240;
-  size_t retain_snapshots = 2;
-  uint64_t segment_bytes = 64 << 20;
-  // For the first start of a brand-new cluster: its initial members and their contexts. Ignored
-  // when the data directory already holds state.
-  std::optional<raft::ConfState> bootstrap;
-  std::map<raft::NodeId, std::string> bootstrap_contexts;
+  uint64_t trailing_logs = defaults::kTrailingLogs;
+  size_t retain_snapshots = defaults::kSnapshotRetain;
+  uint64_t segment_bytes = defaults::kSegmentBytes;
+  SessionLimits sessions;
+  // For the first start of a brand-new cluster: its initial members. Ignored when the data
+  // directory already holds state.
+  std::optional<cluster::Membership> bootstrap;
 };
 
-// What became of a proposal: the state machine's result once its entry was applied here, or
-// why that is not known (not the leader, the entry was replaced, the node stopped).
-using ProposeCallback = std::function<void(Result<fsm::ApplyResult>)>;
+// What became of a command that was applied.
+struct Outcome {
+  raft::Index index = 0;  // the entry that applied it (a retry: the first request's entry)
+  fsm::ApplyResult result;
+  bool duplicate = false;  // a retried request id, answered from the session table
+  // False for a retry whose first result only the backend's files held before a restart.
+  bool result_known = true;
+};
+
+using ProposeCallback = std::function<void(Result<Outcome>)>;
 using StatusCallback = std::function<void(Status)>;
 
 struct NodeStatus {
   raft::NodeStatus raft;
   raft::Index applied = 0;
   raft::Index snapshot_index = 0;
-  std::map<raft::NodeId, std::string> member_contexts;
-  uint64_t entries_applied = 0;  // commands handed to the state machine since start
+  cluster::Membership membership;  // as of `applied`
+  uint64_t entries_applied = 0;    // commands handed to the state machine since start
   uint64_t snapshots_taken = 0;
   uint64_t snapshots_installed = 0;
   uint64_t leader_changes = 0;  // times this node saw a new leader
+  size_t sessions = 0;          // request ids remembered
   // When this node last heard from the leader of its term (now, on the leader itself); the
   // epoch if never.
   std::chrono::steady_clock::time_point leader_contact;
   Status failure;  // set once the node stopped because of a storage or state machine error
 };
 
-class Node final : public transport::Receiver {
+// Called with the new status after a change an operator or the gateway follows: role, leader,
+// term, membership, failure, snapshots taken or installed.
+using StatusObserver = std::function<void(const NodeStatus&)>;
+
+class Node final : public transport::Receiver, private ReadySink {
  public:
   // Opens the node's storage under options.data_dir, brings the state machine up to date and
   // starts the raft loop.
@@ -90,13 +118,17 @@ class Node final : public transport::Receiver {
   Node(const Node&) = delete;
   Node& operator=(const Node&) = delete;
 
-  // Proposes `command` (for the state machine), answered once it is applied on this node.
+  // Proposes `command` (for the state machine) with the client's `request_id` (may be empty);
+  // answered once it is applied on this node, or with why not: NotLeader, Busy (not committed;
+  // retry), OutcomeUnknown (may have committed: retry with the same request id).
   void propose(std::string command, std::string request_id, ProposeCallback done);
   // A linearizable read barrier (ReadIndex): `done` runs once this node's state machine
   // reflects every write committed before the call.
   void read_barrier(StatusCallback done);
   void change_membership(raft::ConfChange cc, ProposeCallback done);
   void transfer_leadership(raft::NodeId to, StatusCallback done);
+  // Calls `observer` with the current status now, and after every change (see StatusObserver).
+  void observe(StatusObserver observer);
   // Graceful stop (SIGTERM): refuses new writes, hands leadership to the most up-to-date voter
   // if this node leads and waits up to `timeout` for it to take over, then stops.
   void shutdown(std::chrono::milliseconds timeout);
@@ -117,6 +149,7 @@ class Node final : public transport::Receiver {
 
   // transport::Receiver
   void receive(raft::Message m) override;
+  void unreachable(raft::NodeId peer) override;
   Result<std::string> begin_snapshot_receive() override;
   Status finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
                                  storage::SnapshotInfo info) override;
@@ -124,16 +157,20 @@ class Node final : public transport::Receiver {
  private:
   Node(NodeOptions options, std::unique_ptr<fsm::StateMachine> fsm,
        transport::Transport* transport);
+
+  // Start-up (node_storage.cc).
   Status open_storage();
-  // The raft loop's work queue. Shared so that a transport callback that outlives the node
-  // posts into a closed mailbox instead of a destroyed one.
+  Status replay_metadata(raft::Index from, raft::Index to);
+  Status load_node_file(const std::string& snapshot_dir);
+
+  // The raft loop and its mailbox (node.cc). The mailbox is shared so that a transport callback
+  // that outlives the node posts into a closed mailbox instead of a destroyed one.
   struct Mailbox {
     std::mutex mu;
     std::condition_variable cv;
     std::deque<std::function<void()>> tasks;
     bool closed = false;
   };
-  // Returns false if the node stopped (the task will never run).
   bool post(std::function<void()> task) { return post_to(mailbox_, std::move(task)); }
   static bool post_to(const std::shared_ptr<Mailbox>& mailbox, std::function<void()> task);
   // Runs `work(done)` on the raft loop, unless the node failed or stopped: then `done` gets the
@@ -149,23 +186,49 @@ class Node final : public transport::Receiver {
     if (!queued)
       (*holder)(Status::unavailable("the node stopped"));
   }
+  void run();
+  void handle_ready();
+  void fail(Status s);
+  void fail_pending(const Status& why);
   void add_waiter(const raft::ProposalId& id, ProposeCallback done);
-  void expire_reads();
+  void publish_status();
+
+  // Reads (node_reads.cc).
+  struct ReadBatch {
+    std::vector<StatusCallback> reads;
+    uint64_t issued_tick = 0;
+  };
+  static void fail_reads(ReadBatch& batch, const Status& why);
   void issue_reads();
-  void send_snapshot(raft::Message m);
+  void expire_reads();
+  void serve_reads();
+
+  // ReadySink (node_apply.cc).
+  const raft::HardState& stored_hard_state() const override { return log_->hard_state(); }
+  raft::Index stored_last_index() const override { return log_->last_index(); }
+  Status save(const std::vector<raft::Entry>& entries,
+              const std::optional<raft::HardState>& hard_state, bool sync) override;
+  Status install_snapshot(const raft::SnapshotMeta& meta) override;
+  void send(std::vector<raft::Message> messages) override;
+  void send_snapshot(raft::Message m) override;
+  Status apply(std::span<const raft::Entry> committed) override;
+  void read_states(std::vector<raft::ReadState> states) override;
+  // Applying commands through the session table.
+  struct Pending;
+  Status apply_commands(Pending& pending);
+  void answer_waiters(std::span<const raft::Entry> entries, std::map<raft::Index, Outcome>& done);
+  void apply_membership_change(const raft::Entry& e);
+  const cluster::Membership& membership() const { return membership_history_.rbegin()->second; }
+
+  // Snapshots (node_snapshot.cc).
+  void maybe_snapshot();
+  void write_snapshot(std::unique_ptr<fsm::Snapshot> snap, storage::SnapshotInfo info,
+                      std::string node_file);
+  void snapshot_written(Result<storage::SnapshotInfo> sealed);
+  std::string node_file() const;
   void unpin_snapshot(raft::Index index);
   void seal_received_snapshot(raft::Message m, const std::string& staged_dir,
                               storage::SnapshotInfo info);
-  void fail_pending(const Status& why);
-  void run();
-  void handle_ready();
-  Status install_snapshot(const raft::SnapshotMeta& meta);
-  Status apply_entries(std::span<const raft::Entry> entries);
-  void apply_conf_change(const raft::Entry& e);
-  void serve_reads();
-  void maybe_snapshot();
-  void fail(Status s);
-  void publish_status();
 
   const NodeOptions options_;
   std::unique_ptr<fsm::StateMachine> fsm_;
@@ -174,40 +237,49 @@ class Node final : public transport::Receiver {
   // Owned by the raft loop thread.
   std::unique_ptr<storage::LogStore> log_;
   std::unique_ptr<raft::RawNode> core_;
+  std::unique_ptr<ReadyPipeline> pipeline_;
   raft::Index applied_ = 0;
   raft::Index last_snapshot_index_ = 0;
-  raft::ConfState conf_;  // as of applied_
-  std::map<raft::NodeId, std::string> contexts_;
-  // Membership as of each applied change since the last snapshot, to label snapshots taken at
-  // an index between two changes.
-  std::map<raft::Index, std::pair<raft::ConfState, std::map<raft::NodeId, std::string>>>
-      conf_history_;
+  // The membership as of each applied change since the last snapshot (and the one in force at
+  // it), to label a snapshot taken at an index between two changes; the last is the current.
+  std::map<raft::Index, cluster::Membership> membership_history_;
+  SessionTable sessions_;
+  // The latest proposal time among the commands that changed the session table (envelope.h).
+  uint64_t session_time_ms_ = 0;
   struct Waiter {
     raft::Term term;
     ProposeCallback done;
   };
   std::map<raft::Index, Waiter> waiters_;
   uint64_t next_read_id_ = 0;
-  // Reads that share one ReadIndex round, and the tick their round was asked for.
-  struct ReadBatch {
-    std::vector<StatusCallback> reads;
-    uint64_t issued_tick = 0;
-  };
   uint64_t ticks_ = 0;
   // At most one ReadIndex round is in flight; reads that arrive meanwhile wait for the next one,
   // so that one heartbeat round confirms many reads under load.
   ReadBatch reads_to_issue_;
-  static void fail_reads(ReadBatch& batch, const Status& why);
   std::map<std::string, ReadBatch> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;
-  std::chrono::steady_clock::time_point last_snapshot_time_ = std::chrono::steady_clock::now();
+  Clock::time_point last_snapshot_time_;
   bool draining_ = false;
   std::thread snapshot_thread_;
   Status failure_;
-  std::chrono::steady_clock::time_point leader_contact_;
+  Clock::time_point leader_contact_;
   raft::NodeId last_leader_ = raft::kNoNode;
   uint64_t leader_changes_ = 0;
+  std::vector<StatusObserver> observers_;
+  // What observers were last told about (see StatusObserver).
+  struct Observed {
+    raft::Role role = raft::Role::kFollower;
+    raft::NodeId leader = raft::kNoNode;
+    bool learner = false;
+    raft::Term term = 0;
+    cluster::Membership membership;
+    bool healthy = true;
+    uint64_t snapshots_taken = 0;
+    uint64_t snapshots_installed = 0;
+    bool operator==(const Observed&) const = default;
+  };
+  Observed observed_;
 
   // Shared with other threads.
   mutable std::mutex store_mu_;  // the snapshot store
@@ -227,7 +299,8 @@ class Node final : public transport::Receiver {
 // "leader", "follower", "candidate" (pre-candidates too) or "learner": the role an operator sees.
 const char* role_label(const raft::NodeStatus& status);
 
-// The envelope a node wraps each command in: version (1) | request id (4 + n) | command.
-std::string encode_envelope(std::string_view request_id, std::string_view command);
+// The file the node adds to every snapshot beside the state machine's (its session table).
+// State machines must not write files whose names begin with "raftnginx.".
+inline constexpr const char* kNodeSnapshotFile = "raftnginx.node";
 
 }  // namespace raftnginx::node

@@ -113,6 +113,20 @@ const char* message_type_name(MessageType type) {
   return "Unknown";
 }
 
+const char* conf_change_type_name(ConfChangeType type) {
+  switch (type) {
+    case ConfChangeType::kAddVoter:
+      return "add-voter";
+    case ConfChangeType::kAddLearner:
+      return "add-learner";
+    case ConfChangeType::kRemoveNode:
+      return "remove";
+    case ConfChangeType::kUpdateNode:
+      return "update";
+  }
+  return "unknown";
+}
+
 const char* role_name(Role role) {
   switch (role) {
     case Role::kFollower:

@@ -108,6 +108,8 @@ struct ConfChange {
   bool operator==(const ConfChange&) const = default;
 };
 
+const char* conf_change_type_name(ConfChangeType type);
+
 std::string encode_conf_change(const ConfChange& cc);
 Result<ConfChange> decode_conf_change(std::string_view data);
 

@@ -1,6 +1,11 @@
 // Env: every file-system call the storage layer makes, behind one interface (LevelDB's idea), so
 // that tests can inject failed writes, failed fsyncs, short writes, a full disk, or a crash that
 // loses whatever was not synced.
+//
+// Threads: an Env is shared by the whole process and must be thread-safe (the node calls it from
+// its raft loop, its snapshot threads and the transport's file thread at once). A file it opens
+// belongs to one thread at a time. Durability: nothing written is durable until sync() (a file's
+// data), sync_dir() (a directory's entries) or write_file_atomically() returns ok.
 #pragma once
 
 #include <cstdint>
@@ -13,7 +18,7 @@
 
 namespace raftnginx::storage {
 
-// A file open for appending. Not thread-safe.
+// A file open for appending. Used by one thread at a time.
 class WritableFile {
  public:
   virtual ~WritableFile() = default;

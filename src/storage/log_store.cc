@@ -1,11 +1,10 @@
 #include "storage/log_store.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstdio>
 
 #include "raft/encoding.h"
+#include "util/checksum.h"
 
 namespace raftnginx::storage {
 namespace {
@@ -15,12 +14,9 @@ constexpr uint8_t kSnapshotRecord = 2;
 constexpr size_t kHeaderSize = 9;
 constexpr const char* kSegmentSuffix = ".seg";
 
-// CRCs of data that itself contains CRCs are weak; masking them (as LevelDB does) avoids that.
 uint32_t masked_crc(uint8_t type, std::string_view payload) {
-  uLong c = crc32(0L, &type, 1);
-  c = crc32_z(c, reinterpret_cast<const Bytef*>(payload.data()), payload.size());
-  const auto crc = static_cast<uint32_t>(c);
-  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+  const char type_byte = static_cast<char>(type);
+  return mask_crc(crc32(payload, crc32(std::string_view(&type_byte, 1))));
 }
 
 std::string encode_batch(const std::vector<raft::Entry>& entries,

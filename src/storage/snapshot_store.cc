@@ -1,11 +1,10 @@
 #include "storage/snapshot_store.h"
 
-#include <zlib.h>
-
 #include <algorithm>
 #include <cstdio>
 
 #include "raft/encoding.h"
+#include "util/checksum.h"
 
 namespace raftnginx::storage {
 namespace {
@@ -20,11 +19,6 @@ std::string sealed_name(raft::Index index, raft::Term term) {
   return name;
 }
 
-uint32_t crc_of(std::string_view data, uint32_t crc = 0) {
-  return static_cast<uint32_t>(
-      crc32_z(crc, reinterpret_cast<const Bytef*>(data.data()), data.size()));
-}
-
 // Size and crc32 of a file, read in 1 MiB pieces.
 Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::string& name) {
   auto file = env->open_for_read(dir + "/" + name);
@@ -36,7 +30,7 @@ Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::stri
     if (Status s = (*file)->read(1 << 20, &piece); !s.ok())
       return s;
     out.size += piece.size();
-    out.crc = crc_of(piece, out.crc);
+    out.crc = crc32(piece, out.crc);
   } while (!piece.empty());
   return out;
 }
@@ -68,13 +62,13 @@ std::string encode_snapshot_info(const SnapshotInfo& info) {
     put_u64(&out, f.size);
     put_u32(&out, f.crc);
   }
-  put_u32(&out, crc_of(out));
+  put_u32(&out, crc32(out));
   return out;
 }
 
 Result<SnapshotInfo> decode_snapshot_info(std::string_view data) {
   if (data.size() < 4 ||
-      crc_of(data.substr(0, data.size() - 4)) != decode_u32(data.data() + data.size() - 4)) {
+      crc32(data.substr(0, data.size() - 4)) != decode_u32(data.data() + data.size() - 4)) {
     return Status::corruption("snapshot meta: checksum mismatch");
   }
   Reader r(data.substr(0, data.size() - 4));

@@ -10,9 +10,9 @@
 #include <mutex>
 #include <thread>
 
+#include "net/address.h"
+#include "net/listen.h"
 #include "raft/encoding.h"
-#include "transport/listen.h"
-#include "transport/member.h"
 #include "util/coding.h"
 
 namespace raftnginx::transport {
@@ -68,10 +68,36 @@ class TcpTransport::Impl {
     io.stop();
     if (thread.joinable())
       thread.join();
+    file_thread.join();
+  }
+
+  // Runs `fn` (file I/O returning a Status) on the file thread; the coroutine resumes on the
+  // I/O thread with its result.
+  template <typename Fn>
+  awaitable<Status> on_file_thread(Fn fn) {
+    auto work = [this, fn = std::move(fn)](auto handler) mutable {
+      asio::post(file_thread, [this, fn = std::move(fn), handler = std::move(handler)]() mutable {
+        Status result = fn();
+        asio::post(io, [handler = std::move(handler), result = std::move(result)]() mutable {
+          handler(std::move(result));
+        });
+      });
+    };
+    Status result =
+        co_await asio::async_initiate<decltype(use_awaitable), void(Status)>(work, use_awaitable);
+    co_return result;
+  }
+
+  void report_unreachable(raft::NodeId id) {
+    std::lock_guard lock(receiver_mu);
+    if (receiver)
+      receiver->unreachable(id);
   }
 
   struct Peer {
-    explicit Peer(asio::io_context& io, std::string addr) : address(std::move(addr)), wake(io) {}
+    Peer(asio::io_context& io, raft::NodeId peer_id, std::string addr)
+        : id(peer_id), address(std::move(addr)), wake(io) {}
+    raft::NodeId id;
     std::string address;
     // Learned from a hello rather than configured: kept until membership names this id.
     bool learned = false;
@@ -134,8 +160,9 @@ class TcpTransport::Impl {
       return "malformed hello";
     if (cluster != opt.cluster_id)
       return "cluster id '" + std::string(cluster) + "' (this cluster is '" + opt.cluster_id + "')";
-    if (from != raft::kNoNode && from != self && !address.empty() && !peers.count(from)) {
-      auto peer = std::make_shared<Peer>(io, address);
+    if (from != raft::kNoNode && from != self && net::valid_address(address) &&
+        !peers.count(from)) {
+      auto peer = std::make_shared<Peer>(io, from, address);
       peer->learned = true;
       peers[from] = peer;
       asio::co_spawn(io, peer_loop(peer), asio::detached);
@@ -178,7 +205,9 @@ class TcpTransport::Impl {
     }
     std::string staged_dir;
     storage::SnapshotInfo snapshot;
-    std::unique_ptr<storage::WritableFile> file;
+    // Touched only on the file thread (each use waits for the one before).
+    std::shared_ptr<std::unique_ptr<storage::WritableFile>> file =
+        std::make_shared<std::unique_ptr<storage::WritableFile>>();
     std::string file_name;
     for (;;) {
       if (!co_await read_frame(sock, f))
@@ -213,21 +242,32 @@ class TcpTransport::Impl {
           note_refused(sock, "malformed snapshot chunk");
           co_return;
         }
-        if (name != file_name) {
-          uint64_t size = 0;
-          auto opened = storage::Env::posix()->open_for_append(staged_dir + "/" + name, &size);
-          if (!opened.ok())
-            co_return;
-          file = std::move(opened).value();
-          file_name = name;
-        }
-        if (!file->append(bytes).ok())
+        const bool new_file = name != file_name;
+        file_name = name;
+        auto write_chunk = [env = opt.env, file, new_file, path = staged_dir + "/" + name,
+                            bytes = std::string(bytes)]() -> Status {
+          if (new_file) {
+            uint64_t size = 0;
+            auto opened = env->open_for_append(path, &size);
+            if (!opened.ok())
+              return opened.status();
+            *file = std::move(opened).value();
+          }
+          return (*file)->append(bytes);
+        };
+        Status written = co_await on_file_thread(std::move(write_chunk));
+        if (!written.ok())
           co_return;
       } else if (f.type == kSnapshotEnd) {
         auto m = raft::decode_message(f.payload);
         bool accepted = false;
-        if (m.ok() && !staged_dir.empty() && (!file || file->sync().ok())) {
-          file.reset();
+        auto sync_file = [file]() -> Status {
+          Status s = *file ? (*file)->sync() : Status();
+          file->reset();
+          return s;
+        };
+        const Status synced = co_await on_file_thread(std::move(sync_file));
+        if (m.ok() && !staged_dir.empty() && synced.ok()) {
           std::lock_guard lock(receiver_mu);
           if (receiver) {
             Status s =
@@ -238,7 +278,8 @@ class TcpTransport::Impl {
                            s.to_string());
           }
         }
-        co_await write_all(sock, frame(kSnapshotAck, std::string(1, accepted ? '\1' : '\0')));
+        const std::string ack = frame(kSnapshotAck, std::string(1, accepted ? '\1' : '\0'));
+        co_await write_all(sock, ack);
         co_return;
       } else {
         note_refused(sock, "unknown frame type " + std::to_string(f.type));
@@ -248,14 +289,13 @@ class TcpTransport::Impl {
   }
 
   awaitable<bool> connect(tcp::socket& sock, const std::string& address) {
-    std::string host;
-    std::string port;
-    if (!split_host_port(address, &host, &port))
+    auto parsed = net::parse_address(address);
+    if (!parsed.ok())
       co_return false;
     boost::system::error_code ec;
     tcp::resolver resolver(io);
-    auto endpoints =
-        co_await resolver.async_resolve(host, port, asio::redirect_error(use_awaitable, ec));
+    auto endpoints = co_await resolver.async_resolve(parsed->host, std::to_string(parsed->port),
+                                                     asio::redirect_error(use_awaitable, ec));
     if (ec)
       co_return false;
     asio::steady_timer deadline(io);
@@ -270,7 +310,9 @@ class TcpTransport::Impl {
       co_return false;
     sock.set_option(tcp::no_delay(true), ec);
     sock.set_option(asio::socket_base::keep_alive(true), ec);
-    co_return co_await write_all(sock, hello_frame(opt.cluster_id, self, opt.advertise));
+    const std::string hello = hello_frame(opt.cluster_id, self, opt.advertise);
+    const bool sent = co_await write_all(sock, hello);
+    co_return sent;
   }
 
   // Keeps one connection to a peer and drains its queue into it, reconnecting with backoff.
@@ -299,6 +341,7 @@ class TcpTransport::Impl {
             break;
         }
       }
+      report_unreachable(peer->id);
       // Messages queued for a dead connection are stale by the time it is back: Raft resends.
       peer->queue.clear();
       peer->queued_bytes = 0;
@@ -322,33 +365,38 @@ class TcpTransport::Impl {
         sock.close(ec);
     });
     bool ok = co_await connect(sock, address);
-    ok = ok && co_await write_all(sock, frame(kSnapshotBegin, storage::encode_snapshot_info(info)));
+    const std::string begin = frame(kSnapshotBegin, storage::encode_snapshot_info(info));
+    ok = ok && co_await write_all(sock, begin);
     for (const storage::SnapshotFile& f : info.files) {
       if (!ok)
         break;
-      auto file = storage::Env::posix()->open_for_read(info.dir + "/" + f.name);
-      if (!file.ok()) {
-        ok = false;
-        break;
-      }
-      std::string piece;
-      for (;;) {
-        if (!(*file)->read(opt.chunk_bytes, &piece).ok()) {
-          ok = false;
-          break;
-        }
-        if (piece.empty())
+      auto file = std::make_shared<std::unique_ptr<storage::SequentialFile>>();
+      auto piece = std::make_shared<std::string>();
+      auto open_file = [env = opt.env, file, path = info.dir + "/" + f.name] {
+        auto r = env->open_for_read(path);
+        if (r.ok())
+          *file = std::move(r).value();
+        return r.status();
+      };
+      Status opened = co_await on_file_thread(std::move(open_file));
+      ok = opened.ok();
+      while (ok) {
+        auto read_piece = [file, piece, n = opt.chunk_bytes] {
+          return (*file)->read(n, piece.get());
+        };
+        Status read = co_await on_file_thread(std::move(read_piece));
+        ok = read.ok();
+        if (!ok || piece->empty())
           break;
         std::string payload;
         put_bytes(&payload, f.name);
-        put_bytes(&payload, piece);
-        if (!co_await write_all(sock, frame(kSnapshotChunk, payload))) {
-          ok = false;
-          break;
-        }
+        put_bytes(&payload, *piece);
+        const std::string chunk = frame(kSnapshotChunk, payload);
+        ok = co_await write_all(sock, chunk);
       }
     }
-    ok = ok && co_await write_all(sock, frame(kSnapshotEnd, raft::encode_message(m)));
+    const std::string end = frame(kSnapshotEnd, raft::encode_message(m));
+    ok = ok && co_await write_all(sock, end);
     Frame ack;
     if (ok)
       ok = co_await read_frame(sock, ack);
@@ -361,6 +409,7 @@ class TcpTransport::Impl {
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread thread;
+  asio::thread_pool file_thread{1};
   std::atomic<uint64_t> refused{0};
   std::atomic<raft::NodeId> self{raft::kNoNode};
   std::mutex receiver_mu;
@@ -384,14 +433,13 @@ TcpTransport::~TcpTransport() {
 
 Result<std::unique_ptr<TcpTransport>> TcpTransport::start(const TcpTransportOptions& options) {
   auto impl = std::make_unique<Impl>(options);
-  std::string host;
-  std::string port;
-  if (!split_host_port(options.listen, &host, &port))
-    return Status::invalid_argument("raft address '" + options.listen + "' is not host:port");
-  if (Status s = listen_on(impl->acceptor, options.listen, "raft"); !s.ok())
+  if (Status s = net::listen_on(impl->acceptor, options.listen, "raft"); !s.ok())
     return s;
-  if (impl->opt.advertise.empty())
-    impl->opt.advertise = host + ":" + std::to_string(impl->acceptor.local_endpoint().port());
+  if (impl->opt.advertise.empty()) {
+    net::HostPort bound = *net::parse_address(options.listen, net::Port::kZeroAllowed);
+    bound.port = impl->acceptor.local_endpoint().port();
+    impl->opt.advertise = bound.to_string();
+  }
   asio::co_spawn(impl->io, impl->accept_loop(), asio::detached);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {
@@ -421,13 +469,12 @@ void TcpTransport::close(raft::NodeId) {
   impl_->receiver = nullptr;
 }
 
-void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& contexts) {
-  asio::post(impl_->io, [impl = impl_.get(), contexts] {
+void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& raft_addresses) {
+  asio::post(impl_->io, [impl = impl_.get(), raft_addresses] {
     for (auto it = impl->peers.begin(); it != impl->peers.end();) {
-      auto found = contexts.find(it->first);
-      const bool unnamed = found == contexts.end();
-      if (unnamed ? !it->second->learned
-                  : parse_member(found->second).raft_address != it->second->address) {
+      auto found = raft_addresses.find(it->first);
+      const bool unnamed = found == raft_addresses.end();
+      if (unnamed ? !it->second->learned : found->second != it->second->address) {
         it->second->removed = true;
         it->second->wake.cancel();
         it = impl->peers.erase(it);
@@ -435,15 +482,14 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& conte
         ++it;
       }
     }
-    for (const auto& [id, context] : contexts) {
-      const std::string address = parse_member(context).raft_address;
-      if (id == impl->self || address.empty())
+    for (const auto& [id, address] : raft_addresses) {
+      if (id == impl->self)
         continue;
       if (auto known = impl->peers.find(id); known != impl->peers.end()) {
         known->second->learned = false;  // membership names it now
         continue;
       }
-      auto peer = std::make_shared<Impl::Peer>(impl->io, address);
+      auto peer = std::make_shared<Impl::Peer>(impl->io, id, address);
       impl->peers[id] = peer;
       asio::co_spawn(impl->io, impl->peer_loop(peer), asio::detached);
     }
@@ -461,8 +507,10 @@ void TcpTransport::send(std::vector<raft::Message> messages) {
       if (it == impl->peers.end())
         continue;
       Impl::Peer& peer = *it->second;
-      if (peer.queued_bytes + bytes.size() > impl->opt.max_queue_bytes)
-        continue;  // a slow or dead peer: Raft resends what matters
+      if (peer.queued_bytes + bytes.size() > impl->opt.max_queue_bytes) {
+        impl->report_unreachable(to);  // a slow or dead peer: Raft resends what matters
+        continue;
+      }
       peer.queued_bytes += bytes.size();
       peer.queue.push_back(std::move(bytes));
       peer.wake.cancel();

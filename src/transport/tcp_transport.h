@@ -16,14 +16,18 @@
 //     6 snapshot ack     1 accepted, 0 refused (receiver to sender)
 //
 // Bounded memory: at most `max_queue_bytes` of messages wait per peer (newer ones are dropped
-// beyond that; Raft resends), frames larger than `max_frame_bytes` are refused, and snapshots
-// stream from and to files in `chunk_bytes` pieces.
+// beyond that, and the peer is reported unreachable; Raft resends), frames larger than
+// `max_frame_bytes` are refused, and snapshots stream from and to files in `chunk_bytes` pieces.
+//
+// Threads: one I/O thread runs every connection; one more reads and writes snapshot files.
 #pragma once
 
 #include <memory>
 #include <string>
 
+#include "storage/env.h"
 #include "transport/transport.h"
+#include "util/defaults.h"
 
 namespace raftnginx::transport {
 
@@ -33,10 +37,13 @@ struct TcpTransportOptions {
   // The raft address peers reach this node at; default: the listen address (with the port
   // actually bound). Peers that do not know this node yet (it just joined) learn it from here.
   std::string advertise;
-  std::string cluster_id = "raft-nginx";
-  uint64_t max_queue_bytes = 64 << 20;
-  uint64_t max_frame_bytes = 64 << 20;
-  uint64_t chunk_bytes = 1 << 20;
+  std::string cluster_id{defaults::kClusterName};
+  uint64_t max_queue_bytes = defaults::kMaxPeerQueueBytes;
+  uint64_t max_frame_bytes = defaults::kMaxFrameBytes;
+  uint64_t chunk_bytes = defaults::kSnapshotChunkBytes;
+  // Snapshot files are read and written through this Env, on a thread of their own: the I/O
+  // thread carries every raft message and never waits for the disk.
+  storage::Env* env = storage::Env::posix();
 };
 
 class TcpTransport final : public Transport {

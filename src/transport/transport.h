@@ -1,9 +1,18 @@
 // Transport: how a node's messages reach its peers. The TCP implementation lives beside this
-// interface; tests use LocalTransport (one process, many nodes).
+// interface; tests use LocalTransport (tests/support: one process, many nodes).
 //
-// Raft tolerates loss, so send() never blocks and drops what it cannot deliver. Snapshots are
-// files, streamed by the transport in chunks; the receiving side stages them in the node's
+// Raft tolerates loss, so send() never blocks and drops what it cannot deliver; it tells the
+// receiver which peers it could not reach, so that the core stops pipelining to them. Snapshots
+// are files, streamed by the transport in chunks; the receiving side stages them in the node's
 // snapshot store before the accompanying message is handed over.
+//
+// Threads: every Transport method is thread-safe. The transport calls its Receiver from its own
+// threads, never from inside a Transport call, and not at all once close() returned.
+//
+// What an acknowledgement means: send_snapshot's `done(true)` says the receiver staged every file,
+// verified nothing yet, and took the message (finish_snapshot_receive returned ok); `done(false)`
+// says the stream failed or was refused. Messages carry no acknowledgement of their own: Raft's
+// responses are the acknowledgements.
 #pragma once
 
 #include <functional>
@@ -21,6 +30,8 @@ class Receiver {
  public:
   virtual ~Receiver() = default;
   virtual void receive(raft::Message m) = 0;
+  // Messages to `peer` could not be delivered (no connection, or too many queued).
+  virtual void unreachable(raft::NodeId peer) = 0;
   // A fresh directory to stage an incoming snapshot's files in.
   virtual Result<std::string> begin_snapshot_receive() = 0;
   // The files of `info` are complete in `staged_dir`: verify them against `info`, seal them and
@@ -35,8 +46,9 @@ class Transport {
   virtual ~Transport() = default;
   // Where this node's inbound traffic goes. Called once, before peers can reach it.
   virtual void set_receiver(raft::NodeId self, Receiver* receiver) = 0;
-  // The members and their contexts (addresses); called whenever membership changes.
-  virtual void update_peers(const std::map<raft::NodeId, std::string>& contexts) = 0;
+  // The members' raft addresses (host:port); called whenever membership changes. Messages go
+  // only to these peers.
+  virtual void update_peers(const std::map<raft::NodeId, std::string>& raft_addresses) = 0;
   virtual void send(std::vector<raft::Message> messages) = 0;
   // Streams the snapshot files of `info` and then `m` to m.to; `done` reports the outcome (it
   // may run on any thread).

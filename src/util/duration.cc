@@ -1,23 +1,23 @@
 #include "util/duration.h"
 
 #include <charconv>
-#include <string>
+#include <cmath>
 
 namespace raftnginx {
 
-Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
-  const auto bad = [&] {
-    // Appended piece by piece: GCC 12 at -O3 warns falsely (-Wrestrict) on "literal" + string.
+Result<std::chrono::milliseconds> parse_duration(std::string_view text,
+                                                 std::chrono::milliseconds max) {
+  const auto bad = [&](std::string_view why) {
     std::string message = "'";
-    message.append(text).append("' is not a duration (examples: 500ms, 2s, 1m)");
+    message.append(text).append("' ").append(why);
     return Status::invalid_argument(message);
   };
   if (text == "0")
     return std::chrono::milliseconds(0);
   double number = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
-  if (ec != std::errc() || number < 0)
-    return bad();
+  if (ec != std::errc() || !std::isfinite(number) || number < 0)
+    return bad("is not a duration (examples: 500ms, 2s, 1m)");
   const std::string_view unit(end, text.data() + text.size() - end);
   double ms_per_unit = 0;
   if (unit == "ms") {
@@ -29,9 +29,24 @@ Result<std::chrono::milliseconds> parse_duration(std::string_view text) {
   } else if (unit == "h") {
     ms_per_unit = 3'600'000;
   } else {
-    return bad();
+    return bad("is not a duration (examples: 500ms, 2s, 1m)");
   }
-  return std::chrono::milliseconds(static_cast<int64_t>(number * ms_per_unit));
+  const double ms = number * ms_per_unit;
+  if (ms > static_cast<double>(max.count()))
+    return bad("is longer than the limit of " + format_duration(max));
+  return std::chrono::milliseconds(static_cast<int64_t>(ms));
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+  const int64_t ms = d.count();
+  if (ms == 0)
+    return "0";
+  for (const auto& [unit, scale] :
+       {std::pair<const char*, int64_t>{"h", 3'600'000}, {"m", 60'000}, {"s", 1000}}) {
+    if (ms % scale == 0)
+      return std::to_string(ms / scale) + unit;
+  }
+  return std::to_string(ms) + "ms";
 }
 
 }  // namespace raftnginx

@@ -24,6 +24,10 @@ const char* code_name(Status::Code code) {
       return "NotLeader";
     case Status::Code::kBusy:
       return "Busy";
+    case Status::Code::kOutcomeUnknown:
+      return "OutcomeUnknown";
+    case Status::Code::kConflict:
+      return "Conflict";
   }
   return "Unknown";
 }

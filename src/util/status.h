@@ -26,7 +26,11 @@ class [[nodiscard]] Status {
     kCompacted,    // the requested log range was discarded by a snapshot
     kUnavailable,  // the requested data does not exist yet
     kNotLeader,    // the operation needs the leader; the message names it when known
-    kBusy,         // refused now, may succeed later (a change in flight, a transfer)
+    kBusy,         // refused and not done; may succeed later (a change in flight, a transfer)
+    // Begun, but whether it took effect is not known (a write that timed out, or whose node
+    // stopped or was overtaken by a snapshot): retry with the same request id.
+    kOutcomeUnknown,
+    kConflict,  // contradicts an earlier request (a request id reused for another request)
   };
 
   Status() = default;
@@ -43,6 +47,10 @@ class [[nodiscard]] Status {
   static Status unavailable(std::string msg) { return Status(Code::kUnavailable, std::move(msg)); }
   static Status not_leader(std::string msg) { return Status(Code::kNotLeader, std::move(msg)); }
   static Status busy(std::string msg) { return Status(Code::kBusy, std::move(msg)); }
+  static Status conflict(std::string msg) { return Status(Code::kConflict, std::move(msg)); }
+  static Status outcome_unknown(std::string msg) {
+    return Status(Code::kOutcomeUnknown, std::move(msg));
+  }
 
   bool ok() const { return code_ == Code::kOk; }
   Code code() const { return code_; }

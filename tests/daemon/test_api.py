@@ -47,12 +47,19 @@ class Walkthrough(ClusterTest):
         h = {"Idempotency-Key": "order-42"}
         self.assertEqual(node.post("/key", {"k": "first"}, headers=h).status, 200)
         applied = node.metric("raftnginx_fsm_applied_entries_total")
-        self.assertEqual(node.post("/key", {"k": "second"}, headers=h).status, 200)
+        # The retry goes through the log, and the node answers it from its session table: the
+        # backend never sees it.
+        self.assertEqual(node.post("/key", {"k": "first"}, headers=h).status, 200)
+        self.assertEqual(node.metric("raftnginx_fsm_applied_entries_total"), applied)
+        # The same key for another request is a client's mistake, refused and not applied.
+        reused = node.post("/key", {"k": "second"}, headers=h)
+        self.assertEqual(reused.status, 422, reused)
+        self.assertIn("order-42", reused.json()["error"])
         self.assertEqual(node.get("/key/k").json(), {"k": "first"})
-        # The retry is an entry the backend sees, but answers from its session table.
-        self.assertEqual(node.metric("raftnginx_fsm_applied_entries_total"), applied + 1)
         self.assertEqual(node.post("/key", {"k": "third"}).status, 200)
         self.assertEqual(node.get("/key/k").json(), {"k": "third"})
+        # Request ids are bounded.
+        self.assertEqual(node.post("/key", {"k": "x"}, headers={"Idempotency-Key": "a" * 129}).status, 400)
 
 
 class WritePolicies(ClusterTest):
@@ -96,6 +103,33 @@ class WritePolicies(ClusterTest):
         r = follower.post("/key", {"x": "v"}, timeout=15)
         self.assertEqual(r.status, 503, r)
         self.assertIsNotNone(r.header("Retry-After"))
+
+
+    def test_a_write_that_may_have_committed_gets_504_and_a_retry_applies_it_once(self):
+        c = self.cluster.start(3, args=["--write-timeout", "1s"])
+        leader = c.leader()
+        followers = c.followers()
+        self.write(leader, "n", "0")
+        applied = leader.metric("raftnginx_fsm_applied_entries_total")
+        for f in followers:
+            f.pause()
+        try:
+            # Appended on the leader and sent out, but no quorum acknowledges it in time: it may
+            # still commit, so the answer is "outcome unknown", not "not done".
+            h = {"Idempotency-Key": "once"}
+            r = leader.post("/key", {"n": "1"}, headers=h)
+            self.assertEqual(r.status, 504, r)
+            self.assertEqual(r.json()["outcome"], "unknown")
+            self.assertIsNone(r.header("Retry-After"))
+        finally:
+            for f in followers:
+                f.resume()
+        # Retried with the same key, wherever leadership went meanwhile: applied exactly once.
+        wait_until(lambda: c.leader().post("/key", {"n": "1"}, headers=h).status == 200,
+                   what="the retry answered")
+        c.wait_converged()
+        self.assertEqual(leader.get("/key/n").json(), {"n": "1"})
+        self.assertEqual(leader.metric("raftnginx_fsm_applied_entries_total"), applied + 1)
 
 
 class ReadLevels(ClusterTest):
@@ -199,7 +233,10 @@ class BadInput(ClusterTest):
             self.assertLess(time.monotonic() - began, 5 * SLOW)
         idle = [socket.create_connection(tuple_address(node.http)) for _ in range(4)]
         try:
-            time.sleep(0.2)
+            # Each connection is served once and stays open, idle: the server holds all four.
+            for s in idle:
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                self.assertIn(b"200 OK", s.recv(4096))
             r = node.get("/healthz")
             self.assertEqual(r.status, 503, r)
             self.assertIsNotNone(r.header("Retry-After"))

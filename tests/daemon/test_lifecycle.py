@@ -124,21 +124,23 @@ class GracefulStop(ClusterTest):
         stop = threading.Event()
 
         def client():
-            # A client that talks to any node, follows 307 and retries on 503, as the README
-            # says clients should.
+            # A client that talks to any node, follows 307, and retries on 503 (not done) and
+            # 504 (maybe done: the same Idempotency-Key makes the retry safe), as the README says
+            # clients should.
             i = 0
             while not stop.is_set():
                 nodes = [d for d in c.nodes.values() if d.running() and d is not leader] + [leader]
                 target = nodes[i % len(nodes)].http
                 for _ in range(50):
                     try:
-                        r = request(target, "POST", "/key", body={"seq": str(i)}, timeout=10)
+                        r = request(target, "POST", "/key", body={"seq": str(i)}, timeout=10,
+                                    headers={"Idempotency-Key": f"seq-{i}"})
                     except OSError:
                         r = None
                     if r is not None and r.status == 307:
                         target = r.header("X-Raft-Leader")
                         continue
-                    if r is None or r.status == 503:
+                    if r is None or r.status in (503, 504):
                         time.sleep(0.05)
                         target = [d for d in c.nodes.values() if d.running()][0].http
                         continue
@@ -151,9 +153,10 @@ class GracefulStop(ClusterTest):
 
         t = threading.Thread(target=client)
         t.start()
-        time.sleep(1)
+        wait_until(lambda: len(written) >= 10, what="writes before the stop")
         self.assertEqual(leader.stop(), 0)
-        time.sleep(1)
+        after = len(written)
+        wait_until(lambda: len(written) >= after + 10, what="writes after the stop")
         stop.set()
         t.join(60)
         self.assertEqual(failures, [])

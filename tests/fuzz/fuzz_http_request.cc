@@ -15,8 +15,8 @@
 #include "http/api.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "local_transport.h"
 #include "node/node.h"
-#include "transport/local_transport.h"
 
 namespace {
 
@@ -33,8 +33,8 @@ struct Daemon {
     o.tick = std::chrono::milliseconds(5);
     o.election_ticks = 4;
     o.heartbeat_ticks = 1;
-    o.bootstrap = raft::ConfState{{1}, {}};
-    o.bootstrap_contexts[1] = "id=fuzz raft=127.0.0.1:1 http=127.0.0.1:2";
+    o.bootstrap = cluster::Membership::from(raft::ConfState{{1}, {}},
+                                            {{1, "id=fuzz raft=127.0.0.1:1 http=127.0.0.1:2"}});
     transport = std::make_unique<transport::LocalTransport>(&hub);
     auto kv_owned = std::make_unique<fsm::MemoryKv>();
     kv = kv_owned.get();

@@ -54,6 +54,7 @@ int main(int argc, char** argv) {
   uint64_t faults = 0;
   uint64_t reads = 0;
   uint64_t snapshots = 0;
+  uint64_t window_crashes = 0;
   uint64_t violations = 0;
   uint64_t ran = 0;
   for (uint64_t s = first_seed; s < first_seed + seeds; ++s) {
@@ -71,6 +72,7 @@ int main(int argc, char** argv) {
     faults += result.faults;
     reads += result.reads;
     snapshots += result.snapshots;
+    window_crashes += result.window_crashes;
     if (!result.violations.empty()) {
       violations += result.violations.size();
       std::cout << "seed " << s << ": " << result.violations.front() << "\n"
@@ -80,7 +82,8 @@ int main(int argc, char** argv) {
     }
   }
   std::cout << "nodes=" << opt.nodes << " committed=" << committed << " faults=" << faults
-            << " reads=" << reads << " snapshots=" << snapshots << "\n";
+            << " reads=" << reads << " snapshots=" << snapshots
+            << " window_crashes=" << window_crashes << "\n";
   std::cout << "seeds=" << ran << " events=" << events << " violations=" << violations << std::endl;
   return violations == 0 ? 0 : 1;
 }

@@ -7,12 +7,15 @@
 #include <set>
 #include <sstream>
 
+#include "node/ready_pipeline.h"
 #include "raft/memory_storage.h"
 #include "raft/random.h"
 #include "raft/raw_node.h"
 
 namespace raftnginx::raft::sim {
 namespace {
+
+namespace rn = ::raftnginx::node;
 
 constexpr uint64_t kTickMs = 10;
 
@@ -39,6 +42,39 @@ struct Read {
   std::optional<Index> read_index;
 };
 
+class Simulation;
+struct Node;
+
+// The simulated disk, network and state machine, as the node's own ReadyPipeline sees them.
+class SimSink final : public rn::ReadySink {
+ public:
+  SimSink(Simulation* sim, Node* node) : sim_(sim), node_(node) {}
+  const HardState& stored_hard_state() const override;
+  Index stored_last_index() const override;
+  Status save(const std::vector<Entry>& entries, const std::optional<HardState>& hard_state,
+              bool sync) override;
+  Status install_snapshot(const SnapshotMeta& meta) override;
+  void send(std::vector<Message> messages) override;
+  void send_snapshot(Message m) override;
+  Status apply(std::span<const Entry> committed) override;
+  void read_states(std::vector<ReadState> states) override;
+
+ private:
+  Simulation* sim_;
+  Node* node_;
+};
+
+// Time as the pipeline reads it: the simulation's clock.
+class SimClock final : public Clock {
+ public:
+  explicit SimClock(const uint64_t* now_ms) : now_ms_(now_ms) {}
+  time_point now() const override { return time_point(std::chrono::milliseconds(*now_ms_)); }
+  uint64_t wall_ms() const override { return *now_ms_; }
+
+ private:
+  const uint64_t* now_ms_;
+};
+
 struct Node {
   NodeId id = kNoNode;
   bool up = false;
@@ -51,7 +87,10 @@ struct Node {
   uint64_t compact_every = 100;
   // Volatile: lost on crash.
   std::unique_ptr<RawNode> core;
-  std::optional<Ready> pending;  // handed to the "disk", not yet durable
+  std::unique_ptr<SimSink> sink;
+  std::unique_ptr<rn::ReadyPipeline> pipeline;
+  // Begun (messages may be out, entries applied), written to the "disk", not yet durable.
+  std::optional<rn::ReadyPipeline::InFlight> pending;
   AppState app;
   Term applied_term = 0;  // term of the last entry applied
   std::map<Index, AppState> incoming_snapshots;
@@ -71,7 +110,7 @@ enum class EventType : uint8_t {
   kDiskDone,
   kNemesis,
   kHealPartition,
-  kCrashLeader,
+  kCrash,
   kRestart,
   kWrite,
   kRead
@@ -99,7 +138,8 @@ struct AppliedRecord {
 class Simulation {
  public:
   Simulation(const SimOptions& options, const std::function<void(const std::string&)>& sink)
-      : opt_(options),
+      : clock_(&now_),
+        opt_(options),
         sink_(sink),
         net_rng_(options.seed * 3 + 1),
         nemesis_rng_(options.seed * 5 + 2),
@@ -109,6 +149,8 @@ class Simulation {
   SimResult run();
 
  private:
+  friend class SimSink;
+  SimClock clock_;
   // Scheduling.
   void schedule(uint64_t delay_ms, Event e) {
     queue_.emplace(std::make_pair(now_ + delay_ms, seq_++), std::move(e));
@@ -133,7 +175,10 @@ class Simulation {
   void complete_ready(Node& n);
   void apply(Node& n, const Entry& e);
   void install_snapshot(Node& n, const SnapshotMeta& meta);
+  void persist(Node& n, const std::vector<Entry>& entries, const std::optional<HardState>& hs,
+               bool sync);
   void persist_entries(Node& n, const std::vector<Entry>& entries);
+  void check_read_states(Node& n, const std::vector<ReadState>& states);
   void serve_reads(Node& n);
   void maybe_compact(Node& n);
   Node* node(NodeId id) {
@@ -266,6 +311,8 @@ void Simulation::boot_core(Node& n) {
     return;
   }
   n.core = std::move(core).value();
+  n.sink = std::make_unique<SimSink>(this, &n);
+  n.pipeline = std::make_unique<rn::ReadyPipeline>(n.core.get(), n.sink.get(), &clock_);
   n.up = true;
   n.last_commit = n.disk->hard_state().commit;
 }
@@ -274,8 +321,10 @@ void Simulation::crash(NodeId id) {
   Node& n = nodes_.at(id);
   trace("CRASH node " + std::to_string(id) + (n.pending ? " (losing an unsynced Ready)" : ""));
   n.up = false;
-  n.core.reset();
   n.pending.reset();
+  n.pipeline.reset();
+  n.sink.reset();
+  n.core.reset();
   if (!n.durable_app)
     n.app = AppState{};
   if (n.disk->hard_state() != n.synced_hs && disk_rng_.uniform(2) == 0) {
@@ -302,33 +351,75 @@ void Simulation::process(Node& n) {
     Ready rd = n.core->ready();
     observe_ready(n, rd);
     const bool needs_disk = !rd.entries.empty() || rd.hard_state || rd.snapshot;
-    if (needs_disk) {
-      // What may overlap the write goes now (raw_node.h, step 2): a crash before the disk is
-      // done then finds the followers holding entries the leader lost.
-      std::vector<Message> after_disk;
-      for (Message& m : rd.messages) {
-        if (may_send_before_durable(rd, m, n.disk->hard_state())) {
-          send(n, std::move(m));
-        } else {
-          after_disk.push_back(std::move(m));
-        }
-      }
-      rd.messages = std::move(after_disk);
-    }
-    n.pending = std::move(rd);
-    if (needs_disk) {
-      // Disk latency, sometimes slow (a stall longer than a heartbeat).
-      const uint64_t roll = disk_rng_.uniform(1000);
-      uint64_t latency = disk_rng_.uniform(3);
-      if (roll < 5) {
-        latency = 150 + disk_rng_.uniform(1850);  // a stall longer than an election timeout
-      } else if (roll < 35) {
-        latency = 20 + disk_rng_.uniform(60);
-      }
-      schedule(latency, Event{EventType::kDiskDone, n.id, n.incarnation});
+    // The node's own pipeline: a snapshot is installed, a leader's appends go out and its
+    // already durable entries are applied, all before this Ready's write completes.
+    auto begun = n.pipeline->begin(std::move(rd));
+    if (!begun.ok()) {
+      violation("node " + std::to_string(n.id) + " failed a Ready: " + begun.status().to_string());
       return;
     }
-    complete_ready(n);
+    n.pending = std::move(begun).value();
+    if (!needs_disk) {
+      complete_ready(n);
+      continue;
+    }
+    // Now and then the node dies inside the window the pipeline opened: its messages are out,
+    // or its clients were answered, and its own write is lost.
+    const bool worked_early = n.pending->sent_early > 0 || n.pending->applied_early > 0;
+    if (worked_early && !healing_ && nemesis_rng_.uniform(100) == 0) {
+      ++result_.window_crashes;
+      schedule(0, Event{EventType::kCrash, n.id, n.incarnation});
+    }
+    // Disk latency, sometimes slow (a stall longer than a heartbeat).
+    const uint64_t roll = disk_rng_.uniform(1000);
+    uint64_t latency = disk_rng_.uniform(3);
+    if (roll < 5) {
+      latency = 150 + disk_rng_.uniform(1850);  // a stall longer than an election timeout
+    } else if (roll < 35) {
+      latency = 20 + disk_rng_.uniform(60);
+    }
+    schedule(latency, Event{EventType::kDiskDone, n.id, n.incarnation});
+    return;
+  }
+}
+
+void Simulation::complete_ready(Node& n) {
+  rn::ReadyPipeline::InFlight f = std::move(*n.pending);
+  n.pending.reset();
+  if (Status s = n.pipeline->finish(f); !s.ok())
+    violation("node " + std::to_string(n.id) + " failed a Ready: " + s.to_string());
+  serve_reads(n);
+  maybe_compact(n);
+}
+
+void Simulation::persist(Node& n, const std::vector<Entry>& entries,
+                         const std::optional<HardState>& hs, bool sync) {
+  persist_entries(n, entries);
+  if (hs) {
+    if (hs->term < n.durable_term)
+      violation("node " + std::to_string(n.id) + " term went backwards");
+    const HardState old = n.disk->hard_state();
+    if (old.term == hs->term && old.vote != kNoNode && hs->vote != old.vote)
+      violation("node " + std::to_string(n.id) + " voted twice in term " +
+                std::to_string(old.term));
+    n.durable_term = hs->term;
+    n.disk->set_hard_state(*hs);
+  }
+  if (sync)
+    n.synced_hs = n.disk->hard_state();
+}
+
+void Simulation::check_read_states(Node& n, const std::vector<ReadState>& states) {
+  for (const ReadState& rs : states) {
+    auto it = n.reads.find(rs.context);
+    if (it == n.reads.end())
+      continue;
+    if (rs.index < it->second.mark) {
+      violation("ReadIndex on node " + std::to_string(n.id) + " returned " +
+                std::to_string(rs.index) + " but index " + std::to_string(it->second.mark) +
+                " was committed before the read began");
+    }
+    it->second.read_index = rs.index;
   }
 }
 
@@ -390,44 +481,6 @@ void Simulation::install_snapshot(Node& n, const SnapshotMeta& meta) {
   n.prefix[meta.index] = prefix->second;
   ++result_.snapshots;
   trace("node " + std::to_string(n.id) + " installed snapshot " + std::to_string(meta.index));
-}
-
-void Simulation::complete_ready(Node& n) {
-  Ready rd = std::move(*n.pending);
-  n.pending.reset();
-  if (rd.snapshot)
-    install_snapshot(n, *rd.snapshot);
-  persist_entries(n, rd.entries);
-  if (rd.hard_state) {
-    if (rd.hard_state->term < n.durable_term)
-      violation("node " + std::to_string(n.id) + " term went backwards");
-    const HardState old = n.disk->hard_state();
-    if (old.term == rd.hard_state->term && old.vote != kNoNode && rd.hard_state->vote != old.vote)
-      violation("node " + std::to_string(n.id) + " voted twice in term " +
-                std::to_string(old.term));
-    n.durable_term = rd.hard_state->term;
-    n.disk->set_hard_state(*rd.hard_state);
-  }
-  if (rd.must_sync)
-    n.synced_hs = n.disk->hard_state();
-  for (Message& m : rd.messages)
-    send(n, std::move(m));
-  for (const Entry& e : rd.committed_entries)
-    apply(n, e);
-  for (const ReadState& rs : rd.read_states) {
-    auto it = n.reads.find(rs.context);
-    if (it == n.reads.end())
-      continue;
-    if (rs.index < it->second.mark) {
-      violation("ReadIndex on node " + std::to_string(n.id) + " returned " +
-                std::to_string(rs.index) + " but index " + std::to_string(it->second.mark) +
-                " was committed before the read began");
-    }
-    it->second.read_index = rs.index;
-  }
-  n.core->advance();
-  serve_reads(n);
-  maybe_compact(n);
 }
 
 void Simulation::apply(Node& n, const Entry& e) {
@@ -555,6 +608,47 @@ void Simulation::send(Node& from, Message m) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// The pipeline's sink
+
+const HardState& SimSink::stored_hard_state() const {
+  return node_->disk->hard_state();
+}
+
+Index SimSink::stored_last_index() const {
+  return node_->disk->last_index();
+}
+
+Status SimSink::save(const std::vector<Entry>& entries, const std::optional<HardState>& hard_state,
+                     bool sync) {
+  sim_->persist(*node_, entries, hard_state, sync);
+  return Status();
+}
+
+Status SimSink::install_snapshot(const SnapshotMeta& meta) {
+  sim_->install_snapshot(*node_, meta);
+  return Status();
+}
+
+void SimSink::send(std::vector<Message> messages) {
+  for (Message& m : messages)
+    sim_->send(*node_, std::move(m));
+}
+
+void SimSink::send_snapshot(Message m) {
+  sim_->send(*node_, std::move(m));
+}
+
+Status SimSink::apply(std::span<const Entry> committed) {
+  for (const Entry& e : committed)
+    sim_->apply(*node_, e);
+  return Status();
+}
+
+void SimSink::read_states(std::vector<ReadState> states) {
+  sim_->check_read_states(*node_, states);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Events
 
 void Simulation::handle(Event& e) {
@@ -624,7 +718,7 @@ void Simulation::handle(Event& e) {
         trace("partition healed");
       }
       return;
-    case EventType::kCrashLeader: {
+    case EventType::kCrash: {
       Node& n = nodes_.at(e.node);
       if (healing_ || !n.up || n.incarnation != e.incarnation)
         return;
@@ -866,7 +960,7 @@ void Simulation::observe_ready(Node& n, const Ready& rd) {
     check_leader_completeness(n, rd);
     // Leaders that die young leave logs replicated part way (paper Fig. 8).
     if (!healing_ && nemesis_rng_.uniform(100) < 30) {
-      schedule(1 + nemesis_rng_.uniform(15), Event{EventType::kCrashLeader, n.id, n.incarnation});
+      schedule(1 + nemesis_rng_.uniform(15), Event{EventType::kCrash, n.id, n.incarnation});
     }
   }
   if (rd.hard_state) {

@@ -28,6 +28,8 @@ struct SimResult {
   uint64_t elections = 0;  // leaders elected
   uint64_t reads = 0;      // ReadIndex reads served and checked
   uint64_t snapshots = 0;  // snapshots installed from a leader
+  // Crashes inside the pipeline's window: after early sends or applies, before the write.
+  uint64_t window_crashes = 0;
   std::vector<std::string> violations;
 };
 

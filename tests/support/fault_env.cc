@@ -8,6 +8,7 @@ class FaultFile final : public WritableFile {
       : env_(env), path_(std::move(path)), base_(std::move(base)) {}
 
   Status append(std::string_view data) override {
+    std::lock_guard lock(env_->mu_);
     auto& state = env_->files_[path_];
     if (env_->failing_writes_ > 0) {
       --env_->failing_writes_;
@@ -38,6 +39,7 @@ class FaultFile final : public WritableFile {
   }
 
   Status sync() override {
+    std::lock_guard lock(env_->mu_);
     if (env_->failing_syncs_ > 0) {
       --env_->failing_syncs_;
       return Status::io_error("fdatasync " + path_ + ": Input/output error (injected)");
@@ -59,6 +61,7 @@ class FaultFile final : public WritableFile {
 
 Result<std::unique_ptr<WritableFile>> FaultEnv::open_for_append(const std::string& path,
                                                                 uint64_t* size) {
+  std::lock_guard lock(mu_);
   auto file = base_->open_for_append(path, size);
   if (!file.ok())
     return file;
@@ -72,6 +75,7 @@ Result<std::unique_ptr<WritableFile>> FaultEnv::open_for_append(const std::strin
 }
 
 Status FaultEnv::write_file_atomically(const std::string& path, std::string_view data) {
+  std::lock_guard lock(mu_);
   if (failing_writes_ > 0) {
     --failing_writes_;
     return Status::io_error("write " + path + ": Input/output error (injected)");
@@ -80,11 +84,13 @@ Status FaultEnv::write_file_atomically(const std::string& path, std::string_view
 }
 
 Status FaultEnv::remove_file(const std::string& path) {
+  std::lock_guard lock(mu_);
   files_.erase(path);
   return base_->remove_file(path);
 }
 
 Status FaultEnv::rename(const std::string& from, const std::string& to) {
+  std::lock_guard lock(mu_);
   if (auto it = files_.find(from); it != files_.end()) {
     files_[to] = it->second;
     files_.erase(it);
@@ -93,6 +99,7 @@ Status FaultEnv::rename(const std::string& from, const std::string& to) {
 }
 
 Status FaultEnv::truncate(const std::string& path, uint64_t size) {
+  std::lock_guard lock(mu_);
   if (auto it = files_.find(path); it != files_.end()) {
     it->second.size = std::min(it->second.size, size);
     it->second.synced = std::min(it->second.synced, size);
@@ -101,6 +108,7 @@ Status FaultEnv::truncate(const std::string& path, uint64_t size) {
 }
 
 void FaultEnv::lose_unsynced() {
+  std::lock_guard lock(mu_);
   for (auto& [path, state] : files_) {
     if (state.size > state.synced) {
       (void)base_->truncate(path, state.synced);

@@ -5,10 +5,14 @@
 //   disk_full_after(bytes):    appends fail with "No space left on device" past that many bytes
 //   lose_unsynced():           every file written through this Env is cut back to what was
 //                              last fsynced, as a power loss would leave it
+//
+// Thread-safe, as every Env must be: a test flips the switches while a node writes through it
+// from its own threads.
 #pragma once
 
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "storage/env.h"
@@ -19,10 +23,22 @@ class FaultEnv final : public Env {
  public:
   explicit FaultEnv(Env* base = Env::posix()) : base_(base) {}
 
-  void fail_syncs(int n) { failing_syncs_ = n; }
-  void fail_writes(int n) { failing_writes_ = n; }
-  void short_write_next() { short_write_ = true; }
-  void disk_full_after(uint64_t bytes) { space_left_ = bytes; }
+  void fail_syncs(int n) {
+    std::lock_guard lock(mu_);
+    failing_syncs_ = n;
+  }
+  void fail_writes(int n) {
+    std::lock_guard lock(mu_);
+    failing_writes_ = n;
+  }
+  void short_write_next() {
+    std::lock_guard lock(mu_);
+    short_write_ = true;
+  }
+  void disk_full_after(uint64_t bytes) {
+    std::lock_guard lock(mu_);
+    space_left_ = static_cast<int64_t>(bytes);
+  }
   void lose_unsynced();
 
   Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
@@ -51,6 +67,7 @@ class FaultEnv final : public Env {
   };
 
   Env* base_;
+  std::mutex mu_;  // guards everything below
   int failing_syncs_ = 0;
   int failing_writes_ = 0;
   bool short_write_ = false;

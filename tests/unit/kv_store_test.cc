@@ -18,10 +18,10 @@ using raftnginx::testing::set_cmd;
 // Opens a backend of one kind in a directory, again after a "restart".
 struct Backend {
   std::string kind;
-  std::unique_ptr<KvStore> open(const std::string& dir, uint64_t window = 100000) const {
+  std::unique_ptr<KvStore> open(const std::string& dir) const {
     if (kind == "memory")
-      return std::make_unique<MemoryKv>(window);
-    auto kv = RocksDbKv::open(dir, window);
+      return std::make_unique<MemoryKv>();
+    auto kv = RocksDbKv::open(dir);
     EXPECT_TRUE(kv.ok()) << kv.status().to_string();
     return std::move(kv).value();
   }
@@ -32,10 +32,9 @@ class KvStoreContract : public ::testing::TestWithParam<std::string> {
   Backend backend{GetParam()};
   raftnginx::testing::TempDir tmp;
 
-  ApplyResult apply_one(KvStore& kv, raft::Index index, const std::string& data,
-                        std::string_view request_id = {}) {
+  ApplyResult apply_one(KvStore& kv, raft::Index index, const std::string& data) {
     std::vector<ApplyResult> results;
-    Command c{index, 1, request_id, data};
+    Command c{index, 1, 0, data};
     EXPECT_TRUE(kv.apply({&c, 1}, &results).ok());
     return results.at(0);
   }
@@ -71,21 +70,9 @@ TEST_P(KvStoreContract, MalformedCommandGetsAnErrorAndTheLogMovesOn) {
   EXPECT_EQ(get(*kv, "k"), std::nullopt);
 }
 
-TEST_P(KvStoreContract, RetriedRequestIsAnsweredOnceAndAppliedOnce) {
-  auto kv = backend.open(tmp.sub("db"), /*window=*/10);
-  apply_one(*kv, 1, set_cmd({{"k", "first"}}), "req-1");
-  // The retry carries the same id; whatever it says, it is not applied again.
-  apply_one(*kv, 2, set_cmd({{"k", "retry"}}), "req-1");
-  EXPECT_EQ(get(*kv, "k"), "first");
-  // Past the window the id is forgotten, the same way on every node.
-  apply_one(*kv, 20, set_cmd({{"other", "x"}}));
-  apply_one(*kv, 21, set_cmd({{"k", "much later"}}), "req-1");
-  EXPECT_EQ(get(*kv, "k"), "much later");
-}
-
 TEST_P(KvStoreContract, SnapshotIsPointInTimeAndRestoresEverything) {
   auto kv = backend.open(tmp.sub("db"));
-  apply_one(*kv, 1, set_cmd({{"a", "1"}, {"b", "2"}}), "req-a");
+  apply_one(*kv, 1, set_cmd({{"a", "1"}, {"b", "2"}}));
   auto snap = kv->snapshot();
   ASSERT_TRUE(snap.ok());
   EXPECT_EQ((*snap)->index(), 1u);
@@ -102,24 +89,21 @@ TEST_P(KvStoreContract, SnapshotIsPointInTimeAndRestoresEverything) {
   EXPECT_EQ(get(*other, "a"), "1");
   EXPECT_EQ(get(*other, "c"), std::nullopt);
   EXPECT_EQ(get(*other, "stale"), std::nullopt);
-  // The sessions came along: a retry of req-a is still recognized.
-  apply_one(*other, 2, set_cmd({{"a", "retried"}}), "req-a");
-  EXPECT_EQ(get(*other, "a"), "1");
   // A snapshot for another index is refused.
   EXPECT_EQ(other->restore(storage::Env::posix(), dir, 7, 1).code(), Status::Code::kCorruption);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, KvStoreContract, ::testing::Values("memory", "rocksdb"));
 
-// Durable backend: the applied index and the sessions survive a restart together with the data.
-TEST(RocksDbKv, AppliedIndexSessionsAndDataSurviveReopen) {
+// Durable backend: the applied index survives a restart together with the data.
+TEST(RocksDbKv, AppliedIndexAndDataSurviveReopen) {
   raftnginx::testing::TempDir tmp;
   {
     auto kv = std::move(RocksDbKv::open(tmp.path())).value();
     std::vector<ApplyResult> results;
     const std::string data = set_cmd({{"k", "v"}});
     const std::string erase = delete_cmd("nothing");
-    Command cmds[] = {{5, 2, "id-5", data}, {6, 2, {}, erase}};
+    Command cmds[] = {{5, 2, 0, data}, {6, 2, 0, erase}};
     ASSERT_TRUE(kv->apply(cmds, &results).ok());
     ASSERT_EQ(results.size(), 2u);
   }
@@ -127,16 +111,6 @@ TEST(RocksDbKv, AppliedIndexSessionsAndDataSurviveReopen) {
   EXPECT_EQ(kv->applied_index(), 6u);
   EXPECT_EQ(kv->applied_term(), 2u);
   EXPECT_EQ(*kv->get("k"), "v");
-  std::vector<ApplyResult> results;
-  const std::string retry = set_cmd({{"k", "again"}});
-  Command c{7, 2, "id-5", retry};
-  ASSERT_TRUE(kv->apply({&c, 1}, &results).ok());
-  EXPECT_EQ(*kv->get("k"), "v");
-}
-
-TEST(MemoryKv, StartsEmptyAfterRestart) {
-  MemoryKv kv;
-  EXPECT_EQ(kv.applied_index(), 0u);
 }
 
 TEST(KvCommand, EncodingRoundTripsAndRefusesNewerVersions) {

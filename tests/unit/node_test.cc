@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
 #include <random>
@@ -14,8 +15,8 @@
 #include "fsm/memory_kv.h"
 #include "fsm/rocksdb_kv.h"
 #include "kv_commands.h"
+#include "local_transport.h"
 #include "temp_dir.h"
-#include "transport/local_transport.h"
 #include "transport/tcp_transport.h"
 
 namespace raftnginx::node {
@@ -75,8 +76,9 @@ class Cluster {
     o.snapshot_threshold = threshold_;
     o.trailing_logs = 10;
     if (id <= 3) {
-      o.bootstrap = raft::ConfState{{1, 2, 3}, {}};
-      o.bootstrap_contexts = {{1, contexts_[1]}, {2, contexts_[2]}, {3, contexts_[3]}};
+      o.bootstrap =
+          cluster::Membership::from(raft::ConfState{{1, 2, 3}, {}},
+                                    {{1, contexts_[1]}, {2, contexts_[2]}, {3, contexts_[3]}});
     }
     auto node = Node::start(o, factory_(o.data_dir), transports_[id].get());
     ASSERT_TRUE(node.ok()) << node.status().to_string();
@@ -107,8 +109,8 @@ class Cluster {
   }
 
   // Proposes on whichever node leads, retrying through elections; the result once applied.
-  Result<fsm::ApplyResult> write(const std::string& command, const std::string& request_id = {},
-                                 std::chrono::milliseconds timeout = 10s) {
+  Result<Outcome> write(const std::string& command, const std::string& request_id = {},
+                        std::chrono::milliseconds timeout = 10s) {
     const auto deadline = std::chrono::steady_clock::now() + timeout;
     Status last = Status::unavailable("no leader");
     while (std::chrono::steady_clock::now() < deadline) {
@@ -119,10 +121,10 @@ class Cluster {
                               : 0ms);
       if (leader == raft::kNoNode || !up(leader))
         continue;
-      std::promise<Result<fsm::ApplyResult>> done;
-      auto fut = done.get_future();
+      auto done = std::make_shared<std::promise<Result<Outcome>>>();
+      auto fut = done->get_future();
       node(leader).propose(command, request_id,
-                           [&done](Result<fsm::ApplyResult> r) { done.set_value(std::move(r)); });
+                           [done](Result<Outcome> r) { done->set_value(std::move(r)); });
       if (fut.wait_for(2s) != std::future_status::ready) {
         last = Status::unavailable("timed out");
         continue;
@@ -195,9 +197,8 @@ TEST(Node, FollowerRefusesProposalNamingLeader) {
   ASSERT_NE(leader, raft::kNoNode);
   ASSERT_TRUE(c.write(set_cmd("k", "v")).ok());
   const raft::NodeId follower = leader == 1 ? 2 : 1;
-  std::promise<Result<fsm::ApplyResult>> done;
-  c.node(follower).propose(set_cmd("k", "x"), {},
-                           [&](Result<fsm::ApplyResult> r) { done.set_value(r); });
+  std::promise<Result<Outcome>> done;
+  c.node(follower).propose(set_cmd("k", "x"), {}, [&](Result<Outcome> r) { done.set_value(r); });
   auto r = done.get_future().get();
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), Status::Code::kNotLeader);
@@ -254,11 +255,11 @@ TEST_P(NodeOverNet, ExactlyOnceAcrossRestarts) {
         std::this_thread::sleep_for(5ms);
         continue;
       }
-      std::promise<bool> done;
+      auto done = std::make_shared<std::promise<bool>>();
       c.node(leader).propose("write-" + std::to_string(i), "req-" + std::to_string(i),
-                             [&done](Result<fsm::ApplyResult> r) { done.set_value(r.ok()); });
+                             [done](Result<Outcome> r) { done->set_value(r.ok()); });
       lock.unlock();
-      auto fut = done.get_future();
+      auto fut = done->get_future();
       if (fut.wait_for(3s) == std::future_status::ready && fut.get())
         ++acknowledged;
     }
@@ -289,7 +290,7 @@ TEST_P(NodeOverNet, ExactlyOnceAcrossRestarts) {
   auto final_write = c.write("final", "final");
   ASSERT_TRUE(final_write.ok());
   // The audit log answers with the index it wrote the command at.
-  ASSERT_TRUE(c.wait_converged(std::stoull(final_write->value), 20s));
+  ASSERT_TRUE(c.wait_converged(std::stoull(final_write->result.value), 20s));
 
   std::vector<std::string> trails;
   for (raft::NodeId id : {1, 2, 3}) {
@@ -314,6 +315,45 @@ TEST_P(NodeOverNet, ExactlyOnceAcrossRestarts) {
   // Snapshots were taken along the way (and the logs compacted behind them).
   for (raft::NodeId id : {1, 2, 3})
     EXPECT_GT(c.node(id).status().snapshot_index, 0u) << "node " << id;
+}
+
+// Exactly-once belongs to the node, not the backend: the audit log example knows nothing of
+// request ids, and still applies a retried request once, across a restart of every node (which
+// rebuilds the table from the log: the first result is then no longer known), while an id reused
+// for another request is refused.
+TEST(Node, RetriedRequestIsAppliedOnceForAnyBackend) {
+  storage::Env* env = storage::Env::posix();
+  Cluster c([env](const std::string& dir) {
+    EXPECT_TRUE(env->create_dirs(dir).ok());
+    return std::move(examples::AuditLog::open(env, dir + "/audit.log")).value();
+  });
+  auto first = c.write("payment 42", "req-1");
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->duplicate);
+  auto retry = c.write("payment 42", "req-1");
+  ASSERT_TRUE(retry.ok());
+  EXPECT_TRUE(retry->duplicate);
+  EXPECT_TRUE(retry->result_known);
+  EXPECT_EQ(retry->index, first->index);
+  EXPECT_EQ(retry->result.value, first->result.value);
+  auto reuse = c.write("payment 43", "req-1");
+  ASSERT_TRUE(reuse.ok());
+  EXPECT_EQ(reuse->result.status.code(), Status::Code::kConflict);
+  ASSERT_TRUE(c.write("other", "req-2").ok());
+  for (raft::NodeId id : {1, 2, 3}) {
+    c.kill(id);
+    c.start(id);
+  }
+  auto after_restart = c.write("payment 42", "req-1");
+  ASSERT_TRUE(after_restart.ok());
+  EXPECT_TRUE(after_restart->duplicate);
+  EXPECT_EQ(after_restart->index, first->index);
+  ASSERT_TRUE(c.wait_converged(after_restart->index));
+  for (raft::NodeId id : {1, 2, 3}) {
+    auto text = static_cast<examples::AuditLog&>(c.node(id).state_machine()).contents();
+    ASSERT_TRUE(text.ok());
+    EXPECT_EQ(std::count(text->begin(), text->end(), '\n'), 2) << "node " << id << ":\n" << *text;
+  }
 }
 
 // SIGTERM on the leader: leadership moves to a caught-up follower at once, without waiting for
@@ -361,10 +401,10 @@ TEST_P(NodeOverNet, LaggingAndNewNodesCatchUpBySnapshot) {
   EXPECT_EQ(get(c.node(lagging), "k99"), std::string(1000, 'x'));
 
   c.start(4);
-  std::promise<Result<fsm::ApplyResult>> added;
+  std::promise<Result<Outcome>> added;
   c.node(c.wait_for_leader())
       .change_membership(raft::ConfChange{raft::ConfChangeType::kAddLearner, 4, c.context(4)},
-                         [&](Result<fsm::ApplyResult> r) { added.set_value(std::move(r)); });
+                         [&](Result<Outcome> r) { added.set_value(std::move(r)); });
   ASSERT_TRUE(added.get_future().get().ok());
   ASSERT_TRUE(c.write(set_cmd("after-join", "1")).ok());
   ASSERT_TRUE(c.wait_converged());

@@ -5,22 +5,22 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <string>
 
-#include "transport/member.h"
+#include "net/address.h"
 #include "util/status.h"
 
-namespace raftnginx::transport {
+namespace raftnginx::net {
 
-// Resolves `address` (host:port), then opens, binds (with SO_REUSEADDR) and listens on it.
-// `what` names the address in errors: "raft", "HTTP".
+// Resolves `address` (host:port; port 0 picks a free one), then opens, binds (with
+// SO_REUSEADDR) and listens on it. `what` names the address in errors: "raft", "HTTP".
 inline Status listen_on(boost::asio::ip::tcp::acceptor& acceptor, const std::string& address,
                         const std::string& what) {
   using boost::asio::ip::tcp;
-  std::string host, port;
-  if (!split_host_port(address, &host, &port))
-    return Status::invalid_argument(what + " address '" + address + "' is not host:port");
+  auto parsed = parse_address(address, Port::kZeroAllowed);
+  if (!parsed.ok())
+    return Status::invalid_argument(what + " " + parsed.status().message());
   boost::system::error_code ec;
   tcp::resolver resolver(acceptor.get_executor());
-  auto endpoints = resolver.resolve(host, port, ec);
+  auto endpoints = resolver.resolve(parsed->host, std::to_string(parsed->port), ec);
   if (ec || endpoints.empty()) {
     return Status::invalid_argument("cannot resolve " + what + " address '" + address +
                                     "': " + ec.message());
@@ -38,4 +38,4 @@ inline Status listen_on(boost::asio::ip::tcp::acceptor& acceptor, const std::str
   return Status();
 }
 
-}  // namespace raftnginx::transport
+}  // namespace raftnginx::net

@@ -1,4 +1,4 @@
-#include "transport/local_transport.h"
+#include "local_transport.h"
 
 namespace raftnginx::transport {
 

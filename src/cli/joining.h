@@ -1,0 +1,23 @@
+// How a new node gets into a cluster: by asking a member (-join), or by waiting until all the
+// peers of a bootstrap_expect config are up. Both block the calling thread and give up when
+// `stop` is set.
+#pragma once
+
+#include <atomic>
+
+#include "cli/options.h"
+#include "http/client.h"
+
+namespace raftnginx::cli {
+
+// Asks the cluster at options.join to add this node, following redirects to the leader, with
+// backoff, until it answers 200. Idempotent: the leader answers 200 for a member it knows.
+void join_cluster(http::Client* client, const DaemonOptions& options,
+                  const std::atomic<bool>* stop);
+
+// bootstrap_expect: waits until every listed peer's HTTP port accepts connections. False if
+// stopped first.
+bool wait_for_peers(http::Client* client, const DaemonOptions& options,
+                    const std::atomic<bool>* stop);
+
+}  // namespace raftnginx::cli

@@ -1,0 +1,49 @@
+// Membership: who is in the cluster as of some log index, and each member's record; and the
+// cluster's policies over it (whom to hand leadership to).
+//
+// The consensus core tracks voters and learners for its quorums; the runtime keeps this richer
+// view beside it, built from the same committed changes through the same apply_conf_change, for
+// what the core does not know: names and addresses (transport, HTTP, nginx) and the membership
+// each snapshot records. A plain value: not thread-safe, copied where it is shared.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include "cluster/member.h"
+#include "raft/raw_node.h"
+
+namespace raftnginx::cluster {
+
+struct Membership {
+  raft::ConfState conf;
+  // Records of the members whose context is valid (member.h); a member without one is still a
+  // member, with no addresses.
+  std::map<raft::NodeId, Member> members;
+
+  // Applies one committed change. False if the core refuses it too (it skips it the same way).
+  bool apply(const raft::ConfChange& cc);
+  // The member's name, or its numeric id if it has no record.
+  std::string name_of(raft::NodeId id) const;
+  // The member's record, or nullptr.
+  const Member* find(raft::NodeId id) const;
+  // The member named `name`, or kNoNode.
+  raft::NodeId id_of(std::string_view name) const;
+  // Each member's raft address (members without one are left out), for the transport.
+  std::map<raft::NodeId, std::string> raft_addresses() const;
+  // Each member's HTTP address, for nginx.
+  std::vector<std::string> http_addresses() const;
+
+  // The form snapshots store: each member's context.
+  std::map<raft::NodeId, std::string> contexts() const;
+  static Membership from(const raft::ConfState& conf,
+                         const std::map<raft::NodeId, std::string>& contexts);
+
+  bool operator==(const Membership&) const = default;
+};
+
+// The voter a leader should hand leadership to: the recently active voter, other than itself,
+// whose log matches the most. kNoNode if there is none (or `status` is not a leader's).
+raft::NodeId best_transfer_target(const raft::NodeStatus& status);
+
+}  // namespace raftnginx::cluster

@@ -1,0 +1,157 @@
+// Membership routes: /join, /remove, /promote, /leader/transfer.
+#include <spdlog/spdlog.h>
+
+#include "http/api.h"
+#include "http/api_json.h"
+
+namespace raftnginx::http {
+
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+// The member named by a membership call's body, {"id": ...}; "" if optional and absent.
+Result<std::string> member_id_in(const std::string& body, bool required) {
+  if (body.empty() && !required)
+    return std::string();
+  auto doc = parse_object(body);
+  if (!doc.ok())
+    return doc.status();
+  return string_field(*doc, "id", required);
+}
+
+// The member a /join body describes, validated (cluster/member.h), and whether it votes.
+Result<std::pair<cluster::Member, bool>> joining_member(const std::string& body) {
+  auto doc = parse_object(body);
+  if (!doc.ok())
+    return doc.status();
+  auto name = string_field(*doc, "id", true);
+  auto raft_addr = string_field(*doc, "addr", true);
+  auto http_addr = string_field(*doc, "http_addr", false);
+  for (const auto* field : {&name, &raft_addr, &http_addr}) {
+    if (!field->ok())
+      return field->status();
+  }
+  cluster::Member member{*name, *raft_addr, *http_addr};
+  if (Status s = cluster::validate_member(member); !s.ok())
+    return s;
+  bool voter = true;
+  if (auto v = doc->find("voter"); v != doc->end()) {
+    if (!v->is_boolean())
+      return Status::invalid_argument("field \"voter\" must be true or false");
+    voter = v->get<bool>();
+  }
+  return std::make_pair(std::move(member), voter);
+}
+
+}  // namespace
+
+void Api::join(const CallPtr& call) {
+  auto joining = joining_member(call->request.body);
+  if (!joining.ok())
+    return call->answer(Response::error(400, joining.status().message()));
+  const auto& [member, voter] = *joining;
+  const raft::NodeId id = cluster::node_id_for(member.name);
+  const node::NodeStatus st = node_->status();
+  if (st.raft.role != raft::Role::kLeader)
+    return not_leader(call);
+  raft::ConfChange cc{voter ? raft::ConfChangeType::kAddVoter : raft::ConfChangeType::kAddLearner,
+                      id, cluster::encode_member(member)};
+  if (st.membership.conf.contains(id)) {
+    const cluster::Member* known = st.membership.find(id);
+    if (known != nullptr && !known->name.empty() && known->name != member.name) {
+      return call->answer(
+          Response::error(409, "id \"" + member.name + "\" collides with member " + known->name));
+    }
+    if (known != nullptr && *known == member) {
+      return call->answer(
+          Response::json(200, json{{"id", member.name}, {"result", "already a member"}}));
+    }
+    cc.type = raft::ConfChangeType::kUpdateNode;
+  }
+  change_membership(call, std::move(cc));
+}
+
+void Api::remove(const CallPtr& call) {
+  auto name = member_id_in(call->request.body, true);
+  if (!name.ok())
+    return call->answer(Response::error(400, name.status().message()));
+  const raft::NodeId id = node_->status().membership.id_of(*name);
+  if (id == raft::kNoNode)
+    return call->answer(Response::error(404, "no member named " + *name));
+  change_membership(call, raft::ConfChange{raft::ConfChangeType::kRemoveNode, id, {}});
+}
+
+void Api::promote(const CallPtr& call) {
+  auto name = member_id_in(call->request.body, true);
+  if (!name.ok())
+    return call->answer(Response::error(400, name.status().message()));
+  const node::NodeStatus st = node_->status();
+  const raft::NodeId id = st.membership.id_of(*name);
+  if (id == raft::kNoNode)
+    return call->answer(Response::error(404, "no member named " + *name));
+  if (st.membership.conf.voters.count(id))
+    return call->answer(Response::error(409, *name + " is already a voter"));
+  const cluster::Member* record = st.membership.find(id);
+  change_membership(call, raft::ConfChange{raft::ConfChangeType::kAddVoter, id,
+                                           record ? cluster::encode_member(*record) : ""});
+}
+
+void Api::change_membership(const CallPtr& call, raft::ConfChange cc) {
+  deadline(call, Expiry::kOutcomeUnknown,
+           "the membership change did not commit in time; it may still be applied");
+  const raft::NodeId id = cc.node;
+  const raft::ConfChangeType type = cc.type;
+  node_->change_membership(std::move(cc), [this, call, id, type](Result<node::Outcome> r) {
+    if (!r.ok())
+      return fail(call, r.status());
+    const node::NodeStatus st = node_->status();
+    spdlog::info("membership changed: {} {} (term {})", raft::conf_change_type_name(type),
+                 st.membership.name_of(id), st.raft.hard_state.term);
+    json members = json::array();
+    for (raft::NodeId m : st.membership.conf.voters)
+      members.push_back(member_json(m, st));
+    for (raft::NodeId m : st.membership.conf.learners)
+      members.push_back(member_json(m, st));
+    call->answer(
+        Response::json(200, json{{"id", st.membership.name_of(id)}, {"members", members}}));
+  });
+}
+
+void Api::transfer(const CallPtr& call) {
+  const node::NodeStatus st = node_->status();
+  if (st.raft.role != raft::Role::kLeader)
+    return not_leader(call);
+  auto name = member_id_in(call->request.body, false);
+  if (!name.ok())
+    return call->answer(Response::error(400, name.status().message()));
+  raft::NodeId target = raft::kNoNode;
+  if (!name->empty()) {
+    target = st.membership.id_of(*name);
+    if (target == raft::kNoNode || !st.membership.conf.voters.count(target))
+      return call->answer(Response::error(404, "no voter named " + *name));
+  } else {
+    target = cluster::best_transfer_target(st.raft);
+    if (target == raft::kNoNode)
+      return call->answer(Response::error(409, "no other voter to hand leadership to"));
+  }
+  if (target == st.raft.id)
+    return call->answer(Response::json(200, json{{"leader", st.membership.name_of(target)}}));
+  node_->transfer_leadership(target, [this, call, target](Status s) {
+    if (!s.ok())
+      return fail(call, s);
+    wait_for_leader(call, target, Clock::now() + options_.write_timeout);
+  });
+}
+
+void Api::wait_for_leader(const CallPtr& call, raft::NodeId target, Clock::time_point until) {
+  const node::NodeStatus st = node_->status();
+  if (st.raft.leader == target)
+    return call->answer(Response::json(200, json{{"leader", st.membership.name_of(target)}}));
+  if (Clock::now() >= until)
+    return call->answer(Response::unavailable("leadership did not move in time"));
+  server_->after(std::chrono::milliseconds(20),
+                 [this, call, target, until] { wait_for_leader(call, target, until); });
+}
+
+}  // namespace raftnginx::http

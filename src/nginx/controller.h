@@ -1,0 +1,61 @@
+// GatewayController: keeps this node's nginx serving the cluster as it is. The daemon feeds it
+// the members and the leader whenever the node reports a change (Node::observe); the controller
+// renders and reloads nginx on a thread of its own (never on the node's), then confirms that the
+// reload took effect by reading the generation the new conf serves (kGenerationPath), retrying
+// with backoff until nginx's new workers answer. /readyz asks serves().
+//
+// Thread-safe.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "nginx/gateway.h"
+
+namespace raftnginx::nginx {
+
+// What nginx should serve: every member's HTTP address, and the leader writes go to first
+// (empty: keep the last one named, since a write sent to a stale leader still arrives).
+struct GatewayTarget {
+  std::vector<std::string> members;
+  std::string leader;
+};
+
+class GatewayController {
+ public:
+  // GETs `path` from the nginx at `address`; the body, or why not.
+  using Probe =
+      std::function<Result<std::string>(const std::string& address, const std::string& path)>;
+
+  // Takes over the running `gateway`, whose conf is `conf`.
+  GatewayController(std::unique_ptr<Gateway> gateway, GatewayConf conf, Probe probe);
+  ~GatewayController();
+
+  // Non-blocking: the controller catches up on its own thread.
+  void update(GatewayTarget target);
+  // nginx serves exactly `members` (they are the latest conf's, and its reload was confirmed).
+  bool serves(std::vector<std::string> members);
+  // Stops the controller and nginx (gracefully, killed after `timeout`).
+  void stop(std::chrono::milliseconds timeout);
+
+ private:
+  void run();
+
+  std::unique_ptr<Gateway> gateway_;
+  const Probe probe_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  GatewayConf conf_;       // what nginx was told to serve
+  GatewayTarget pending_;  // what it should serve next
+  bool has_pending_ = false;
+  uint64_t confirmed_ = 0;  // the latest generation nginx was seen serving
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace raftnginx::nginx

@@ -1,0 +1,36 @@
+#include "node/envelope.h"
+
+#include "util/coding.h"
+
+namespace raftnginx::node {
+namespace {
+
+constexpr uint8_t kVersion = 2;
+
+}  // namespace
+
+std::string encode_envelope(std::string_view request_id, uint64_t time_ms,
+                            std::string_view command) {
+  std::string out;
+  out.reserve(13 + request_id.size() + command.size());
+  put_u8(&out, kVersion);
+  put_bytes(&out, request_id);
+  put_u64(&out, time_ms);
+  out.append(command);
+  return out;
+}
+
+Result<Envelope> decode_envelope(std::string_view data) {
+  Reader r(data);
+  if (r.u8() != kVersion)
+    return Status::corruption("command envelope: unknown version");
+  Envelope e;
+  e.request_id = r.bytes();
+  e.time_ms = r.u64();
+  if (!r.ok())
+    return Status::corruption("command envelope: malformed");
+  e.command = data.substr(13 + e.request_id.size());
+  return e;
+}
+
+}  // namespace raftnginx::node

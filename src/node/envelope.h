@@ -1,0 +1,29 @@
+// The envelope the node wraps each client command in before proposing it:
+//
+//   version (1) = 2 | request id (4 + n) | proposed at (8, the leader's wall clock in ms since
+//   the Unix epoch) | command
+//
+// The request id makes the write exactly-once (session_table.h); the time lets every node evict
+// sessions (and expire keys) at the same point of the log, without reading its own clock.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "util/status.h"
+
+namespace raftnginx::node {
+
+struct Envelope {
+  std::string_view request_id;
+  uint64_t time_ms = 0;
+  std::string_view command;
+};
+
+std::string encode_envelope(std::string_view request_id, uint64_t time_ms,
+                            std::string_view command);
+// Corruption if `data` is not an envelope of this version.
+Result<Envelope> decode_envelope(std::string_view data);
+
+}  // namespace raftnginx::node

@@ -1,0 +1,23 @@
+#include "util/clock.h"
+
+namespace raftnginx {
+namespace {
+
+class RealClock final : public Clock {
+ public:
+  time_point now() const override { return std::chrono::steady_clock::now(); }
+  uint64_t wall_ms() const override {
+    return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     std::chrono::system_clock::now().time_since_epoch())
+                                     .count());
+  }
+};
+
+}  // namespace
+
+const Clock* Clock::real() {
+  static const RealClock clock;
+  return &clock;
+}
+
+}  // namespace raftnginx

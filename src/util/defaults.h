@@ -1,0 +1,57 @@
+// The one table of defaults. Every option struct (NodeOptions, ServerOptions, DaemonOptions,
+// TcpTransportOptions) starts from these values, and `raft-nginx --help` prints them from here.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string_view>
+
+namespace raftnginx::defaults {
+
+using namespace std::chrono_literals;
+
+// Addresses.
+inline constexpr std::string_view kHttpBind = "localhost:11000";
+inline constexpr std::string_view kRaftBind = "localhost:12000";
+inline constexpr std::string_view kClusterName = "raft-nginx";
+
+// Consensus timing: the election timeout is randomized up to twice this; the heartbeat must be
+// at most half of it.
+inline constexpr std::chrono::milliseconds kElectionTimeout = 500ms;
+inline constexpr std::chrono::milliseconds kHeartbeatTimeout = 50ms;
+
+// Log and snapshots.
+inline constexpr uint64_t kSnapshotThreshold = 8192;
+inline constexpr std::chrono::milliseconds kSnapshotInterval = 2min;
+inline constexpr uint64_t kSnapshotRetain = 2;
+inline constexpr uint64_t kTrailingLogs = 10240;
+inline constexpr uint64_t kSegmentBytes = 64 << 20;
+
+// Client sessions (exactly-once writes): a request id is remembered for this many log entries,
+// this long, and within this many bytes for all ids together, whichever ends first.
+inline constexpr uint64_t kSessionWindowEntries = 100000;
+inline constexpr std::chrono::milliseconds kSessionMaxAge = 1h;
+inline constexpr uint64_t kSessionMaxBytes = 32 << 20;
+inline constexpr size_t kMaxRequestIdBytes = 128;
+
+// HTTP.
+inline constexpr uint64_t kMaxBody = 4 << 20;
+inline constexpr size_t kMaxConnections = 1024;
+inline constexpr std::chrono::milliseconds kHttpReadTimeout = 10s;
+// Longer than nginx's keepalive_timeout for upstreams (60 s), so that nginx closes an idle
+// connection before the daemon does and never sends a request into a closing one.
+inline constexpr std::chrono::milliseconds kHttpIdleTimeout = 75s;
+inline constexpr int kHttpThreads = 2;
+inline constexpr std::chrono::milliseconds kWriteTimeout = 5s;
+
+// Transport between nodes.
+inline constexpr uint64_t kMaxPeerQueueBytes = 64 << 20;
+inline constexpr uint64_t kMaxFrameBytes = 64 << 20;
+inline constexpr uint64_t kSnapshotChunkBytes = 1 << 20;
+
+// The gateway.
+inline constexpr std::string_view kNginxBinary = "/usr/sbin/nginx";
+
+inline constexpr std::string_view kLogLevel = "info";
+
+}  // namespace raftnginx::defaults
