@@ -44,11 +44,11 @@ void setup_logging(const DaemonOptions& options) {
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 }
 
-node::NodeOptions node_options_for(const DaemonOptions& options, const std::string& log_dir) {
+node::NodeOptions node_options_for(const DaemonOptions& options) {
   node::NodeOptions o;
   o.id = cluster::node_id_for(options.id);
   o.data_dir = options.data_dir;
-  o.log_dir = log_dir;
+  o.log_dir = options.log_dir;
   o.tick = std::min(options.heartbeat_timeout, options.election_timeout / 10);
   o.election_ticks = static_cast<int>(options.election_timeout / o.tick);
   o.heartbeat_ticks = std::max(1, static_cast<int>(options.heartbeat_timeout / o.tick));
@@ -130,79 +130,117 @@ Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOpti
                                                     std::move(probe));
 }
 
+// Where the node keeps its data: made absolute (so that nginx's prefix and the logs name the
+// same place whatever the working directory), or a fresh tmpfs directory with -inmem, which is
+// removed again when this goes.
+class DataDir {
+ public:
+  static Result<std::unique_ptr<DataDir>> prepare(DaemonOptions* options) {
+    auto dir = std::make_unique<DataDir>();
+    if (options->inmem) {
+      const std::string base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
+      std::string pattern = base + "/raft-nginx-XXXXXX";
+      if (mkdtemp(pattern.data()) == nullptr)
+        return Status::io_error("cannot create an in-memory directory under " + base);
+      dir->temporary_ = pattern;
+      options->data_dir = pattern;
+      options->fsm = "memory";
+    }
+    options->data_dir = std::filesystem::absolute(options->data_dir).lexically_normal().string();
+    options->log_dir =
+        options->log_dir.empty()
+            ? options->data_dir + "/log"
+            : std::filesystem::absolute(options->log_dir).lexically_normal().string();
+    std::error_code ec;
+    std::filesystem::create_directories(options->data_dir, ec);
+    if (ec)
+      return Status::io_error("cannot create the data directory " + options->data_dir + ": " +
+                              ec.message());
+    return dir;
+  }
+  ~DataDir() {
+    if (!temporary_.empty()) {
+      std::error_code ec;
+      std::filesystem::remove_all(temporary_, ec);
+    }
+  }
+
+ private:
+  std::string temporary_;
+};
+
+http::ServerOptions server_options_for(const DaemonOptions& options) {
+  http::ServerOptions o;
+  o.listen = options.http_bind;
+  o.max_body = options.max_body;
+  o.max_connections = options.max_connections;
+  o.read_timeout = options.http_read_timeout;
+  return o;
+}
+
+transport::TcpTransportOptions transport_options_for(const DaemonOptions& options) {
+  transport::TcpTransportOptions o;
+  o.listen = options.raft_bind;
+  o.advertise = options.raft_advertise;
+  o.cluster_id = options.cluster_name;
+  return o;
+}
+
+http::ApiOptions api_options_for(const DaemonOptions& options, node::Node* node,
+                                 nginx::GatewayController* gateway) {
+  http::ApiOptions o;
+  o.self_name = options.id;
+  o.write_policy = options.write_policy;
+  o.write_timeout = options.write_timeout;
+  if (gateway != nullptr) {
+    o.readiness = [gateway, node] {
+      return gateway->serves(node->status().membership.http_addresses())
+                 ? Status()
+                 : Status::unavailable("nginx is loading the members");
+    };
+  }
+  return o;
+}
+
+// Logs node events, and feeds them to the gateway if there is one.
+void observe_node(node::Node* node, nginx::GatewayController* gateway, bool writes_to_leader) {
+  node->observe([log = std::make_shared<StatusLog>()](const node::NodeStatus& st) { (*log)(st); });
+  if (gateway != nullptr) {
+    node->observe([gateway, writes_to_leader](const node::NodeStatus& st) {
+      gateway->update(gateway_target(st, writes_to_leader));
+    });
+  }
+}
+
 }  // namespace
 
 int run_daemon(const DaemonOptions& given) {
   DaemonOptions options = given;
   setup_logging(options);
   static StopSignal stop_signal;  // static: its detached thread may outlive this function
-
-  std::string inmem_dir;
-  if (options.inmem) {
-    const std::string base = std::filesystem::is_directory("/dev/shm") ? "/dev/shm" : "/tmp";
-    std::string pattern = base + "/raft-nginx-XXXXXX";
-    if (mkdtemp(pattern.data()) == nullptr) {
-      spdlog::critical("cannot create an in-memory directory under {}", base);
-      return 1;
-    }
-    inmem_dir = pattern;
-    options.data_dir = inmem_dir;
-    options.fsm = "memory";
-  }
-  // Absolute, so that nginx's prefix and the logs name the same place whatever the cwd.
-  options.data_dir = std::filesystem::absolute(options.data_dir).lexically_normal().string();
-  const std::string log_dir =
-      options.log_dir.empty()
-          ? options.data_dir + "/log"
-          : std::filesystem::absolute(options.log_dir).lexically_normal().string();
-  auto cleanup = [&] {
-    if (!inmem_dir.empty()) {
-      std::error_code ec;
-      std::filesystem::remove_all(inmem_dir, ec);
-    }
-  };
-  // Start-up failed: says why, and leaves nothing behind.
-  auto give_up = [&](const std::string& why) {
+  auto give_up = [](const std::string& why) {
     spdlog::critical("{}", why);
-    cleanup();
     return 1;
   };
-
-  http::ServerOptions server_options;
-  server_options.listen = options.http_bind;
-  server_options.max_body = options.max_body;
-  server_options.max_connections = options.max_connections;
-  server_options.read_timeout = options.http_read_timeout;
-  auto server = http::Server::listen(server_options);
+  auto data_dir = DataDir::prepare(&options);
+  if (!data_dir.ok())
+    return give_up(data_dir.status().message());
+  auto server = http::Server::listen(server_options_for(options));
   if (!server.ok())
     return give_up(server.status().message());
-
-  transport::TcpTransportOptions transport_options;
-  transport_options.listen = options.raft_bind;
-  transport_options.advertise = options.raft_advertise;
-  transport_options.cluster_id = options.cluster_name;
-  auto transport = transport::TcpTransport::start(transport_options);
+  auto transport = transport::TcpTransport::start(transport_options_for(options));
   if (!transport.ok())
     return give_up(transport.status().message());
 
   http::Client client;
-  node::NodeOptions node_options = node_options_for(options, log_dir);
-  const bool fresh = !has_state(options.data_dir, log_dir);
+  node::NodeOptions node_options = node_options_for(options);
+  const bool fresh = !has_state(options.data_dir, options.log_dir);
   if (fresh && options.bootstrap_expect > 0) {
-    if (!wait_for_peers(&client, options, stop_signal.stopping())) {
-      cleanup();
+    if (!wait_for_peers(&client, options, stop_signal.stopping()))
       return 0;
-    }
     node_options.bootstrap = initial_members(options);
   } else if (fresh && options.join.empty()) {
     node_options.bootstrap = initial_members(options);
-  }
-
-  std::error_code dir_error;
-  std::filesystem::create_directories(options.data_dir, dir_error);
-  if (dir_error) {
-    return give_up("cannot create the data directory " + options.data_dir + ": " +
-                   dir_error.message());
   }
   auto kv = open_backend(options);
   if (!kv.ok())
@@ -225,27 +263,9 @@ int run_daemon(const DaemonOptions& given) {
       stop_signal.stop(1, started.status().message());
     }
   }
-  (*node)->observe(
-      [log = std::make_shared<StatusLog>()](const node::NodeStatus& st) { (*log)(st); });
-  if (gateway) {
-    const bool writes_to_leader = options.write_policy != http::WritePolicy::kReject;
-    (*node)->observe([g = gateway.get(), writes_to_leader](const node::NodeStatus& st) {
-      g->update(gateway_target(st, writes_to_leader));
-    });
-  }
-
-  http::ApiOptions api_options;
-  api_options.self_name = options.id;
-  api_options.write_policy = options.write_policy;
-  api_options.write_timeout = options.write_timeout;
-  if (gateway) {
-    api_options.readiness = [g = gateway.get(), n = node->get()] {
-      return g->serves(n->status().membership.http_addresses())
-                 ? Status()
-                 : Status::unavailable("nginx is loading the members");
-    };
-  }
-  http::Api api(api_options, node->get(), kv_view, server->get(), &client);
+  observe_node(node->get(), gateway.get(), options.write_policy != http::WritePolicy::kReject);
+  http::Api api(api_options_for(options, node->get(), gateway.get()), node->get(), kv_view,
+                server->get(), &client);
   (*server)->serve([&api](http::Request request, http::Respond respond) {
     api.handle(std::move(request), std::move(respond));
   });
@@ -267,7 +287,6 @@ int run_daemon(const DaemonOptions& given) {
   if (gateway)
     gateway->stop(5s);
   spdlog::info("stopped");
-  cleanup();
   return exit_code;
 }
 

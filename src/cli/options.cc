@@ -272,108 +272,185 @@ std::vector<std::string> go_style_to_long(int argc, char** argv) {
   return out;
 }
 
+// The daemon's flags, each declared once: it writes into `flags` as CLI11 parses, and is
+// remembered, so that only the flags given on the command line override the config file.
+class FlagSet {
+ public:
+  explicit FlagSet(CLI::App* app) : app_(app) {}
+
+  template <typename T>
+  CLI::Option* value(const std::string& name, T DaemonOptions::*member, const std::string& help) {
+    return track(app_->add_option(name, flags_.*member, help), member);
+  }
+  CLI::Option* flag(const std::string& name, bool DaemonOptions::*member, const std::string& help) {
+    return track(app_->add_flag(name, flags_.*member, help), member);
+  }
+  CLI::Option* duration(const std::string& name, std::chrono::milliseconds DaemonOptions::*member,
+                        const std::string& help) {
+    return converted<std::chrono::milliseconds>(
+        name, member, help, format_duration(flags_.*member),
+        [](const std::string& text) { return parse_duration(text); });
+  }
+  CLI::Option* size(const std::string& name, uint64_t DaemonOptions::*member,
+                    const std::string& help) {
+    return converted<uint64_t>(name, member, help, format_size(flags_.*member), parse_size);
+  }
+  CLI::Option* write_policy(const std::string& name, const std::string& help) {
+    return converted<http::WritePolicy>(
+        name, &DaemonOptions::write_policy, help, "redirect",
+        [](const std::string& text) -> Result<http::WritePolicy> {
+          if (auto policy = http::parse_write_policy(text))
+            return *policy;
+          return Status::invalid_argument("'" + text + "' is not redirect, forward or reject");
+        });
+  }
+  // Copies the flags given on the command line into `options`.
+  void override(DaemonOptions* options) const {
+    for (const auto& [opt, copy] : given_) {
+      if (opt->count() > 0)
+        copy(*options);
+    }
+  }
+
+ private:
+  template <typename T>
+  CLI::Option* track(CLI::Option* opt, T DaemonOptions::*member) {
+    given_.emplace_back(opt, [this, member](DaemonOptions& o) { o.*member = flags_.*member; });
+    return opt;
+  }
+  // An option read as text and converted by `parse` (a Result<T>) as it is parsed.
+  template <typename T, typename Parse>
+  CLI::Option* converted(const std::string& name, T DaemonOptions::*member, const std::string& help,
+                         const std::string& shown_default, Parse parse) {
+    auto* opt = app_->add_option_function<std::string>(
+        name,
+        [this, name, member, parse](const std::string& text) {
+          auto value = parse(text);
+          if (!value.ok())
+            throw CLI::ValidationError(name, value.status().message());
+          flags_.*member = value.value();
+        },
+        help);
+    opt->default_str(shown_default);
+    return track(opt, member);
+  }
+
+  CLI::App* app_;
+  DaemonOptions flags_;
+  std::vector<std::pair<CLI::Option*, std::function<void(DaemonOptions&)>>> given_;
+};
+
+void declare_flags(FlagSet& f) {
+  f.value("--id", &DaemonOptions::id,
+          "Node id: letters, digits, '.', '_', '-' (default: the raft address, host-port)");
+  f.value("--haddr", &DaemonOptions::http_bind, "HTTP bind address")->capture_default_str();
+  f.value("--raddr", &DaemonOptions::raft_bind, "Raft bind address")->capture_default_str();
+  f.value("--http-advertise", &DaemonOptions::http_advertise,
+          "HTTP address other nodes and clients use (default: --haddr)");
+  f.value("--raft-advertise", &DaemonOptions::raft_advertise,
+          "Raft address other nodes use (default: --raddr)");
+  f.value("--join", &DaemonOptions::join, "HTTP address of any cluster member to join");
+  f.flag("--learner", &DaemonOptions::learner, "With --join: join as a non-voting learner");
+  f.flag("--inmem", &DaemonOptions::inmem,
+         "Keep everything in memory (tmpfs); nothing survives a restart");
+  f.value("data-dir", &DaemonOptions::data_dir, "Directory for the log, snapshots and data");
+  f.value("--fsm", &DaemonOptions::fsm, "State machine backend")
+      ->check(CLI::IsMember({"memory", "rocksdb"}))
+      ->capture_default_str();
+  f.value("--cluster-name", &DaemonOptions::cluster_name,
+          "Nodes of another cluster name are refused")
+      ->capture_default_str();
+  f.duration("--election-timeout", &DaemonOptions::election_timeout,
+             "Election timeout, randomized up to twice this");
+  f.duration("--heartbeat-timeout", &DaemonOptions::heartbeat_timeout, "Leader heartbeat interval");
+  f.value("--snapshot-threshold", &DaemonOptions::snapshot_threshold,
+          "Snapshot after this many applied entries")
+      ->capture_default_str();
+  f.duration("--snapshot-interval", &DaemonOptions::snapshot_interval,
+             "Also snapshot this often if anything changed (0: never)");
+  f.value("--snapshot-retain", &DaemonOptions::snapshot_retain, "Snapshots kept on disk")
+      ->capture_default_str();
+  f.value("--trailing-logs", &DaemonOptions::trailing_logs,
+          "Log entries kept behind a snapshot for lagging followers")
+      ->capture_default_str();
+  f.write_policy("--write-policy",
+                 "A write that reaches a follower: redirect (307 to the leader), forward (relay "
+                 "it), reject (403)");
+  f.size("--max-body", &DaemonOptions::max_body, "Largest request body (413 above)");
+  f.value("--max-connections", &DaemonOptions::max_connections,
+          "Concurrent HTTP connections (503 above)")
+      ->capture_default_str();
+  f.duration("--http-read-timeout", &DaemonOptions::http_read_timeout,
+             "A request must arrive whole within this (slower clients are cut off)");
+  f.duration("--write-timeout", &DaemonOptions::write_timeout,
+             "How long a write waits to commit before 504 (it may still commit)");
+  f.value("--log-level", &DaemonOptions::log_level, "Log level")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
+      ->capture_default_str();
+  f.value("--nginx-listen", &DaemonOptions::nginx_listen,
+          "Run nginx in front of this node on this address (host:port)");
+  f.value("--nginx-binary", &DaemonOptions::nginx_binary, "The nginx to run")
+      ->capture_default_str();
+}
+
+// Fills in what defaults to other options, and checks what no single flag can.
+Status complete_and_check(DaemonOptions* o) {
+  if (o->heartbeat_timeout.count() <= 0 || o->heartbeat_timeout * 2 > o->election_timeout)
+    return Status::invalid_argument(
+        "the heartbeat timeout must be positive and at most half the election timeout");
+  if (o->http_advertise.empty())
+    o->http_advertise = o->http_bind;
+  if (o->raft_advertise.empty())
+    o->raft_advertise = o->raft_bind;
+  if (o->id.empty())
+    o->id = default_id(o->raft_advertise);
+  if (Status s = cluster::validate_name(o->id); !s.ok())
+    return Status::invalid_argument("--id: " + s.message());
+  const std::pair<const char*, const std::string*> binds[] = {{"--haddr", &o->http_bind},
+                                                              {"--raddr", &o->raft_bind}};
+  for (const auto& [flag, address] : binds) {
+    if (auto parsed = net::parse_address(*address, net::Port::kZeroAllowed); !parsed.ok())
+      return Status::invalid_argument(std::string(flag) + ": " + parsed.status().message());
+  }
+  const std::pair<const char*, const std::string*> reachable[] = {
+      {"--http-advertise", &o->http_advertise},
+      {"--raft-advertise", &o->raft_advertise},
+      {"--join", &o->join},
+      {"--nginx-listen", &o->nginx_listen}};
+  for (const auto& [flag, address] : reachable) {
+    if (address->empty())
+      continue;
+    if (auto parsed = net::parse_address(*address); !parsed.ok())
+      return Status::invalid_argument(std::string(flag) + ": " + parsed.status().message());
+  }
+  for (const Peer& peer : o->peers) {
+    if (Status s = cluster::validate_member({peer.id, peer.raft_address, peer.http_address});
+        !s.ok())
+      return Status::invalid_argument("config: nodes: " + s.message());
+  }
+  if (o->data_dir.empty() && !o->inmem)
+    return Status::invalid_argument("a data directory is required (or -inmem)");
+  if (o->learner && o->join.empty())
+    return Status::invalid_argument("--learner needs --join");
+  if (o->bootstrap_expect > o->peers.size()) {
+    return Status::invalid_argument("bootstrap_expect is " + std::to_string(o->bootstrap_expect) +
+                                    " but the config lists " + std::to_string(o->peers.size()) +
+                                    " nodes");
+  }
+  return Status();
+}
+
 }  // namespace
 
 ParsedOptions parse_options(int argc, char** argv) {
-  DaemonOptions flags;
-  std::string election = format_duration(flags.election_timeout),
-              heartbeat = format_duration(flags.heartbeat_timeout),
-              snapshot_interval = format_duration(flags.snapshot_interval),
-              write_timeout = format_duration(flags.write_timeout),
-              read_timeout = format_duration(flags.http_read_timeout);
-  std::string max_body = format_size(flags.max_body), write_policy = "redirect", config_path;
   CLI::App app{
       "raft-nginx: a Raft-replicated key-value store for a cluster of nginx gateways.\n"
       "Flags may be written -name or --name (as hraftd takes them)."};
   app.set_version_flag("--version", std::string(RAFTNGINX_VERSION));
-  // Each option given on the command line overrides the config file: `given` copies it over.
-  std::vector<std::pair<CLI::Option*, std::function<void(DaemonOptions&)>>> given;
-  auto track = [&](CLI::Option* opt, auto member) {
-    given.emplace_back(opt, [member, &flags](DaemonOptions& o) { o.*member = flags.*member; });
-    return opt;
-  };
-  track(app.add_option("--id", flags.id,
-                       "Node id: letters, digits, '.', '_', '-' (default: the raft address, "
-                       "host-port)"),
-        &DaemonOptions::id);
-  track(app.add_option("--haddr", flags.http_bind, "HTTP bind address")->capture_default_str(),
-        &DaemonOptions::http_bind);
-  track(app.add_option("--raddr", flags.raft_bind, "Raft bind address")->capture_default_str(),
-        &DaemonOptions::raft_bind);
-  track(app.add_option("--http-advertise", flags.http_advertise,
-                       "HTTP address other nodes and clients use (default: --haddr)"),
-        &DaemonOptions::http_advertise);
-  track(app.add_option("--raft-advertise", flags.raft_advertise,
-                       "Raft address other nodes use (default: --raddr)"),
-        &DaemonOptions::raft_advertise);
-  track(app.add_option("--join", flags.join, "HTTP address of any cluster member to join"),
-        &DaemonOptions::join);
-  track(app.add_flag("--learner", flags.learner, "With --join: join as a non-voting learner"),
-        &DaemonOptions::learner);
-  track(app.add_flag("--inmem", flags.inmem,
-                     "Keep everything in memory (tmpfs); nothing survives a restart"),
-        &DaemonOptions::inmem);
+  FlagSet flags(&app);
+  declare_flags(flags);
+  std::string config_path;
   app.add_option("--config", config_path, "The Go project's config.json");
-  track(app.add_option("data-dir", flags.data_dir, "Directory for the log, snapshots and data"),
-        &DaemonOptions::data_dir);
-  track(app.add_option("--fsm", flags.fsm, "State machine backend")
-            ->check(CLI::IsMember({"memory", "rocksdb"}))
-            ->capture_default_str(),
-        &DaemonOptions::fsm);
-  track(app.add_option("--cluster-name", flags.cluster_name,
-                       "Nodes of another cluster name are refused")
-            ->capture_default_str(),
-        &DaemonOptions::cluster_name);
-  auto* election_opt = app.add_option("--election-timeout", election,
-                                      "Election timeout, randomized up to twice this")
-                           ->capture_default_str();
-  auto* heartbeat_opt =
-      app.add_option("--heartbeat-timeout", heartbeat, "Leader heartbeat interval")
-          ->capture_default_str();
-  track(app.add_option("--snapshot-threshold", flags.snapshot_threshold,
-                       "Snapshot after this many applied entries")
-            ->capture_default_str(),
-        &DaemonOptions::snapshot_threshold);
-  auto* interval_opt = app.add_option("--snapshot-interval", snapshot_interval,
-                                      "Also snapshot this often if anything changed (0: never)")
-                           ->capture_default_str();
-  track(app.add_option("--snapshot-retain", flags.snapshot_retain, "Snapshots kept on disk")
-            ->capture_default_str(),
-        &DaemonOptions::snapshot_retain);
-  track(app.add_option("--trailing-logs", flags.trailing_logs,
-                       "Log entries kept behind a snapshot for lagging followers")
-            ->capture_default_str(),
-        &DaemonOptions::trailing_logs);
-  auto* policy_opt = app.add_option("--write-policy", write_policy,
-                                    "A write that reaches a follower: redirect (307 to the "
-                                    "leader), forward (relay it), reject (403)")
-                         ->check(CLI::IsMember({"redirect", "forward", "reject"}))
-                         ->capture_default_str();
-  auto* body_opt = app.add_option("--max-body", max_body, "Largest request body (413 above)")
-                       ->capture_default_str();
-  track(app.add_option("--max-connections", flags.max_connections,
-                       "Concurrent HTTP connections (503 above)")
-            ->capture_default_str(),
-        &DaemonOptions::max_connections);
-  auto* read_timeout_opt =
-      app.add_option("--http-read-timeout", read_timeout,
-                     "A request must arrive whole within this (slower clients are cut off)")
-          ->capture_default_str();
-  auto* timeout_opt = app.add_option("--write-timeout", write_timeout,
-                                     "How long a write waits to commit before 503")
-                          ->capture_default_str();
-  track(app.add_option("--log-level", flags.log_level, "Log level")
-            ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))
-            ->capture_default_str(),
-        &DaemonOptions::log_level);
-
-  track(app.add_option("--nginx-listen", flags.nginx_listen,
-                       "Run nginx in front of this node on this address (host:port)"),
-        &DaemonOptions::nginx_listen);
-  track(app.add_option("--nginx-binary", flags.nginx_binary, "The nginx to run")
-            ->capture_default_str(),
-        &DaemonOptions::nginx_binary);
-
   std::vector<std::string> args = go_style_to_long(argc, argv);
   try {
     app.parse(args);
@@ -385,7 +462,6 @@ ParsedOptions parse_options(int argc, char** argv) {
     std::cerr << "raft-nginx: " << message << "\n";
     return ParsedOptions{std::nullopt, 2};
   };
-
   DaemonOptions options;
   if (!config_path.empty()) {
     std::vector<std::string> warnings;
@@ -394,77 +470,9 @@ ParsedOptions parse_options(int argc, char** argv) {
     for (const std::string& w : warnings)
       std::cerr << "raft-nginx: warning: " << w << "\n";
   }
-  for (const auto& [opt, copy] : given) {
-    if (opt->count() > 0)
-      copy(options);
-  }
-  auto duration = [&](CLI::Option* opt, const std::string& text,
-                      std::chrono::milliseconds* out) -> Status {
-    if (opt->count() == 0)
-      return Status();
-    auto d = parse_duration(text);
-    if (!d.ok())
-      return Status::invalid_argument(opt->get_name() + ": " + d.status().message());
-    *out = *d;
-    return Status();
-  };
-  for (Status s : {duration(election_opt, election, &options.election_timeout),
-                   duration(heartbeat_opt, heartbeat, &options.heartbeat_timeout),
-                   duration(interval_opt, snapshot_interval, &options.snapshot_interval),
-                   duration(timeout_opt, write_timeout, &options.write_timeout),
-                   duration(read_timeout_opt, read_timeout, &options.http_read_timeout)}) {
-    if (!s.ok())
-      return error(s.message());
-  }
-  if (body_opt->count() > 0) {
-    auto size = parse_size(max_body);
-    if (!size.ok())
-      return error("--max-body: " + size.status().message());
-    options.max_body = *size;
-  }
-  if (policy_opt->count() > 0)
-    options.write_policy = *http::parse_write_policy(write_policy);  // checked by IsMember
-  if (options.heartbeat_timeout.count() <= 0 ||
-      options.heartbeat_timeout * 2 > options.election_timeout) {
-    return error("the heartbeat timeout must be positive and at most half the election timeout");
-  }
-  if (options.http_advertise.empty())
-    options.http_advertise = options.http_bind;
-  if (options.raft_advertise.empty())
-    options.raft_advertise = options.raft_bind;
-  if (options.id.empty())
-    options.id = default_id(options.raft_advertise);
-  if (Status s = cluster::validate_name(options.id); !s.ok())
-    return error("--id: " + s.message());
-  for (const auto& [flag, address] :
-       {std::pair<const char*, const std::string*>{"--haddr", &options.http_bind},
-        {"--raddr", &options.raft_bind}}) {
-    if (auto parsed = net::parse_address(*address, net::Port::kZeroAllowed); !parsed.ok())
-      return error(std::string(flag) + ": " + parsed.status().message());
-  }
-  for (const auto& [flag, address] :
-       {std::pair<const char*, const std::string*>{"--http-advertise", &options.http_advertise},
-        {"--raft-advertise", &options.raft_advertise}}) {
-    if (auto parsed = net::parse_address(*address); !parsed.ok())
-      return error(std::string(flag) + ": " + parsed.status().message());
-  }
-  if (!options.join.empty() && !net::valid_address(options.join))
-    return error("--join: " + net::parse_address(options.join).status().message());
-  if (!options.nginx_listen.empty() && !net::valid_address(options.nginx_listen))
-    return error("--nginx-listen: " + net::parse_address(options.nginx_listen).status().message());
-  for (const Peer& peer : options.peers) {
-    if (Status s = cluster::validate_member({peer.id, peer.raft_address, peer.http_address});
-        !s.ok())
-      return error("config: nodes: " + s.message());
-  }
-  if (options.data_dir.empty() && !options.inmem)
-    return error("a data directory is required (or -inmem)");
-  if (options.learner && options.join.empty())
-    return error("--learner needs --join");
-  if (options.bootstrap_expect > options.peers.size()) {
-    return error("bootstrap_expect is " + std::to_string(options.bootstrap_expect) +
-                 " but the config lists " + std::to_string(options.peers.size()) + " nodes");
-  }
+  flags.override(&options);
+  if (Status s = complete_and_check(&options); !s.ok())
+    return error(s.message());
   return ParsedOptions{std::move(options), 0};
 }
 

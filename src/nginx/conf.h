@@ -6,7 +6,9 @@
 // (502) sends the write through the local daemon instead. The leader's address is looked up in
 // a map of the known members, each an upstream with keepalive: nginx never sends a write
 // anywhere else, reuses its connections to the leader, and needs no resolver. An unknown
-// leader is a 503 JSON error.
+// leader, or a daemon that does not answer, is a 503 JSON error. Every request carries an
+// Idempotency-Key (the client's, or nginx's $request_id), so that a write nginx sends twice is
+// applied once, and every 5xx answer carries it back for the client's retry.
 //
 // Why each directive is there (found with Debian's nginx 1.22): see conf.cc.
 #pragma once

@@ -7,7 +7,11 @@
 //   <dir>/tmp-<n>/           one being written or received; removed at open (a crash left it)
 //
 // A snapshot becomes visible only by the rename that seals it, after its files and meta are
-// fsynced, so a crash never leaves a half-written snapshot that looks whole.
+// fsynced, so a crash never leaves a half-written snapshot that looks whole. A sealed snapshot's
+// files never change; a pinned one is not deleted until unpinned.
+//
+// Threads: not thread-safe; the caller serializes every call (the node holds one lock around
+// the store). The files of a sealed snapshot may be read from any thread meanwhile.
 #pragma once
 
 #include <map>

@@ -38,6 +38,23 @@ class Gateway(ClusterTest):
                 self.assertEqual(r.json(), {f"user{i}": writer.name})
                 self.assertEqual(r.header("X-Raft-Served-By"), node.name)  # read locally
 
+    def test_writes_through_nginx_are_exactly_once(self):
+        c = self.cluster.start(3, nginx=True)
+        leader = c.leader()
+        follower = c.followers()[0]
+        # nginx gives every write a request id when the client sends none.
+        before = leader.status()["sessions"]
+        self.assertEqual(request(follower.gateway, "POST", "/key", body={"a": "1"}).status, 200)
+        self.assertEqual(leader.status()["sessions"], before + 1)
+        # A client's own id passes through unchanged: its retry is answered, not applied again.
+        applied = leader.metric("raftnginx_fsm_applied_entries_total")
+        for _ in range(2):
+            r = request(follower.gateway, "POST", "/key", body={"b": "2"},
+                        headers={"Idempotency-Key": "client-chosen"})
+            self.assertEqual(r.status, 200, r)
+            self.assertIsNone(r.header("Idempotency-Key"))  # only 5xx answers carry it back
+        self.assertEqual(leader.metric("raftnginx_fsm_applied_entries_total"), applied + 1)
+
     def test_large_writes_and_deletes_through_a_followers_nginx(self):
         c = self.cluster.start(3, nginx=True)
         follower = c.followers()[0]
@@ -119,6 +136,8 @@ class Gateway(ClusterTest):
                     break
                 self.assertEqual(r.status, 503, r)  # nothing but "retry" while re-electing
                 self.assertIsNotNone(r.header("Retry-After"))
+                # ... with the request id the cluster saw, for an exactly-once retry.
+                self.assertRegex(r.header("Idempotency-Key") or "", "^[0-9a-f]{32}$")
                 self.assertLess(time.monotonic() - began, 10 * SLOW, "no leader within 10 s")
                 time.sleep(0.05)
         # The killed daemon's nginx went with it: the port is free for a restart.
