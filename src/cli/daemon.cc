@@ -181,7 +181,6 @@ http::ServerOptions server_options_for(const DaemonOptions& options) {
 transport::TcpTransportOptions transport_options_for(const DaemonOptions& options) {
   transport::TcpTransportOptions o;
   o.listen = options.raft_bind;
-  o.advertise = options.raft_advertise;
   o.cluster_id = options.cluster_name;
   return o;
 }

@@ -91,6 +91,13 @@ std::string Metrics::render(const node::NodeStatus& st, const Histogram& sync_la
                "Times this node saw a new leader.", st.leader_changes);
   write_metric(&out, "raftnginx_members", "gauge", "Members in the configuration.",
                st.raft.conf.voters.size() + st.raft.conf.learners.size());
+  write_metric(&out, "raftnginx_sessions", "gauge", "Client request ids remembered.", st.sessions);
+  out +=
+      "# HELP raftnginx_protocol_violations_total Messages from peers that broke the protocol "
+      "and were dropped, by kind.\n"
+      "# TYPE raftnginx_protocol_violations_total counter\n";
+  for (const auto& [kind, count] : st.protocol_violations)
+    out += fmt::format("raftnginx_protocol_violations_total{{kind=\"{}\"}} {}\n", kind, count);
   return out;
 }
 

@@ -1,9 +1,12 @@
 // The node's lifecycle, its raft loop and the calls other threads make into it.
 #include "node/node.h"
 
+#include <spdlog/spdlog.h>
+
 #include <future>
 
 #include "node/envelope.h"
+#include "node/inbound.h"
 
 namespace raftnginx::node {
 
@@ -90,14 +93,38 @@ void Node::handle_ready() {
   maybe_snapshot();
 }
 
-void Node::receive(raft::Message m) {
-  post([this, m = std::move(m)]() mutable {
-    const raft::NodeId from = m.from;
-    const raft::Term term = m.term;
-    (void)core_->step(std::move(m));
-    if (from == core_->leader() && term == core_->term())
-      leader_contact_ = options_.clock->now();
+void Node::receive(raft::Message m, transport::Sender sender) {
+  post([this, m = std::move(m), sender]() mutable {
+    step_from_network(std::move(m), sender, false);
   });
+}
+
+void Node::step_from_network(raft::Message m, transport::Sender sender, bool from_snapshot_stream) {
+  if (const char* rule = refuse_inbound(m, sender, membership().conf, from_snapshot_stream))
+    return count_violation(rule, sender.id);
+  const raft::NodeId from = m.from;
+  const raft::Term term = m.term;
+  Status s = core_->step(std::move(m));
+  if (s.code() == Status::Code::kProtocolViolation)
+    return count_violation(s.message(), from);
+  if (from == core_->leader() && term == core_->term())
+    leader_contact_ = options_.clock->now();
+}
+
+void Node::count_violation(const std::string& kind, raft::NodeId from) {
+  uint64_t count = 0;
+  {
+    std::lock_guard lock(status_mu_);
+    count = ++status_.protocol_violations[kind];
+  }
+  const auto now = options_.clock->now();
+  if (now - last_violation_log_ < std::chrono::seconds(1))
+    return;
+  last_violation_log_ = now;
+  spdlog::warn(
+      "protocol violation by node {}: {} ({} of this kind so far; at most one such line "
+      "a second)",
+      membership().name_of(from), kind, count);
 }
 
 void Node::unreachable(raft::NodeId peer) {
@@ -260,6 +287,7 @@ void Node::publish_status() {
     last_leader_ = raft.leader;
   }
   published_applied_.store(applied_);
+  published_leader_.store(raft.leader);
   published_leader_contact_.store(leader_contact_.time_since_epoch().count());
   NodeStatus copy;
   {

@@ -97,6 +97,9 @@ struct NodeStatus {
   uint64_t snapshots_installed = 0;
   uint64_t leader_changes = 0;  // times this node saw a new leader
   size_t sessions = 0;          // request ids remembered
+  // Messages peers sent that broke the protocol and were dropped, by kind (raft::Violation
+  // names, and node/inbound.h's rules).
+  std::map<std::string, uint64_t> protocol_violations;
   // When this node last heard from the leader of its term (now, on the leader itself); the
   // epoch if never.
   std::chrono::steady_clock::time_point leader_contact;
@@ -148,10 +151,12 @@ class Node final : public transport::Receiver, private ReadySink {
   raft::NodeId id() const { return options_.id; }
 
   // transport::Receiver
-  void receive(raft::Message m) override;
+  void receive(raft::Message m, transport::Sender sender) override;
   void unreachable(raft::NodeId peer) override;
-  Result<std::string> begin_snapshot_receive() override;
-  Status finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
+  Result<std::string> begin_snapshot_receive(transport::Sender sender) override;
+  void abort_snapshot_receive(const std::string& staged_dir) override;
+  Status finish_snapshot_receive(raft::Message m, transport::Sender sender,
+                                 const std::string& staged_dir,
                                  storage::SnapshotInfo info) override;
 
  private:
@@ -190,6 +195,10 @@ class Node final : public transport::Receiver, private ReadySink {
   void handle_ready();
   void fail(Status s);
   void fail_pending(const Status& why);
+  // Steps a message from the network through the inbound rules and the core; counts and logs
+  // (at most once a second) what breaks the protocol.
+  void step_from_network(raft::Message m, transport::Sender sender, bool from_snapshot_stream);
+  void count_violation(const std::string& kind, raft::NodeId from);
   void add_waiter(const raft::ProposalId& id, ProposeCallback done);
   void publish_status();
 
@@ -227,8 +236,8 @@ class Node final : public transport::Receiver, private ReadySink {
   void snapshot_written(Result<storage::SnapshotInfo> sealed);
   std::string node_file() const;
   void unpin_snapshot(raft::Index index);
-  void seal_received_snapshot(raft::Message m, const std::string& staged_dir,
-                              storage::SnapshotInfo info);
+  void seal_received_snapshot(raft::Message m, transport::Sender sender,
+                              const std::string& staged_dir, storage::SnapshotInfo info);
 
   const NodeOptions options_;
   std::unique_ptr<fsm::StateMachine> fsm_;
@@ -264,6 +273,7 @@ class Node final : public transport::Receiver, private ReadySink {
   std::thread snapshot_thread_;
   Status failure_;
   Clock::time_point leader_contact_;
+  Clock::time_point last_violation_log_;
   raft::NodeId last_leader_ = raft::kNoNode;
   uint64_t leader_changes_ = 0;
   std::vector<StatusObserver> observers_;
@@ -291,6 +301,7 @@ class Node final : public transport::Receiver, private ReadySink {
   mutable std::mutex status_mu_;
   NodeStatus status_;
   std::atomic<raft::Index> published_applied_{0};
+  std::atomic<raft::NodeId> published_leader_{raft::kNoNode};
   std::atomic<std::chrono::steady_clock::rep> published_leader_contact_{0};
   Histogram sync_latency_;
   std::thread loop_;

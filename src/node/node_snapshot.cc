@@ -115,40 +115,52 @@ void Node::unpin_snapshot(raft::Index index) {
     fail(s);
 }
 
-Result<std::string> Node::begin_snapshot_receive() {
+Result<std::string> Node::begin_snapshot_receive(transport::Sender sender) {
+  // Only this node's leader offers a snapshot; it is known as leader before it sends one.
+  if (sender.id != published_leader_.load())
+    return Status::unavailable("a snapshot stream from a node that is not the leader");
   std::lock_guard lock(store_mu_);
   return snapshots_->begin();
 }
 
-Status Node::finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
-                                     storage::SnapshotInfo info) {
+void Node::abort_snapshot_receive(const std::string& staged_dir) {
+  std::lock_guard lock(store_mu_);
+  snapshots_->abort(staged_dir);
+}
+
+Status Node::finish_snapshot_receive(raft::Message m, transport::Sender sender,
+                                     const std::string& staged_dir, storage::SnapshotInfo info) {
+  if (m.type != raft::MessageType::kSnapshot || m.snapshot != info.meta)
+    return Status::invalid_argument("a snapshot stream whose message does not describe it");
   // Checksumming and fsyncing a large snapshot takes a while: not on the transport's thread,
   // which carries every other message too. One snapshot is verified at a time.
   std::lock_guard lock(receive_mu_);
   if (receive_thread_.joinable())
     receive_thread_.join();
   receive_thread_ =
-      std::thread([this, m = std::move(m), staged_dir, info = std::move(info)]() mutable {
-        seal_received_snapshot(std::move(m), staged_dir, std::move(info));
+      std::thread([this, m = std::move(m), sender, staged_dir, info = std::move(info)]() mutable {
+        seal_received_snapshot(std::move(m), sender, staged_dir, std::move(info));
       });
   return Status();
 }
 
-void Node::seal_received_snapshot(raft::Message m, const std::string& staged_dir,
-                                  storage::SnapshotInfo info) {
+void Node::seal_received_snapshot(raft::Message m, transport::Sender sender,
+                                  const std::string& staged_dir, storage::SnapshotInfo info) {
   const std::vector<storage::SnapshotFile> expected = info.files;
   const raft::Index index = info.meta.index;
   {
     std::lock_guard lock(store_mu_);
     // A damaged transfer is dropped here; the leader, hearing nothing, sends it again.
     auto sealed = snapshots_->commit(staged_dir, std::move(info), &expected);
-    if (!sealed.ok())
+    if (!sealed.ok()) {
+      snapshots_->abort(staged_dir);
       return;
+    }
     snapshots_->pin(index);  // kept until the core has taken it or turned it down
   }
   // The Ready that installs it, if the core accepts it, is handled in this same task.
-  const bool queued = post([this, m = std::move(m), index]() mutable {
-    (void)core_->step(std::move(m));
+  const bool queued = post([this, m = std::move(m), sender, index]() mutable {
+    step_from_network(std::move(m), sender, true);
     while (failure_.ok() && core_->has_ready())
       handle_ready();
     unpin_snapshot(index);

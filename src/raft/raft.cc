@@ -213,7 +213,11 @@ void Raft::send(Message m) {
   outbox_.push_back(std::move(m));
 }
 
-void Raft::step(Message m) {
+Violation Raft::step(Message m) {
+  if (m.from == id_)
+    return Violation::kFromSelf;
+  if (m.term >= kMaxTerm)
+    return Violation::kTermTooLarge;
   if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
       // Leader lease (thesis 4.2.3): while we hear from a leader, a vote request is a disruption
@@ -221,7 +225,7 @@ void Raft::step(Message m) {
       const bool in_lease =
           check_quorum_ && leader_ != kNoNode && election_elapsed_ < election_timeout_;
       if (in_lease && !m.transfer)
-        return;
+        return Violation::kNone;
     }
     if (m.type == MessageType::kPreVote) {
       // A pre-vote never changes our term.
@@ -250,25 +254,23 @@ void Raft::step(Message m) {
       resp.reject = true;
       send(std::move(resp));
     }
-    return;
+    return Violation::kNone;
   }
 
   if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {
     handle_vote_request(m);
-    return;
+    return Violation::kNone;
   }
   switch (role_) {
     case Role::kLeader:
-      step_leader(m);
-      break;
+      return step_leader(m);
     case Role::kPreCandidate:
     case Role::kCandidate:
-      step_candidate(m);
-      break;
+      return step_candidate(m);
     case Role::kFollower:
-      step_follower(m);
       break;
   }
+  return step_follower(m);
 }
 
 void Raft::handle_vote_request(const Message& m) {
@@ -299,61 +301,68 @@ void Raft::handle_vote_request(const Message& m) {
   send(std::move(resp));
 }
 
-void Raft::step_follower(Message& m) {
+Violation Raft::step_follower(Message& m) {
+  const bool from_leader_role = m.type == MessageType::kAppend ||
+                                m.type == MessageType::kHeartbeat ||
+                                m.type == MessageType::kSnapshot;
+  // Election safety: one leader per term. Leader traffic in our term from anyone else is forged.
+  if (from_leader_role && leader_ != kNoNode && m.from != leader_)
+    return Violation::kSecondLeader;
   switch (m.type) {
     case MessageType::kAppend:
       election_elapsed_ = 0;
       leader_ = m.from;
-      handle_append(m);
-      break;
+      return handle_append(m);
     case MessageType::kHeartbeat:
       election_elapsed_ = 0;
       leader_ = m.from;
-      handle_heartbeat(m);
-      break;
+      return handle_heartbeat(m);
     case MessageType::kSnapshot:
       election_elapsed_ = 0;
       leader_ = m.from;
-      handle_snapshot(m);
-      break;
+      return handle_snapshot(m);
     case MessageType::kTimeoutNow:
-      campaign(Campaign::kTransfer);
-      break;
     case MessageType::kReadIndexResponse:
-      read_states_.push_back(ReadState{m.index, std::move(m.context)});
-      break;
+      // Only our leader hands leadership over or gives read points (one from anyone else could
+      // make a read miss committed writes). Without a known leader (just restarted), it is an
+      // answer to someone we were before: dropped.
+      if (m.from != leader_)
+        return leader_ == kNoNode ? Violation::kNone : Violation::kNotFromLeader;
+      if (m.type == MessageType::kTimeoutNow) {
+        campaign(Campaign::kTransfer);
+      } else {
+        read_states_.push_back(ReadState{m.index, std::move(m.context)});
+      }
+      return Violation::kNone;
     case MessageType::kTransferLeader:
       if (leader_ != kNoNode) {
         m.to = leader_;
         send(std::move(m));
       }
-      break;
+      return Violation::kNone;
     default:
-      break;
+      return Violation::kNone;
   }
 }
 
-void Raft::step_candidate(Message& m) {
+Violation Raft::step_candidate(Message& m) {
   const MessageType expected =
       role_ == Role::kPreCandidate ? MessageType::kPreVoteResponse : MessageType::kVoteResponse;
   switch (m.type) {
     case MessageType::kAppend:
       become_follower(m.term, m.from);
-      handle_append(m);
-      return;
+      return handle_append(m);
     case MessageType::kHeartbeat:
       become_follower(m.term, m.from);
-      handle_heartbeat(m);
-      return;
+      return handle_heartbeat(m);
     case MessageType::kSnapshot:
       become_follower(m.term, m.from);
-      handle_snapshot(m);
-      return;
+      return handle_snapshot(m);
     default:
       break;
   }
   if (m.type != expected)
-    return;
+    return Violation::kNone;
   votes_.emplace(m.from, !m.reject);
   switch (majority_vote(conf_.voters, votes_)) {
     case VoteResult::kWon:
@@ -369,34 +378,51 @@ void Raft::step_candidate(Message& m) {
     case VoteResult::kPending:
       break;
   }
+  return Violation::kNone;
 }
 
-void Raft::step_leader(Message& m) {
+Violation Raft::step_leader(Message& m) {
   auto it = progress_.find(m.from);
   switch (m.type) {
     case MessageType::kAppendResponse:
       if (it != progress_.end())
-        handle_append_response(m, it->second);
-      break;
+        return handle_append_response(m, it->second);
+      return Violation::kNone;
     case MessageType::kHeartbeatResponse:
       if (it != progress_.end())
         handle_heartbeat_response(m, it->second);
-      break;
+      return Violation::kNone;
     case MessageType::kReadIndex:
       leader_read(m.from, std::move(m.context));
-      break;
+      return Violation::kNone;
     case MessageType::kTransferLeader:
       leader_transfer(m.index);
-      break;
+      return Violation::kNone;
+    case MessageType::kAppend:
+    case MessageType::kHeartbeat:
+    case MessageType::kSnapshot:
+    case MessageType::kTimeoutNow:
+      return Violation::kSecondLeader;  // we lead this term
     default:
-      break;
+      return Violation::kNone;
   }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Follower side of replication
 
-void Raft::handle_append(Message& m) {
+Violation Raft::handle_append(Message& m) {
+  // What a leader sends: entries right after prev, of terms that never decrease, none later than
+  // the message's own.
+  Term prev_term = m.log_term;
+  for (size_t i = 0; i < m.entries.size(); ++i) {
+    const Entry& e = m.entries[i];
+    if (e.index != m.index + 1 + i || e.term < prev_term || e.term > m.term)
+      return Violation::kMalformedAppend;
+    prev_term = e.term;
+  }
+  if (m.log_term > m.term)
+    return Violation::kMalformedAppend;
   Message resp;
   resp.type = MessageType::kAppendResponse;
   resp.to = m.from;
@@ -404,7 +430,13 @@ void Raft::handle_append(Message& m) {
     // Everything up to our commit index already matches the leader's log.
     resp.index = log_.committed();
     send(std::move(resp));
-    return;
+    return Violation::kNone;
+  }
+  if (log_.match_term(m.index, m.log_term)) {
+    // Leader Completeness: no real leader contradicts an entry we know is committed.
+    const Index conflict = log_.find_conflict(m.entries);
+    if (conflict != 0 && conflict <= log_.committed())
+      return Violation::kOverwritesCommitted;
   }
   if (auto last_new = log_.maybe_append(m.index, m.log_term, m.commit, std::move(m.entries))) {
     resp.index = *last_new;
@@ -417,20 +449,26 @@ void Raft::handle_append(Message& m) {
     resp.log_term = hint_term;
   }
   send(std::move(resp));
+  return Violation::kNone;
 }
 
-void Raft::handle_heartbeat(const Message& m) {
+Violation Raft::handle_heartbeat(const Message& m) {
   // The leader sends min(matchIndex, commitIndex), which our log is known to hold.
+  if (m.commit > log_.last_index())
+    return Violation::kCommitPastLog;
   log_.commit_to(m.commit);
   Message resp;
   resp.type = MessageType::kHeartbeatResponse;
   resp.to = m.from;
   resp.read_seq = m.read_seq;
   send(std::move(resp));
+  return Violation::kNone;
 }
 
-void Raft::handle_snapshot(const Message& m) {
+Violation Raft::handle_snapshot(const Message& m) {
   const SnapshotMeta& snap = m.snapshot;
+  if (snap.index == 0 || snap.term == 0 || snap.term > m.term)
+    return Violation::kMalformedSnapshot;
   Message resp;
   resp.type = MessageType::kAppendResponse;
   resp.to = m.from;
@@ -447,6 +485,7 @@ void Raft::handle_snapshot(const Message& m) {
     resp.index = snap.index;
   }
   send(std::move(resp));
+  return Violation::kNone;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -539,7 +578,9 @@ void Raft::flush() {
   }
 }
 
-void Raft::handle_append_response(const Message& m, Progress& pr) {
+Violation Raft::handle_append_response(const Message& m, Progress& pr) {
+  if (!m.reject && m.index > log_.last_index())
+    return Violation::kAckPastLog;
   pr.recent_active = true;
   if (m.reject) {
     Index hint = m.reject_hint;
@@ -550,11 +591,11 @@ void Raft::handle_append_response(const Message& m, Progress& pr) {
         pr.become_probe();
       send_append(m.from, true);
     }
-    return;
+    return Violation::kNone;
   }
   const bool was_paused = pr.is_paused();
   if (!pr.maybe_update(m.index))
-    return;
+    return Violation::kNone;
   switch (pr.state) {
     case Progress::State::kProbe:
       pr.become_replicate();
@@ -581,6 +622,7 @@ void Raft::handle_append_response(const Message& m, Progress& pr) {
     timeout.to = m.from;
     send(std::move(timeout));
   }
+  return Violation::kNone;
 }
 
 void Raft::handle_heartbeat_response(const Message& m, Progress& pr) {
@@ -819,10 +861,12 @@ void Raft::on_applied(const std::vector<Entry>& applied_entries) {
     uncommitted_bytes_ -= std::min(uncommitted_bytes_, entry_size(e));
     if (e.type != EntryType::kConfChange)
       continue;
+    // An unreadable change (from a leader that broke the protocol), or one proposed against an
+    // older membership, is skipped on every node alike.
     auto cc = decode_conf_change(e.data.view());
-    RAFTNGINX_CHECK(cc.ok(), "committed conf change is unreadable: " + cc.status().to_string());
+    if (!cc.ok())
+      continue;
     auto next = apply_conf_change(conf_, *cc);
-    // An invalid change (proposed against an older membership) is skipped on every node alike.
     if (!next.ok())
       continue;
     conf_ = std::move(next).value();

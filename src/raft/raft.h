@@ -30,7 +30,8 @@ class Raft {
        Index committed, Index applied);
 
   void tick();
-  void step(Message m);
+  // A message from a peer; a message that breaks the protocol is dropped and named.
+  Violation step(Message m);
   Result<ProposalId> propose(std::string data);
   Result<ProposalId> propose_conf_change(const ConfChange& cc);
   Status read_index(std::string context);
@@ -91,14 +92,14 @@ class Raft {
   void tick_election();
   void tick_heartbeat();
 
-  void step_leader(Message& m);
-  void step_candidate(Message& m);
-  void step_follower(Message& m);
+  Violation step_leader(Message& m);
+  Violation step_candidate(Message& m);
+  Violation step_follower(Message& m);
   void handle_vote_request(const Message& m);
-  void handle_append(Message& m);
-  void handle_heartbeat(const Message& m);
-  void handle_snapshot(const Message& m);
-  void handle_append_response(const Message& m, Progress& pr);
+  Violation handle_append(Message& m);
+  Violation handle_heartbeat(const Message& m);
+  Violation handle_snapshot(const Message& m);
+  Violation handle_append_response(const Message& m, Progress& pr);
   void handle_heartbeat_response(const Message& m, Progress& pr);
 
   // Leader side of replication.

@@ -63,7 +63,7 @@ Result<std::unique_ptr<RawNode>> RawNode::create(const Config& config, const Sto
         continue;
       auto cc = decode_conf_change(e.data.view());
       if (!cc.ok())
-        return cc.status();
+        continue;  // skipped when it was applied too (Raft::on_applied)
       auto next = apply_conf_change(conf, *cc);
       if (next.ok())
         conf = std::move(next).value();
@@ -87,7 +87,8 @@ Status RawNode::step(Message m) {
   }
   if (m.from == kNoNode)
     return Status::invalid_argument("message from node 0");
-  raft_.step(std::move(m));
+  if (Violation v = raft_.step(std::move(m)); v != Violation::kNone)
+    return Status::protocol_violation(violation_name(v));
   return Status();
 }
 

@@ -96,7 +96,8 @@ class RawNode {
 
   // One unit of logical time (the runtime calls it every few milliseconds).
   void tick() { raft_.tick(); }
-  // A message from a peer. InvalidArgument if it is not addressed to this node.
+  // A message from a peer. InvalidArgument if it is not addressed to this node;
+  // ProtocolViolation (naming the raft::Violation) if it breaks the protocol: it was dropped.
   Status step(Message m);
   // Appends a command on the leader. NotLeader (naming the leader when known) elsewhere; Busy
   // during a leadership transfer.

@@ -127,6 +127,32 @@ const char* conf_change_type_name(ConfChangeType type) {
   return "unknown";
 }
 
+const char* violation_name(Violation v) {
+  switch (v) {
+    case Violation::kNone:
+      return "none";
+    case Violation::kFromSelf:
+      return "from_self";
+    case Violation::kTermTooLarge:
+      return "term_too_large";
+    case Violation::kSecondLeader:
+      return "second_leader";
+    case Violation::kNotFromLeader:
+      return "not_from_leader";
+    case Violation::kMalformedAppend:
+      return "malformed_append";
+    case Violation::kOverwritesCommitted:
+      return "overwrites_committed";
+    case Violation::kCommitPastLog:
+      return "commit_past_log";
+    case Violation::kAckPastLog:
+      return "ack_past_log";
+    case Violation::kMalformedSnapshot:
+      return "malformed_snapshot";
+  }
+  return "unknown";
+}
+
 const char* role_name(Role role) {
   switch (role) {
     case Role::kFollower:

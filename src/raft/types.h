@@ -160,6 +160,27 @@ struct Message {
   SnapshotMeta snapshot;
 };
 
+// What a peer did that the protocol does not allow. The core drops such a message and says what
+// it was; the runtime counts and logs it. Nothing a peer sends may abort the process: aborts are
+// for this node's own broken invariants.
+enum class Violation : uint8_t {
+  kNone,
+  kFromSelf,             // a message that claims to come from this node
+  kTermTooLarge,         // a term no real cluster reaches (it would soon overflow)
+  kSecondLeader,         // leader traffic in our term from someone other than our leader
+  kNotFromLeader,        // TimeoutNow from someone other than our leader
+  kMalformedAppend,      // entries not contiguous after prev, or of a later term than the message
+  kOverwritesCommitted,  // an append that conflicts with entries we know are committed
+  kCommitPastLog,        // a heartbeat whose commit index is past our log
+  kAckPastLog,           // an acknowledgement of entries the leader does not have
+  kMalformedSnapshot,    // a snapshot of index 0, or of a later term than the message
+};
+
+const char* violation_name(Violation v);
+
+// Terms at or past this are refused: a cluster would need 2^62 elections to get there.
+inline constexpr Term kMaxTerm = Term{1} << 62;
+
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
 
 const char* role_name(Role role);

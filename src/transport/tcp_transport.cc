@@ -1,18 +1,20 @@
-#include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
-
 #include "transport/tcp_transport.h"
 
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <boost/asio.hpp>
-#include <deque>
+#include <map>
 #include <mutex>
+#include <set>
 #include <thread>
 
+#include "cluster/member.h"
 #include "net/address.h"
 #include "net/listen.h"
+#include "net/tls.h"
 #include "raft/encoding.h"
+#include "transport/connection.h"
+#include "transport/frame.h"
 #include "util/coding.h"
 
 namespace raftnginx::transport {
@@ -24,40 +26,25 @@ using asio::use_awaitable;
 using asio::ip::tcp;
 using namespace std::chrono_literals;
 
-constexpr char kMagic[4] = {'R', 'N', 'G', 'X'};
-constexpr uint8_t kProtocolVersion = 1;
-enum FrameType : uint8_t {
-  kHello = 1,
-  kMessageFrame = 2,
-  kSnapshotBegin = 3,
-  kSnapshotChunk = 4,
-  kSnapshotEnd = 5,
-  kSnapshotAck = 6,
-};
+constexpr size_t kReadChunk = 64 << 10;
+// Snapshot streams received at once; more wait for the leader to send again.
+constexpr size_t kMaxSnapshotStreams = 2;
 
-std::string frame(uint8_t type, std::string_view payload) {
+// Whether one of a certificate's `names` is the member `id` (cluster/member.h's hash).
+bool names_member(const std::vector<std::string>& names, raft::NodeId id) {
+  for (const std::string& name : names) {
+    if (cluster::node_id_for(name) == id)
+      return true;
+  }
+  return false;
+}
+
+std::string joined(const std::vector<std::string>& names) {
   std::string out;
-  out.reserve(5 + payload.size());
-  put_u32(&out, static_cast<uint32_t>(1 + payload.size()));
-  put_u8(&out, type);
-  out.append(payload);
-  return out;
+  for (const std::string& n : names)
+    out += (out.empty() ? "" : ",") + n.substr(0, 64);
+  return out.empty() ? "(none)" : out;
 }
-
-std::string hello_frame(const std::string& cluster_id, raft::NodeId from,
-                        const std::string& advertise) {
-  std::string payload(kMagic, 4);
-  put_u8(&payload, kProtocolVersion);
-  put_bytes(&payload, cluster_id);
-  put_u64(&payload, from);
-  put_bytes(&payload, advertise);
-  return frame(kHello, payload);
-}
-
-struct Frame {
-  uint8_t type = 0;
-  std::string payload;
-};
 
 }  // namespace
 
@@ -69,6 +56,31 @@ class TcpTransport::Impl {
     if (thread.joinable())
       thread.join();
     file_thread.join();
+  }
+
+  struct Peer {
+    Peer(asio::io_context& io, raft::NodeId peer_id, std::string addr)
+        : id(peer_id), address(std::move(addr)), wake(io) {}
+    raft::NodeId id;
+    std::string address;
+    std::deque<std::string> queue;
+    uint64_t queued_bytes = 0;
+    asio::steady_timer wake;
+    bool removed = false;
+  };
+
+  // A snapshot being received on one connection.
+  struct Staging {
+    std::string dir;
+    storage::SnapshotInfo info;
+    std::map<std::string, uint64_t> remaining;  // announced bytes not yet written, by file
+    std::shared_ptr<std::unique_ptr<storage::WritableFile>> file =
+        std::make_shared<std::unique_ptr<storage::WritableFile>>();
+    std::string file_name;
+  };
+
+  std::shared_ptr<asio::ssl::context> tls_context() const {
+    return opt.tls ? opt.tls->current() : nullptr;
   }
 
   // Runs `fn` (file I/O returning a Status) on the file thread; the coroutine resumes on the
@@ -88,243 +100,390 @@ class TcpTransport::Impl {
     co_return result;
   }
 
-  void report_unreachable(raft::NodeId id) {
-    std::lock_guard lock(receiver_mu);
-    if (receiver)
-      receiver->unreachable(id);
+  void note_refused(const Connection& conn, const std::string& why) {
+    ++refused;
+    spdlog::warn("raft port: refusing {}: {}", conn.remote(), why);
   }
 
-  struct Peer {
-    Peer(asio::io_context& io, raft::NodeId peer_id, std::string addr)
-        : id(peer_id), address(std::move(addr)), wake(io) {}
-    raft::NodeId id;
-    std::string address;
-    // Learned from a hello rather than configured: kept until membership names this id.
-    bool learned = false;
-    std::deque<std::string> queue;
-    uint64_t queued_bytes = 0;
-    asio::steady_timer wake;
-    bool removed = false;
+  template <typename Fn>
+  void with_receiver(Fn fn) {
+    std::lock_guard lock(receiver_mu);
+    if (receiver)
+      fn(*receiver);
+  }
+
+  // How long a connection may wait for its next frame.
+  enum class Idle {
+    kTimeout,  // an inbound connection: idle_timeout, then it is closed
+    kForever,  // an outbound connection, read only for answers: its writes keep it alive
+    kArmed,    // a deadline the caller armed covers the whole read
   };
 
-  // Reads one frame; false on a closed connection, an error or a frame over the limit.
-  awaitable<bool> read_frame(tcp::socket& sock, Frame& out) {
-    boost::system::error_code ec;
-    char header[4];
-    co_await asio::async_read(sock, asio::buffer(header, 4),
-                              asio::redirect_error(use_awaitable, ec));
-    if (ec)
-      co_return false;
-    const uint32_t length = decode_u32(header);
-    if (length == 0 || length > opt.max_frame_bytes) {
-      note_refused(sock, "frame of " + std::to_string(length) + " bytes");
-      sock.close(ec);
-      co_return false;
+  // Reads until `reader` has at least one frame, into `frames`. False once the connection is
+  // closed or broken, or breaks the format. A frame that has begun must be whole within
+  // io_timeout (unless the caller armed a deadline of its own).
+  awaitable<bool> read_frames(Connection& conn, FrameReader& reader, std::vector<Frame>& frames,
+                              Idle idle) {
+    std::string chunk(kReadChunk, '\0');
+    while (frames.empty()) {
+      if (idle != Idle::kArmed && reader.mid_frame()) {
+        conn.arm(opt.io_timeout);
+      } else if (idle == Idle::kTimeout) {
+        conn.arm(opt.idle_timeout);
+      } else if (idle == Idle::kForever) {
+        conn.disarm();
+      }
+      const size_t n = co_await conn.read_some(chunk.data(), chunk.size());
+      if (n == 0)
+        co_return false;
+      if (Status s = reader.feed(std::string_view(chunk.data(), n), &frames); !s.ok()) {
+        note_refused(conn, s.message());
+        conn.close();
+        co_return false;
+      }
     }
-    out.payload.resize(length);
-    co_await asio::async_read(sock, asio::buffer(out.payload),
-                              asio::redirect_error(use_awaitable, ec));
-    if (ec)
-      co_return false;
-    out.type = static_cast<uint8_t>(out.payload[0]);
-    out.payload.erase(0, 1);
+    if (idle != Idle::kArmed)
+      conn.disarm();
     co_return true;
   }
 
-  awaitable<bool> write_all(tcp::socket& sock, const std::string& bytes) {
-    boost::system::error_code ec;
-    co_await asio::async_write(sock, asio::buffer(bytes), asio::redirect_error(use_awaitable, ec));
-    co_return !ec;
-  }
-
-  void note_refused(tcp::socket& sock, const std::string& why) {
-    ++refused;
-    boost::system::error_code ec;
-    const auto remote = sock.remote_endpoint(ec);
-    spdlog::warn("raft port: refusing connection from {}: {}",
-                 ec ? std::string("?") : remote.address().to_string(), why);
-  }
-
-  // Checks a hello; on success learns the sender's address if it is a peer we do not know.
-  std::string check_hello(const Frame& f) {
-    if (f.type != kHello || f.payload.size() < 5 || f.payload.compare(0, 4, kMagic, 4) != 0)
-      return "not the raft-nginx protocol";
-    Reader r(std::string_view(f.payload).substr(4));
-    const uint8_t version = r.u8();
-    if (r.ok() && version != kProtocolVersion)
-      return "protocol version " + std::to_string(version);
-    const std::string_view cluster = r.bytes();
-    const raft::NodeId from = r.u64();
-    const std::string address(r.bytes());
-    if (!r.done())
-      return "malformed hello";
-    if (cluster != opt.cluster_id)
-      return "cluster id '" + std::string(cluster) + "' (this cluster is '" + opt.cluster_id + "')";
-    if (from != raft::kNoNode && from != self && net::valid_address(address) &&
-        !peers.count(from)) {
-      auto peer = std::make_shared<Peer>(io, from, address);
-      peer->learned = true;
-      peers[from] = peer;
-      asio::co_spawn(io, peer_loop(peer), asio::detached);
+  // Drains a connection's queue into it; ends when the connection does.
+  awaitable<void> drain(std::shared_ptr<Connection> conn) {
+    while (conn->is_open()) {
+      if (conn->queue.empty()) {
+        boost::system::error_code ec;
+        conn->wake.expires_at(asio::steady_timer::time_point::max());
+        co_await conn->wake.async_wait(asio::redirect_error(use_awaitable, ec));
+        continue;
+      }
+      std::string batch;
+      while (!conn->queue.empty() && batch.size() < (1u << 20)) {
+        batch += conn->queue.front();
+        conn->queued_bytes -= conn->queue.front().size();
+        conn->queue.pop_front();
+      }
+      if (!co_await conn->write(batch))
+        conn->close();
     }
-    return {};
+    conn->writing = false;
   }
 
   awaitable<void> accept_loop() {
+    auto last_warning = std::chrono::steady_clock::time_point();
     for (;;) {
       boost::system::error_code ec;
       tcp::socket sock = co_await acceptor.async_accept(asio::redirect_error(use_awaitable, ec));
+      if (!acceptor.is_open())
+        co_return;
       if (ec) {
-        if (!acceptor.is_open())
-          co_return;
+        // Out of file descriptors, for one: wait a little instead of spinning on the error.
+        const auto now = std::chrono::steady_clock::now();
+        if (now - last_warning > 10s) {
+          spdlog::warn("raft port: accept failed: {}; backing off", ec.message());
+          last_warning = now;
+        }
+        asio::steady_timer pause(io, 100ms);
+        co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
         continue;
       }
-      asio::co_spawn(io, serve(std::move(sock)), asio::detached);
+      auto conn = std::make_shared<Connection>(std::move(sock), tls_context());
+      size_t& from_address = per_address[conn->remote()];
+      if (inbound_count >= opt.max_inbound_connections ||
+          from_address >= opt.max_connections_per_address) {
+        note_refused(*conn, "too many connections");
+        conn->close();
+        if (from_address == 0)
+          per_address.erase(conn->remote());
+        continue;
+      }
+      ++from_address;
+      ++inbound_count;
+      inbound_open = inbound_count;
+      asio::co_spawn(io, serve(conn), asio::detached);
     }
   }
 
-  // One inbound connection: a hello, then messages or one snapshot stream.
-  awaitable<void> serve(tcp::socket sock) {
-    asio::steady_timer hello_deadline(io);
-    hello_deadline.expires_after(5s);
-    hello_deadline.async_wait([&sock](boost::system::error_code ec) {
-      if (!ec)
-        sock.close(ec);
-    });
-    Frame f;
-    const bool got_hello = co_await read_frame(sock, f);
-    hello_deadline.cancel();
-    if (!got_hello) {
-      if (sock.is_open())
-        note_refused(sock, "no hello");
-      co_return;
+  void release_inbound(const Connection& conn) {
+    --inbound_count;
+    inbound_open = inbound_count;
+    if (auto it = per_address.find(conn.remote()); it != per_address.end() && --it->second == 0)
+      per_address.erase(it);
+  }
+
+  // The hello, and the identity it binds to the connection; nullopt (and the connection closed)
+  // if the peer does not belong.
+  awaitable<std::optional<Sender>> greet(Connection& conn, FrameReader& reader,
+                                         std::vector<Frame>& frames) {
+    conn.arm(opt.io_timeout);
+    if (!co_await conn.handshake(true)) {
+      note_refused(conn, "TLS handshake failed");
+      co_return std::nullopt;
     }
-    if (std::string why = check_hello(f); !why.empty()) {
-      note_refused(sock, why);
-      co_return;
+    if (!co_await read_frames(conn, reader, frames, Idle::kArmed)) {
+      note_refused(conn, "no hello");
+      co_return std::nullopt;
     }
-    std::string staged_dir;
-    storage::SnapshotInfo snapshot;
-    // Touched only on the file thread (each use waits for the one before).
-    std::shared_ptr<std::unique_ptr<storage::WritableFile>> file =
-        std::make_shared<std::unique_ptr<storage::WritableFile>>();
-    std::string file_name;
-    for (;;) {
-      if (!co_await read_frame(sock, f))
-        co_return;
-      if (f.type == kMessageFrame) {
+    const Frame first = std::move(frames.front());
+    frames.erase(frames.begin());
+    auto hello = first.type == FrameType::kHello
+                     ? decode_hello(first.payload)
+                     : Result<Hello>(Status::invalid_argument("the first frame is not a hello"));
+    std::string why;
+    if (!hello.ok()) {
+      why = hello.status().message();
+    } else if (hello->cluster_id != opt.cluster_id) {
+      why = "cluster '" + hello->cluster_id.substr(0, 64) + "' (this cluster is '" +
+            opt.cluster_id + "')";
+    } else if (hello->from == self) {
+      why = "a hello that claims to be this node";
+    } else if (conn.tls() && !names_member(conn.names(), hello->from)) {
+      why = "its certificate names " + joined(conn.names()) + ", not the node it claims to be";
+    }
+    if (!why.empty()) {
+      note_refused(conn, why);
+      conn.close();
+      co_return std::nullopt;
+    }
+    co_return Sender{hello->from, conn.tls()};
+  }
+
+  // One inbound connection: a hello, then messages, or one snapshot stream.
+  awaitable<void> serve(std::shared_ptr<Connection> conn) {
+    FrameReader reader(opt.max_frame_bytes);
+    std::vector<Frame> frames;
+    std::optional<Sender> sender = co_await greet(*conn, reader, frames);
+    std::optional<Staging> staging;
+    if (sender) {
+      inbound[sender->id] = conn;  // where answers to a peer that is no member go
+      bool open = true;
+      while (open) {
+        for (Frame& f : frames) {
+          open = co_await on_frame(*conn, *sender, f, staging);
+          if (!open)
+            break;
+        }
+        frames.clear();
+        open = open && co_await read_frames(*conn, reader, frames, Idle::kTimeout);
+      }
+      if (auto it = inbound.find(sender->id); it != inbound.end() && it->second.lock() == conn)
+        inbound.erase(it);
+    }
+    if (staging) {
+      const std::string dir = staging->dir;
+      with_receiver([&](Receiver& r) { r.abort_snapshot_receive(dir); });
+      --snapshot_streams;
+    }
+    conn->close();
+    release_inbound(*conn);
+  }
+
+  // Handles one frame from `sender`; false ends the connection.
+  awaitable<bool> on_frame(Connection& conn, Sender sender, Frame& f,
+                           std::optional<Staging>& staging) {
+    switch (f.type) {
+      case FrameType::kMessage: {
         auto m = raft::decode_message(f.payload);
         if (!m.ok()) {
-          note_refused(sock, m.status().to_string());
-          co_return;
+          note_refused(conn, m.status().to_string());
+          co_return false;
         }
-        std::lock_guard lock(receiver_mu);
-        if (receiver)
-          receiver->receive(std::move(m).value());
-      } else if (f.type == kSnapshotBegin) {
-        auto info = storage::decode_snapshot_info(f.payload);
-        Result<std::string> dir = Status::unavailable("node closed");
-        {
-          std::lock_guard lock(receiver_mu);
-          if (receiver)
-            dir = receiver->begin_snapshot_receive();
-        }
-        if (!info.ok() || !dir.ok())
-          co_return;
-        snapshot = std::move(info).value();
-        staged_dir = *dir;
-      } else if (f.type == kSnapshotChunk) {
-        Reader r(f.payload);
-        const std::string name(r.bytes());
-        const std::string_view bytes = r.bytes();
-        if (!r.done() || staged_dir.empty() || name.empty() ||
-            name.find('/') != std::string::npos) {
-          note_refused(sock, "malformed snapshot chunk");
-          co_return;
-        }
-        const bool new_file = name != file_name;
-        file_name = name;
-        auto write_chunk = [env = opt.env, file, new_file, path = staged_dir + "/" + name,
-                            bytes = std::string(bytes)]() -> Status {
-          if (new_file) {
-            uint64_t size = 0;
-            auto opened = env->open_for_append(path, &size);
-            if (!opened.ok())
-              return opened.status();
-            *file = std::move(opened).value();
-          }
-          return (*file)->append(bytes);
-        };
-        Status written = co_await on_file_thread(std::move(write_chunk));
-        if (!written.ok())
-          co_return;
-      } else if (f.type == kSnapshotEnd) {
-        auto m = raft::decode_message(f.payload);
-        bool accepted = false;
-        auto sync_file = [file]() -> Status {
-          Status s = *file ? (*file)->sync() : Status();
-          file->reset();
-          return s;
-        };
-        const Status synced = co_await on_file_thread(std::move(sync_file));
-        if (m.ok() && !staged_dir.empty() && synced.ok()) {
-          std::lock_guard lock(receiver_mu);
-          if (receiver) {
-            Status s =
-                receiver->finish_snapshot_receive(std::move(m).value(), staged_dir, snapshot);
-            accepted = s.ok();
-            if (!s.ok())
-              spdlog::warn("raft port: snapshot {} refused: {}", snapshot.meta.index,
-                           s.to_string());
-          }
-        }
-        const std::string ack = frame(kSnapshotAck, std::string(1, accepted ? '\1' : '\0'));
-        co_await write_all(sock, ack);
-        co_return;
-      } else {
-        note_refused(sock, "unknown frame type " + std::to_string(f.type));
-        co_return;
+        deliver(std::move(m).value(), sender);
+        co_return true;
       }
+      case FrameType::kSnapshotBegin:
+        co_return begin_snapshot(conn, sender, f.payload, staging);
+      case FrameType::kSnapshotChunk: {
+        const bool written = co_await write_chunk(conn, f.payload, staging);
+        co_return written;
+      }
+      case FrameType::kSnapshotEnd: {
+        const bool finished = co_await end_snapshot(conn, sender, f.payload, staging);
+        co_return finished;
+      }
+      default:
+        note_refused(conn, "unexpected frame type " + std::to_string(static_cast<int>(f.type)));
+        co_return false;
     }
   }
 
-  awaitable<bool> connect(tcp::socket& sock, const std::string& address) {
+  void deliver(raft::Message m, Sender sender) {
+    with_receiver([&](Receiver& r) { r.receive(std::move(m), sender); });
+  }
+
+  bool begin_snapshot(Connection& conn, Sender sender, const std::string& payload,
+                      std::optional<Staging>& staging) {
+    auto info = storage::decode_snapshot_info(payload);
+    if (!info.ok() || staging) {
+      note_refused(conn, "malformed snapshot stream");
+      return false;
+    }
+    if (snapshot_streams >= kMaxSnapshotStreams)
+      return false;  // the leader sends it again later
+    Result<std::string> dir = Status::unavailable("the node is closed");
+    with_receiver([&](Receiver& r) { dir = r.begin_snapshot_receive(sender); });
+    if (!dir.ok()) {
+      note_refused(conn, "snapshot stream: " + dir.status().message());
+      return false;
+    }
+    staging.emplace();
+    staging->dir = *dir;
+    staging->info = std::move(info).value();
+    for (const storage::SnapshotFile& file : staging->info.files)
+      staging->remaining[file.name] = file.size;
+    ++snapshot_streams;
+    return true;
+  }
+
+  // Writes one chunk, within what the stream announced for its file.
+  awaitable<bool> write_chunk(Connection& conn, const std::string& payload,
+                              std::optional<Staging>& staging) {
+    Reader r(payload);
+    const std::string name(r.bytes());
+    const std::string_view bytes = r.bytes();
+    auto room =
+        staging ? staging->remaining.find(name) : std::map<std::string, uint64_t>::iterator();
+    if (!r.done() || !staging || room == staging->remaining.end() || bytes.size() > room->second) {
+      note_refused(conn, "snapshot chunk outside what the stream announced");
+      co_return false;
+    }
+    room->second -= bytes.size();
+    const bool new_file = name != staging->file_name;
+    staging->file_name = name;
+    auto write = [env = opt.env, file = staging->file, new_file, path = staging->dir + "/" + name,
+                  data = std::string(bytes)]() -> Status {
+      if (new_file) {
+        if (*file) {
+          if (Status s = (*file)->sync(); !s.ok())
+            return s;
+        }
+        uint64_t size = 0;
+        auto opened = env->open_for_append(path, &size);
+        if (!opened.ok())
+          return opened.status();
+        *file = std::move(opened).value();
+      }
+      return (*file)->append(data);
+    };
+    Status written = co_await on_file_thread(std::move(write));
+    co_return written.ok();
+  }
+
+  awaitable<bool> end_snapshot(Connection& conn, Sender sender, const std::string& payload,
+                               std::optional<Staging>& staging) {
+    auto m = raft::decode_message(payload);
+    bool complete = m.ok() && staging.has_value();
+    if (staging) {
+      for (const auto& [name, left] : staging->remaining)
+        complete = complete && left == 0;
+    }
+    if (!complete) {
+      note_refused(conn, "snapshot stream ended before its files were whole");
+      co_return false;
+    }
+    auto sync = [file = staging->file]() -> Status {
+      Status s = *file ? (*file)->sync() : Status();
+      file->reset();
+      return s;
+    };
+    const Status synced = co_await on_file_thread(std::move(sync));
+    Status taken = synced;
+    if (synced.ok()) {
+      taken = Status::unavailable("the node is closed");
+      with_receiver([&](Receiver& r) {
+        taken =
+            r.finish_snapshot_receive(std::move(m).value(), sender, staging->dir, staging->info);
+      });
+    }
+    if (!taken.ok()) {
+      spdlog::warn("raft port: snapshot {} refused: {}", staging->info.meta.index,
+                   taken.to_string());
+      const std::string dir = staging->dir;
+      with_receiver([&](Receiver& r) { r.abort_snapshot_receive(dir); });
+    }
+    staging.reset();  // the receiver owns the staged files now
+    --snapshot_streams;
+    const std::string ack =
+        encode_frame(FrameType::kSnapshotAck, taken.ok() ? "\1" : std::string(1, '\0'));
+    co_await conn.write(ack);
+    co_return false;
+  }
+
+  // Connects to `address`, proves who we are, and checks the peer is `peer`. Null on failure.
+  awaitable<std::shared_ptr<Connection>> dial(const std::string& address, raft::NodeId peer) {
     auto parsed = net::parse_address(address);
     if (!parsed.ok())
-      co_return false;
+      co_return nullptr;
     boost::system::error_code ec;
     tcp::resolver resolver(io);
-    auto endpoints = co_await resolver.async_resolve(parsed->host, std::to_string(parsed->port),
+    const std::string port = std::to_string(parsed->port);
+    auto endpoints = co_await resolver.async_resolve(parsed->host, port,
                                                      asio::redirect_error(use_awaitable, ec));
     if (ec)
-      co_return false;
-    asio::steady_timer deadline(io);
-    deadline.expires_after(2s);
-    deadline.async_wait([&sock](boost::system::error_code e) {
+      co_return nullptr;
+    tcp::socket sock(io);
+    asio::steady_timer connect_deadline(io, opt.io_timeout);
+    connect_deadline.async_wait([&sock](boost::system::error_code e) {
       if (!e)
         sock.close(e);
     });
     co_await asio::async_connect(sock, endpoints, asio::redirect_error(use_awaitable, ec));
-    deadline.cancel();
+    connect_deadline.cancel();
     if (ec || !sock.is_open())
-      co_return false;
-    sock.set_option(tcp::no_delay(true), ec);
+      co_return nullptr;
     sock.set_option(asio::socket_base::keep_alive(true), ec);
-    const std::string hello = hello_frame(opt.cluster_id, self, opt.advertise);
-    const bool sent = co_await write_all(sock, hello);
-    co_return sent;
+    auto conn = std::make_shared<Connection>(std::move(sock), tls_context());
+    conn->arm(opt.io_timeout);
+    if (!co_await conn->handshake(false)) {
+      conn->close();
+      co_return nullptr;
+    }
+    if (conn->tls() && !names_member(conn->names(), peer)) {
+      spdlog::warn("raft port: {} presented a certificate for {}, not the member it should be",
+                   address, joined(conn->names()));
+      conn->close();
+      co_return nullptr;
+    }
+    const std::string hello = encode_hello(Hello{opt.cluster_id, self});
+    const bool sent = co_await conn->write(hello);
+    conn->disarm();
+    if (!sent) {
+      conn->close();
+      co_return nullptr;
+    }
+    co_return conn;
+  }
+
+  // On an outbound connection: what the peer sends back (a node being joined answers here).
+  awaitable<void> read_answers(std::shared_ptr<Connection> conn, raft::NodeId peer) {
+    FrameReader reader(opt.max_frame_bytes);
+    std::vector<Frame> frames;
+    const Sender sender{peer, conn->tls()};
+    while (co_await read_frames(*conn, reader, frames, Idle::kForever)) {
+      for (Frame& f : frames) {
+        auto m = f.type == FrameType::kMessage
+                     ? raft::decode_message(f.payload)
+                     : Result<raft::Message>(Status::invalid_argument("only messages come back"));
+        if (!m.ok()) {
+          note_refused(*conn, m.status().to_string());
+          conn->close();
+          co_return;
+        }
+        deliver(std::move(m).value(), sender);
+      }
+      frames.clear();
+    }
+    conn->close();
   }
 
   // Keeps one connection to a peer and drains its queue into it, reconnecting with backoff.
   awaitable<void> peer_loop(std::shared_ptr<Peer> peer) {
     auto backoff = 50ms;
     while (!peer->removed) {
-      tcp::socket sock(io);
-      if (co_await connect(sock, peer->address)) {
+      std::shared_ptr<Connection> conn = co_await dial(peer->address, peer->id);
+      if (conn) {
         backoff = 50ms;
-        for (;;) {
-          if (peer->removed)
-            co_return;
+        asio::co_spawn(io, read_answers(conn, peer->id), asio::detached);
+        while (!peer->removed && conn->is_open()) {
           if (peer->queue.empty()) {
             boost::system::error_code ec;
             peer->wake.expires_at(asio::steady_timer::time_point::max());
@@ -337,72 +496,113 @@ class TcpTransport::Impl {
             peer->queued_bytes -= peer->queue.front().size();
             peer->queue.pop_front();
           }
-          if (!co_await write_all(sock, batch))
+          if (!co_await conn->write(batch))
             break;
         }
+        conn->close();
       }
+      if (peer->removed)
+        co_return;
       report_unreachable(peer->id);
       // Messages queued for a dead connection are stale by the time it is back: Raft resends.
       peer->queue.clear();
       peer->queued_bytes = 0;
-      asio::steady_timer pause(io);
-      pause.expires_after(backoff);
+      asio::steady_timer pause(io, backoff);
       boost::system::error_code ec;
       co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2s);
     }
   }
 
+  void report_unreachable(raft::NodeId id) {
+    with_receiver([id](Receiver& r) { r.unreachable(id); });
+  }
+
+  // Queues a frame for `to`: its peer connection, or the connection it last reached us on.
+  void enqueue(raft::NodeId to, std::string bytes) {
+    if (auto it = peers.find(to); it != peers.end()) {
+      Peer& peer = *it->second;
+      if (peer.queued_bytes + bytes.size() > opt.max_queue_bytes)
+        return report_unreachable(to);
+      peer.queued_bytes += bytes.size();
+      peer.queue.push_back(std::move(bytes));
+      peer.wake.cancel();
+      return;
+    }
+    auto in = inbound.find(to);
+    std::shared_ptr<Connection> conn = in == inbound.end() ? nullptr : in->second.lock();
+    if (!conn || !conn->is_open() || conn->queued_bytes + bytes.size() > opt.max_queue_bytes)
+      return report_unreachable(to);
+    conn->queued_bytes += bytes.size();
+    conn->queue.push_back(std::move(bytes));
+    if (!conn->writing) {
+      conn->writing = true;
+      asio::co_spawn(io, drain(conn), asio::detached);
+    } else {
+      conn->wake.cancel();
+    }
+  }
+
   awaitable<void> stream_snapshot(std::string address, raft::Message m, storage::SnapshotInfo info,
                                   std::function<void(bool)> done) {
-    tcp::socket sock(io);
-    // A peer that vanishes mid-stream must not leave the sender waiting for an ack forever:
-    // the whole transfer gets 30 s plus one second per 10 MB.
-    asio::steady_timer deadline(io);
-    deadline.expires_after(30s + std::chrono::milliseconds(info.bytes() / 10000));
-    deadline.async_wait([&sock](boost::system::error_code ec) {
-      if (!ec)
-        sock.close(ec);
-    });
-    bool ok = co_await connect(sock, address);
-    const std::string begin = frame(kSnapshotBegin, storage::encode_snapshot_info(info));
-    ok = ok && co_await write_all(sock, begin);
+    std::shared_ptr<Connection> conn = co_await dial(address, m.to);
+    bool ok = conn != nullptr;
+    if (ok) {
+      // A peer that vanishes mid-stream must not leave the sender waiting for an ack forever:
+      // the whole transfer gets io_timeout plus one second per 10 MB.
+      conn->arm(opt.io_timeout + std::chrono::milliseconds(info.bytes() / 10000));
+      const std::string begin =
+          encode_frame(FrameType::kSnapshotBegin, storage::encode_snapshot_info(info));
+      ok = co_await conn->write(begin);
+    }
     for (const storage::SnapshotFile& f : info.files) {
       if (!ok)
         break;
-      auto file = std::make_shared<std::unique_ptr<storage::SequentialFile>>();
-      auto piece = std::make_shared<std::string>();
-      auto open_file = [env = opt.env, file, path = info.dir + "/" + f.name] {
-        auto r = env->open_for_read(path);
-        if (r.ok())
-          *file = std::move(r).value();
-        return r.status();
-      };
-      Status opened = co_await on_file_thread(std::move(open_file));
-      ok = opened.ok();
-      while (ok) {
-        auto read_piece = [file, piece, n = opt.chunk_bytes] {
-          return (*file)->read(n, piece.get());
-        };
-        Status read = co_await on_file_thread(std::move(read_piece));
-        ok = read.ok();
-        if (!ok || piece->empty())
-          break;
-        std::string payload;
-        put_bytes(&payload, f.name);
-        put_bytes(&payload, *piece);
-        const std::string chunk = frame(kSnapshotChunk, payload);
-        ok = co_await write_all(sock, chunk);
-      }
+      ok = co_await stream_file(*conn, info.dir, f.name);
     }
-    const std::string end = frame(kSnapshotEnd, raft::encode_message(m));
-    ok = ok && co_await write_all(sock, end);
-    Frame ack;
-    if (ok)
-      ok = co_await read_frame(sock, ack);
-    ok = ok && ack.type == kSnapshotAck && ack.payload == std::string(1, '\1');
-    deadline.cancel();
+    if (ok) {
+      const std::string end = encode_frame(FrameType::kSnapshotEnd, raft::encode_message(m));
+      ok = co_await conn->write(end);
+    }
+    if (ok) {
+      FrameReader reader(opt.max_frame_bytes);
+      std::vector<Frame> frames;
+      ok = co_await read_frames(*conn, reader, frames, Idle::kArmed);
+      ok = ok && frames.front().type == FrameType::kSnapshotAck && frames.front().payload == "\1";
+    }
+    if (conn)
+      conn->close();
     done(ok);
+  }
+
+  awaitable<bool> stream_file(Connection& conn, const std::string& dir, const std::string& name) {
+    auto file = std::make_shared<std::unique_ptr<storage::SequentialFile>>();
+    auto piece = std::make_shared<std::string>();
+    auto open_file = [env = opt.env, file, path = dir + "/" + name] {
+      auto r = env->open_for_read(path);
+      if (r.ok())
+        *file = std::move(r).value();
+      return r.status();
+    };
+    Status opened = co_await on_file_thread(std::move(open_file));
+    if (!opened.ok())
+      co_return false;
+    for (;;) {
+      auto read_piece = [file, piece, n = opt.chunk_bytes] {
+        return (*file)->read(n, piece.get());
+      };
+      Status read = co_await on_file_thread(std::move(read_piece));
+      if (!read.ok())
+        co_return false;
+      if (piece->empty())
+        co_return true;
+      std::string payload;
+      put_bytes(&payload, name);
+      put_bytes(&payload, *piece);
+      const std::string chunk = encode_frame(FrameType::kSnapshotChunk, payload);
+      if (!co_await conn.write(chunk))
+        co_return false;
+    }
   }
 
   TcpTransportOptions opt;
@@ -411,11 +611,16 @@ class TcpTransport::Impl {
   std::thread thread;
   asio::thread_pool file_thread{1};
   std::atomic<uint64_t> refused{0};
+  std::atomic<size_t> inbound_open{0};
   std::atomic<raft::NodeId> self{raft::kNoNode};
   std::mutex receiver_mu;
   Receiver* receiver = nullptr;
   // I/O thread only.
   std::map<raft::NodeId, std::shared_ptr<Peer>> peers;
+  std::map<raft::NodeId, std::weak_ptr<Connection>> inbound;
+  std::map<std::string, size_t> per_address;
+  size_t inbound_count = 0;
+  size_t snapshot_streams = 0;
 };
 
 TcpTransport::TcpTransport(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -435,11 +640,6 @@ Result<std::unique_ptr<TcpTransport>> TcpTransport::start(const TcpTransportOpti
   auto impl = std::make_unique<Impl>(options);
   if (Status s = net::listen_on(impl->acceptor, options.listen, "raft"); !s.ok())
     return s;
-  if (impl->opt.advertise.empty()) {
-    net::HostPort bound = *net::parse_address(options.listen, net::Port::kZeroAllowed);
-    bound.port = impl->acceptor.local_endpoint().port();
-    impl->opt.advertise = bound.to_string();
-  }
   asio::co_spawn(impl->io, impl->accept_loop(), asio::detached);
   Impl* raw = impl.get();
   impl->thread = std::thread([raw] {
@@ -458,6 +658,10 @@ uint64_t TcpTransport::refused_connections() const {
   return impl_->refused.load();
 }
 
+size_t TcpTransport::inbound_connections() const {
+  return impl_->inbound_open.load();
+}
+
 void TcpTransport::set_receiver(raft::NodeId self, Receiver* receiver) {
   std::lock_guard lock(impl_->receiver_mu);
   impl_->self = self;
@@ -473,8 +677,7 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& raft_
   asio::post(impl_->io, [impl = impl_.get(), raft_addresses] {
     for (auto it = impl->peers.begin(); it != impl->peers.end();) {
       auto found = raft_addresses.find(it->first);
-      const bool unnamed = found == raft_addresses.end();
-      if (unnamed ? !it->second->learned : found->second != it->second->address) {
+      if (found == raft_addresses.end() || found->second != it->second->address) {
         it->second->removed = true;
         it->second->wake.cancel();
         it = impl->peers.erase(it);
@@ -483,12 +686,8 @@ void TcpTransport::update_peers(const std::map<raft::NodeId, std::string>& raft_
       }
     }
     for (const auto& [id, address] : raft_addresses) {
-      if (id == impl->self)
+      if (id == impl->self || impl->peers.count(id))
         continue;
-      if (auto known = impl->peers.find(id); known != impl->peers.end()) {
-        known->second->learned = false;  // membership names it now
-        continue;
-      }
       auto peer = std::make_shared<Impl::Peer>(impl->io, id, address);
       impl->peers[id] = peer;
       asio::co_spawn(impl->io, impl->peer_loop(peer), asio::detached);
@@ -500,21 +699,10 @@ void TcpTransport::send(std::vector<raft::Message> messages) {
   std::vector<std::pair<raft::NodeId, std::string>> frames;
   frames.reserve(messages.size());
   for (const raft::Message& m : messages)
-    frames.emplace_back(m.to, frame(kMessageFrame, raft::encode_message(m)));
+    frames.emplace_back(m.to, encode_frame(FrameType::kMessage, raft::encode_message(m)));
   asio::post(impl_->io, [impl = impl_.get(), frames = std::move(frames)]() mutable {
-    for (auto& [to, bytes] : frames) {
-      auto it = impl->peers.find(to);
-      if (it == impl->peers.end())
-        continue;
-      Impl::Peer& peer = *it->second;
-      if (peer.queued_bytes + bytes.size() > impl->opt.max_queue_bytes) {
-        impl->report_unreachable(to);  // a slow or dead peer: Raft resends what matters
-        continue;
-      }
-      peer.queued_bytes += bytes.size();
-      peer.queue.push_back(std::move(bytes));
-      peer.wake.cancel();
-    }
+    for (auto& [to, bytes] : frames)
+      impl->enqueue(to, std::move(bytes));
   });
 }
 

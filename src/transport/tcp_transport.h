@@ -1,27 +1,31 @@
-// TcpTransport: messages and snapshots between nodes over TCP (Boost.Asio, one I/O thread).
+// TcpTransport: messages and snapshots between nodes over TCP, plaintext or mutual TLS (Boost.Asio,
+// one I/O thread). The wire format is in frame.h.
 //
-// Each node listens on its raft address. To each peer it keeps one outbound connection that
-// carries messages one way; a snapshot goes over a connection of its own, in chunks, and is
-// acknowledged. Every connection opens with a hello that names the protocol version, the
-// cluster id and the sender; a connection from another cluster, or bytes that are not our
-// protocol, is logged and closed without disturbing anything else.
+// Each node listens on its raft address and keeps one outbound connection to each member, which
+// carries its messages; a snapshot goes over a connection of its own, in chunks, and is
+// acknowledged. Peers come only from the membership (update_peers), never from a hello. A peer
+// that is not a member yet (a node being joined answers a leader it does not know) is answered
+// on the connection its messages came in on, if it is open.
 //
-//   frame:  length (4, of what follows) | type (1) | payload
-//     1 hello            magic "RNGX" | version (1) | cluster id (4 + n) | sender id (8)
-//                        | sender's raft address (4 + n)
-//     2 message          raft/encoding.h message
-//     3 snapshot begin   storage snapshot meta (encode_snapshot_info)
-//     4 snapshot chunk   file name (4 + n) | bytes (4 + n)
-//     5 snapshot end     the Snapshot message (raft/encoding.h)
-//     6 snapshot ack     1 accepted, 0 refused (receiver to sender)
+// Who is talking: every connection opens with a hello that names the cluster and the sender; the
+// sender's id is bound to the connection (Sender, in transport.h). With TLS, both ends present a
+// certificate of the cluster's CA, and one of the names it carries must hash to that id
+// (cluster::node_id_for): a node can speak only for itself. Without TLS the hello's id is taken
+// at its word, which is why the daemon allows that only on loopback.
 //
-// Bounded memory: at most `max_queue_bytes` of messages wait per peer (newer ones are dropped
-// beyond that, and the peer is reported unreachable; Raft resends), frames larger than
-// `max_frame_bytes` are refused, and snapshots stream from and to files in `chunk_bytes` pieces.
+// Bounded, whatever a peer sends: frames are read as their bytes arrive (an announced length
+// allocates nothing), frames over max_frame_bytes end the connection, every frame that has begun
+// must arrive within io_timeout and an idle connection is closed after idle_timeout, inbound
+// connections are capped in all and per remote address, at most max_queue_bytes of messages wait
+// per peer (newer ones are dropped and the peer reported unreachable; Raft resends), a snapshot
+// stream may write no more than the sizes it announced, and a stream that breaks off has its
+// staged files removed. Accepting backs off while the process is out of file descriptors.
 //
-// Threads: one I/O thread runs every connection; one more reads and writes snapshot files.
+// Threads: one I/O thread runs every connection; one more reads and writes snapshot files. The
+// Receiver is called from those threads.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -29,18 +33,27 @@
 #include "transport/transport.h"
 #include "util/defaults.h"
 
+namespace raftnginx::net {
+class TlsContext;
+}
+
 namespace raftnginx::transport {
 
 struct TcpTransportOptions {
   // host:port to listen on; port 0 picks a free one (see TcpTransport::port()).
   std::string listen;
-  // The raft address peers reach this node at; default: the listen address (with the port
-  // actually bound). Peers that do not know this node yet (it just joined) learn it from here.
-  std::string advertise;
   std::string cluster_id{defaults::kClusterName};
+  // Mutual TLS with the cluster's node certificates; null: plaintext.
+  std::shared_ptr<net::TlsContext> tls;
   uint64_t max_queue_bytes = defaults::kMaxPeerQueueBytes;
   uint64_t max_frame_bytes = defaults::kMaxFrameBytes;
   uint64_t chunk_bytes = defaults::kSnapshotChunkBytes;
+  size_t max_inbound_connections = defaults::kMaxRaftConnections;
+  size_t max_connections_per_address = defaults::kMaxRaftConnectionsPerAddress;
+  // A frame (or a TLS handshake, or a hello) that has begun must be whole within this.
+  std::chrono::milliseconds io_timeout = defaults::kRaftIoTimeout;
+  // An inbound connection with nothing to read for this long is closed.
+  std::chrono::milliseconds idle_timeout = defaults::kRaftIdleTimeout;
   // Snapshot files are read and written through this Env, on a thread of their own: the I/O
   // thread carries every raft message and never waits for the disk.
   storage::Env* env = storage::Env::posix();
@@ -52,12 +65,14 @@ class TcpTransport final : public Transport {
   ~TcpTransport() override;
 
   uint16_t port() const;
-  // Connections refused since start (wrong cluster, garbage, oversized frames), for tests and
-  // metrics.
+  // Connections refused since start (wrong cluster or identity, garbage, oversized frames, over
+  // a limit), for tests and metrics.
   uint64_t refused_connections() const;
+  // Inbound connections open now.
+  size_t inbound_connections() const;
 
   void set_receiver(raft::NodeId self, Receiver* receiver) override;
-  void update_peers(const std::map<raft::NodeId, std::string>& contexts) override;
+  void update_peers(const std::map<raft::NodeId, std::string>& raft_addresses) override;
   void send(std::vector<raft::Message> messages) override;
   void send_snapshot(raft::Message m, storage::SnapshotInfo info,
                      std::function<void(bool delivered)> done) override;

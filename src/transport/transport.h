@@ -25,19 +25,31 @@
 
 namespace raftnginx::transport {
 
+// Who sent something, as the transport established it: the id the connection is bound to (every
+// message on it must say it is from this id), and whether a certificate of the cluster's CA
+// proves that id (TLS), or the peer only claimed it in its hello (plaintext, loopback only).
+struct Sender {
+  raft::NodeId id = raft::kNoNode;
+  bool authenticated = false;
+};
+
 // The receiving end, implemented by the node.
 class Receiver {
  public:
   virtual ~Receiver() = default;
-  virtual void receive(raft::Message m) = 0;
+  virtual void receive(raft::Message m, Sender sender) = 0;
   // Messages to `peer` could not be delivered (no connection, or too many queued).
   virtual void unreachable(raft::NodeId peer) = 0;
-  // A fresh directory to stage an incoming snapshot's files in.
-  virtual Result<std::string> begin_snapshot_receive() = 0;
+  // A fresh directory to stage a snapshot `sender` is about to stream, or why not (a snapshot
+  // comes only from the leader).
+  virtual Result<std::string> begin_snapshot_receive(Sender sender) = 0;
+  // The stream broke off: the staged files go.
+  virtual void abort_snapshot_receive(const std::string& staged_dir) = 0;
   // The files of `info` are complete in `staged_dir`: verify them against `info`, seal them and
   // step `m`. The receiver may do that later, on its own thread; a snapshot that fails the
   // check is dropped, and the leader sends it again. Returns whether it was taken.
-  virtual Status finish_snapshot_receive(raft::Message m, const std::string& staged_dir,
+  virtual Status finish_snapshot_receive(raft::Message m, Sender sender,
+                                         const std::string& staged_dir,
                                          storage::SnapshotInfo info) = 0;
 };
 

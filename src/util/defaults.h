@@ -48,6 +48,10 @@ inline constexpr std::chrono::milliseconds kWriteTimeout = 5s;
 inline constexpr uint64_t kMaxPeerQueueBytes = 64 << 20;
 inline constexpr uint64_t kMaxFrameBytes = 64 << 20;
 inline constexpr uint64_t kSnapshotChunkBytes = 1 << 20;
+inline constexpr size_t kMaxRaftConnections = 256;
+inline constexpr size_t kMaxRaftConnectionsPerAddress = 32;
+inline constexpr std::chrono::milliseconds kRaftIoTimeout = 10s;
+inline constexpr std::chrono::milliseconds kRaftIdleTimeout = 60s;
 
 // The gateway.
 inline constexpr std::string_view kNginxBinary = "/usr/sbin/nginx";

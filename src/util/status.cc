@@ -28,6 +28,8 @@ const char* code_name(Status::Code code) {
       return "OutcomeUnknown";
     case Status::Code::kConflict:
       return "Conflict";
+    case Status::Code::kProtocolViolation:
+      return "ProtocolViolation";
   }
   return "Unknown";
 }

@@ -30,7 +30,8 @@ class [[nodiscard]] Status {
     // Begun, but whether it took effect is not known (a write that timed out, or whose node
     // stopped or was overtaken by a snapshot): retry with the same request id.
     kOutcomeUnknown,
-    kConflict,  // contradicts an earlier request (a request id reused for another request)
+    kConflict,           // contradicts an earlier request (a request id reused for another request)
+    kProtocolViolation,  // a peer broke the protocol; the message names what (raft::Violation)
   };
 
   Status() = default;
@@ -48,6 +49,9 @@ class [[nodiscard]] Status {
   static Status not_leader(std::string msg) { return Status(Code::kNotLeader, std::move(msg)); }
   static Status busy(std::string msg) { return Status(Code::kBusy, std::move(msg)); }
   static Status conflict(std::string msg) { return Status(Code::kConflict, std::move(msg)); }
+  static Status protocol_violation(std::string kind) {
+    return Status(Code::kProtocolViolation, std::move(kind));
+  }
   static Status outcome_unknown(std::string msg) {
     return Status(Code::kOutcomeUnknown, std::move(msg));
   }

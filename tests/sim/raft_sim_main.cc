@@ -42,6 +42,8 @@ int main(int argc, char** argv) {
   app.add_option("--events", opt.fault_events, "events in the fault phase of each seed")
       ->check(CLI::PositiveNumber);
   app.add_flag("--trace", opt.trace, "print every event of the run");
+  app.add_flag("--forge", opt.forge,
+               "also inject forged messages that break the protocol; each must be refused");
   CLI11_PARSE(app, argc, argv);
   if (seed != 0) {
     first_seed = seed;
@@ -55,6 +57,7 @@ int main(int argc, char** argv) {
   uint64_t reads = 0;
   uint64_t snapshots = 0;
   uint64_t window_crashes = 0;
+  uint64_t forged = 0;
   uint64_t violations = 0;
   uint64_t ran = 0;
   for (uint64_t s = first_seed; s < first_seed + seeds; ++s) {
@@ -73,17 +76,18 @@ int main(int argc, char** argv) {
     reads += result.reads;
     snapshots += result.snapshots;
     window_crashes += result.window_crashes;
+    forged += result.forged;
     if (!result.violations.empty()) {
       violations += result.violations.size();
       std::cout << "seed " << s << ": " << result.violations.front() << "\n"
                 << "replay: raft-sim --seed " << s << " --nodes " << opt.nodes << " --events "
-                << opt.fault_events << " --trace\n";
+                << opt.fault_events << (opt.forge ? " --forge" : "") << " --trace\n";
       break;
     }
   }
   std::cout << "nodes=" << opt.nodes << " committed=" << committed << " faults=" << faults
             << " reads=" << reads << " snapshots=" << snapshots
-            << " window_crashes=" << window_crashes << "\n";
+            << " window_crashes=" << window_crashes << " forged=" << forged << "\n";
   std::cout << "seeds=" << ran << " events=" << events << " violations=" << violations << std::endl;
   return violations == 0 ? 0 : 1;
 }

@@ -7,6 +7,7 @@
 #include <set>
 #include <sstream>
 
+#include "node/inbound.h"
 #include "node/ready_pipeline.h"
 #include "raft/memory_storage.h"
 #include "raft/random.h"
@@ -198,6 +199,7 @@ class Simulation {
   void nemesis();
   void partition();
   void change_membership();
+  void forge();
   void heal_all();
 
   // Checks.
@@ -687,7 +689,14 @@ void Simulation::handle(Event& e) {
       }
       if (e.snapshot_data)
         n.incoming_snapshots[e.msg.snapshot.index] = *e.snapshot_data;
-      Status s = n.core->step(std::move(e.msg));
+      // The node's inbound rules, then the core: a message from a real peer passes both.
+      const char* rule = rn::refuse_inbound(e.msg, transport::Sender{from, true}, n.core->conf(),
+                                            e.snapshot_data.has_value());
+      // A member that is gone (or not yet known here) is not listened to, and liveness is
+      // checked after healing; no other rule may ever refuse what a real peer sent.
+      if (rule != nullptr && std::string_view(rule) != "from_non_member")
+        violation(std::string("the inbound rules refused a real message: ") + rule);
+      Status s = rule ? Status() : n.core->step(std::move(e.msg));
       if (!s.ok())
         violation("step refused a message: " + s.to_string());
       if (is_snapshot && sender_alive) {
@@ -823,10 +832,126 @@ void Simulation::nemesis() {
     trace("transfer leadership " + std::to_string(l->id) + " -> " + std::to_string(*it));
     (void)l->core->transfer_leadership(*it);
     process(*l);
+  } else if (opt_.forge && roll < 90) {
+    for (int i = 0; i < 10; ++i)
+      forge();
+    return;
   } else {
     return;
   }
   ++result_.faults;
+}
+
+// One forged message, built from its target's state at this instant and stepped into it at once
+// (through the node's inbound rules, as the transport hands it over): it must be refused.
+void Simulation::forge() {
+  auto up = up_nodes();
+  if (up.empty())
+    return;
+  Node& n = nodes_.at(up[nemesis_rng_.uniform(up.size())]);
+  const NodeId leader_id = n.core->leader();
+  const ConfState& conf = n.core->conf();
+  // A member that is neither the target nor its leader.
+  NodeId other = kNoNode;
+  for (NodeId id : conf.voters) {
+    if (id != n.id && id != leader_id)
+      other = id;
+  }
+  Message m;
+  m.to = n.id;
+  m.term = n.core->term();
+  m.from = leader_id;
+  transport::Sender sender{kNoNode, false};
+  bool from_stream = false;
+  const Index last = n.core->status().last_index;
+  std::string kind;
+  switch (nemesis_rng_.uniform(10)) {
+    case 0:  // a term no cluster reaches, from a member
+      m.type = MessageType::kVote;
+      m.from = other;
+      m.term = kMaxTerm + nemesis_rng_.uniform(1000);
+      kind = "term_too_large";
+      break;
+    case 1:  // a message from a peer other than the one its connection is bound to
+      m.type = MessageType::kHeartbeat;
+      m.from = other;
+      sender.id = other == kNoNode ? 1 : other + 1000;
+      kind = "wrong_sender";
+      break;
+    case 2:  // a stranger, as a plaintext peer, to a node that knows its members
+      if (conf.voters.empty() && conf.learners.empty())
+        return;
+      m.type = MessageType::kVote;
+      m.from = 1000000 + nemesis_rng_.uniform(1000);
+      m.term += 5;
+      kind = "from_non_member";
+      break;
+    case 3:  // a snapshot offered in a bare message
+      m.type = MessageType::kSnapshot;
+      m.snapshot = SnapshotMeta{last + 10, m.term, conf};
+      kind = "unoffered_snapshot";
+      break;
+    case 4:  // a snapshot stream whose message names no snapshot
+      m.type = MessageType::kSnapshot;
+      from_stream = true;
+      kind = "malformed_snapshot";
+      break;
+    case 5:  // leader traffic in our term from someone else
+      m.type = nemesis_rng_.uniform(2) ? MessageType::kAppend : MessageType::kHeartbeat;
+      m.from = other;
+      m.index = last;
+      kind = "second_leader";
+      break;
+    case 6:  // a commit index past our log
+      m.type = MessageType::kHeartbeat;
+      m.commit = last + 1 + nemesis_rng_.uniform(100);
+      kind = "commit_past_log";
+      break;
+    case 7:  // entries that do not follow prev
+      m.type = MessageType::kAppend;
+      m.index = last;
+      m.log_term = m.term;
+      m.entries.push_back(
+          Entry{m.term, last + 2 + nemesis_rng_.uniform(5), EntryType::kNormal, "forged"});
+      kind = "malformed_append";
+      break;
+    case 8:  // leadership handed over by someone who does not lead
+      m.type = MessageType::kTimeoutNow;
+      m.from = other;
+      kind = "not_from_leader";
+      break;
+    default:  // an acknowledgement of entries the leader does not have
+      if (n.core->role() != Role::kLeader)
+        return;
+      m.type = MessageType::kAppendResponse;
+      m.from = other == kNoNode ? leader_id : other;
+      for (NodeId id : conf.voters) {
+        if (id != n.id)
+          m.from = id;
+      }
+      m.index = last + 1 + nemesis_rng_.uniform(100);
+      kind = "ack_past_log";
+      break;
+  }
+  const bool needs_leader = kind == "unoffered_snapshot" || kind == "malformed_snapshot" ||
+                            kind == "second_leader" || kind == "commit_past_log" ||
+                            kind == "malformed_append" || kind == "not_from_leader";
+  if (m.from == kNoNode || (needs_leader && (leader_id == kNoNode || leader_id == n.id)) ||
+      ((kind == "second_leader" || kind == "not_from_leader") && other == kNoNode))
+    return;  // this node's state does not allow this kind now
+  if (sender.id == kNoNode)
+    sender.id = m.from;
+  ++result_.forged;
+  trace("FORGE " + kind + " -> node " + std::to_string(n.id));
+  const char* rule = rn::refuse_inbound(m, sender, conf, from_stream);
+  if (rule != nullptr)
+    return;
+  Status s = n.core->step(std::move(m));
+  if (s.code() != Status::Code::kProtocolViolation) {
+    violation("a forged message (" + kind + ") to node " + std::to_string(n.id) +
+              " was not refused: " + s.to_string());
+  }
+  process(n);
 }
 
 void Simulation::partition() {

@@ -19,6 +19,9 @@ struct SimOptions {
   uint64_t liveness_ms = 15000;
   // Print every event.
   bool trace = false;
+  // Also inject forged messages that break the protocol (from members and strangers), each of
+  // which must be refused: nothing a peer sends may abort a node or slip past the checks.
+  bool forge = false;
 };
 
 struct SimResult {
@@ -30,6 +33,7 @@ struct SimResult {
   uint64_t snapshots = 0;  // snapshots installed from a leader
   // Crashes inside the pipeline's window: after early sends or applies, before the write.
   uint64_t window_crashes = 0;
+  uint64_t forged = 0;  // forged messages injected, every one refused
   std::vector<std::string> violations;
 };
 

@@ -75,15 +75,16 @@ void LocalHub::deliver(Envelope& e) {
     if (it != receivers_.end() && !cut_.count({e.msg.from, e.msg.to}))
       r = it->second;
   }
+  const Sender sender{e.msg.from, true};
   if (!e.snapshot) {
     if (r)
-      r->receive(std::move(e.msg));
+      r->receive(std::move(e.msg), sender);
     return;
   }
   bool ok = false;
   if (r) {
     // "Stream" the files by copying them into the receiver's staging directory.
-    auto staged = r->begin_snapshot_receive();
+    auto staged = r->begin_snapshot_receive(sender);
     if (staged.ok()) {
       storage::Env* env = storage::Env::posix();
       ok = true;
@@ -91,7 +92,9 @@ void LocalHub::deliver(Envelope& e) {
         auto data = env->read_file(e.snapshot->dir + "/" + f.name);
         ok = ok && data.ok() && env->write_file_atomically(*staged + "/" + f.name, *data).ok();
       }
-      ok = ok && r->finish_snapshot_receive(std::move(e.msg), *staged, *e.snapshot).ok();
+      ok = ok && r->finish_snapshot_receive(std::move(e.msg), sender, *staged, *e.snapshot).ok();
+      if (!ok)
+        r->abort_snapshot_receive(*staged);
     }
   }
   if (e.done)

@@ -1,5 +1,7 @@
-// TcpTransport on loopback: messages, snapshots in chunks, garbage and strangers refused,
-// reconnection after a peer restarts.
+// TcpTransport on loopback: messages, snapshots in chunks, answers to a peer that is no member
+// yet, reconnection; and what it refuses: garbage, other clusters, impostors, streams that write
+// more than they announced, frames whose announced length never arrives, too many connections;
+// with TLS: certificates of another CA, of another node, and plaintext.
 #include "transport/tcp_transport.h"
 
 #include <arpa/inet.h>
@@ -9,40 +11,55 @@
 #include <unistd.h>
 
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <future>
 #include <mutex>
 
+#include "cluster/member.h"
+#include "net/certs.h"
+#include "net/tls.h"
+#include "raft/encoding.h"
 #include "temp_dir.h"
+#include "transport/frame.h"
+#include "util/coding.h"
 
 namespace raftnginx::transport {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Collects what arrives; stages snapshots in a real snapshot store.
+// Collects what arrives with who sent it; stages snapshots in a real snapshot store.
 class Inbox final : public Receiver {
  public:
   explicit Inbox(const std::string& dir)
       : store_(std::move(storage::SnapshotStore::open(storage::Env::posix(), dir, 2)).value()) {}
 
-  void receive(raft::Message m) override {
+  void receive(raft::Message m, Sender sender) override {
     std::lock_guard lock(mu_);
+    senders_.push_back(sender);
     messages_.push_back(std::move(m));
     cv_.notify_all();
   }
   void unreachable(raft::NodeId) override {}
-  Result<std::string> begin_snapshot_receive() override {
+  Result<std::string> begin_snapshot_receive(Sender) override {
     std::lock_guard lock(mu_);
     return store_->begin();
   }
-  Status finish_snapshot_receive(raft::Message m, const std::string& staged,
+  void abort_snapshot_receive(const std::string& dir) override {
+    std::lock_guard lock(mu_);
+    aborted_.push_back(dir);
+    store_->abort(dir);
+    cv_.notify_all();
+  }
+  Status finish_snapshot_receive(raft::Message m, Sender sender, const std::string& staged,
                                  storage::SnapshotInfo info) override {
     const auto expected = info.files;
     std::lock_guard lock(mu_);
     auto sealed = store_->commit(staged, std::move(info), &expected);
     if (!sealed.ok())
       return sealed.status();
+    senders_.push_back(sender);
     messages_.push_back(std::move(m));
     cv_.notify_all();
     return Status();
@@ -55,9 +72,21 @@ class Inbox final : public Receiver {
       return std::nullopt;
     return messages_[n - 1];
   }
+  bool wait_aborted(std::chrono::milliseconds timeout = 5s) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, timeout, [&] { return !aborted_.empty(); });
+  }
+  Sender sender(size_t n) {
+    std::lock_guard lock(mu_);
+    return senders_.at(n - 1);
+  }
   size_t count() {
     std::lock_guard lock(mu_);
     return messages_.size();
+  }
+  std::vector<std::string> aborted() {
+    std::lock_guard lock(mu_);
+    return aborted_;
   }
   storage::SnapshotStore& store() { return *store_; }
 
@@ -65,18 +94,26 @@ class Inbox final : public Receiver {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<raft::Message> messages_;
+  std::vector<Sender> senders_;
+  std::vector<std::string> aborted_;
   std::unique_ptr<storage::SnapshotStore> store_;
 };
 
-std::unique_ptr<TcpTransport> start(const std::string& cluster = "test", uint16_t port = 0,
-                                    uint64_t chunk = 1 << 20) {
+TcpTransportOptions options(const std::string& cluster = "test", uint16_t port = 0) {
   TcpTransportOptions o;
   o.listen = "127.0.0.1:" + std::to_string(port);
   o.cluster_id = cluster;
-  o.chunk_bytes = chunk;
+  return o;
+}
+
+std::unique_ptr<TcpTransport> start(TcpTransportOptions o) {
   auto t = TcpTransport::start(o);
   EXPECT_TRUE(t.ok()) << t.status().to_string();
   return std::move(t).value();
+}
+
+std::unique_ptr<TcpTransport> start(const std::string& cluster = "test", uint16_t port = 0) {
+  return start(options(cluster, port));
 }
 
 raft::Message heartbeat(raft::NodeId from, raft::NodeId to, raft::Term term) {
@@ -94,21 +131,38 @@ std::string address(const TcpTransport& t) {
   return "127.0.0.1:" + std::to_string(t.port());
 }
 
-void send_raw(uint16_t port, const std::string& bytes) {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(::write(fd, bytes.data(), bytes.size()), static_cast<ssize_t>(bytes.size()));
-  // The transport refuses the connection and closes it: wait for that end of file.
-  ::shutdown(fd, SHUT_WR);
-  char sink[256];
-  while (::read(fd, sink, sizeof sink) > 0) {
+// A raw client socket to a transport's port.
+class RawPeer {
+ public:
+  explicit RawPeer(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   }
-  ::close(fd);
-}
+  ~RawPeer() { ::close(fd_); }
+  bool connected() const { return connected_; }
+  void send(const std::string& bytes) { (void)!::write(fd_, bytes.data(), bytes.size()); }
+  // True once the transport hung up (EOF or reset), within `timeout`.
+  bool closed_by_peer(std::chrono::milliseconds timeout = 5s) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    char sink[256];
+    for (;;) {
+      const ssize_t n = ::read(fd_, sink, sizeof sink);
+      if (n == 0 || (n < 0 && errno == ECONNRESET))
+        return true;
+      if (n < 0)
+        return false;  // timed out: still open
+    }
+  }
+
+ private:
+  int fd_;
+  bool connected_ = false;
+};
 
 // Waits until `condition` holds, checking every few milliseconds; false after `timeout`.
 template <typename Condition>
@@ -122,7 +176,7 @@ bool eventually(Condition condition, std::chrono::milliseconds timeout = 5s) {
   return true;
 }
 
-TEST(TcpTransport, MessageArrivesIntact) {
+TEST(TcpTransport, MessageArrivesIntactFromTheBoundSender) {
   raftnginx::testing::TempDir tmp;
   auto a = start();
   auto b = start();
@@ -136,20 +190,26 @@ TEST(TcpTransport, MessageArrivesIntact) {
   EXPECT_EQ(got->term, 5u);
   EXPECT_EQ(got->commit, 7u);
   EXPECT_EQ(got->context, "hello");
+  EXPECT_EQ(inbox.sender(1).id, 1u);
+  EXPECT_FALSE(inbox.sender(1).authenticated);  // plaintext: the hello's word only
 }
 
-TEST(TcpTransport, GarbageAndOtherClustersAreRefusedAndHarmless) {
+TEST(TcpTransport, GarbageOtherClustersAndImpostorsAreRefusedAndHarmless) {
   raftnginx::testing::TempDir tmp;
   auto b = start();
   Inbox inbox(tmp.sub("b"));
   b->set_receiver(2, &inbox);
-  send_raw(b->port(), "GET / HTTP/1.1\r\nHost: x\r\n\r\n");
-  send_raw(b->port(), std::string("\xff\xff\xff\xff garbage", 13));
-  auto stranger = start("another-cluster");
-  stranger->set_receiver(9, nullptr);
-  stranger->update_peers({{2, address(*b)}});
-  stranger->send({heartbeat(9, 2, 1)});
-  EXPECT_TRUE(eventually([&] { return b->refused_connections() >= 3; }));
+  for (const std::string& bytes :
+       {std::string("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), std::string("\xff\xff\xff\xff junk", 9),
+        encode_hello(Hello{"another-cluster", 9}),
+        encode_hello(Hello{"test", 2}),  // claims to be the node itself
+        encode_frame(FrameType::kMessage, "not after a hello")}) {
+    RawPeer raw(b->port());
+    ASSERT_TRUE(raw.connected());
+    raw.send(bytes);
+    EXPECT_TRUE(raw.closed_by_peer()) << bytes.substr(0, 20);
+  }
+  EXPECT_GE(b->refused_connections(), 5u);
   EXPECT_EQ(inbox.count(), 0u);
   // The node still talks to its own cluster.
   auto a = start();
@@ -159,35 +219,110 @@ TEST(TcpTransport, GarbageAndOtherClustersAreRefusedAndHarmless) {
   ASSERT_TRUE(inbox.wait(1).has_value());
 }
 
-TEST(TcpTransport, SnapshotStreamsInChunksAndIsVerified) {
+TEST(TcpTransport, AnnouncedBytesThatNeverArriveCostNothingAndTimeOut) {
   raftnginx::testing::TempDir tmp;
-  auto sender_store =
-      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
-  auto staged = sender_store->begin();
-  std::string big(3 * (1 << 20) + 12345, '\0');
-  for (size_t i = 0; i < big.size(); ++i)
-    big[i] = static_cast<char>(i * 7);
-  std::ofstream(*staged + "/state.bin", std::ios::binary) << big;
+  TcpTransportOptions o = options();
+  o.io_timeout = 300ms;
+  auto b = start(o);
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+  RawPeer raw(b->port());
+  // A valid hello, then a message frame that announces 60 MiB and sends 10 bytes of it.
+  std::string stall = encode_hello(Hello{"test", 7});
+  put_u32(&stall, 60u << 20);
+  put_u8(&stall, static_cast<uint8_t>(FrameType::kMessage));
+  stall += std::string(10, 'x');
+  raw.send(stall);
+  const auto began = std::chrono::steady_clock::now();
+  EXPECT_TRUE(raw.closed_by_peer(5s));  // cut off once io_timeout passed mid-frame
+  EXPECT_GE(std::chrono::steady_clock::now() - began, 250ms);
+  EXPECT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+}
+
+TEST(TcpTransport, InboundConnectionsAreCappedPerAddress) {
+  raftnginx::testing::TempDir tmp;
+  TcpTransportOptions o = options();
+  o.max_connections_per_address = 4;
+  auto b = start(o);
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+  std::vector<std::unique_ptr<RawPeer>> held;
+  for (int i = 0; i < 4; ++i) {
+    held.push_back(std::make_unique<RawPeer>(b->port()));
+    held.back()->send(encode_hello(Hello{"test", static_cast<raft::NodeId>(10 + i)}));
+  }
+  ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 4; }));
+  RawPeer fifth(b->port());
+  EXPECT_TRUE(fifth.closed_by_peer());
+  EXPECT_EQ(b->inbound_connections(), 4u);
+  held.clear();
+  EXPECT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+}
+
+TEST(TcpTransport, ANonMemberIsAnsweredOnItsOwnConnection) {
+  raftnginx::testing::TempDir tmp;
+  // The leader knows the joiner; the joiner knows no one yet.
+  auto leader = start();
+  auto joiner = start();
+  Inbox at_leader(tmp.sub("l"));
+  Inbox at_joiner(tmp.sub("j"));
+  leader->set_receiver(1, &at_leader);
+  joiner->set_receiver(4, &at_joiner);
+  leader->update_peers({{4, address(*joiner)}});
+  leader->send({heartbeat(1, 4, 2)});
+  ASSERT_TRUE(at_joiner.wait(1).has_value());
+  raft::Message answer;
+  answer.type = raft::MessageType::kHeartbeatResponse;
+  answer.from = 4;
+  answer.to = 1;
+  answer.term = 2;
+  joiner->send({answer});
+  auto got = at_leader.wait(1);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->type, raft::MessageType::kHeartbeatResponse);
+  EXPECT_EQ(at_leader.sender(1).id, 4u);
+}
+
+storage::SnapshotInfo sealed_snapshot(storage::SnapshotStore& store, const std::string& data) {
+  auto staged = store.begin();
+  std::ofstream(*staged + "/state.bin", std::ios::binary) << data;
   storage::SnapshotInfo info;
   info.meta = raft::SnapshotMeta{100, 4, raft::ConfState{{1, 2}, {}}};
   info.fsm_name = "test";
-  auto sealed = sender_store->commit(*staged, info);
-  ASSERT_TRUE(sealed.ok());
+  auto sealed = store.commit(*staged, info);
+  EXPECT_TRUE(sealed.ok());
+  return *sealed;
+}
 
-  auto a = start("test", 0, /*chunk=*/256 << 10);
-  auto b = start();
-  Inbox inbox(tmp.sub("b"));
-  b->set_receiver(2, &inbox);
-  a->set_receiver(1, nullptr);
-  a->update_peers({{2, address(*b)}});
+raft::Message snapshot_message(const storage::SnapshotInfo& info) {
   raft::Message m;
   m.type = raft::MessageType::kSnapshot;
   m.from = 1;
   m.to = 2;
   m.term = 4;
   m.snapshot = info.meta;
+  return m;
+}
+
+TEST(TcpTransport, SnapshotStreamsInChunksAndIsVerified) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  std::string big(3 * (1 << 20) + 12345, '\0');
+  for (size_t i = 0; i < big.size(); ++i)
+    big[i] = static_cast<char>(i * 7);
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, big);
+
+  TcpTransportOptions o = options();
+  o.chunk_bytes = 256 << 10;
+  auto a = start(o);
+  auto b = start();
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+  a->set_receiver(1, nullptr);
+  a->update_peers({{2, address(*b)}});
   std::promise<bool> done;
-  a->send_snapshot(m, *sealed, [&](bool ok) { done.set_value(ok); });
+  a->send_snapshot(snapshot_message(info), info, [&](bool ok) { done.set_value(ok); });
   auto fut = done.get_future();
   ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
   EXPECT_TRUE(fut.get());
@@ -200,6 +335,28 @@ TEST(TcpTransport, SnapshotStreamsInChunksAndIsVerified) {
   auto bytes = storage::Env::posix()->read_file(received->dir + "/state.bin");
   ASSERT_TRUE(bytes.ok());
   EXPECT_TRUE(*bytes == big);
+}
+
+TEST(TcpTransport, AStreamThatWritesMoreThanItAnnouncedIsCutAndItsFilesRemoved) {
+  raftnginx::testing::TempDir tmp;
+  auto b = start();
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+  storage::SnapshotInfo info;
+  info.meta = raft::SnapshotMeta{100, 4, raft::ConfState{{1, 2}, {}}};
+  info.fsm_name = "test";
+  info.files = {storage::SnapshotFile{"state.bin", 10, 0}};
+  std::string chunk;
+  put_bytes(&chunk, "state.bin");
+  put_bytes(&chunk, std::string(11, 'x'));  // one byte more than announced
+  RawPeer raw(b->port());
+  raw.send(encode_hello(Hello{"test", 1}) +
+           encode_frame(FrameType::kSnapshotBegin, storage::encode_snapshot_info(info)) +
+           encode_frame(FrameType::kSnapshotChunk, chunk));
+  EXPECT_TRUE(raw.closed_by_peer());
+  ASSERT_TRUE(inbox.wait_aborted());
+  EXPECT_FALSE(storage::Env::posix()->exists(inbox.aborted().front()));
+  EXPECT_EQ(inbox.count(), 0u);
 }
 
 TEST(TcpTransport, ReconnectsAfterThePeerRestarts) {
@@ -228,6 +385,87 @@ TEST(TcpTransport, ReconnectsAfterThePeerRestarts) {
   }
   ASSERT_TRUE(got.has_value());
   EXPECT_EQ(got->term, 2u);
+}
+
+// A cluster CA and node certificates on disk, for the TLS tests.
+class Pki {
+ public:
+  explicit Pki(const std::string& dir) : dir_(dir) {
+    std::filesystem::create_directories(dir);
+    ca_ = std::move(net::make_ca("test-ca")).value();
+    write("ca.pem", ca_.certificate);
+  }
+  // Files for a node whose certificate names `name`, signed by this CA (or by `other_ca`).
+  net::TlsFiles node(const std::string& name, const net::Pem* other_ca = nullptr) {
+    net::CertificateRequest req;
+    req.common_name = name;
+    req.hosts = {"127.0.0.1"};
+    auto pem = std::move(net::make_certificate(other_ca ? *other_ca : ca_, req)).value();
+    write(name + ".pem", pem.certificate);
+    write(name + "-key.pem", pem.key);
+    return net::TlsFiles{dir_ + "/" + name + ".pem", dir_ + "/" + name + "-key.pem",
+                         dir_ + "/ca.pem"};
+  }
+
+ private:
+  void write(const std::string& name, const std::string& data) {
+    std::ofstream(dir_ + "/" + name) << data;
+  }
+  std::string dir_;
+  net::Pem ca_;
+};
+
+std::unique_ptr<TcpTransport> start_tls(const net::TlsFiles& files, uint16_t port = 0) {
+  TcpTransportOptions o = options("test", port);
+  auto tls = net::TlsContext::load(files, net::TlsContext::PeerCertificate::kRequired);
+  EXPECT_TRUE(tls.ok()) << tls.status().to_string();
+  o.tls = std::move(tls).value();
+  return start(o);
+}
+
+TEST(TcpTransport, MutualTlsBindsTheCertificatesNodeToTheConnection) {
+  raftnginx::testing::TempDir tmp;
+  Pki ready(tmp.sub("pki"));
+  const raft::NodeId n1 = cluster::node_id_for("n1");
+  const raft::NodeId n2 = cluster::node_id_for("n2");
+  auto a = start_tls(ready.node("n1"));
+  auto b = start_tls(ready.node("n2"));
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(n2, &inbox);
+  a->set_receiver(n1, nullptr);
+  a->update_peers({{n2, address(*b)}});
+  a->send({heartbeat(n1, n2, 3)});
+  ASSERT_TRUE(inbox.wait(1).has_value());
+  EXPECT_EQ(inbox.sender(1).id, n1);
+  EXPECT_TRUE(inbox.sender(1).authenticated);
+
+  // A node whose certificate names n3 cannot speak as n1, nor can a certificate of another CA,
+  // nor a plaintext peer.
+  const size_t before = inbox.count();
+  auto impostor = start_tls(ready.node("n3"));
+  impostor->set_receiver(n1, nullptr);  // its hello claims n1
+  impostor->update_peers({{n2, address(*b)}});
+  net::Pem other_ca = std::move(net::make_ca("other-ca")).value();
+  auto stranger = start_tls(ready.node("n1", &other_ca));
+  stranger->set_receiver(n1, nullptr);
+  stranger->update_peers({{n2, address(*b)}});
+  auto plaintext = start();
+  plaintext->set_receiver(n1, nullptr);
+  plaintext->update_peers({{n2, address(*b)}});
+  const uint64_t refused = b->refused_connections();
+  for (auto* t : {impostor.get(), stranger.get(), plaintext.get()})
+    t->send({heartbeat(n1, n2, 4)});
+  EXPECT_TRUE(eventually([&] { return b->refused_connections() >= refused + 3; }));
+  EXPECT_EQ(inbox.count(), before);
+
+  // And a node only dials the member it means: n2's address answering with n3's certificate is
+  // not n2.
+  auto n3_at_n2 = start_tls(ready.node("n3"));
+  Inbox unreached(tmp.sub("c"));
+  n3_at_n2->set_receiver(cluster::node_id_for("n3"), &unreached);
+  a->update_peers({{n2, address(*n3_at_n2)}});
+  a->send({heartbeat(n1, n2, 5)});
+  EXPECT_FALSE(unreached.wait(1, 500ms).has_value());
 }
 
 }  // namespace

@@ -1,0 +1,77 @@
+#include "transport/frame.h"
+
+#include "util/coding.h"
+
+namespace raftnginx::transport {
+namespace {
+
+constexpr char kMagic[4] = {'R', 'N', 'G', 'X'};
+constexpr size_t kHeaderBytes = 5;  // length (4) | type (1)
+
+bool known_type(uint8_t type) {
+  return type >= static_cast<uint8_t>(FrameType::kHello) &&
+         type <= static_cast<uint8_t>(FrameType::kSnapshotAck);
+}
+
+}  // namespace
+
+std::string encode_frame(FrameType type, std::string_view payload) {
+  std::string out;
+  out.reserve(kHeaderBytes + payload.size());
+  put_u32(&out, static_cast<uint32_t>(1 + payload.size()));
+  put_u8(&out, static_cast<uint8_t>(type));
+  out.append(payload);
+  return out;
+}
+
+std::string encode_hello(const Hello& hello) {
+  std::string payload(kMagic, 4);
+  put_u8(&payload, kProtocolVersion);
+  put_bytes(&payload, hello.cluster_id);
+  put_u64(&payload, hello.from);
+  return encode_frame(FrameType::kHello, payload);
+}
+
+Result<Hello> decode_hello(std::string_view payload) {
+  if (payload.size() < 5 || payload.substr(0, 4) != std::string_view(kMagic, 4))
+    return Status::invalid_argument("not the raft-nginx protocol");
+  Reader r(payload.substr(4));
+  const uint8_t version = r.u8();
+  if (version != kProtocolVersion) {
+    return Status::invalid_argument("protocol version " + std::to_string(version) +
+                                    " (this node speaks " + std::to_string(kProtocolVersion) + ")");
+  }
+  Hello h;
+  const std::string_view cluster = r.bytes();
+  h.from = r.u64();
+  if (!r.done())
+    return Status::invalid_argument("malformed hello");
+  if (cluster.empty() || cluster.size() > kMaxClusterIdLength)
+    return Status::invalid_argument("hello with a cluster name of " +
+                                    std::to_string(cluster.size()) + " bytes");
+  if (h.from == raft::kNoNode)
+    return Status::invalid_argument("hello from node 0");
+  h.cluster_id = std::string(cluster);
+  return h;
+}
+
+Status FrameReader::feed(std::string_view bytes, std::vector<Frame>* out) {
+  buffer_.append(bytes);
+  size_t pos = 0;
+  while (buffer_.size() - pos >= kHeaderBytes) {
+    const uint32_t length = decode_u32(buffer_.data() + pos);
+    if (length == 0 || length > max_frame_bytes_)
+      return Status::invalid_argument("frame of " + std::to_string(length) + " bytes");
+    const auto type = static_cast<uint8_t>(buffer_[pos + 4]);
+    if (!known_type(type))
+      return Status::invalid_argument("unknown frame type " + std::to_string(type));
+    if (buffer_.size() - pos < 4 + size_t{length})
+      break;
+    out->push_back(Frame{static_cast<FrameType>(type), buffer_.substr(pos + 5, length - 1)});
+    pos += 4 + size_t{length};
+  }
+  buffer_.erase(0, pos);
+  return Status();
+}
+
+}  // namespace raftnginx::transport

@@ -1,0 +1,73 @@
+// The raft port's wire format, apart from any socket so that it can be fuzzed and tested alone.
+//
+//   frame:  length (4, of what follows) | type (1) | payload
+//     1 hello            magic "RNGX" | version (1) | cluster id (4 + n) | sender id (8)
+//     2 message          raft/encoding.h message
+//     3 snapshot begin   storage snapshot meta (encode_snapshot_info)
+//     4 snapshot chunk   file name (4 + n) | bytes (4 + n)
+//     5 snapshot end     the Snapshot message (raft/encoding.h)
+//     6 snapshot ack     1 accepted, 0 refused (receiver to sender)
+//
+// Every connection opens with a hello that names the protocol version, the cluster and the
+// sender; the sender's id is then bound to the connection: every message on it must come from
+// that id (and, with TLS, the id must be the one the peer's certificate names). A hello carries
+// no address: peers are only ever the members' addresses, never something a stranger announces.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "raft/types.h"
+#include "util/status.h"
+
+namespace raftnginx::transport {
+
+enum class FrameType : uint8_t {
+  kHello = 1,
+  kMessage = 2,
+  kSnapshotBegin = 3,
+  kSnapshotChunk = 4,
+  kSnapshotEnd = 5,
+  kSnapshotAck = 6,
+};
+
+inline constexpr uint8_t kProtocolVersion = 2;
+// A cluster name longer than this is refused in a hello.
+inline constexpr size_t kMaxClusterIdLength = 128;
+
+std::string encode_frame(FrameType type, std::string_view payload);
+
+struct Hello {
+  std::string cluster_id;
+  raft::NodeId from = raft::kNoNode;
+};
+std::string encode_hello(const Hello& hello);
+// InvalidArgument says why the payload is not a hello this node speaks.
+Result<Hello> decode_hello(std::string_view payload);
+
+struct Frame {
+  FrameType type = FrameType::kHello;
+  std::string payload;
+};
+
+// Cuts a byte stream into frames as the bytes arrive. It holds at most what arrived: a frame's
+// announced length is believed only as far as its bytes are delivered, so a peer that announces
+// 64 MiB and sends nothing costs nothing. Not thread-safe.
+class FrameReader {
+ public:
+  explicit FrameReader(uint64_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
+
+  // Appends `bytes` and moves every frame now complete to `out`. InvalidArgument on a frame
+  // longer than the limit, of length 0, or of an unknown type; the stream is then unusable.
+  Status feed(std::string_view bytes, std::vector<Frame>* out);
+  // A frame has begun and is not complete: its sender owes bytes (read deadlines apply).
+  bool mid_frame() const { return !buffer_.empty(); }
+
+ private:
+  const uint64_t max_frame_bytes_;
+  std::string buffer_;
+};
+
+}  // namespace raftnginx::transport
