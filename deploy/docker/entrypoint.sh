@@ -12,6 +12,9 @@
 #   RAFT_NGINX_JOIN       HTTP address of a member to join (default: none; bootstrap)
 #   RAFT_NGINX_DATA       data directory                   (default: /var/lib/raft-nginx)
 #   RAFT_NGINX_BIN        the daemon                       (default: raft-nginx)
+#   RAFT_NGINX_TLS_DIR    what `raft-nginx certs` wrote (ca.pem, <id>.pem, <id>-key.pem,
+#                         auth.json, admin.token): mutual TLS, client TLS and auth
+#                         (default: none; then a node bound beyond loopback runs --insecure)
 # Arguments are passed on to the daemon, e.g. --write-policy reject.
 set -eu
 host_name=$(hostname)
@@ -22,6 +25,18 @@ http_port=${RAFT_NGINX_HTTP_PORT:-11000}
 raft_port=${RAFT_NGINX_RAFT_PORT:-12000}
 if [ -n "${RAFT_NGINX_JOIN:-}" ]; then
   set -- -join "$RAFT_NGINX_JOIN" "$@"
+fi
+if [ -n "${RAFT_NGINX_TLS_DIR:-}" ]; then
+  t=$RAFT_NGINX_TLS_DIR
+  set -- --node-cert "$t/$id.pem" --node-key "$t/$id-key.pem" --node-ca "$t/ca.pem" \
+    --http-cert "$t/$id.pem" --http-key "$t/$id-key.pem" --http-ca "$t/ca.pem" \
+    --auth "$t/auth.json" --token-file "$t/admin.token" "$@"
+else
+  case "$bind" in
+    127.*|localhost|::1) ;;
+    *) echo "raft-nginx-entrypoint: no RAFT_NGINX_TLS_DIR: serving $bind without TLS and auth" >&2
+       set -- --insecure "$@" ;;
+  esac
 fi
 exec "${RAFT_NGINX_BIN:-raft-nginx}" -id "$id" \
   -haddr "$bind:$http_port" --http-advertise "$host:$http_port" \

@@ -1,7 +1,10 @@
 #include "cli/daemon.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -9,15 +12,18 @@
 #include "cli/joining.h"
 #include "cli/status_log.h"
 #include "cli/stop_signal.h"
+#include "cli/trust.h"
 #include "fsm/memory_kv.h"
 #include "fsm/rocksdb_kv.h"
 #include "http/api.h"
 #include "http/client.h"
 #include "http/server.h"
 #include "net/address.h"
+#include "net/tls.h"
 #include "nginx/controller.h"
 #include "node/node.h"
 #include "transport/tcp_transport.h"
+#include "util/checksum.h"
 
 namespace raftnginx::cli {
 
@@ -96,8 +102,29 @@ nginx::GatewayTarget gateway_target(const node::NodeStatus& st, bool writes_to_l
   return target;
 }
 
+// Where the local nginx reaches its daemon: a Unix socket. As root, nginx's workers run as nobody
+// and may not traverse a private data directory: the socket goes to /run/raft-nginx, named
+// after the data directory. Otherwise it is in the nginx prefix, which the workers share.
+Result<std::string> daemon_socket(const DaemonOptions& options) {
+  std::string path = options.data_dir + "/nginx/daemon.sock";
+  if (geteuid() == 0) {
+    const std::string dir = "/run/raft-nginx";
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec || ::chmod(dir.c_str(), 0711) != 0)
+      return Status::io_error("cannot create " + dir + " for the nginx socket");
+    path = fmt::format("{}/{:016x}.sock", dir, fnv1a64(options.data_dir));
+  }
+  if (path.size() >= sizeof(sockaddr_un::sun_path))
+    return Status::invalid_argument("the nginx socket path " + path +
+                                    " is too long: use a "
+                                    "shorter data directory");
+  return path;
+}
+
 // Starts this node's nginx and its controller; nginx dying stops the daemon.
 Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOptions& options,
+                                                                const std::string& socket,
                                                                 const node::NodeStatus& st,
                                                                 http::Client* client,
                                                                 StopSignal* stop) {
@@ -106,9 +133,17 @@ Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOpti
   conf.prefix = options.data_dir + "/nginx";
   conf.listen = options.nginx_listen;
   conf.local_daemon = net::local_address(options.http_bind);
+  conf.local_socket = socket;
   conf.members = st.membership.http_addresses();
   conf.max_body = options.max_body;
   conf.run_as_root = geteuid() == 0;
+  conf.cluster_name = options.cluster_name;
+  if (!options.http_cert.empty()) {
+    conf.listen_tls = {options.http_cert, options.http_key, options.http_ca,
+                       options.http_verify_client};
+    conf.member_tls = {options.http_cert, options.http_key,
+                       options.http_ca.empty() ? options.node_ca : options.http_ca, false};
+  }
   auto gateway = nginx::Gateway::start(options.nginx_binary, conf,
                                        [stop](std::string why) { stop->stop(1, why); });
   if (!gateway.ok())
@@ -169,28 +204,37 @@ class DataDir {
   std::string temporary_;
 };
 
-http::ServerOptions server_options_for(const DaemonOptions& options) {
+http::ServerOptions server_options_for(const DaemonOptions& options, const Trust& trust,
+                                       const std::string& socket) {
   http::ServerOptions o;
   o.listen = options.http_bind;
+  o.unix_socket = socket;
+  o.tls = trust.http_server;
   o.max_body = options.max_body;
   o.max_connections = options.max_connections;
   o.read_timeout = options.http_read_timeout;
+  o.idle_timeout = options.http_idle_timeout;
   return o;
 }
 
-transport::TcpTransportOptions transport_options_for(const DaemonOptions& options) {
+transport::TcpTransportOptions transport_options_for(const DaemonOptions& options,
+                                                     const Trust& trust) {
   transport::TcpTransportOptions o;
   o.listen = options.raft_bind;
   o.cluster_id = options.cluster_name;
+  o.tls = trust.node;
   return o;
 }
 
-http::ApiOptions api_options_for(const DaemonOptions& options, node::Node* node,
+http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trust, node::Node* node,
                                  nginx::GatewayController* gateway) {
   http::ApiOptions o;
   o.self_name = options.id;
   o.write_policy = options.write_policy;
   o.write_timeout = options.write_timeout;
+  o.auth = trust.auth;
+  o.public_status = options.public_status;
+  o.insecure = options.insecure;
   if (gateway != nullptr) {
     o.readiness = [gateway, node] {
       return gateway->serves(node->status().membership.http_addresses())
@@ -199,6 +243,28 @@ http::ApiOptions api_options_for(const DaemonOptions& options, node::Node* node,
     };
   }
   return o;
+}
+
+// The gauges only the daemon knows: whether it runs --insecure, when its certificates expire.
+void add_gauges(http::Metrics& metrics, const DaemonOptions& options, const Trust& trust) {
+  metrics.add_gauge("raftnginx_insecure",
+                    "1 if the node serves beyond loopback without TLS and auth (--insecure).",
+                    "raftnginx_insecure", [insecure = options.insecure] { return insecure; });
+  for (const auto& [port, tls] :
+       {std::pair<const char*, std::shared_ptr<net::TlsContext>>{"raft", trust.node},
+        {"http", trust.http_server}}) {
+    if (!tls)
+      continue;
+    metrics.add_gauge(
+        "raftnginx_tls_certificate_expiry_timestamp_seconds",
+        "When the certificate a port presents stops being valid (Unix time).",
+        std::string("raftnginx_tls_certificate_expiry_timestamp_seconds{port=\"") + port + "\"}",
+        [tls] {
+          return static_cast<double>(
+              std::chrono::duration_cast<std::chrono::seconds>(tls->not_after().time_since_epoch())
+                  .count());
+        });
+  }
 }
 
 // Logs node events, and feeds them to the gateway if there is one.
@@ -224,14 +290,28 @@ int run_daemon(const DaemonOptions& given) {
   auto data_dir = DataDir::prepare(&options);
   if (!data_dir.ok())
     return give_up(data_dir.status().message());
-  auto server = http::Server::listen(server_options_for(options));
+  auto trust = Trust::load(options);
+  if (!trust.ok())
+    return give_up(trust.status().message());
+  if (options.insecure)
+    spdlog::warn("--insecure: serving without node TLS, client TLS or auth (docs/security.md)");
+  std::string socket;
+  if (!options.nginx_listen.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options.data_dir + "/nginx", ec);
+    auto path = daemon_socket(options);
+    if (!path.ok())
+      return give_up(path.status().message());
+    socket = std::move(path).value();
+  }
+  auto server = http::Server::listen(server_options_for(options, *trust, socket));
   if (!server.ok())
     return give_up(server.status().message());
-  auto transport = transport::TcpTransport::start(transport_options_for(options));
+  auto transport = transport::TcpTransport::start(transport_options_for(options, *trust));
   if (!transport.ok())
     return give_up(transport.status().message());
 
-  http::Client client;
+  http::Client client(http::ClientOptions{trust->http_client, options.cluster_name});
   node::NodeOptions node_options = node_options_for(options);
   const bool fresh = !has_state(options.data_dir, options.log_dir);
   if (fresh && options.bootstrap_expect > 0) {
@@ -255,7 +335,7 @@ int run_daemon(const DaemonOptions& given) {
 
   std::unique_ptr<nginx::GatewayController> gateway;
   if (!options.nginx_listen.empty()) {
-    auto started = start_gateway(options, (*node)->status(), &client, &stop_signal);
+    auto started = start_gateway(options, socket, (*node)->status(), &client, &stop_signal);
     if (started.ok()) {
       gateway = std::move(started).value();
     } else {
@@ -263,14 +343,21 @@ int run_daemon(const DaemonOptions& given) {
     }
   }
   observe_node(node->get(), gateway.get(), options.write_policy != http::WritePolicy::kReject);
-  http::Api api(api_options_for(options, node->get(), gateway.get()), node->get(), kv_view,
+  http::Api api(api_options_for(options, *trust, node->get(), gateway.get()), node->get(), kv_view,
                 server->get(), &client);
+  add_gauges(api.metrics(), options, *trust);
+  stop_signal.on_reload([&trust = *trust, g = gateway.get()] {
+    trust.reload();
+    if (g != nullptr)
+      g->reload();
+  });
   (*server)->serve([&api](http::Request request, http::Respond respond) {
     api.handle(std::move(request), std::move(respond));
   });
   std::thread joiner;
   if (!options.join.empty())
-    joiner = std::thread([&] { join_cluster(&client, options, stop_signal.stopping()); });
+    joiner = std::thread(
+        [&] { join_cluster(&client, options, trust->own_authorization, stop_signal.stopping()); });
 
   const auto [exit_code, why] = stop_signal.wait();
   if (exit_code == 0) {
@@ -278,6 +365,7 @@ int run_daemon(const DaemonOptions& given) {
   } else {
     spdlog::critical("{}: stopping", why);
   }
+  stop_signal.on_reload(nullptr);
   if (joiner.joinable())
     joiner.join();
   (*node)->shutdown(options.election_timeout * 4);

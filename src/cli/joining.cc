@@ -10,13 +10,13 @@ namespace raftnginx::cli {
 using namespace std::chrono_literals;
 
 void join_cluster(http::Client* client, const DaemonOptions& options,
-                  const std::atomic<bool>* stop) {
+                  const std::string& authorization, const std::atomic<bool>* stop) {
   const std::string body = nlohmann::json{
       {"id", options.id},
       {"addr", options.raft_advertise},
       {"http_addr", options.http_advertise},
-      {"voter",
-       !options.learner}}.dump();
+      {"voter", !options.learner},
+      {"replace", true}}.dump();
   auto backoff = 200ms;
   std::string target = options.join;
   for (int attempt = 1; !*stop; ++attempt) {
@@ -24,6 +24,8 @@ void join_cluster(http::Client* client, const DaemonOptions& options,
     request.method = "POST";
     request.target = "/join";
     request.headers.emplace_back("Content-Type", "application/json");
+    if (!authorization.empty())
+      request.headers.emplace_back("Authorization", authorization);
     request.body = body;
     auto r = client->fetch(target, std::move(request), 5s);
     if (r.ok() && r->status == 200) {

@@ -10,10 +10,11 @@
 
 namespace raftnginx::cli {
 
-// Asks the cluster at options.join to add this node, following redirects to the leader, with
-// backoff, until it answers 200. Idempotent: the leader answers 200 for a member it knows.
+// Asks the cluster at options.join to add this node (or move it to its new addresses),
+// presenting `authorization` (may be empty), following redirects to the leader, with backoff,
+// until it answers 200. Idempotent: the leader answers 200 for a member it knows.
 void join_cluster(http::Client* client, const DaemonOptions& options,
-                  const std::atomic<bool>* stop);
+                  const std::string& authorization, const std::atomic<bool>* stop);
 
 // bootstrap_expect: waits until every listed peer's HTTP port accepts connections. False if
 // stopped first.

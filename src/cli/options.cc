@@ -377,9 +377,12 @@ void declare_flags(FlagSet& f) {
                  "A write that reaches a follower: redirect (307 to the leader), forward (relay "
                  "it), reject (403)");
   f.size("--max-body", &DaemonOptions::max_body, "Largest request body (413 above)");
-  f.value("--max-connections", &DaemonOptions::max_connections,
-          "Concurrent HTTP connections (503 above)")
+  f.value("--http-max-connections,--max-connections", &DaemonOptions::max_connections,
+          "Concurrent HTTP connections; at the limit a client's newest connection closes the "
+          "oldest idle one of the client that holds the most, else it gets 503")
       ->capture_default_str();
+  f.duration("--http-idle-timeout", &DaemonOptions::http_idle_timeout,
+             "A kept-alive HTTP connection idle this long is closed");
   f.duration("--http-read-timeout", &DaemonOptions::http_read_timeout,
              "A request must arrive whole within this (slower clients are cut off)");
   f.duration("--write-timeout", &DaemonOptions::write_timeout,
@@ -391,6 +394,59 @@ void declare_flags(FlagSet& f) {
           "Run nginx in front of this node on this address (host:port)");
   f.value("--nginx-binary", &DaemonOptions::nginx_binary, "The nginx to run")
       ->capture_default_str();
+  f.value("--node-cert", &DaemonOptions::node_cert,
+          "Mutual TLS between nodes: this node's certificate (PEM; it must name the node id)");
+  f.value("--node-key", &DaemonOptions::node_key, "Mutual TLS between nodes: this node's key");
+  f.value("--node-ca", &DaemonOptions::node_ca, "Mutual TLS between nodes: the cluster's CA");
+  f.value("--http-cert", &DaemonOptions::http_cert,
+          "TLS for clients (HTTP port and nginx): the certificate (PEM)");
+  f.value("--http-key", &DaemonOptions::http_key, "TLS for clients: the key");
+  f.value("--http-ca", &DaemonOptions::http_ca,
+          "TLS for clients: the CA client certificates are checked against");
+  f.flag("--http-verify-client", &DaemonOptions::http_verify_client,
+         "Clients must present a certificate of --http-ca");
+  f.value("--auth", &DaemonOptions::auth_file,
+          "Principals and their permissions (JSON; docs/security.md)");
+  f.flag("--public-status", &DaemonOptions::public_status,
+         "With --auth: /status, /nodes and /metrics answer without credentials");
+  f.value("--token-file", &DaemonOptions::token_file,
+          "This node's token (the file's first line), presented when it joins a cluster");
+  f.flag("--insecure", &DaemonOptions::insecure,
+         "Serve addresses other than loopback without node TLS, client TLS and auth");
+}
+
+bool is_loopback(const std::string& address) {
+  auto parsed = net::parse_address(address, net::Port::kZeroAllowed);
+  if (!parsed.ok())
+    return false;
+  const std::string& host = parsed->host;
+  return host == "localhost" || host == "::1" || host.starts_with("127.");
+}
+
+// TLS and auth are all or nothing per part; and a node that others can reach has all of them,
+// or is told --insecure on purpose.
+Status check_trust(const DaemonOptions& o) {
+  const bool node_tls = !o.node_cert.empty() || !o.node_key.empty() || !o.node_ca.empty();
+  if (node_tls && (o.node_cert.empty() || o.node_key.empty() || o.node_ca.empty()))
+    return Status::invalid_argument("--node-cert, --node-key and --node-ca go together");
+  const bool http_tls = !o.http_cert.empty() || !o.http_key.empty();
+  if (http_tls && (o.http_cert.empty() || o.http_key.empty()))
+    return Status::invalid_argument("--http-cert and --http-key go together");
+  if ((o.http_verify_client || !o.http_ca.empty()) && !http_tls)
+    return Status::invalid_argument("--http-ca and --http-verify-client need --http-cert");
+  if (o.http_verify_client && o.http_ca.empty())
+    return Status::invalid_argument("--http-verify-client needs --http-ca");
+  if (o.public_status && o.auth_file.empty())
+    return Status::invalid_argument("--public-status goes with --auth");
+  const bool exposed = !is_loopback(o.http_bind) || !is_loopback(o.raft_bind) ||
+                       (!o.nginx_listen.empty() && !is_loopback(o.nginx_listen));
+  if (exposed && !(node_tls && http_tls && !o.auth_file.empty()) && !o.insecure) {
+    return Status::invalid_argument(
+        "this node listens beyond loopback, so it needs node TLS (--node-cert/--node-key/"
+        "--node-ca), client TLS (--http-cert/--http-key) and --auth; `raft-nginx certs` makes "
+        "the certificates (docs/security.md). --insecure serves without them");
+  }
+  return Status();
 }
 
 // Fills in what defaults to other options, and checks what no single flag can.
@@ -432,6 +488,11 @@ Status complete_and_check(DaemonOptions* o) {
     return Status::invalid_argument("a data directory is required (or -inmem)");
   if (o->learner && o->join.empty())
     return Status::invalid_argument("--learner needs --join");
+  if (!net::valid_dns_name(o->cluster_name))
+    return Status::invalid_argument(
+        "--cluster-name must be a DNS name (letters, digits, '-', '.')");
+  if (Status s = check_trust(*o); !s.ok())
+    return s;
   if (o->bootstrap_expect > o->peers.size()) {
     return Status::invalid_argument("bootstrap_expect is " + std::to_string(o->bootstrap_expect) +
                                     " but the config lists " + std::to_string(o->peers.size()) +

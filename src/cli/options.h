@@ -49,6 +49,22 @@ struct DaemonOptions {
   // Run an nginx gateway for this node on this address (empty: none), with this binary.
   std::string nginx_listen;
   std::string nginx_binary{defaults::kNginxBinary};
+  std::chrono::milliseconds http_idle_timeout = defaults::kHttpIdleTimeout;
+
+  // Trust (docs/security.md). Mutual TLS between nodes: this node's certificate (naming its id)
+  // and key, and the cluster's CA.
+  std::string node_cert, node_key, node_ca;
+  // TLS for clients, on the HTTP port and the gateway; with http_verify_client, clients must
+  // present a certificate of http_ca.
+  std::string http_cert, http_key, http_ca;
+  bool http_verify_client = false;
+  // Principals and their permissions (http/auth.h); /status, /nodes and /metrics open to all.
+  std::string auth_file;
+  bool public_status = false;
+  // This node's own credential (a file holding a token) for joining a secured cluster.
+  std::string token_file;
+  // Serve non-loopback addresses without TLS and auth.
+  bool insecure = false;
   // Form the cluster once this many of `peers` (this node included) are up; 0: off.
   size_t bootstrap_expect = 0;
   std::vector<Peer> peers;

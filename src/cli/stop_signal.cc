@@ -12,12 +12,30 @@ StopSignal::StopSignal() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);  // threads started later inherit the mask
   std::thread([this, signals] {
-    int number = 0;
-    sigwait(&signals, &number);
-    stop(0, std::string("received ") + strsignal(number));
+    for (;;) {
+      int number = 0;
+      sigwait(&signals, &number);
+      if (number != SIGHUP) {
+        stop(0, std::string("received ") + strsignal(number));
+        continue;
+      }
+      std::function<void()> reload;
+      {
+        std::lock_guard lock(mu_);
+        reload = reload_;
+      }
+      if (reload)
+        reload();
+    }
   }).detach();  // blocked in sigwait until the process exits
+}
+
+void StopSignal::on_reload(std::function<void()> reload) {
+  std::lock_guard lock(mu_);
+  reload_ = std::move(reload);
 }
 
 void StopSignal::stop(int exit_code, std::string why) {

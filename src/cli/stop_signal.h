@@ -1,10 +1,12 @@
-// StopSignal: why the daemon stops: SIGTERM or SIGINT (taken on a thread of its own; every other
-// thread blocks them), or a part of the daemon that cannot go on (its nginx died). Construct it
-// before starting any thread, so that they all inherit the blocked signals. Thread-safe.
+// StopSignal: why the daemon stops: SIGTERM or SIGINT, or a part of the daemon that cannot go on
+// (its nginx died); and SIGHUP, which asks it to re-read its certificates and credentials. The
+// signals are taken on a thread of its own and every other thread blocks them: construct it
+// before starting any thread, so that they all inherit the mask. Thread-safe.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <utility>
@@ -19,8 +21,11 @@ class StopSignal {
   void stop(int exit_code, std::string why);
   // Waits for a stop; returns the exit code and the reason.
   std::pair<int, std::string> wait();
+  // What SIGHUP does (on the signal thread); nothing until set.
+  void on_reload(std::function<void()> reload);
 
  private:
+  std::function<void()> reload_;
   std::atomic<bool> stopping_{false};
   std::mutex mu_;
   std::condition_variable cv_;

@@ -92,7 +92,41 @@ void Api::handle(Request request, Respond respond) {
   if (!path)
     return call->answer(Response::error(400, "malformed percent-encoding in the path"));
   call->path = std::move(*path);
+  if (options_.auth) {
+    call->principal = options_.auth->authenticate(call->request.header("Authorization"),
+                                                  call->request.certificate_name);
+  }
   route(call, call->path);
+}
+
+bool Api::permitted(const CallPtr& call, Need need) {
+  if (!options_.auth || need == Need::kNothing || (need == Need::kStatus && options_.public_status))
+    return true;
+  if (!call->principal) {
+    call->answer(
+        Response::unauthenticated("this cluster needs credentials: Authorization: Bearer <token>"));
+    return false;
+  }
+  const Principal& p = *call->principal;
+  const bool ok =
+      need == Need::kStatus || need == Need::kKeys || p.admin || (need == Need::kJoin && p.join);
+  if (!ok)
+    call->answer(Response::error(403, p.name + " may not do this (" + call->route + ")"));
+  return ok;
+}
+
+bool Api::may_read(const CallPtr& call, std::string_view key) {
+  if (!options_.auth || call->principal->may_read(key))
+    return true;
+  call->answer(Response::error(403, call->principal->name + " may not read this key"));
+  return false;
+}
+
+bool Api::may_write(const CallPtr& call, std::string_view key) {
+  if (!options_.auth || call->principal->may_write(key))
+    return true;
+  call->answer(Response::error(403, call->principal->name + " may not write this key"));
+  return false;
 }
 
 void Api::route(const CallPtr& call, const std::string& path) {
@@ -101,15 +135,21 @@ void Api::route(const CallPtr& call, const std::string& path) {
     std::string_view path;
     std::vector<std::string_view> methods;  // the first one runs `handler`
     Handler handler;
+    Need need;
   };
   // /key/{key} takes GET, PUT and DELETE; every other route is an exact path.
   static const std::vector<Route> kRoutes = {
-      {"/key", {"POST"}, &Api::set_keys},    {"/key/{key}", {"GET", "PUT", "DELETE"}, nullptr},
-      {"/join", {"POST"}, &Api::join},       {"/remove", {"POST", "DELETE"}, &Api::remove},
-      {"/promote", {"POST"}, &Api::promote}, {"/leader/transfer", {"POST"}, &Api::transfer},
-      {"/status", {"GET"}, &Api::status},    {"/nodes", {"GET"}, &Api::nodes},
-      {"/metrics", {"GET"}, &Api::metrics},  {"/readyz", {"GET"}, &Api::readyz},
-      {"/healthz", {"GET"}, &Api::healthz},
+      {"/key", {"POST"}, &Api::set_keys, Need::kKeys},
+      {"/key/{key}", {"GET", "PUT", "DELETE"}, nullptr, Need::kKeys},
+      {"/join", {"POST"}, &Api::join, Need::kJoin},
+      {"/remove", {"POST", "DELETE"}, &Api::remove, Need::kAdmin},
+      {"/promote", {"POST"}, &Api::promote, Need::kAdmin},
+      {"/leader/transfer", {"POST"}, &Api::transfer, Need::kAdmin},
+      {"/status", {"GET"}, &Api::status, Need::kStatus},
+      {"/nodes", {"GET"}, &Api::nodes, Need::kStatus},
+      {"/metrics", {"GET"}, &Api::metrics, Need::kStatus},
+      {"/readyz", {"GET"}, &Api::readyz, Need::kNothing},
+      {"/healthz", {"GET"}, &Api::healthz, Need::kNothing},
   };
   static constexpr std::string_view kKeyPrefix = "/key/";
   const bool key_path = path.starts_with(kKeyPrefix);
@@ -130,6 +170,8 @@ void Api::route(const CallPtr& call, const std::string& path) {
     r.headers.emplace_back("Allow", allow);
     return call->answer(std::move(r));
   }
+  if (!permitted(call, found->need))
+    return;
   if (!key_path)
     return (this->*found->handler)(call);
   const std::string key = path.substr(kKeyPrefix.size());
@@ -200,7 +242,7 @@ void Api::forward_to_leader(const CallPtr& call, const std::string& leader_http)
   forwarded.method = call->request.method;
   forwarded.target = call->request.target;
   forwarded.body = call->request.body;
-  for (const char* name : {"Content-Type", "Idempotency-Key"}) {
+  for (const char* name : {"Content-Type", "Idempotency-Key", "Authorization"}) {
     if (auto v = call->request.header(name); !v.empty())
       forwarded.headers.emplace_back(name, std::string(v));
   }

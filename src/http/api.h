@@ -22,6 +22,7 @@
 #include <string>
 
 #include "fsm/kv_store.h"
+#include "http/auth.h"
 #include "http/client.h"
 #include "http/metrics.h"
 #include "http/server.h"
@@ -37,6 +38,12 @@ struct ApiOptions {
   std::chrono::milliseconds write_timeout = defaults::kWriteTimeout;
   // What else /readyz waits for (the node's nginx), if anything.
   std::function<Status()> readiness;
+  // Who may do what (auth.h); null: anyone may do anything (loopback or --insecure only).
+  std::shared_ptr<AuthTable> auth;
+  // /status, /nodes and /metrics answer anyone, even with auth.
+  bool public_status = false;
+  // Started with --insecure on a non-loopback address: /status and /metrics say so.
+  bool insecure = false;
 };
 
 class Api {
@@ -45,6 +52,8 @@ class Api {
   Api(ApiOptions options, node::Node* node, const fsm::KvStore* kv, Server* server, Client* client);
 
   void handle(Request request, Respond respond);
+  // Where the daemon adds gauges of its own (TLS certificate expiry, --insecure).
+  Metrics& metrics() { return metrics_; }
 
  private:
   struct Call;
@@ -63,6 +72,7 @@ class Api {
     std::string path;
     std::map<std::string, std::string> query;
     std::string route = "unknown";
+    std::optional<Principal> principal;  // who the credentials name, if anyone
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     Respond respond;
     Api* api = nullptr;
@@ -76,6 +86,13 @@ class Api {
   };
 
   void route(const CallPtr& call, const std::string& path);
+  // What a route needs from the caller.
+  enum class Need { kNothing, kStatus, kKeys, kJoin, kAdmin };
+  // Answers 401 or 403 and returns false unless the caller may.
+  bool permitted(const CallPtr& call, Need need);
+  // For key routes: answers 403 and returns false unless the caller may read (or write) `key`.
+  bool may_read(const CallPtr& call, std::string_view key);
+  bool may_write(const CallPtr& call, std::string_view key);
 
   // api_keys.cc
   void get_key(const CallPtr& call, const std::string& key);

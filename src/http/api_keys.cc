@@ -20,6 +20,8 @@ Response Api::with_raft_headers(Response r, bool stale_read) const {
 }
 
 void Api::get_key(const CallPtr& call, const std::string& key) {
+  if (!may_read(call, key))
+    return;
   auto read = [this, call, key](bool stale) {
     auto value = kv_->get(key);
     if (!value.ok())
@@ -70,6 +72,8 @@ void Api::set_keys(const CallPtr& call) {
     if (!value.is_string()) {
       return call->answer(Response::error(400, "the value of \"" + key + "\" must be a string"));
     }
+    if (!may_write(call, key))
+      return;
     cmd.pairs.emplace_back(key, value.get<std::string>());
   }
   if (cmd.pairs.empty())
@@ -78,12 +82,16 @@ void Api::set_keys(const CallPtr& call) {
 }
 
 void Api::put_key(const CallPtr& call, const std::string& key) {
+  if (!may_write(call, key))
+    return;
   fsm::KvCommand cmd;
   cmd.pairs.emplace_back(key, call->request.body);
   propose(call, fsm::encode_kv_command(cmd));
 }
 
 void Api::delete_key(const CallPtr& call, const std::string& key) {
+  if (!may_write(call, key))
+    return;
   fsm::KvCommand cmd;
   cmd.op = fsm::KvCommand::Op::kDelete;
   cmd.keys.push_back(key);

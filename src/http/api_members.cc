@@ -20,8 +20,15 @@ Result<std::string> member_id_in(const std::string& body, bool required) {
   return string_field(*doc, "id", required);
 }
 
-// The member a /join body describes, validated (cluster/member.h), and whether it votes.
-Result<std::pair<cluster::Member, bool>> joining_member(const std::string& body) {
+// What a /join body asks for: the member (validated, cluster/member.h), whether it votes, and
+// whether it may move an existing member to new addresses.
+struct JoinRequest {
+  cluster::Member member;
+  bool voter = true;
+  bool replace = false;
+};
+
+Result<JoinRequest> joining_member(const std::string& body) {
   auto doc = parse_object(body);
   if (!doc.ok())
     return doc.status();
@@ -32,16 +39,20 @@ Result<std::pair<cluster::Member, bool>> joining_member(const std::string& body)
     if (!field->ok())
       return field->status();
   }
-  cluster::Member member{*name, *raft_addr, *http_addr};
-  if (Status s = cluster::validate_member(member); !s.ok())
+  JoinRequest join;
+  join.member = cluster::Member{*name, *raft_addr, *http_addr};
+  if (Status s = cluster::validate_member(join.member); !s.ok())
     return s;
-  bool voter = true;
-  if (auto v = doc->find("voter"); v != doc->end()) {
-    if (!v->is_boolean())
-      return Status::invalid_argument("field \"voter\" must be true or false");
-    voter = v->get<bool>();
+  for (auto [field, out] :
+       {std::pair<const char*, bool*>{"voter", &join.voter}, {"replace", &join.replace}}) {
+    if (auto v = doc->find(field); v != doc->end()) {
+      if (!v->is_boolean())
+        return Status::invalid_argument(std::string("field \"") + field +
+                                        "\" must be true or false");
+      *out = v->get<bool>();
+    }
   }
-  return std::make_pair(std::move(member), voter);
+  return join;
 }
 
 }  // namespace
@@ -50,8 +61,12 @@ void Api::join(const CallPtr& call) {
   auto joining = joining_member(call->request.body);
   if (!joining.ok())
     return call->answer(Response::error(400, joining.status().message()));
-  const auto& [member, voter] = *joining;
+  const auto& [member, voter, replace] = *joining;
   const raft::NodeId id = cluster::node_id_for(member.name);
+  // A join-only credential may add its own node, under its own name.
+  if (call->principal && !call->principal->admin && call->principal->name != member.name) {
+    return call->answer(Response::error(403, call->principal->name + " may only join as itself"));
+  }
   const node::NodeStatus st = node_->status();
   if (st.raft.role != raft::Role::kLeader)
     return not_leader(call);
@@ -67,6 +82,13 @@ void Api::join(const CallPtr& call) {
       return call->answer(
           Response::json(200, json{{"id", member.name}, {"result", "already a member"}}));
     }
+    // Moving a member takes it away from where it was: only on purpose, and only by an admin.
+    if (!replace) {
+      return call->answer(Response::error(
+          409, member.name + " is a member at other addresses; send \"replace\": true to move it"));
+    }
+    if (call->principal && !call->principal->admin)
+      return call->answer(Response::error(403, "moving a member needs an admin credential"));
     cc.type = raft::ConfChangeType::kUpdateNode;
   }
   change_membership(call, std::move(cc));

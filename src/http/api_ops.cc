@@ -57,6 +57,8 @@ void Api::status(const CallPtr& call) {
                  .count()},
             {"entries_applied", st.entries_applied},
             {"sessions", st.sessions},
+            {"auth", options_.auth != nullptr},
+            {"insecure", options_.insecure},
             {"snapshots_taken", st.snapshots_taken},
             {"snapshots_installed", st.snapshots_installed}};
   if (!st.failure.ok())

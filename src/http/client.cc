@@ -5,11 +5,13 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <future>
 #include <thread>
 
 #include "http/beast_glue.h"
 #include "net/address.h"
+#include "net/tls.h"
 
 namespace raftnginx::http {
 
@@ -21,8 +23,8 @@ using tcp = asio::ip::tcp;
 
 class Client::Impl {
  public:
-  Impl()
-      : thread([this] {
+  explicit Impl(ClientOptions o)
+      : options(std::move(o)), thread([this] {
           auto guard = asio::make_work_guard(io);
           io.run();
         }) {}
@@ -31,10 +33,14 @@ class Client::Impl {
     thread.join();
   }
 
-  static asio::awaitable<void> exchange(std::string address, Request request,
-                                        std::chrono::milliseconds timeout,
-                                        std::function<void(Result<Response>)> done);
+  asio::awaitable<void> exchange(std::string address, Request request,
+                                 std::chrono::milliseconds timeout,
+                                 std::function<void(Result<Response>)> done);
+  template <typename Stream>
+  static asio::awaitable<Result<Response>> roundtrip(Stream& stream, const std::string& address,
+                                                     Request request);
 
+  const ClientOptions options;
   asio::io_context io;
   std::thread thread;
 };
@@ -42,9 +48,6 @@ class Client::Impl {
 asio::awaitable<void> Client::Impl::exchange(std::string address, Request request,
                                              std::chrono::milliseconds timeout,
                                              std::function<void(Result<Response>)> done) {
-  auto fail = [&](const std::string& what, const beast::error_code& ec) {
-    done(Status::unavailable(what + " " + address + ": " + ec.message()));
-  };
   auto parsed = net::parse_address(address);
   if (!parsed.ok()) {
     done(parsed.status());
@@ -56,50 +59,68 @@ asio::awaitable<void> Client::Impl::exchange(std::string address, Request reques
   auto endpoints = co_await resolver.async_resolve(parsed->host, std::to_string(parsed->port),
                                                    asio::redirect_error(use_awaitable, ec));
   if (ec) {
-    fail("cannot resolve", ec);
+    done(Status::unavailable("cannot resolve " + address + ": " + ec.message()));
     co_return;
   }
   beast::tcp_stream stream(executor);
   stream.expires_after(timeout);
   co_await stream.async_connect(endpoints, asio::redirect_error(use_awaitable, ec));
   if (ec) {
-    fail("cannot connect to", ec);
+    done(Status::unavailable("cannot connect to " + address + ": " + ec.message()));
     co_return;
   }
+  if (!options.tls) {
+    Result<Response> r = co_await roundtrip(stream, address, std::move(request));
+    done(std::move(r));
+    co_return;
+  }
+  beast::ssl_stream<beast::tcp_stream> tls(std::move(stream), *options.tls->current());
+  SSL_set1_host(tls.native_handle(), options.server_name.c_str());
+  co_await tls.async_handshake(asio::ssl::stream_base::client,
+                               asio::redirect_error(use_awaitable, ec));
+  if (ec) {
+    done(Status::unavailable("TLS with " + address + ": " + ec.message()));
+    co_return;
+  }
+  Result<Response> r = co_await roundtrip(tls, address, std::move(request));
+  done(std::move(r));
+}
+
+template <typename Stream>
+asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
+                                                          const std::string& address,
+                                                          Request request) {
+  beast::error_code ec;
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(request.method), request.target, 11};
   req.set(bhttp::field::host, address);
   headers_to_beast(request.headers, &req);
   req.body() = std::move(request.body);
   req.prepare_payload();
   co_await bhttp::async_write(stream, req, asio::redirect_error(use_awaitable, ec));
-  if (ec) {
-    fail("cannot send to", ec);
-    co_return;
-  }
+  if (ec)
+    co_return Status::unavailable("cannot send to " + address + ": " + ec.message());
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(1ull << 30);
   co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
-  if (ec) {
-    fail("no answer from", ec);
-    co_return;
-  }
+  if (ec)
+    co_return Status::unavailable("no answer from " + address + ": " + ec.message());
   auto& message = parser.get();
   Response response;
   response.status = static_cast<int>(message.result_int());
   response.headers = headers_from_beast(message.base());
   response.body = std::move(message.body());
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  done(std::move(response));
+  beast::get_lowest_layer(stream).close();
+  co_return response;
 }
 
-Client::Client() : impl_(std::make_unique<Impl>()) {}
+Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
 
 Client::~Client() = default;
 
 void Client::fetch(const std::string& address, Request request, std::chrono::milliseconds timeout,
                    std::function<void(Result<Response>)> done) {
-  asio::co_spawn(impl_->io, Impl::exchange(address, std::move(request), timeout, std::move(done)),
+  asio::co_spawn(impl_->io, impl_->exchange(address, std::move(request), timeout, std::move(done)),
                  asio::detached);
 }
 

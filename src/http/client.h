@@ -1,5 +1,7 @@
 // Client: HTTP requests from the daemon to other members (a join, a write forwarded to the
-// leader). One connection per request; its own I/O thread.
+// leader, a probe). One connection per request; its own I/O thread. With TLS it verifies that the
+// member's certificate chains to the cluster's CA and names the cluster (server_name), and
+// presents its own certificate.
 #pragma once
 
 #include <chrono>
@@ -10,11 +12,20 @@
 #include "http/message.h"
 #include "util/status.h"
 
+namespace raftnginx::net {
+class TlsContext;
+}
+
 namespace raftnginx::http {
+
+struct ClientOptions {
+  std::shared_ptr<net::TlsContext> tls;  // null: plain HTTP
+  std::string server_name;               // the name members' certificates must carry
+};
 
 class Client {
  public:
-  Client();
+  explicit Client(ClientOptions options = {});
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;

@@ -32,6 +32,12 @@ Response Response::unavailable(std::string_view message) {
   return r;
 }
 
+Response Response::unauthenticated(std::string_view message) {
+  Response r = error(401, message);
+  r.headers.emplace_back("WWW-Authenticate", "Bearer");
+  return r;
+}
+
 Response Response::outcome_unknown(std::string_view message) {
   return json(504, nlohmann::json{{"error", message}, {"outcome", "unknown"}});
 }

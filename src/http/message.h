@@ -21,6 +21,8 @@ struct Request {
   Headers headers;
   std::string body;
   std::string remote;  // the peer's address, for logs
+  // The common name of the client's certificate, when TLS verified one; empty otherwise.
+  std::string certificate_name;
 
   std::string_view header(std::string_view name) const { return find_header(headers, name); }
 };
@@ -40,6 +42,8 @@ struct Response {
   static Response unavailable(std::string_view message);
   // 504: begun, but whether it took effect is not known; retry with the same Idempotency-Key.
   static Response outcome_unknown(std::string_view message);
+  // 401 with WWW-Authenticate: no credentials, or ones nobody has.
+  static Response unauthenticated(std::string_view message);
 };
 
 }  // namespace raftnginx::http

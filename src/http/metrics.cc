@@ -39,6 +39,12 @@ void Metrics::record_request(const std::string& route, int status,
   histogram->record(elapsed);
 }
 
+void Metrics::add_gauge(std::string name, std::string help, std::string series,
+                        std::function<double()> read) {
+  std::lock_guard lock(mu_);
+  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(series), std::move(read)});
+}
+
 std::string Metrics::render(const node::NodeStatus& st, const Histogram& sync_latency) const {
   std::string out;
   {
@@ -98,6 +104,14 @@ std::string Metrics::render(const node::NodeStatus& st, const Histogram& sync_la
       "# TYPE raftnginx_protocol_violations_total counter\n";
   for (const auto& [kind, count] : st.protocol_violations)
     out += fmt::format("raftnginx_protocol_violations_total{{kind=\"{}\"}} {}\n", kind, count);
+  std::lock_guard lock(mu_);
+  std::string previous;
+  for (const Gauge& g : gauges_) {
+    if (g.name != previous)
+      out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", g.name, g.help, g.name);
+    previous = g.name;
+    out += fmt::format("{} {}\n", g.series, g.read());
+  }
   return out;
 }
 

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "node/node.h"
 #include "util/histogram.h"
@@ -18,9 +20,20 @@ namespace raftnginx::http {
 class Metrics {
  public:
   void record_request(const std::string& route, int status, std::chrono::nanoseconds elapsed);
+  // A gauge read when scraped: `series` is the name with its labels, e.g.
+  // raftnginx_tls_certificate_expiry_timestamp_seconds{port="raft"}.
+  void add_gauge(std::string name, std::string help, std::string series,
+                 std::function<double()> read);
   std::string render(const node::NodeStatus& status, const Histogram& sync_latency) const;
 
  private:
+  struct Gauge {
+    std::string name;
+    std::string help;
+    std::string series;
+    std::function<double()> read;
+  };
+  std::vector<Gauge> gauges_;
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, std::unique_ptr<Histogram>> latency_;  // by route

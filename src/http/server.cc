@@ -3,11 +3,16 @@
 #include "http/server.h"
 
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+#include <list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -15,6 +20,7 @@
 
 #include "http/beast_glue.h"
 #include "net/listen.h"
+#include "net/tls.h"
 
 namespace raftnginx::http {
 
@@ -23,6 +29,8 @@ namespace beast = boost::beast;
 namespace bhttp = beast::http;
 using asio::use_awaitable;
 using tcp = asio::ip::tcp;
+using local = asio::local::stream_protocol;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -99,82 +107,246 @@ class Answer {
   std::function<void(Response)> resume_;
 };
 
+// One open connection, as the connection limit sees it.
+struct Conn {
+  Conn(asio::any_io_executor ex, std::string who)
+      : executor(std::move(ex)), client(std::move(who)) {}
+  asio::any_io_executor executor;
+  std::string client;             // the remote IP address, or "unix"
+  std::atomic<bool> idle{false};  // waiting for a next request
+  // The connection's own thread only.
+  bool alive = true;
+  std::function<void()> close;
+};
+
+// Open connections by client, so that the limit is fair among them. Thread-safe.
+class ConnectionTable {
+ public:
+  explicit ConnectionTable(size_t max) : max_(max) {}
+
+  // Whether `c` may open now; under the limit it may, and at the limit it may if another client
+  // holds more connections than `c`'s client will and one of them is idle: that one is closed.
+  bool admit(const std::shared_ptr<Conn>& c) {
+    std::shared_ptr<Conn> victim;
+    {
+      std::lock_guard lock(mu_);
+      const size_t mine = by_client_.count(c->client) ? by_client_[c->client].size() : 0;
+      if (total_ >= max_) {
+        const std::list<std::shared_ptr<Conn>>* heaviest = nullptr;
+        for (const auto& [client, conns] : by_client_) {
+          if (client != c->client && conns.size() > mine + 1 &&
+              (!heaviest || conns.size() > heaviest->size()))
+            heaviest = &conns;
+        }
+        for (const auto& conn : heaviest ? *heaviest : std::list<std::shared_ptr<Conn>>()) {
+          if (conn->idle) {
+            victim = conn;
+            break;
+          }
+        }
+        if (!victim)
+          return false;
+        remove_locked(victim.get());
+      }
+      by_client_[c->client].push_back(c);
+      ++total_;
+    }
+    if (victim) {
+      asio::post(victim->executor, [victim] {
+        if (victim->alive && victim->close)
+          victim->close();
+      });
+    }
+    return true;
+  }
+
+  void remove(const Conn* c) {
+    std::lock_guard lock(mu_);
+    remove_locked(c);
+  }
+
+  size_t size() const {
+    std::lock_guard lock(mu_);
+    return total_;
+  }
+
+ private:
+  void remove_locked(const Conn* c) {
+    auto it = by_client_.find(c->client);
+    if (it == by_client_.end())
+      return;
+    auto& conns = it->second;
+    for (auto conn = conns.begin(); conn != conns.end(); ++conn) {
+      if (conn->get() == c) {
+        conns.erase(conn);
+        --total_;
+        break;
+      }
+    }
+    if (conns.empty())
+      by_client_.erase(it);
+  }
+
+  mutable std::mutex mu_;
+  const size_t max_;
+  size_t total_ = 0;
+  std::map<std::string, std::list<std::shared_ptr<Conn>>> by_client_;
+};
+
 }  // namespace
 
 class Server::Impl {
  public:
-  explicit Impl(ServerOptions options) : opt(std::move(options)) {
+  explicit Impl(ServerOptions options) : opt(std::move(options)), table(opt.max_connections) {
     // One io_context per thread, each connection on one of them: no strands, and a context's
     // scheduler rarely meets another thread on its lock.
     for (int i = 0; i < std::max(1, opt.threads); ++i)
       contexts.push_back(std::make_unique<asio::io_context>(1));
     acceptor = std::make_unique<tcp::acceptor>(*contexts.front());
+    unix_acceptor = std::make_unique<local::acceptor>(*contexts.front());
   }
 
-  asio::awaitable<void> accept_loop();
-  asio::awaitable<void> serve(tcp::socket socket);
-  asio::awaitable<void> refuse(tcp::socket socket);
+  Status listen_unix();
+  template <typename Acceptor>
+  asio::awaitable<void> accept_loop(Acceptor& acceptor, bool tcp_port);
+  asio::awaitable<void> serve_tcp(tcp::socket socket, std::shared_ptr<Conn> conn);
+  asio::awaitable<void> serve_unix(local::socket socket, std::shared_ptr<Conn> conn);
+  template <typename Stream>
+  asio::awaitable<void> serve(Stream& stream, std::string remote, std::string certificate_name,
+                              Conn& conn);
 
   const ServerOptions opt;
   Handler handler;
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::unique_ptr<tcp::acceptor> acceptor;
-  std::atomic<size_t> connections{0};
+  std::unique_ptr<local::acceptor> unix_acceptor;
+  ConnectionTable table;
   uint16_t port = 0;
   std::vector<std::thread> threads;
 };
 
-asio::awaitable<void> Server::Impl::accept_loop() {
+Status Server::Impl::listen_unix() {
+  ::unlink(opt.unix_socket.c_str());  // a socket file left behind by a killed daemon
+  boost::system::error_code ec;
+  unix_acceptor->open(local(), ec);
+  if (!ec)
+    unix_acceptor->bind(local::endpoint(opt.unix_socket), ec);
+  if (!ec)
+    unix_acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec)
+    return Status::io_error("cannot listen on " + opt.unix_socket + ": " + ec.message());
+  // nginx's workers may run as another user; the API's own checks still apply on this socket.
+  ::chmod(opt.unix_socket.c_str(), 0666);
+  return Status();
+}
+
+template <typename Acceptor>
+asio::awaitable<void> Server::Impl::accept_loop(Acceptor& listener, bool tcp_port) {
+  auto last_warning = std::chrono::steady_clock::time_point();
   for (size_t accepted = 0;; ++accepted) {
     beast::error_code ec;
     asio::io_context& context = *contexts[accepted % contexts.size()];
-    tcp::socket socket =
-        co_await acceptor->async_accept(context, asio::redirect_error(use_awaitable, ec));
-    if (ec == asio::error::operation_aborted)
+    auto socket = co_await listener.async_accept(context, asio::redirect_error(use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !listener.is_open())
       co_return;
     if (ec) {
-      spdlog::warn("http: accept failed: {}", ec.message());
+      // Out of file descriptors, for one: wait a little instead of spinning on the error.
+      const auto now = std::chrono::steady_clock::now();
+      if (now - last_warning > 10s) {
+        spdlog::warn("http: accept failed: {}; backing off", ec.message());
+        last_warning = now;
+      }
+      asio::steady_timer pause(listener.get_executor(), 100ms);
+      co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
-    const auto executor = socket.get_executor();
-    if (connections.fetch_add(1) >= opt.max_connections) {
-      asio::co_spawn(executor, refuse(std::move(socket)), asio::detached);
+    std::string client = "unix";
+    if constexpr (std::is_same_v<Acceptor, tcp::acceptor>) {
+      const auto endpoint = socket.remote_endpoint(ec);
+      client = ec ? "?" : endpoint.address().to_string();
+    }
+    auto conn = std::make_shared<Conn>(socket.get_executor(), std::move(client));
+    if (!table.admit(conn)) {
+      // A plaintext client is told why; a TLS one just loses the connection.
+      if (tcp_port && opt.tls) {
+        socket.close(ec);
+        continue;
+      }
+      asio::co_spawn(
+          socket.get_executor(),
+          [](auto s, std::chrono::milliseconds timeout) -> asio::awaitable<void> {
+            beast::basic_stream<typename decltype(s)::protocol_type> stream(std::move(s));
+            stream.expires_after(timeout);
+            BeastResponse res =
+                to_beast(Response::unavailable("too many connections; retry later"), 11, false);
+            beast::error_code e;
+            co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, e));
+            stream.socket().shutdown(asio::socket_base::shutdown_both, e);
+          }(std::move(socket), opt.read_timeout),
+          asio::detached);
+      continue;
+    }
+    if constexpr (std::is_same_v<Acceptor, tcp::acceptor>) {
+      asio::co_spawn(conn->executor, serve_tcp(std::move(socket), conn), asio::detached);
     } else {
-      asio::co_spawn(executor, serve(std::move(socket)), asio::detached);
+      asio::co_spawn(conn->executor, serve_unix(std::move(socket), conn), asio::detached);
     }
   }
 }
 
-asio::awaitable<void> Server::Impl::refuse(tcp::socket socket) {
-  beast::tcp_stream stream(std::move(socket));
-  stream.expires_after(opt.read_timeout);
-  BeastResponse res =
-      to_beast(Response::unavailable("too many connections; retry later"), 11, false);
-  beast::error_code ec;
-  co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  connections.fetch_sub(1);
-}
-
-asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
+asio::awaitable<void> Server::Impl::serve_tcp(tcp::socket socket, std::shared_ptr<Conn> conn) {
   beast::error_code ec;
   const tcp::endpoint peer = socket.remote_endpoint(ec);
   const std::string remote =
       ec ? std::string("?") : peer.address().to_string() + ":" + std::to_string(peer.port());
-  beast::tcp_stream stream(std::move(socket));
+  if (!opt.tls) {
+    beast::tcp_stream stream(std::move(socket));
+    co_await serve(stream, remote, std::string(), *conn);
+  } else {
+    beast::ssl_stream<beast::tcp_stream> stream(beast::tcp_stream(std::move(socket)),
+                                                *opt.tls->current());
+    conn->close = [&stream] { beast::get_lowest_layer(stream).close(); };
+    beast::get_lowest_layer(stream).expires_after(opt.read_timeout);
+    co_await stream.async_handshake(asio::ssl::stream_base::server,
+                                    asio::redirect_error(use_awaitable, ec));
+    if (!ec) {
+      const std::vector<std::string> names = net::peer_names(stream.native_handle());
+      std::string certificate_name = names.empty() ? std::string() : names.front();
+      co_await serve(stream, remote, std::move(certificate_name), *conn);
+    }
+  }
+  conn->alive = false;
+  table.remove(conn.get());
+}
+
+asio::awaitable<void> Server::Impl::serve_unix(local::socket socket, std::shared_ptr<Conn> conn) {
+  beast::basic_stream<local> stream(std::move(socket));
+  co_await serve(stream, "unix", std::string(), *conn);
+  conn->alive = false;
+  table.remove(conn.get());
+}
+
+template <typename Stream>
+asio::awaitable<void> Server::Impl::serve(Stream& stream, std::string remote,
+                                          std::string certificate_name, Conn& conn) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  conn.close = [&lowest] { lowest.close(); };
+  beast::error_code ec;
   beast::flat_buffer buffer;
   for (;;) {
     // An idle kept-alive connection may wait long for its next request; once a request has
     // begun, all of it must arrive within read_timeout.
     if (buffer.size() == 0) {
-      stream.expires_after(opt.idle_timeout);
+      conn.idle = true;
+      lowest.expires_after(opt.idle_timeout);
       const size_t n = co_await stream.async_read_some(buffer.prepare(64 * 1024),
                                                        asio::redirect_error(use_awaitable, ec));
+      conn.idle = false;
       if (ec)
         break;
       buffer.commit(n);
     }
-    stream.expires_after(opt.read_timeout);
+    lowest.expires_after(opt.read_timeout);
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(opt.max_body);
     co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
@@ -204,7 +376,8 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
     request.headers = headers_from_beast(message.base());
     request.body = std::move(message.body());
     request.remote = remote;
-    stream.expires_never();
+    request.certificate_name = certificate_name;
+    lowest.expires_never();
     auto answer = std::make_shared<Answer>();
     handler(std::move(request), [answer](Response r) { answer->deliver(std::move(r)); });
     Response response;
@@ -214,19 +387,22 @@ asio::awaitable<void> Server::Impl::serve(tcp::socket socket) {
       response = co_await answer->wait(use_awaitable);
     }
     BeastResponse res = to_beast(response, version, keep_alive);
-    stream.expires_after(opt.read_timeout);
+    lowest.expires_after(opt.read_timeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
     if (ec || !keep_alive)
       break;
   }
-  stream.socket().shutdown(tcp::socket::shutdown_both, ec);
-  connections.fetch_sub(1);
+  lowest.close();
 }
 
 Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
   auto impl = std::make_unique<Impl>(options);
   if (Status s = net::listen_on(*impl->acceptor, options.listen, "HTTP"); !s.ok())
     return s;
+  if (!options.unix_socket.empty()) {
+    if (Status s = impl->listen_unix(); !s.ok())
+      return s;
+  }
   beast::error_code ec;
   impl->port = impl->acceptor->local_endpoint(ec).port();
   return std::unique_ptr<Server>(new Server(std::move(impl)));
@@ -235,7 +411,12 @@ Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
 void Server::serve(Handler handler) {
   RAFTNGINX_CHECK(impl_->threads.empty(), "Server::serve called twice");
   impl_->handler = std::move(handler);
-  asio::co_spawn(*impl_->contexts.front(), impl_->accept_loop(), asio::detached);
+  asio::co_spawn(*impl_->contexts.front(), impl_->accept_loop(*impl_->acceptor, true),
+                 asio::detached);
+  if (impl_->unix_acceptor->is_open()) {
+    asio::co_spawn(*impl_->contexts.front(), impl_->accept_loop(*impl_->unix_acceptor, false),
+                   asio::detached);
+  }
   for (size_t i = 0; i < impl_->contexts.size(); ++i) {
     impl_->threads.emplace_back([io = impl_->contexts[i].get(), i] {
       this_server_thread = i;
@@ -253,6 +434,10 @@ Server::~Server() {
 
 uint16_t Server::port() const {
   return impl_->port;
+}
+
+size_t Server::connections() const {
+  return impl_->table.size();
 }
 
 void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
@@ -277,12 +462,15 @@ void Server::stop() {
   asio::post(*impl_->contexts.front(), [impl = impl_.get()] {
     beast::error_code ec;
     impl->acceptor->close(ec);
+    impl->unix_acceptor->close(ec);
   });
   for (auto& context : impl_->contexts)
     context->stop();
   for (std::thread& t : impl_->threads)
     t.join();
   impl_->threads.clear();
+  if (!impl_->opt.unix_socket.empty())
+    ::unlink(impl_->opt.unix_socket.c_str());
 }
 
 }  // namespace raftnginx::http

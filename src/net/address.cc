@@ -5,8 +5,6 @@
 #include <charconv>
 
 namespace raftnginx::net {
-namespace {
-
 bool valid_dns_name(std::string_view name) {
   if (name.empty() || name.size() > 253)
     return false;
@@ -27,6 +25,8 @@ bool valid_dns_name(std::string_view name) {
   }
   return label > 0 && name.back() != '-';
 }
+
+namespace {
 
 bool valid_ip(std::string_view host, int family) {
   if (host.size() >= INET6_ADDRSTRLEN)

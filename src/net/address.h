@@ -41,6 +41,9 @@ inline bool valid_address(std::string_view text) {
   return parse_address(text).ok();
 }
 
+// A DNS name as the grammar above has it (a cluster's name is one: certificates carry it).
+bool valid_dns_name(std::string_view name);
+
 // How to reach a service bound to `bind` from this machine: a wildcard host becomes loopback.
 std::string local_address(const std::string& bind);
 

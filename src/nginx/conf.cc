@@ -69,6 +69,15 @@ Result<std::string> render_nginx_conf(const GatewayConf& c) {
         "space, quotes, ';', braces, '$' or '#'");
   if (!safe_name(c.node_name))
     return Status::invalid_argument("the node name does not follow the member id grammar");
+  for (const std::string* path :
+       {&c.local_socket, &c.listen_tls.cert, &c.listen_tls.key, &c.listen_tls.ca,
+        &c.member_tls.cert, &c.member_tls.key, &c.member_tls.ca}) {
+    if (!path->empty() && !safe_path(*path))
+      return Status::invalid_argument("the path " + path->substr(0, 64) +
+                                      " is not absolute or holds characters nginx would misread");
+  }
+  if (!c.member_tls.ca.empty() && !net::valid_dns_name(c.cluster_name))
+    return Status::invalid_argument("the cluster name is not a DNS name");
   return render_conf(c);
 }
 
@@ -105,6 +114,7 @@ http {{
   proxy_max_temp_file_size 0;
   proxy_read_timeout 30s;
 
+{member_tls}
   upstream raftnginx_local {{
     server "{local}";
     keepalive {keepalive};
@@ -115,6 +125,10 @@ http {{
     GET raftnginx_local;
     HEAD raftnginx_local;
     default {write_upstream};
+  }}
+  map $first_hop $first_scheme {{
+    raftnginx_local http;
+    default {member_scheme};
   }}
 
   # Every request leaves with a request id: the client's Idempotency-Key, or nginx's own. A write
@@ -137,8 +151,8 @@ http {{
 {map_entries}  }}
 
   server {{
-    listen "{listen}";
-    add_header Idempotency-Key $raftnginx_retry_key always;
+    listen "{listen}"{listen_ssl};
+{listen_tls}    add_header Idempotency-Key $raftnginx_retry_key always;
     # Without it, nginx honours no further error_page once one redirected, and a leader that
     # just died (kill -9, before the election) would give the client a 502, not a 503. No loop:
     # @leader intercepts nothing.
@@ -150,7 +164,7 @@ http {{
     }}
 
     location / {{
-{headers}      proxy_pass http://$first_hop;
+{headers}      proxy_pass $first_scheme://$first_hop;
       # A follower's 307 goes to @leader instead of the client.
       proxy_intercept_errors on;
       error_page 307 = @leader;
@@ -177,7 +191,7 @@ http {{
         add_header Idempotency-Key $raftnginx_request_key always;
         return 503 '{{"error":"no known leader to forward the write to; retry shortly"}}';
       }}
-{headers}      proxy_pass http://$leader_upstream;
+{headers}      proxy_pass {member_scheme}://$leader_upstream;
     }}
 
     location @unavailable {{
@@ -188,6 +202,37 @@ http {{
   }}
 }}
 )";
+
+// The server's TLS directives for clients.
+std::string listen_tls(const GatewayTls& t) {
+  if (t.cert.empty())
+    return "";
+  std::string out = fmt::format(
+      "    ssl_certificate \"{}\";\n    ssl_certificate_key \"{}\";\n"
+      "    ssl_protocols TLSv1.2 TLSv1.3;\n    ssl_session_cache shared:raftnginx:1m;\n",
+      t.cert, t.key);
+  if (!t.ca.empty()) {
+    out += fmt::format("    ssl_client_certificate \"{}\";\n    ssl_verify_client {};\n", t.ca,
+                       t.verify_client ? "on" : "optional");
+  }
+  return out;
+}
+
+// TLS to the members' daemons: verified against the cluster's CA, by the cluster's name.
+std::string member_tls(const GatewayConf& c) {
+  const GatewayTls& t = c.member_tls;
+  if (t.ca.empty())
+    return "";
+  std::string out = fmt::format(
+      "  proxy_ssl_trusted_certificate \"{}\";\n  proxy_ssl_verify on;\n"
+      "  proxy_ssl_name \"{}\";\n  proxy_ssl_session_reuse on;\n",
+      t.ca, c.cluster_name);
+  if (!t.cert.empty()) {
+    out += fmt::format("  proxy_ssl_certificate \"{}\";\n  proxy_ssl_certificate_key \"{}\";\n",
+                       t.cert, t.key);
+  }
+  return out;
+}
 
 std::string render_conf(const GatewayConf& c) {
   std::vector<std::string> members = c.members;
@@ -211,12 +256,16 @@ std::string render_conf(const GatewayConf& c) {
   return fmt::format(
       kConfTemplate, fmt::arg("name", c.node_name.empty() ? c.listen : c.node_name),
       fmt::arg("user", c.run_as_root ? "user nobody nogroup;\n" : ""), fmt::arg("p", c.prefix),
-      fmt::arg("max_body", c.max_body), fmt::arg("local", c.local_daemon),
+      fmt::arg("max_body", c.max_body),
+      fmt::arg("local", c.local_socket.empty() ? c.local_daemon : "unix:" + c.local_socket),
       fmt::arg("keepalive", kKeepalive), fmt::arg("write_upstream", write_upstream),
       fmt::arg("leader_comment", c.leader.empty() ? "none known: the local daemon" : c.leader),
       fmt::arg("upstreams", upstreams), fmt::arg("map_entries", map_entries),
-      fmt::arg("listen", c.listen), fmt::arg("generation_path", kGenerationPath),
-      fmt::arg("generation", c.generation), fmt::arg("headers", proxy_headers("      ")));
+      fmt::arg("listen", c.listen), fmt::arg("listen_ssl", c.listen_tls.cert.empty() ? "" : " ssl"),
+      fmt::arg("listen_tls", listen_tls(c.listen_tls)), fmt::arg("member_tls", member_tls(c)),
+      fmt::arg("member_scheme", c.member_tls.ca.empty() ? "http" : "https"),
+      fmt::arg("generation_path", kGenerationPath), fmt::arg("generation", c.generation),
+      fmt::arg("headers", proxy_headers("      ")));
 }
 
 }  // namespace

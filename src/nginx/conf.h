@@ -20,11 +20,27 @@
 
 namespace raftnginx::nginx {
 
+// TLS files nginx uses (paths, PEM).
+struct GatewayTls {
+  std::string cert;
+  std::string key;
+  std::string ca;  // clients' CA (listening), or the members' CA (proxying)
+  bool verify_client = false;
+};
+
 struct GatewayConf {
-  std::string node_name;             // for the comment at the top
-  std::string prefix;                // nginx's prefix: pid, logs and temp paths live here
-  std::string listen;                // host:port the gateway serves
-  std::string local_daemon;          // host:port of this node's daemon
+  std::string node_name;     // for the comment at the top
+  std::string prefix;        // nginx's prefix: pid, logs and temp paths live here
+  std::string listen;        // host:port the gateway serves
+  std::string local_daemon;  // host:port of this node's daemon
+  // The daemon's Unix socket: when set, nginx reaches its own daemon there instead, plaintext.
+  std::string local_socket;
+  // TLS for clients on `listen`; empty cert: plaintext.
+  GatewayTls listen_tls;
+  // TLS to the members' daemons (writes sent to the leader); empty ca: plain HTTP. Their
+  // certificates must name `cluster_name`.
+  GatewayTls member_tls;
+  std::string cluster_name;
   std::vector<std::string> members;  // HTTP addresses a leader may have (X-Raft-Leader values)
   // The member writes go to first; empty: the local daemon (which redirects them).
   std::string leader;

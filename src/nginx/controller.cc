@@ -41,6 +41,14 @@ void GatewayController::update(GatewayTarget target) {
   cv_.notify_all();
 }
 
+void GatewayController::reload() {
+  {
+    std::lock_guard lock(mu_);
+    reload_asked_ = true;
+  }
+  cv_.notify_all();
+}
+
 bool GatewayController::serves(std::vector<std::string> members) {
   members = sorted(std::move(members));
   std::lock_guard lock(mu_);
@@ -52,12 +60,14 @@ void GatewayController::run() {
   auto backoff = 5ms;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    if (has_pending_) {
+    if (has_pending_ || reload_asked_) {
+      GatewayTarget target = has_pending_ ? std::move(pending_) : GatewayTarget{conf_.members, {}};
+      const bool forced = reload_asked_;
       has_pending_ = false;
-      GatewayTarget target = std::move(pending_);
+      reload_asked_ = false;
       target.members = sorted(std::move(target.members));
       const bool new_leader = !target.leader.empty() && target.leader != conf_.leader;
-      if (target.members != conf_.members || new_leader) {
+      if (target.members != conf_.members || new_leader || forced) {
         GatewayConf next = conf_;
         next.members = std::move(target.members);
         if (new_leader)
@@ -75,7 +85,7 @@ void GatewayController::run() {
       }
     }
     if (confirmed_ == conf_.generation) {
-      cv_.wait(lock, [this] { return stopping_ || has_pending_; });
+      cv_.wait(lock, [this] { return stopping_ || has_pending_ || reload_asked_; });
       continue;
     }
     const uint64_t generation = conf_.generation;
@@ -89,7 +99,7 @@ void GatewayController::run() {
       confirmed_ = value;
       continue;
     }
-    cv_.wait_for(lock, backoff, [this] { return stopping_ || has_pending_; });
+    cv_.wait_for(lock, backoff, [this] { return stopping_ || has_pending_ || reload_asked_; });
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 500ms);
   }
 }

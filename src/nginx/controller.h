@@ -38,6 +38,8 @@ class GatewayController {
 
   // Non-blocking: the controller catches up on its own thread.
   void update(GatewayTarget target);
+  // Makes nginx re-read its conf and the files it names (rotated certificates), non-blocking.
+  void reload();
   // nginx serves exactly `members` (they are the latest conf's, and its reload was confirmed).
   bool serves(std::vector<std::string> members);
   // Stops the controller and nginx (gracefully, killed after `timeout`).
@@ -53,6 +55,7 @@ class GatewayController {
   GatewayConf conf_;       // what nginx was told to serve
   GatewayTarget pending_;  // what it should serve next
   bool has_pending_ = false;
+  bool reload_asked_ = false;
   uint64_t confirmed_ = 0;  // the latest generation nginx was seen serving
   bool stopping_ = false;
   std::thread thread_;
