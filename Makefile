@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san test-fuzz sim bench bench-core bench-node chaos demo demo-clean format clean
+.PHONY: all deps build test test-plain test-san test-fuzz sim bench bench-core bench-node chaos demo demo-secure demo-clean format clean
 
 all: build
 
@@ -68,7 +68,7 @@ chaos: build
 # go to build-fuzz/corpus, crashes to build-fuzz/crashes (copy them to tests/fuzz/regressions/).
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 30
-FUZZ_TARGETS := raft_message kv_command config http_request
+FUZZ_TARGETS := raft_message kv_command config http_request raft_frames tls_handshake
 test-fuzz: deps
 	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DRAFTNGINX_FUZZ=ON -DRAFTNGINX_BENCH=OFF >/dev/null
@@ -87,6 +87,11 @@ test-fuzz: deps
 demo: build
 	@scripts/install-deps.sh demo
 	@scripts/demo.sh
+
+# The same three nodes with mutual TLS, TLS for clients through nginx, and auth.
+demo-secure: build
+	@scripts/install-deps.sh demo
+	@DEMO_SECURE=1 scripts/demo.sh
 
 demo-clean:
 	rm -rf demo-data

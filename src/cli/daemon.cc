@@ -134,7 +134,7 @@ Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOpti
   conf.listen = options.nginx_listen;
   conf.local_daemon = net::local_address(options.http_bind);
   conf.local_socket = socket;
-  conf.members = st.membership.http_addresses();
+  conf.members = nginx::resolvable(st.membership.http_addresses(), nullptr);
   conf.max_body = options.max_body;
   conf.run_as_root = geteuid() == 0;
   conf.cluster_name = options.cluster_name;

@@ -113,6 +113,8 @@ http {{
   proxy_request_buffering on;
   proxy_max_temp_file_size 0;
   proxy_read_timeout 30s;
+  # Member addresses are map keys: up to 259 characters (net/address.h).
+  map_hash_bucket_size 512;
 
 {member_tls}
   upstream raftnginx_local {{

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <netdb.h>
+
 #include <algorithm>
 #include <charconv>
 
@@ -21,10 +23,34 @@ std::vector<std::string> sorted(std::vector<std::string> v) {
 
 }  // namespace
 
+std::vector<std::string> resolvable(const std::vector<std::string>& members,
+                                    std::vector<std::string>* left_out) {
+  std::vector<std::string> out;
+  for (const std::string& address : members) {
+    auto parsed = net::parse_address(address);
+    bool ok = parsed.ok();
+    if (ok) {
+      addrinfo hints{};
+      hints.ai_socktype = SOCK_STREAM;
+      addrinfo* found = nullptr;
+      ok = getaddrinfo(parsed->host.c_str(), nullptr, &hints, &found) == 0;
+      if (found != nullptr)
+        freeaddrinfo(found);
+    }
+    if (ok) {
+      out.push_back(address);
+    } else if (left_out != nullptr) {
+      left_out->push_back(address);
+    }
+  }
+  return out;
+}
+
 GatewayController::GatewayController(std::unique_ptr<Gateway> gateway, GatewayConf conf,
                                      Probe probe)
     : gateway_(std::move(gateway)), probe_(std::move(probe)), conf_(std::move(conf)) {
   conf_.members = sorted(std::move(conf_.members));
+  wanted_ = conf_.members;
   thread_ = std::thread([this] { run(); });
 }
 
@@ -52,7 +78,7 @@ void GatewayController::reload() {
 bool GatewayController::serves(std::vector<std::string> members) {
   members = sorted(std::move(members));
   std::lock_guard lock(mu_);
-  return confirmed_ == conf_.generation && members == conf_.members;
+  return confirmed_ == conf_.generation && members == wanted_;
 }
 
 void GatewayController::run() {
@@ -67,10 +93,17 @@ void GatewayController::run() {
       reload_asked_ = false;
       target.members = sorted(std::move(target.members));
       const bool new_leader = !target.leader.empty() && target.leader != conf_.leader;
-      if (target.members != conf_.members || new_leader || forced) {
+      if (target.members != wanted_ || new_leader || forced) {
         GatewayConf next = conf_;
-        next.members = std::move(target.members);
-        if (new_leader)
+        wanted_ = target.members;
+        lock.unlock();
+        std::vector<std::string> left_out;
+        next.members = resolvable(target.members, &left_out);
+        for (const std::string& address : left_out)
+          spdlog::error("nginx: member address {} does not resolve: left out of the gateway",
+                        address);
+        lock.lock();
+        if (new_leader && std::count(next.members.begin(), next.members.end(), target.leader))
           next.leader = target.leader;
         ++next.generation;
         lock.unlock();

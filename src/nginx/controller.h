@@ -26,6 +26,13 @@ struct GatewayTarget {
   std::string leader;
 };
 
+// The members nginx can be given: those whose host is an IP address or resolves now. nginx
+// resolves upstream names when it loads a conf, and one it cannot resolve would make it refuse
+// the whole conf, on every node; such a member is left out (and named in `left_out`) until it
+// resolves.
+std::vector<std::string> resolvable(const std::vector<std::string>& members,
+                                    std::vector<std::string>* left_out);
+
 class GatewayController {
  public:
   // GETs `path` from the nginx at `address`; the body, or why not.
@@ -52,7 +59,9 @@ class GatewayController {
   const Probe probe_;
   std::mutex mu_;
   std::condition_variable cv_;
-  GatewayConf conf_;       // what nginx was told to serve
+  GatewayConf conf_;  // what nginx was told to serve
+  // The members asked for, before unresolvable ones are left out.
+  std::vector<std::string> wanted_;
   GatewayTarget pending_;  // what it should serve next
   bool has_pending_ = false;
   bool reload_asked_ = false;

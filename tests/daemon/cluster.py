@@ -50,10 +50,14 @@ class Reply:
         return f"Reply({self.status}, {self.body[:200]!r})"
 
 
-def request(address, method, path, body=None, headers=None, timeout=10):
-    """One HTTP request; never follows redirects. Returns a Reply or raises OSError."""
+def request(address, method, path, body=None, headers=None, timeout=10, context=None):
+    """One HTTP request; never follows redirects. Returns a Reply or raises OSError. With an
+    ssl.SSLContext as `context` it is HTTPS (a failed handshake raises ssl.SSLError, an OSError)."""
     host, port = address.rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=timeout * SLOW)
+    if context is None:
+        conn = http.client.HTTPConnection(host, int(port), timeout=timeout * SLOW)
+    else:
+        conn = http.client.HTTPSConnection(host, int(port), timeout=timeout * SLOW, context=context)
     try:
         if isinstance(body, (dict, list)):
             body = json.dumps(body)
@@ -82,7 +86,11 @@ def wait_until(predicate, timeout=15, interval=0.05, what="condition"):
 
 
 class Daemon:
-    def __init__(self, root, name, args=(), http_port=None, raft_port=None, nginx=False):
+    """One raft-nginx process. `context` (an ssl.SSLContext) makes the helpers below speak HTTPS
+    to it, and `headers` (e.g. an Authorization) go with each of their requests."""
+
+    def __init__(self, root, name, args=(), http_port=None, raft_port=None, nginx=False,
+                 context=None, headers=None):
         self.name = name
         self.http = f"127.0.0.1:{http_port or free_port()}"
         self.raft = f"127.0.0.1:{raft_port or free_port()}"
@@ -92,6 +100,8 @@ class Daemon:
         self.log_path = os.path.join(root, name + ".log")
         self.args = list(args)
         self.proc = None
+        self.context = context
+        self.headers = dict(headers or {})
 
     def command(self):
         gateway = ["--nginx-listen", self.gateway] if self.gateway else []
@@ -149,11 +159,18 @@ class Daemon:
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)
 
+    def request(self, method, path, body=None, headers=None, **kw):
+        """A request to the daemon's HTTP port with its context and headers (`headers` add to
+        them or replace them by name)."""
+        kw.setdefault("context", self.context)
+        return request(self.http, method, path, body=body,
+                       headers={**self.headers, **(headers or {})}, **kw)
+
     def get(self, path, **kw):
-        return request(self.http, "GET", path, **kw)
+        return self.request("GET", path, **kw)
 
     def post(self, path, body=None, **kw):
-        return request(self.http, "POST", path, body=body, **kw)
+        return self.request("POST", path, body=body, **kw)
 
     def status(self):
         return self.get("/status").json()
@@ -185,12 +202,16 @@ class Cluster:
         self.nodes[name] = d
         return d.start()
 
-    def start(self, count, args=(), nginx=False):
-        """node1 bootstraps; the others join through it. Returns once all agree on a leader."""
-        first = self.add("node1", args, nginx=nginx)
+    def start(self, count, args=(), nginx=False, node_args=None, **kw):
+        """node1 bootstraps; the others join through it. Returns once all agree on a leader.
+        `node_args(name)`, if given, adds flags of each node's own (its certificate); `kw` goes
+        to each Daemon (context, headers)."""
+        def flags(name):
+            return list(args) + (list(node_args(name)) if node_args else [])
+        first = self.add("node1", flags("node1"), nginx=nginx, **kw)
         wait_until(lambda: first.get("/readyz").status == 200, what="node1 ready")
         for i in range(2, count + 1):
-            self.add(f"node{i}", args, join=first, nginx=nginx)
+            self.add(f"node{i}", flags(f"node{i}"), join=first, nginx=nginx, **kw)
         self.wait_members(count)
         self.wait_ready()
         return self

@@ -192,6 +192,9 @@ class BadInput(ClusterTest):
             ("GET", "/key/bad%zzescape", None, 400),
             ("GET", "/key/keep?level=bogus", None, 400),
             ("GET", "/key/keep?max_lag=soon", None, 400),
+            ("GET", "/key/keep?max_lag=1e300h", None, 400),  # once a float-to-int overflow
+            ("GET", "/key/keep?max_lag=-1s", None, 400),
+            ("GET", "/readyz?sync&timeout=100000h", None, 400),
             ("GET", "/nope", None, 404),
             ("GET", "/key/missing", None, 404),
             ("PATCH", "/key/keep", "x", 405),
@@ -200,6 +203,11 @@ class BadInput(ClusterTest):
             ("POST", "/join", '{"id": "x"}', 400),
             ("POST", "/join", '{"id": "x", "addr": "nocolon"}', 400),
             ("POST", "/join", '{"id": "x", "addr": "h:1", "voter": "yes"}', 400),
+            ("POST", "/join", '{"id": "a b", "addr": "h:1"}', 400),  # a space smuggled fields
+            ("POST", "/join", '{"id": "x", "addr": "h:1", "http_addr": "h:1;}"}', 400),
+            ("POST", "/join", '{"id": "x", "addr": "h:0"}', 400),
+            ("POST", "/join", '{"id": "x", "addr": "h:65536"}', 400),
+            ("POST", "/join", '{"id": "node1", "addr": "127.0.0.1:1"}', 409),  # a move, unasked
             ("POST", "/remove", '{"id": "ghost"}', 404),
             ("POST", "/promote", '{"id": "ghost"}', 404),
             ("POST", "/leader/transfer", '{"id": "ghost"}', 404),

@@ -119,5 +119,58 @@ class BadClients(ClusterTest):
             self.assertLess(grown, 256 * 1024, f"{d.name} grew by {grown} KiB")
 
 
+class FairLimits(ClusterTest):
+    def test_one_clients_idle_connections_do_not_lock_others_out(self):
+        c = self.cluster.start(1, args=["--http-max-connections", "200"])
+        node = c["node1"]
+        host, port = address(node.http)
+        hog = []
+        for _ in range(400):  # all from 127.0.0.2, all idle
+            s = socket.socket()
+            s.bind(("127.0.0.2", 0))
+            s.connect((host, port))
+            hog.append(s)
+        try:
+            # Another client gets in at once, every time: each of its connections closes one of
+            # the hog's idle ones.
+            for i in range(20):
+                s = socket.socket()
+                s.bind(("127.0.0.3", 0))
+                s.settimeout(5 * SLOW)
+                s.connect((host, port))
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                self.assertIn(b"200 OK", s.recv(4096), i)
+                s.close()
+        finally:
+            for s in hog:
+                s.close()
+
+    def test_running_out_of_descriptors_backs_off_quietly(self):
+        # 64 descriptors: the daemon's own take most of them; the rest go fast.
+        d = self.cluster.add("node1")
+        d.stop()
+        d.proc = None
+        command = ["prlimit", "--nofile=96", "--"] + d.command()
+        d.start(command=command)
+        wait_until(lambda: d.get("/readyz").status == 200, what="ready under the limit")
+        held = []
+        for _ in range(200):
+            for target in (d.http, d.raft):
+                try:
+                    held.append(socket.create_connection(address(target), timeout=1))
+                except OSError:
+                    pass
+        # The accept loops ran out of descriptors and said so, once each, instead of spinning.
+        wait_until(lambda: "backing off" in d.log_tail(200), what="accept out of descriptors")
+        size = os.path.getsize(d.log_path)
+        backoffs = d.log_tail(10000).count("backing off")
+        for s in held:
+            s.close()
+        self.assertTrue(d.running())
+        self.assertLessEqual(backoffs, 4)
+        self.assertLess(size, 200 * 1024, "the log grew like a spinning accept loop's")
+        wait_until(lambda: d.get("/healthz").status == 200, what="serving again")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -55,6 +55,33 @@ class Gateway(ClusterTest):
             self.assertIsNone(r.header("Idempotency-Key"))  # only 5xx answers carry it back
         self.assertEqual(leader.metric("raftnginx_fsm_applied_entries_total"), applied + 1)
 
+    def test_members_nginx_cannot_resolve_or_with_long_names_break_no_gateway(self):
+        c = self.cluster.start(3, nginx=True)
+        long_host = ".".join(["a" * 63] * 3 + ["b" * 61])  # 253 characters, valid
+        for name, http_addr in (("ghost1", "no-such-host.invalid:8080"),
+                                ("ghost2", f"{long_host}:65535")):
+            r = c.leader().post("/join", {"id": name, "addr": "127.0.0.1:1", "http_addr": http_addr,
+                                          "voter": False})
+            self.assertEqual(r.status, 200, r)
+        # Every nginx took the new members, those that do not resolve left out, and serves.
+        c.wait_members(5)
+        c.wait_ready()
+        for node in c.running():
+            r = request(node.gateway, "POST", "/key", body={"still": node.name})
+            self.assertEqual(r.status, 200, r)
+            with open(os.path.join(node.data_dir, "nginx", "nginx.conf")) as f:
+                conf = f.read()
+            self.assertNotIn(long_host, conf)
+            self.assertNotIn("no-such-host.invalid", conf)
+            self.assertIn("map_hash_bucket_size 512;", conf)  # room for 259-character keys
+        self.assertIn("does not resolve", c["node2"].log_tail(200))
+        # A restarted node starts its nginx with them too.
+        node = c.followers()[0]
+        node.stop()
+        node.start()
+        wait_until(lambda: node.get("/readyz").status == 200, what="the node back, ready")
+        self.assertEqual(request(node.gateway, "GET", "/key/still").status, 200)
+
     def test_large_writes_and_deletes_through_a_followers_nginx(self):
         c = self.cluster.start(3, nginx=True)
         follower = c.followers()[0]

@@ -109,6 +109,38 @@ class Membership(ClusterTest):
         self.write(c.leader(), "moved", "yes")
         self.assert_value(node3, "moved", "yes", level="linearizable")
 
+    def test_membership_log_lines_name_the_change_not_the_request(self):
+        c = self.cluster.start(1)
+        node = c["node1"]
+        r = node.post("/join", {"id": "node9", "addr": "127.0.0.1:1", "voter": False,
+                                "note": "SECRET-FIELD"})
+        self.assertEqual(r.status, 200, r)
+        wait_until(lambda: "add-learner node9" in node.log_tail(), what="the change logged")
+        self.assertNotIn("SECRET-FIELD", node.log_tail(200))
+
+    def test_two_clusters_side_by_side_keep_to_themselves(self):
+        # Both keep the default cluster name; before, a hello made a peer of its sender.
+        a = self.cluster.start(3)
+        from cluster import Cluster
+        b = Cluster(self.root + "/b")
+        os.makedirs(b.root)
+        try:
+            b.start(3)
+            for i in range(20):
+                self.write(a.leader(), f"a{i}", "A")
+                self.write(b.leader(), f"b{i}", "B")
+            a.wait_converged()
+            b.wait_converged()
+            a_names = {m["id"] for d in a.running() for m in d.status()["members"]}
+            b_members = {m["raft_addr"] for d in b.running() for m in d.status()["members"]}
+            self.assertEqual(a_names, {"node1", "node2", "node3"})
+            self.assertFalse(b_members & {d.raft for d in a.running()})
+            for d in b.running():
+                self.assertEqual(d.get("/key/a0").status, 404)
+                self.assert_value(d, "b19", "B", level="linearizable")
+        finally:
+            b.close()
+
     def test_bootstrap_expect_forms_the_cluster_once(self):
         names = ["a", "b", "c"]
         nodes = [Daemon(self.root, n) for n in names]
