@@ -1,6 +1,7 @@
 #include "cli/daemon.h"
 
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -45,7 +46,9 @@ bool has_state(const std::string& data_dir, const std::string& log_dir) {
 }
 
 // Sets up spdlog: one line per event, with the time, level and this node's name.
+// Logs go to stderr, as the README says: stdout stays for what a command prints as its answer.
 void setup_logging(const DaemonOptions& options) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt("raft-nginx"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l node=" + options.id + " %v");
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 }
@@ -227,7 +230,8 @@ transport::TcpTransportOptions transport_options_for(const DaemonOptions& option
 }
 
 http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trust, node::Node* node,
-                                 nginx::GatewayController* gateway) {
+                                 nginx::GatewayController* gateway,
+                                 transport::TcpTransport* transport) {
   http::ApiOptions o;
   o.self_name = options.id;
   o.write_policy = options.write_policy;
@@ -235,6 +239,12 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
   o.auth = trust.auth;
   o.public_status = options.public_status;
   o.insecure = options.insecure;
+  o.https = trust.http_server != nullptr;
+  if (trust.node) {
+    o.verify_joining = [transport](const cluster::Member& m, std::function<void(Status)> done) {
+      transport->verify_member(m.raft_address, cluster::node_id_for(m.name), std::move(done));
+    };
+  }
   if (gateway != nullptr) {
     o.readiness = [gateway, node] {
       return gateway->serves(node->status().membership.http_addresses())
@@ -343,8 +353,8 @@ int run_daemon(const DaemonOptions& given) {
     }
   }
   observe_node(node->get(), gateway.get(), options.write_policy != http::WritePolicy::kReject);
-  http::Api api(api_options_for(options, *trust, node->get(), gateway.get()), node->get(), kv_view,
-                server->get(), &client);
+  http::Api api(api_options_for(options, *trust, node->get(), gateway.get(), transport->get()),
+                node->get(), kv_view, server->get(), &client);
   add_gauges(api.metrics(), options, *trust);
   stop_signal.on_reload([&trust = *trust, g = gateway.get()] {
     trust.reload();

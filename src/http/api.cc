@@ -93,8 +93,12 @@ void Api::handle(Request request, Respond respond) {
     return call->answer(Response::error(400, "malformed percent-encoding in the path"));
   call->path = std::move(*path);
   if (options_.auth) {
-    call->principal = options_.auth->authenticate(call->request.header("Authorization"),
-                                                  call->request.certificate_name);
+    // Through a gateway, the certificate on the connection is the gateway's own (nginx/conf.cc):
+    // it lends its identity to no client.
+    const bool via_gateway = !call->request.header("X-Raft-Gateway").empty();
+    call->principal = options_.auth->authenticate(
+        call->request.header("Authorization"),
+        via_gateway ? std::string_view() : call->request.certificate_name);
   }
   route(call, call->path);
 }
@@ -220,7 +224,8 @@ void Api::not_leader(const CallPtr& call) {
     case WritePolicy::kRedirect: {
       Response r;
       r.status = 307;
-      r.headers.emplace_back("Location", "http://" + leader_http + call->request.target);
+      r.headers.emplace_back("Location", (options_.https ? "https://" : "http://") + leader_http +
+                                             call->request.target);
       r.headers.emplace_back("X-Raft-Leader", leader_http);
       return call->answer(std::move(r));
     }

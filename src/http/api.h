@@ -44,6 +44,11 @@ struct ApiOptions {
   bool public_status = false;
   // Started with --insecure on a non-loopback address: /status and /metrics say so.
   bool insecure = false;
+  // The members' HTTP ports speak TLS: redirects name https.
+  bool https = false;
+  // Checks, before /join adds a member or moves one, that the node answering at its raft address
+  // is that member (TcpTransport::verify_member); `done` may run on any thread. Null: no check.
+  std::function<void(const cluster::Member&, std::function<void(Status)> done)> verify_joining;
 };
 
 class Api {

@@ -10,14 +10,20 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-// The member named by a membership call's body, {"id": ...}; "" if optional and absent.
+// The member named by a membership call's body, {"id": ...}, in cluster/member.h's grammar; ""
+// if optional and absent.
 Result<std::string> member_id_in(const std::string& body, bool required) {
   if (body.empty() && !required)
     return std::string();
   auto doc = parse_object(body);
   if (!doc.ok())
     return doc.status();
-  return string_field(*doc, "id", required);
+  auto id = string_field(*doc, "id", required);
+  if (!id.ok() || id->empty())
+    return id;
+  if (Status s = cluster::validate_name(*id); !s.ok())
+    return s;
+  return id;
 }
 
 // What a /join body asks for: the member (validated, cluster/member.h), whether it votes, and
@@ -91,7 +97,18 @@ void Api::join(const CallPtr& call) {
       return call->answer(Response::error(403, "moving a member needs an admin credential"));
     cc.type = raft::ConfChangeType::kUpdateNode;
   }
-  change_membership(call, std::move(cc));
+  if (!options_.verify_joining)
+    return change_membership(call, std::move(cc));
+  // A member that cannot prove its id on the raft port would only take a vote from the quorum.
+  options_.verify_joining(member, [this, call, cc = std::move(cc), name = member.name](Status s) {
+    if (!s.ok())
+      spdlog::warn("refused to add {}: {}", name, s.message());
+    if (s.code() == Status::Code::kUnavailable)
+      return call->answer(Response::unavailable(name + " cannot be added: " + s.message()));
+    if (!s.ok())
+      return call->answer(Response::error(403, name + " cannot be added: " + s.message()));
+    change_membership(call, cc);
+  });
 }
 
 void Api::remove(const CallPtr& call) {

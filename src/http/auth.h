@@ -15,7 +15,8 @@
 //
 // A client proves who it is with `Authorization: Bearer <token>` (only the token's SHA-256 is
 // stored), or, on the daemon's own TLS port with --http-verify-client, with a client
-// certificate whose common name is the principal's name. No credential, or one nobody has:
+// certificate whose common name is the principal's name (never the certificate of a gateway
+// relaying a request: those carry X-Raft-Gateway). No credential, or one nobody has:
 // 401. A principal without the permission: 403. /healthz and /readyz are open to anyone;
 // /status, /nodes and /metrics need some principal unless the operator made them public.
 //

@@ -11,14 +11,17 @@ namespace raftnginx::nginx {
 namespace {
 
 // Headers every proxied request carries. nginx drops inherited proxy_set_header lines in a
-// location that sets its own, so each location repeats them all.
+// location that sets its own, so each location repeats them all. X-Raft-Gateway (whatever a
+// client sent in it is replaced) tells the daemon that the client certificate on the connection
+// is this gateway's, which names no one: the client's own credential must come in the request.
 std::string proxy_headers(const std::string& indent) {
   std::string out;
   for (const char* line :
        {"proxy_http_version 1.1;", "proxy_set_header Connection \"\";",
         "proxy_set_header Idempotency-Key $raftnginx_request_key;", "proxy_set_header Host $host;",
         "proxy_set_header X-Real-IP $remote_addr;",
-        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;"}) {
+        "proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;",
+        "proxy_set_header X-Raft-Gateway 1;"}) {
     out += indent + line + "\n";
   }
   return out;

@@ -408,8 +408,8 @@ class TcpTransport::Impl {
     co_return false;
   }
 
-  // Connects to `address`, proves who we are, and checks the peer is `peer`. Null on failure.
-  awaitable<std::shared_ptr<Connection>> dial(const std::string& address, raft::NodeId peer) {
+  // Connects to `address` and completes the TLS handshake, if any. Null if that fails.
+  awaitable<std::shared_ptr<Connection>> connect(const std::string& address) {
     auto parsed = net::parse_address(address);
     if (!parsed.ok())
       co_return nullptr;
@@ -437,6 +437,14 @@ class TcpTransport::Impl {
       conn->close();
       co_return nullptr;
     }
+    co_return conn;
+  }
+
+  // Connects to `address`, checks the peer is `peer`, and proves who we are. Null on failure.
+  awaitable<std::shared_ptr<Connection>> dial(const std::string& address, raft::NodeId peer) {
+    std::shared_ptr<Connection> conn = co_await connect(address);
+    if (!conn)
+      co_return nullptr;
     if (conn->tls() && !names_member(conn->names(), peer)) {
       spdlog::warn("raft port: {} presented a certificate for {}, not the member it should be",
                    address, joined(conn->names()));
@@ -451,6 +459,22 @@ class TcpTransport::Impl {
       co_return nullptr;
     }
     co_return conn;
+  }
+
+  awaitable<void> verify_member(std::string address, raft::NodeId id,
+                                std::function<void(Status)> done) {
+    std::shared_ptr<Connection> conn = co_await connect(address);
+    if (!conn) {
+      done(Status::unavailable("nothing answered with the cluster's TLS at " + address));
+      co_return;
+    }
+    conn->close();
+    if (conn->tls() && !names_member(conn->names(), id)) {
+      done(Status::invalid_argument("the node at " + address + " presents a certificate for " +
+                                    joined(conn->names())));
+      co_return;
+    }
+    done(Status());
   }
 
   // On an outbound connection: what the peer sends back (a node being joined answers here).
@@ -704,6 +728,11 @@ void TcpTransport::send(std::vector<raft::Message> messages) {
     for (auto& [to, bytes] : frames)
       impl->enqueue(to, std::move(bytes));
   });
+}
+
+void TcpTransport::verify_member(const std::string& address, raft::NodeId id,
+                                 std::function<void(Status)> done) {
+  asio::co_spawn(impl_->io, impl_->verify_member(address, id, std::move(done)), asio::detached);
 }
 
 void TcpTransport::send_snapshot(raft::Message m, storage::SnapshotInfo info,

@@ -26,6 +26,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -70,6 +71,12 @@ class TcpTransport final : public Transport {
   uint64_t refused_connections() const;
   // Inbound connections open now.
   size_t inbound_connections() const;
+
+  // Connects to `address` and checks that the certificate answering names member `id` (with
+  // TLS; plaintext proves nothing and passes), sending nothing: a node about to be added must
+  // be the node it says. `done` runs on the I/O thread with OK, Unavailable (no TLS answer in
+  // time) or InvalidArgument (a certificate for someone else).
+  void verify_member(const std::string& address, raft::NodeId id, std::function<void(Status)> done);
 
   void set_receiver(raft::NodeId self, Receiver* receiver) override;
   void update_peers(const std::map<raft::NodeId, std::string>& raft_addresses) override;
