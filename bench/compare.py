@@ -5,7 +5,8 @@ Starts a 3-node raft-nginx cluster and a 3-node etcd cluster on loopback, one sy
 both syncing every write to disk, and drives each with the same wrk script (bench/wrk/load.lua):
 same keys, same value size, same connection counts. Measures writes to the leader, writes
 through a follower's nginx, reads at each consistency level, failover under load, restart of a
-node holding many keys, a new node catching up, and CPU and memory per write. Writes the
+node holding many keys, a new node catching up, and CPU and memory per write; and what TLS on
+every port with token auth costs, against a second raft-nginx cluster secured that way. Writes the
 results to docs/benchmarks.md (between the compare markers), the plot to
 docs/img/write-latency.png and the summary to README.md.
 
@@ -60,13 +61,14 @@ def b64(s):
 # Load and process measurements
 
 
-def wrk(address, op, conns, seconds, keys=KEYS, path=""):
-    """One wrk run; returns requests/s and latency percentiles in ms."""
+def wrk(address, op, conns, seconds, keys=KEYS, path="", scheme="http", token=""):
+    """One wrk run; returns requests/s and latency percentiles in ms. With a `token`, every
+    request carries it (Authorization: Bearer)."""
     env = dict(os.environ, BENCH_OP=op, BENCH_KEYS=str(keys), BENCH_VALUE_BYTES=str(VALUE_BYTES),
-               BENCH_PATH=path)
+               BENCH_PATH=path, BENCH_TOKEN=token)
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
-           "-s", LUA, f"http://{address}"]
+           "-s", LUA, f"{scheme}://{address}"]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=seconds + 120)
     lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
     if out.returncode != 0 or not lines:
@@ -150,15 +152,26 @@ def parallel(fn, items, workers):
 class RaftNginx:
     label = "raft-nginx"
 
-    def __init__(self, root, binary, args=(), nginx=True):
+    def __init__(self, root, binary, args=(), nginx=True, secure=False):
+        """With `secure`, every port speaks TLS (certificates from `raft-nginx certs`) and every
+        request needs a token (--auth), as docs/security.md sets a cluster up."""
         cluster.BINARY = binary
         self.root = root
         self.cluster = cluster.Cluster(root)
         self.args = list(args)
         self.nginx = nginx
+        self.certs = None
+        if secure:
+            self.certs = cluster.Certs.make(os.path.join(root, "certs"), ["node1", "node2", "node3"])
+        self.scheme = "https" if secure else "http"
+        self.token = self.certs.token if secure else ""
 
     def start(self, count=3):
-        self.cluster.start(count, args=self.args, nginx=self.nginx)
+        if self.certs is None:
+            self.cluster.start(count, args=self.args, nginx=self.nginx)
+        else:
+            self.cluster.start(count, args=self.args, nginx=self.nginx, node_args=self.certs.flags,
+                               context=self.certs.context(), headers=self.certs.bearer())
         return self
 
     def leader(self):
@@ -183,10 +196,10 @@ class RaftNginx:
         """A write through any of `nodes`, following a 307; True once one succeeded."""
         for node in nodes:
             try:
-                r = cluster.request(node.http, "PUT", f"/key/{key}", body="x", timeout=timeout)
+                r = node.request("PUT", f"/key/{key}", body="x", timeout=timeout)
                 if r.status == 307 and r.header("X-Raft-Leader"):
                     r = cluster.request(r.header("X-Raft-Leader"), "PUT", f"/key/{key}", body="x",
-                                        timeout=timeout)
+                                        timeout=timeout, context=node.context, headers=node.headers)
                 if r.status == 200:
                     return True
             except OSError:
@@ -199,7 +212,7 @@ class RaftNginx:
 
         def one(start):
             body = {f"{prefix}{i}": value for i in range(start, min(start + batch, first + count))}
-            r = cluster.request(node.http, "POST", "/key", body=body, timeout=60)
+            r = node.post("/key", body=body, timeout=60)
             if r.status != 200:
                 raise RuntimeError(f"load failed: {r}")
         parallel(one, range(first, first + count, batch), workers)
@@ -415,6 +428,34 @@ def measure_reads(systems, mode, results):
                         f"p99 {p['p99']:.2f} ms, errors {p['errors']}")
 
 
+def measure_security_cost(plain, secure, mode, results):
+    """The same loads on the plain cluster and on the secured one (TLS on every port, a token on
+    every request), each point on one and then at once on the other, twice over."""
+    points = [("writes to the leader", lambda s: s.leader().http, "rn_put"),
+              ("writes through a follower's nginx", lambda s: s.followers()[0].gateway, "rn_put"),
+              ("stale reads on a follower", lambda s: s.followers()[0].http, "rn_get_stale"),
+              ("stale reads through a follower's nginx", lambda s: s.followers()[0].gateway,
+               "rn_get_stale")]
+    rows = []
+    for title, address, op in points:
+        runs = {"plain": [], "secure": []}
+        for _ in range(2):
+            for name, s in (("plain", plain), ("secure", secure)):
+                runs[name].append(wrk(address(s), op, 64, mode["seconds"], scheme=s.scheme,
+                                      token=s.token))
+        row = {"what": title}
+        for name, points_ in runs.items():
+            row[name] = {"rate": statistics.mean(p["rate"] for p in points_),
+                         "p99": statistics.mean(p["p99"] for p in points_),
+                         "errors": sum(p["errors"] for p in points_)}
+        row["cost"] = 1 - row["secure"]["rate"] / row["plain"]["rate"]
+        rows.append(row)
+        log(f"{title}, 64 conns: plain {row['plain']['rate']:.0f}/s, TLS + auth "
+            f"{row['secure']['rate']:.0f}/s ({row['cost'] * 100:.0f}% less), errors "
+            f"{row['plain']['errors']} / {row['secure']['errors']}")
+    results["security_cost"] = rows
+
+
 def measure_ceiling(system, mode, results):
     """What this machine answers over HTTP doing no work, with the same client: nginx's own
     `return 200` and the daemon's /healthz. Reads cannot go faster than this."""
@@ -524,6 +565,16 @@ def run_load(systems, mode, results):
     measure_writes(systems, mode, results)
     measure_reads(systems, mode, results)
     measure_ceiling(systems[0], mode, results["raft-nginx"])
+    secure = RaftNginx(os.path.join(os.path.dirname(systems[0].root), "raft-nginx-secure"),
+                       cluster.BINARY, secure=True)
+    try:
+        log("raft-nginx with TLS and auth: starting 3 nodes")
+        secure.start()
+        secure.load(secure.leader(), 1, KEYS, batch=100)
+        secure.converged()
+        measure_security_cost(systems[0], secure, mode, results)
+    finally:
+        secure.close()
     for s in systems:
         results[s.label]["peak_rss_mib"] = max(peak_rss_mib(pid) for pid in s.pids())
     for s in systems:
@@ -691,6 +742,21 @@ def render(results, command):
               f"| etcd | {w_et['cpu_per_100k']:.1f} | {et['peak_rss_mib']:.0f} |",
               f"| ratio | {ratio(w_rn['cpu_per_100k'], w_et['cpu_per_100k'])} "
               f"| {ratio(rn['peak_rss_mib'], et['peak_rss_mib'])} |"]
+    if "security_cost" in results:
+        lines += ["", "### What TLS and auth cost", "",
+                  "A second raft-nginx cluster, secured as docs/security.md sets one up (mutual TLS "
+                  "on the raft port, TLS on the daemons' HTTP ports and on nginx, `--auth` with a "
+                  "bearer token on every request), beside the plain one; 64 connections, each "
+                  "point measured on one cluster and then at once on the other, twice, averaged. "
+                  "wrk keeps its connections open, as gateways and clients do: this is the cost "
+                  "of TLS records and of checking the token, not of handshakes.", "",
+                  "| | plain /s | TLS + auth /s | cost | p99 ms (plain / TLS + auth) | errors |",
+                  "|---|---|---|---|---|---|"]
+        for row in results["security_cost"]:
+            a, b = row["plain"], row["secure"]
+            lines.append(f"| {row['what']} | {a['rate']:.0f} | {b['rate']:.0f} "
+                         f"| {row['cost'] * 100:.0f}% | {a['p99']:.2f} / {b['p99']:.2f} "
+                         f"| {a['errors']} / {b['errors']} |")
     return "\n".join(lines) + "\n"
 
 
@@ -728,6 +794,12 @@ def goal_rows(results):
          f"{rr['restart'] * 1000:.0f} ms, {rr['reapplied']} re-applied",
          rr["restart"] < 1 and rr["reapplied"] == 0),
     ]
+    if "security_cost" in results:
+        costs = results["security_cost"]
+        worst = max(costs, key=lambda row: row["cost"])
+        goals.append(("TLS on every port and token auth cost at most 15% (writes and stale reads, "
+                      "64 connections)", f"at most {worst['cost'] * 100:.0f}% ({worst['what']})",
+                      all(row["cost"] <= 0.15 for row in costs)))
     return [f"| {g} | {m} | {'yes' if ok else '**no**: see below'} |" for g, m, ok in goals]
 
 

@@ -5,6 +5,7 @@
 --                      get_path (GET BENCH_PATH: what a server answers doing nothing)
 --   BENCH_KEYS         keys are k1..kN, picked uniformly at random (default 10000)
 --   BENCH_VALUE_BYTES  value size for writes (default 64)
+--   BENCH_TOKEN        if set, every request carries Authorization: Bearer <token>
 -- done() prints one JSON line that compare.py parses: requests, seconds, errors, latency (us).
 
 local op = os.getenv("BENCH_OP") or "rn_put"
@@ -64,6 +65,10 @@ end
 function init(args)
   math.randomseed(os.time() * 1000 + (seed or 0))
   wrk.headers["Content-Type"] = "application/json"
+  local token = os.getenv("BENCH_TOKEN") or ""
+  if token ~= "" then
+    wrk.headers["Authorization"] = "Bearer " .. token
+  end
 end
 
 function request()

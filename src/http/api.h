@@ -77,7 +77,7 @@ class Api {
     std::string path;
     std::map<std::string, std::string> query;
     std::string route = "unknown";
-    std::optional<Principal> principal;  // who the credentials name, if anyone
+    std::shared_ptr<const Principal> principal;  // who the credentials name, if anyone
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     Respond respond;
     Api* api = nullptr;

@@ -1,5 +1,6 @@
 #include "http/auth.h"
 
+#include <openssl/evp.h>
 #include <openssl/sha.h>
 
 #include <fstream>
@@ -87,8 +88,12 @@ bool Principal::may_write(std::string_view key) const {
 }
 
 std::string sha256_hex(std::string_view token) {
+  // Fetched once: OpenSSL 3 looks the algorithm up, under locks, on every one-shot call.
+  static EVP_MD* const kSha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
   unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), digest);
+  if (kSha256 == nullptr ||
+      EVP_Digest(token.data(), token.size(), digest, nullptr, kSha256, nullptr) != 1)
+    return std::string();  // matches no principal's hash
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out;
   for (const unsigned char b : digest) {
@@ -133,11 +138,12 @@ Status AuthTable::reload() {
   auto principals = parse(text.str());
   if (!principals.ok())
     return principals.status();
-  std::map<std::string, Principal> by_token, by_name;
+  std::map<std::string, std::shared_ptr<const Principal>> by_token, by_name;
   for (Principal& p : principals.value()) {
-    if (!p.token_sha256.empty())
-      by_token[p.token_sha256] = p;
-    by_name[p.name] = std::move(p);
+    auto shared = std::make_shared<const Principal>(std::move(p));
+    if (!shared->token_sha256.empty())
+      by_token[shared->token_sha256] = shared;
+    by_name[shared->name] = shared;
   }
   std::lock_guard lock(mu_);
   by_token_ = std::move(by_token);
@@ -145,18 +151,18 @@ Status AuthTable::reload() {
   return Status();
 }
 
-std::optional<Principal> AuthTable::authenticate(std::string_view authorization,
-                                                 std::string_view certificate_name) const {
+std::shared_ptr<const Principal> AuthTable::authenticate(std::string_view authorization,
+                                                         std::string_view certificate_name) const {
   constexpr std::string_view kBearer = "Bearer ";
   std::lock_guard lock(mu_);
   if (authorization.starts_with(kBearer)) {
     auto it = by_token_.find(sha256_hex(authorization.substr(kBearer.size())));
-    return it == by_token_.end() ? std::nullopt : std::optional<Principal>(it->second);
+    return it == by_token_.end() ? nullptr : it->second;
   }
   if (!authorization.empty() || certificate_name.empty())
-    return std::nullopt;
+    return nullptr;
   auto it = by_name_.find(std::string(certificate_name));
-  return it == by_name_.end() ? std::nullopt : std::optional<Principal>(it->second);
+  return it == by_name_.end() ? nullptr : it->second;
 }
 
 }  // namespace raftnginx::http

@@ -26,7 +26,6 @@
 #include <map>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,11 +54,11 @@ class AuthTable {
   static Result<std::shared_ptr<AuthTable>> load(const std::string& path);
   static Result<std::vector<Principal>> parse(std::string_view json);
 
-  // The principal a request's credentials name, or nullopt (then the answer is 401).
-  // `authorization` is the Authorization header; `certificate_name` the common name of a
-  // verified client certificate, if any.
-  std::optional<Principal> authenticate(std::string_view authorization,
-                                        std::string_view certificate_name) const;
+  // The principal a request's credentials name, or null (then the answer is 401); shared, not
+  // copied, since every request asks. `authorization` is the Authorization header;
+  // `certificate_name` the common name of a verified client certificate, if any.
+  std::shared_ptr<const Principal> authenticate(std::string_view authorization,
+                                                std::string_view certificate_name) const;
   // Re-reads the file; on failure the current table stays.
   Status reload();
   const std::string& path() const { return path_; }
@@ -69,8 +68,8 @@ class AuthTable {
 
   const std::string path_;
   mutable std::mutex mu_;
-  std::map<std::string, Principal> by_token_;  // by token_sha256
-  std::map<std::string, Principal> by_name_;
+  std::map<std::string, std::shared_ptr<const Principal>> by_token_;  // by token_sha256
+  std::map<std::string, std::shared_ptr<const Principal>> by_name_;
 };
 
 }  // namespace raftnginx::http

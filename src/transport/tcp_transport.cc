@@ -468,12 +468,16 @@ class TcpTransport::Impl {
       done(Status::unavailable("nothing answered with the cluster's TLS at " + address));
       co_return;
     }
-    conn->close();
     if (conn->tls() && !names_member(conn->names(), id)) {
+      conn->close();
       done(Status::invalid_argument("the node at " + address + " presents a certificate for " +
                                     joined(conn->names())));
       co_return;
     }
+    // A hello, so that the node sees a peer that said who it is rather than a refused stranger.
+    const std::string hello = encode_hello(Hello{opt.cluster_id, self});
+    co_await conn->write(hello);
+    conn->close();
     done(Status());
   }
 

@@ -10,6 +10,7 @@ import random
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -83,6 +84,58 @@ def wait_until(predicate, timeout=15, interval=0.05, what="condition"):
             last = e
         time.sleep(interval)
     raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Certs:
+    """A directory written by `raft-nginx certs`: the CA, a certificate per node and for a client,
+    auth.json and the client's admin token."""
+
+    def __init__(self, path, client="admin"):
+        self.path = path
+        self.client = client
+        self.ca = os.path.join(path, "ca.pem")
+        self.ca_key = os.path.join(path, "ca-key.pem")
+        self.auth = os.path.join(path, "auth.json")
+        self.token_file = os.path.join(path, client + ".token")
+
+    @classmethod
+    def make(cls, path, nodes, client="admin", extra=()):
+        """Runs `raft-nginx certs` for `nodes`, on loopback."""
+        r = subprocess.run([BINARY, "certs", path, "--nodes", ",".join(nodes),
+                            "--hosts", "127.0.0.1,localhost", "--client", client, *extra],
+                           capture_output=True, text=True, timeout=30)
+        if r.returncode != 0:
+            raise AssertionError(f"raft-nginx certs failed: {r.stderr}")
+        return cls(path, client)
+
+    def pair(self, name):
+        return os.path.join(self.path, name + ".pem"), os.path.join(self.path, name + "-key.pem")
+
+    @property
+    def token(self):
+        with open(self.token_file) as f:
+            return f.read().strip()
+
+    def bearer(self):
+        return {"Authorization": "Bearer " + self.token}
+
+    def context(self, client_cert=None):
+        """A client context that trusts this CA, presenting `client_cert` (a name here, or a
+        (cert, key) pair) if given."""
+        ctx = ssl.create_default_context(cafile=self.ca)
+        if client_cert is not None:
+            cert, key = self.pair(client_cert) if isinstance(client_cert, str) else client_cert
+            ctx.load_cert_chain(cert, key)
+        return ctx
+
+    def flags(self, cert_name, http_files=None, auth=None, token_file=None, verify=False):
+        """The flags `raft-nginx certs` prints for a node, with its files under `cert_name`."""
+        cert, key = self.pair(cert_name)
+        http_cert, http_key = http_files or (cert, key)
+        flags = ["--node-cert", cert, "--node-key", key, "--node-ca", self.ca,
+                 "--http-cert", http_cert, "--http-key", http_key, "--http-ca", self.ca,
+                 "--auth", auth or self.auth, "--token-file", token_file or self.token_file]
+        return flags + (["--http-verify-client"] if verify else [])
 
 
 class Daemon:

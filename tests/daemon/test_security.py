@@ -16,7 +16,7 @@ import threading
 import time
 import unittest
 
-from cluster import BINARY, SLOW, ClusterTest, free_port, request, wait_until
+from cluster import BINARY, SLOW, Certs, ClusterTest, free_port, request, wait_until
 
 OPENSSL = shutil.which("openssl")
 
@@ -81,35 +81,6 @@ def decode_certificate(path):
     return ssl._ssl._test_decode_cert(path)
 
 
-class Certs:
-    """A directory written by `raft-nginx certs`."""
-
-    def __init__(self, path, client="admin"):
-        self.path = path
-        self.client = client
-        self.ca = os.path.join(path, "ca.pem")
-        self.ca_key = os.path.join(path, "ca-key.pem")
-        self.auth = os.path.join(path, "auth.json")
-        self.token_file = os.path.join(path, client + ".token")
-
-    def pair(self, name):
-        return os.path.join(self.path, name + ".pem"), os.path.join(self.path, name + "-key.pem")
-
-    @property
-    def token(self):
-        with open(self.token_file) as f:
-            return f.read().strip()
-
-    def context(self, client_cert=None):
-        """A client context that trusts this CA, presenting `client_cert` (a name here, or a
-        (cert, key) pair) if given."""
-        ctx = ssl.create_default_context(cafile=self.ca)
-        if client_cert is not None:
-            cert, key = self.pair(client_cert) if isinstance(client_cert, str) else client_cert
-            ctx.load_cert_chain(cert, key)
-        return ctx
-
-
 CA_CONF = """[ca]
 default_ca = raftnginx_test
 [raftnginx_test]
@@ -162,22 +133,7 @@ class SecurityTest(ClusterTest):
     maxDiff = None
 
     def make_certs(self, name, nodes, client="admin", extra=()):
-        path = os.path.join(self.root, name)
-        r = subprocess.run([BINARY, "certs", path, "--nodes", ",".join(nodes),
-                            "--hosts", "127.0.0.1,localhost", "--client", client, *extra],
-                           capture_output=True, text=True, timeout=30)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        return Certs(path, client)
-
-    @staticmethod
-    def tls_flags(certs, cert_name, http_files=None, auth=None, token_file=None, verify=False):
-        """The flags `raft-nginx certs` prints for a node, with its files under `cert_name`."""
-        cert, key = certs.pair(cert_name)
-        http_cert, http_key = http_files or (cert, key)
-        flags = ["--node-cert", cert, "--node-key", key, "--node-ca", certs.ca,
-                 "--http-cert", http_cert, "--http-key", http_key, "--http-ca", certs.ca,
-                 "--auth", auth or certs.auth, "--token-file", token_file or certs.token_file]
-        return flags + (["--http-verify-client"] if verify else [])
+        return Certs.make(os.path.join(self.root, name), nodes, client, extra)
 
     def start_tls(self, certs, count, nginx=True, auth=None, http_dir=None, args=()):
         """A cluster of node1..node<count> with node TLS, client TLS and auth; the harness talks to
@@ -190,7 +146,7 @@ class SecurityTest(ClusterTest):
                 http_files = tuple(os.path.join(http_dir, os.path.basename(p)) for p in certs.pair(name))
                 for source, target in zip(certs.pair(name), http_files):
                     shutil.copy(source, target)
-            return self.tls_flags(certs, name, http_files=http_files, auth=auth)
+            return certs.flags(name, http_files=http_files, auth=auth)
         return self.cluster.start(count, args=list(args), nginx=nginx, node_args=node_args,
                                   context=certs.context(), headers=bearer(certs.token))
 
@@ -438,7 +394,7 @@ class Tls(SecurityTest):
         # A node that presents another node's certificate (node4 with node3's files) never
         # takes part: the leader finds node3's certificate on its raft port, does not add it, and
         # it receives nothing.
-        node4 = c.add("node4", self.tls_flags(certs, "node3"), join=leader, context=ctx, headers=admin)
+        node4 = c.add("node4", certs.flags("node3"), join=leader, context=ctx, headers=admin)
         wait_until(lambda: "refused to add node4" in leader.log_tail(200),
                    what="the leader refusing node4")
         st = node4.status()
@@ -450,7 +406,7 @@ class Tls(SecurityTest):
         certs = self.make_certs("certs", ["node1", "node3"])
         c = self.start_tls(certs, 1, nginx=False)
         leader = c["node1"]
-        node2 = c.add("node2", self.tls_flags(certs, "node3"), join=leader,
+        node2 = c.add("node2", certs.flags("node3"), join=leader,
                       context=certs.context(), headers=bearer(certs.token))
         # The leader dials node2's raft port before adding it, and finds node3's certificate.
         wait_until(lambda: "HTTP 403" in node2.log_tail(50), what="node2's join refused")
@@ -464,6 +420,29 @@ class Tls(SecurityTest):
         self.assertIn("node3 cannot be added", r.json()["error"])
         self.assertEqual([m[0] for m in members(leader)], ["node1"])
 
+    def test_a_client_resumes_its_tls_session_with_a_certificate(self):
+        # nginx reuses its TLS sessions to the leader, presenting the node's certificate: each
+        # resumption once failed with an "internal error" alert (no session id context), and
+        # the write it carried with a 502.
+        certs = self.make_certs("certs", ["node1"])
+        c = self.cluster.start(1, args=certs.flags("node1", verify=True), nginx=False,
+                               context=certs.context(client_cert="admin"))
+        node = c["node1"]
+        host, port = node.http.rsplit(":", 1)
+        ctx = certs.context(client_cert="node1")
+        session = None
+        for attempt in range(3):
+            with socket.create_connection((host, int(port)), timeout=10 * SLOW) as raw:
+                with ctx.wrap_socket(raw, server_hostname="raft-nginx", session=session) as tls:
+                    tls.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    reply = b""
+                    while chunk := tls.recv(65536):
+                        reply += chunk
+                    self.assertTrue(reply.startswith(b"HTTP/1.1 200"), reply)
+                    if attempt > 0:
+                        self.assertTrue(tls.session_reused, f"attempt {attempt}")
+                    session = tls.session
+
     def test_client_certificates_with_verify_client(self):
         certs = self.make_certs("certs", ["node1", "node2"])
         other = self.make_certs("other", ["node1"])
@@ -472,7 +451,7 @@ class Tls(SecurityTest):
         auth = write_auth(os.path.join(self.root, "auth.json"), {
             "admin": (None, {"read": ["routes/"]}),
             "ops": ("ops-token", {"admin": True})})
-        c = self.cluster.start(1, args=self.tls_flags(certs, "node1", auth=auth, verify=True),
+        c = self.cluster.start(1, args=certs.flags("node1", auth=auth, verify=True),
                                nginx=True, context=certs.context(client_cert="admin"))
         node = c["node1"]
         with_cert = certs.context(client_cert="admin")
