@@ -10,6 +10,7 @@
 
 #include <filesystem>
 
+#include "cli/file_limits.h"
 #include "cli/joining.h"
 #include "cli/status_log.h"
 #include "cli/stop_signal.h"
@@ -86,10 +87,11 @@ cluster::Membership initial_members(const DaemonOptions& options) {
   return m;
 }
 
-Result<std::unique_ptr<fsm::KvStore>> open_backend(const DaemonOptions& options) {
+Result<std::unique_ptr<fsm::KvStore>> open_backend(const DaemonOptions& options,
+                                                   const FileBudget& files) {
   if (options.fsm == "memory")
     return std::unique_ptr<fsm::KvStore>(std::make_unique<fsm::MemoryKv>());
-  auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm");
+  auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm", files.rocksdb_files);
   if (!rocks.ok())
     return Status::io_error("cannot open the rocksdb backend: " + rocks.status().to_string());
   return std::unique_ptr<fsm::KvStore>(std::move(rocks).value());
@@ -208,24 +210,25 @@ class DataDir {
 };
 
 http::ServerOptions server_options_for(const DaemonOptions& options, const Trust& trust,
-                                       const std::string& socket) {
+                                       const std::string& socket, const FileBudget& files) {
   http::ServerOptions o;
   o.listen = options.http_bind;
   o.unix_socket = socket;
   o.tls = trust.http_server;
   o.max_body = options.max_body;
-  o.max_connections = options.max_connections;
+  o.max_connections = files.http_connections;
   o.read_timeout = options.http_read_timeout;
   o.idle_timeout = options.http_idle_timeout;
   return o;
 }
 
 transport::TcpTransportOptions transport_options_for(const DaemonOptions& options,
-                                                     const Trust& trust) {
+                                                     const Trust& trust, const FileBudget& files) {
   transport::TcpTransportOptions o;
   o.listen = options.raft_bind;
   o.cluster_id = options.cluster_name;
   o.tls = trust.node;
+  o.max_inbound_connections = files.raft_connections;
   return o;
 }
 
@@ -255,8 +258,15 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
   return o;
 }
 
-// The gauges only the daemon knows: whether it runs --insecure, when its certificates expire.
-void add_gauges(http::Metrics& metrics, const DaemonOptions& options, const Trust& trust) {
+// The readings only the daemon knows: whether it runs --insecure, when its certificates expire,
+// what its raft port refused.
+void add_readings(http::Metrics& metrics, const DaemonOptions& options, const Trust& trust,
+                  const transport::TcpTransport* transport) {
+  metrics.add_counter(
+      "raftnginx_raft_refused_connections_total",
+      "Connections the raft port refused or closed: wrong cluster or identity, "
+      "garbage, oversized or stalled frames, over a limit.",
+      [transport] { return static_cast<double>(transport->refused_connections()); });
   metrics.add_gauge("raftnginx_insecure",
                     "1 if the node serves beyond loopback without TLS and auth (--insecure).",
                     "raftnginx_insecure", [insecure = options.insecure] { return insecure; });
@@ -277,9 +287,16 @@ void add_gauges(http::Metrics& metrics, const DaemonOptions& options, const Trus
   }
 }
 
-// Logs node events, and feeds them to the gateway if there is one.
-void observe_node(node::Node* node, nginx::GatewayController* gateway, bool writes_to_leader) {
+// Logs node events, and feeds them to the gateway if there is one. A node that failed (its disk,
+// its state machine) stops the daemon with exit code 1, so that a supervisor restarts it from
+// what is durable rather than leave it serving reads it can no longer bring up to date.
+void observe_node(node::Node* node, nginx::GatewayController* gateway, bool writes_to_leader,
+                  StopSignal* stop) {
   node->observe([log = std::make_shared<StatusLog>()](const node::NodeStatus& st) { (*log)(st); });
+  node->observe([stop](const node::NodeStatus& st) {
+    if (!st.failure.ok())
+      stop->stop(1, "stopping after a failure: " + st.failure.to_string());
+  });
   if (gateway != nullptr) {
     node->observe([gateway, writes_to_leader](const node::NodeStatus& st) {
       gateway->update(gateway_target(st, writes_to_leader));
@@ -303,6 +320,15 @@ int run_daemon(const DaemonOptions& given) {
   auto trust = Trust::load(options);
   if (!trust.ok())
     return give_up(trust.status().message());
+  auto files = share_open_files(options.max_connections);
+  if (!files.ok())
+    return give_up(files.status().message());
+  if (files->http_connections < options.max_connections) {
+    spdlog::warn(
+        "--max-connections lowered from {} to {}: the process may open {} files "
+        "(RLIMIT_NOFILE), and keeps the rest for RocksDB, the raft port and its own files",
+        options.max_connections, files->http_connections, files->limit);
+  }
   if (options.insecure)
     spdlog::warn("--insecure: serving without node TLS, client TLS or auth (docs/security.md)");
   std::string socket;
@@ -314,10 +340,10 @@ int run_daemon(const DaemonOptions& given) {
       return give_up(path.status().message());
     socket = std::move(path).value();
   }
-  auto server = http::Server::listen(server_options_for(options, *trust, socket));
+  auto server = http::Server::listen(server_options_for(options, *trust, socket, *files));
   if (!server.ok())
     return give_up(server.status().message());
-  auto transport = transport::TcpTransport::start(transport_options_for(options, *trust));
+  auto transport = transport::TcpTransport::start(transport_options_for(options, *trust, *files));
   if (!transport.ok())
     return give_up(transport.status().message());
 
@@ -331,7 +357,7 @@ int run_daemon(const DaemonOptions& given) {
   } else if (fresh && options.join.empty()) {
     node_options.bootstrap = initial_members(options);
   }
-  auto kv = open_backend(options);
+  auto kv = open_backend(options, *files);
   if (!kv.ok())
     return give_up(kv.status().message());
   const fsm::KvStore* kv_view = kv->get();
@@ -352,18 +378,21 @@ int run_daemon(const DaemonOptions& given) {
       stop_signal.stop(1, started.status().message());
     }
   }
-  observe_node(node->get(), gateway.get(), options.write_policy != http::WritePolicy::kReject);
+  observe_node(node->get(), gateway.get(), options.write_policy != http::WritePolicy::kReject,
+               &stop_signal);
   http::Api api(api_options_for(options, *trust, node->get(), gateway.get(), transport->get()),
                 node->get(), kv_view, server->get(), &client);
-  add_gauges(api.metrics(), options, *trust);
+  add_readings(api.metrics(), options, *trust, transport->get());
   stop_signal.on_reload([&trust = *trust, g = gateway.get()] {
     trust.reload();
     if (g != nullptr)
       g->reload();
   });
-  (*server)->serve([&api](http::Request request, http::Respond respond) {
-    api.handle(std::move(request), std::move(respond));
-  });
+  (*server)->serve(
+      [&api](http::Request request, http::Respond respond) {
+        api.handle(std::move(request), std::move(respond));
+      },
+      [&api](const http::Request& head) { return api.screen(head); });
   std::thread joiner;
   if (!options.join.empty())
     joiner = std::thread(

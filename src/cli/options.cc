@@ -419,8 +419,7 @@ bool is_loopback(const std::string& address) {
   auto parsed = net::parse_address(address, net::Port::kZeroAllowed);
   if (!parsed.ok())
     return false;
-  const std::string& host = parsed->host;
-  return host == "localhost" || host == "::1" || host.starts_with("127.");
+  return net::resolves_to_loopback_only(parsed->host);
 }
 
 // TLS and auth are all or nothing per part; and a node that others can reach has all of them,

@@ -9,7 +9,11 @@ bool Membership::apply(const raft::ConfChange& cc) {
   conf = std::move(next).value();
   if (cc.type == raft::ConfChangeType::kRemoveNode) {
     members.erase(cc.node);
-  } else if (!cc.context.empty()) {
+    removed.insert(cc.node);
+    return true;
+  }
+  removed.erase(cc.node);
+  if (!cc.context.empty()) {
     if (auto record = parse_member(cc.context); record.ok()) {
       members[cc.node] = std::move(record).value();
     } else {
@@ -56,6 +60,8 @@ std::map<raft::NodeId, std::string> Membership::contexts() const {
   std::map<raft::NodeId, std::string> out;
   for (const auto& [id, m] : members)
     out[id] = encode_member(m);
+  for (raft::NodeId id : removed)
+    out[id] = std::string(kRemovedContext);
   return out;
 }
 
@@ -64,6 +70,8 @@ Membership Membership::from(const raft::ConfState& conf,
   Membership out;
   out.conf = conf;
   for (const auto& [id, context] : contexts) {
+    if (context == kRemovedContext && !conf.contains(id))
+      out.removed.insert(id);
     if (context.empty() || !conf.contains(id))
       continue;
     if (auto record = parse_member(context); record.ok())

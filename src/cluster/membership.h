@@ -8,6 +8,7 @@
 #pragma once
 
 #include <map>
+#include <set>
 #include <string>
 
 #include "cluster/member.h"
@@ -15,11 +16,17 @@
 
 namespace raftnginx::cluster {
 
+// The context that marks a removed id in Membership::contexts() (no member record looks so).
+inline constexpr std::string_view kRemovedContext = "removed";
+
 struct Membership {
   raft::ConfState conf;
   // Records of the members whose context is valid (member.h); a member without one is still a
   // member, with no addresses.
   std::map<raft::NodeId, Member> members;
+  // Ids removed since and not added back: their certificates stay valid, but nothing they send
+  // is listened to (node/inbound.h).
+  std::set<raft::NodeId> removed;
 
   // Applies one committed change. False if the core refuses it too (it skips it the same way).
   bool apply(const raft::ConfChange& cc);
@@ -34,7 +41,7 @@ struct Membership {
   // Each member's HTTP address, for nginx.
   std::vector<std::string> http_addresses() const;
 
-  // The form snapshots store: each member's context.
+  // The form snapshots store: each member's context, and kRemovedContext for each removed id.
   std::map<raft::NodeId, std::string> contexts() const;
   static Membership from(const raft::ConfState& conf,
                          const std::map<raft::NodeId, std::string>& contexts);

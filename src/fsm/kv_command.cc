@@ -34,7 +34,9 @@ Result<KvCommand> decode_kv_command(std::string_view data) {
     return Status::not_supported("command format version " + std::to_string(version));
   const uint8_t op = r.u8();
   KvCommand cmd;
-  const uint32_t count = r.u32();
+  // A key (or key and value) takes at least its length field(s).
+  const uint32_t count =
+      r.count(op == static_cast<uint8_t>(KvCommand::Op::kSet) ? 8 : 4, UINT32_MAX);
   if (op == static_cast<uint8_t>(KvCommand::Op::kSet)) {
     cmd.op = KvCommand::Op::kSet;
     for (uint32_t i = 0; i < count && r.ok(); ++i) {

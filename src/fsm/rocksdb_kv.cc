@@ -89,9 +89,10 @@ RocksDbKv::~RocksDbKv() {
     (void)db_->Close();
 }
 
-Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir) {
+Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir, int max_open_files) {
   std::unique_ptr<RocksDbKv> kv(new RocksDbKv(dir));
   rocksdb::Options options;
+  options.max_open_files = max_open_files;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.IncreaseParallelism(2);

@@ -25,7 +25,8 @@ namespace raftnginx::fsm {
 class RocksDbKv final : public KvStore {
  public:
   // Opens (or creates) the store in `dir`.
-  static Result<std::unique_ptr<RocksDbKv>> open(const std::string& dir);
+  // `max_open_files`: the most table files RocksDB keeps open (-1: no limit).
+  static Result<std::unique_ptr<RocksDbKv>> open(const std::string& dir, int max_open_files = -1);
   ~RocksDbKv() override;
 
   std::string name() const override { return "rocksdb"; }

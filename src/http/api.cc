@@ -92,15 +92,24 @@ void Api::handle(Request request, Respond respond) {
   if (!path)
     return call->answer(Response::error(400, "malformed percent-encoding in the path"));
   call->path = std::move(*path);
-  if (options_.auth) {
-    // Through a gateway, the certificate on the connection is the gateway's own (nginx/conf.cc):
-    // it lends its identity to no client.
-    const bool via_gateway = !call->request.header("X-Raft-Gateway").empty();
-    call->principal = options_.auth->authenticate(
-        call->request.header("Authorization"),
-        via_gateway ? std::string_view() : call->request.certificate_name);
-  }
+  if (options_.auth)
+    call->principal = principal_of(call->request);
   route(call, call->path);
+}
+
+std::optional<Response> Api::screen(const Request& head) const {
+  if (!options_.auth || principal_of(head))
+    return std::nullopt;
+  // Every route that takes a body needs a principal: a stranger's body is not even read.
+  return Response::unauthenticated("this cluster needs credentials: Authorization: Bearer <token>");
+}
+
+std::shared_ptr<const Principal> Api::principal_of(const Request& request) const {
+  // Through a gateway, the certificate on the connection is the gateway's own (nginx/conf.cc):
+  // it lends its identity to no client.
+  const bool via_gateway = !request.header("X-Raft-Gateway").empty();
+  return options_.auth->authenticate(request.header("Authorization"),
+                                     via_gateway ? std::string_view() : request.certificate_name);
 }
 
 bool Api::permitted(const CallPtr& call, Need need) {

@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 
 #include "fsm/kv_store.h"
@@ -57,6 +58,9 @@ class Api {
   Api(ApiOptions options, node::Node* node, const fsm::KvStore* kv, Server* server, Client* client);
 
   void handle(Request request, Respond respond);
+  // Server::Screen: with auth, a request without credentials gets its 401 before its body is
+  // read.
+  std::optional<Response> screen(const Request& head) const;
   // Where the daemon adds gauges of its own (TLS certificate expiry, --insecure).
   Metrics& metrics() { return metrics_; }
 
@@ -91,6 +95,8 @@ class Api {
   };
 
   void route(const CallPtr& call, const std::string& path);
+  // Who the request's credentials name (auth.h); REQUIRES: options_.auth.
+  std::shared_ptr<const Principal> principal_of(const Request& request) const;
   // What a route needs from the caller.
   enum class Need { kNothing, kStatus, kKeys, kJoin, kAdmin };
   // Answers 401 or 403 and returns false unless the caller may.

@@ -105,6 +105,9 @@ void Api::propose(const CallPtr& call, std::string command) {
                                                  std::to_string(defaults::kMaxRequestIdBytes) +
                                                  " bytes"));
   }
+  // Each principal has keys of its own: one cannot spoil, or probe, another's.
+  if (!request_id.empty() && call->principal)
+    request_id = call->principal->name + '\n' + request_id;
   deadline(call, Expiry::kOutcomeUnknown,
            "the write did not commit in time; it may still be applied: retry with the same "
            "Idempotency-Key");

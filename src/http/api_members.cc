@@ -76,8 +76,12 @@ void Api::join(const CallPtr& call) {
   const node::NodeStatus st = node_->status();
   if (st.raft.role != raft::Role::kLeader)
     return not_leader(call);
-  raft::ConfChange cc{voter ? raft::ConfChangeType::kAddVoter : raft::ConfChangeType::kAddLearner,
-                      id, cluster::encode_member(member)};
+  // A join-only credential adds a learner: it serves reads, but votes (and may lead, and see
+  // the writes clients send) only once an admin promotes it.
+  const bool join_only = call->principal && !call->principal->admin;
+  raft::ConfChange cc{
+      voter && !join_only ? raft::ConfChangeType::kAddVoter : raft::ConfChangeType::kAddLearner, id,
+      cluster::encode_member(member)};
   if (st.membership.conf.contains(id)) {
     const cluster::Member* known = st.membership.find(id);
     if (known != nullptr && !known->name.empty() && known->name != member.name) {

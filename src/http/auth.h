@@ -11,7 +11,8 @@
 //   admin        membership (/join, /remove, /promote, /leader/transfer) and every operator
 //                endpoint; moving an existing member (/join with a known id at new addresses)
 //                needs admin and "replace": true in the request
-//   join         may add itself with /join, nothing else (a new node's credential)
+//   join         may add itself with /join, as a learner, nothing else (a new node's credential;
+//                an admin promotes it to voter with /promote)
 //
 // A client proves who it is with `Authorization: Bearer <token>` (only the token's SHA-256 is
 // stored), or, on the daemon's own TLS port with --http-verify-client, with a client

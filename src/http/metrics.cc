@@ -42,7 +42,15 @@ void Metrics::record_request(const std::string& route, int status,
 void Metrics::add_gauge(std::string name, std::string help, std::string series,
                         std::function<double()> read) {
   std::lock_guard lock(mu_);
-  gauges_.push_back(Gauge{std::move(name), std::move(help), std::move(series), std::move(read)});
+  readings_.push_back(
+      Reading{"gauge", std::move(name), std::move(help), std::move(series), std::move(read)});
+}
+
+void Metrics::add_counter(std::string name, std::string help, std::function<double()> read) {
+  std::lock_guard lock(mu_);
+  std::string series = name;
+  readings_.push_back(
+      Reading{"counter", std::move(name), std::move(help), std::move(series), std::move(read)});
 }
 
 std::string Metrics::render(const node::NodeStatus& st, const Histogram& sync_latency) const {
@@ -106,11 +114,11 @@ std::string Metrics::render(const node::NodeStatus& st, const Histogram& sync_la
     out += fmt::format("raftnginx_protocol_violations_total{{kind=\"{}\"}} {}\n", kind, count);
   std::lock_guard lock(mu_);
   std::string previous;
-  for (const Gauge& g : gauges_) {
-    if (g.name != previous)
-      out += fmt::format("# HELP {} {}\n# TYPE {} gauge\n", g.name, g.help, g.name);
-    previous = g.name;
-    out += fmt::format("{} {}\n", g.series, g.read());
+  for (const Reading& r : readings_) {
+    if (r.name != previous)
+      out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", r.name, r.help, r.name, r.type);
+    previous = r.name;
+    out += fmt::format("{} {}\n", r.series, r.read());
   }
   return out;
 }

@@ -24,16 +24,19 @@ class Metrics {
   // raftnginx_tls_certificate_expiry_timestamp_seconds{port="raft"}.
   void add_gauge(std::string name, std::string help, std::string series,
                  std::function<double()> read);
+  // A counter (no labels) read when scraped.
+  void add_counter(std::string name, std::string help, std::function<double()> read);
   std::string render(const node::NodeStatus& status, const Histogram& sync_latency) const;
 
  private:
-  struct Gauge {
+  struct Reading {
+    const char* type;  // "gauge" or "counter"
     std::string name;
     std::string help;
     std::string series;
     std::function<double()> read;
   };
-  std::vector<Gauge> gauges_;
+  std::vector<Reading> readings_;
   mutable std::mutex mu_;
   std::map<std::pair<std::string, int>, uint64_t> requests_;
   std::map<std::string, std::unique_ptr<Histogram>> latency_;  // by route

@@ -50,6 +50,18 @@ BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
   return out;
 }
 
+// A request as the handler sees it, but for its body.
+Request request_head(const bhttp::request<bhttp::string_body>& message, const std::string& remote,
+                     const std::string& certificate_name) {
+  Request request;
+  request.method = std::string(message.method_string());
+  request.target = std::string(message.target());
+  request.headers = headers_from_beast(message.base());
+  request.remote = remote;
+  request.certificate_name = certificate_name;
+  return request;
+}
+
 // Where a handler's Response meets the connection's coroutine. A handler that answers at once
 // (a stale read) is taken without suspending; one that answers later, from any thread (a write,
 // once committed), resumes the coroutine on its own executor.
@@ -112,8 +124,10 @@ struct Conn {
   Conn(asio::any_io_executor ex, std::string who)
       : executor(std::move(ex)), client(std::move(who)) {}
   asio::any_io_executor executor;
-  std::string client;             // the remote IP address, or "unix"
-  std::atomic<bool> idle{false};  // waiting for a next request
+  std::string client;  // the remote IP address, or "unix"
+  // Not serving a request: in its TLS handshake, waiting for a request, or still reading one.
+  // Such a connection is what a client who holds many may lose to one who holds few.
+  std::atomic<bool> waiting{true};
   // The connection's own thread only.
   bool alive = true;
   std::function<void()> close;
@@ -125,7 +139,8 @@ class ConnectionTable {
   explicit ConnectionTable(size_t max) : max_(max) {}
 
   // Whether `c` may open now; under the limit it may, and at the limit it may if another client
-  // holds more connections than `c`'s client will and one of them is idle: that one is closed.
+  // holds more connections than `c`'s client will and one of them is waiting: that one is
+  // closed.
   bool admit(const std::shared_ptr<Conn>& c) {
     std::shared_ptr<Conn> victim;
     {
@@ -139,7 +154,7 @@ class ConnectionTable {
             heaviest = &conns;
         }
         for (const auto& conn : heaviest ? *heaviest : std::list<std::shared_ptr<Conn>>()) {
-          if (conn->idle) {
+          if (conn->waiting) {
             victim = conn;
             break;
           }
@@ -217,6 +232,7 @@ class Server::Impl {
 
   const ServerOptions opt;
   Handler handler;
+  Screen screen;
   std::vector<std::unique_ptr<asio::io_context>> contexts;
   std::unique_ptr<tcp::acceptor> acceptor;
   std::unique_ptr<local::acceptor> unix_acceptor;
@@ -310,8 +326,7 @@ asio::awaitable<void> Server::Impl::serve_tcp(tcp::socket socket, std::shared_pt
     co_await stream.async_handshake(asio::ssl::stream_base::server,
                                     asio::redirect_error(use_awaitable, ec));
     if (!ec) {
-      const std::vector<std::string> names = net::peer_names(stream.native_handle());
-      std::string certificate_name = names.empty() ? std::string() : names.front();
+      std::string certificate_name = net::peer_identity(stream.native_handle()).common_name;
       co_await serve(stream, remote, std::move(certificate_name), *conn);
     }
   }
@@ -336,12 +351,11 @@ asio::awaitable<void> Server::Impl::serve(Stream& stream, std::string remote,
   for (;;) {
     // An idle kept-alive connection may wait long for its next request; once a request has
     // begun, all of it must arrive within read_timeout.
+    conn.waiting = true;
     if (buffer.size() == 0) {
-      conn.idle = true;
       lowest.expires_after(opt.idle_timeout);
       const size_t n = co_await stream.async_read_some(buffer.prepare(64 * 1024),
                                                        asio::redirect_error(use_awaitable, ec));
-      conn.idle = false;
       if (ec)
         break;
       buffer.commit(n);
@@ -349,7 +363,29 @@ asio::awaitable<void> Server::Impl::serve(Stream& stream, std::string remote,
     lowest.expires_after(opt.read_timeout);
     bhttp::request_parser<bhttp::string_body> parser;
     parser.body_limit(opt.max_body);
-    co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
+    co_await bhttp::async_read_header(stream, buffer, parser,
+                                      asio::redirect_error(use_awaitable, ec));
+    if (!ec && screen && !parser.is_done()) {
+      Request head = request_head(parser.get(), remote, certificate_name);
+      if (std::optional<Response> refused = screen(head)) {
+        BeastResponse res = to_beast(*refused, parser.get().version(), false);
+        co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
+        // Then the body is read and dropped (within read_timeout), never held: closing on unread
+        // bytes would reset the connection before the client (or nginx) read the answer.
+        bhttp::request_parser<bhttp::buffer_body> drop(std::move(parser));
+        std::string sink(16 * 1024, '\0');  // on the heap: the coroutine's frame stays small
+        while (!ec && !drop.is_done()) {
+          drop.get().body().data = sink.data();
+          drop.get().body().size = sink.size();
+          co_await bhttp::async_read(stream, buffer, drop, asio::redirect_error(use_awaitable, ec));
+          if (ec == bhttp::error::need_buffer)
+            ec = {};
+        }
+        break;
+      }
+    }
+    if (!ec && !parser.is_done())
+      co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
     if (ec == bhttp::error::body_limit) {
       Response too_large = Response::error(
           413, "request body larger than the limit of " + std::to_string(opt.max_body) + " bytes");
@@ -367,16 +403,12 @@ asio::awaitable<void> Server::Impl::serve(Stream& stream, std::string remote,
       }
       break;
     }
+    conn.waiting = false;
     auto& message = parser.get();
     const unsigned version = message.version();
     const bool keep_alive = message.keep_alive();
-    Request request;
-    request.method = std::string(message.method_string());
-    request.target = std::string(message.target());
-    request.headers = headers_from_beast(message.base());
+    Request request = request_head(message, remote, certificate_name);
     request.body = std::move(message.body());
-    request.remote = remote;
-    request.certificate_name = certificate_name;
     lowest.expires_never();
     auto answer = std::make_shared<Answer>();
     handler(std::move(request), [answer](Response r) { answer->deliver(std::move(r)); });
@@ -408,9 +440,10 @@ Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
   return std::unique_ptr<Server>(new Server(std::move(impl)));
 }
 
-void Server::serve(Handler handler) {
+void Server::serve(Handler handler, Screen screen) {
   RAFTNGINX_CHECK(impl_->threads.empty(), "Server::serve called twice");
   impl_->handler = std::move(handler);
+  impl_->screen = std::move(screen);
   asio::co_spawn(*impl_->contexts.front(), impl_->accept_loop(*impl_->acceptor, true),
                  asio::detached);
   if (impl_->unix_acceptor->is_open()) {

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "http/message.h"
@@ -30,6 +31,9 @@ namespace raftnginx::http {
 
 using Respond = std::function<void(Response)>;
 using Handler = std::function<void(Request, Respond)>;
+// Looks at a request's head (no body yet) before its body is read: an answer ends the request
+// there (and the connection, since its body was not read). Called on a server thread.
+using Screen = std::function<std::optional<Response>(const Request& head)>;
 
 struct ServerOptions {
   std::string listen{defaults::kHttpBind};  // host:port; port 0 picks a free one
@@ -50,8 +54,10 @@ class Server {
   static Result<std::unique_ptr<Server>> listen(const ServerOptions& options);
   ~Server();
 
-  // Starts answering requests with `handler`. Call once.
-  void serve(Handler handler);
+  // Starts answering requests with `handler`; `screen`, if given, sees each request that has a
+  // body before the body is read (so that a stranger cannot make the server hold bodies). Call
+  // once.
+  void serve(Handler handler, Screen screen = nullptr);
 
   uint16_t port() const;
   // Connections open now.

@@ -1,7 +1,10 @@
 #include "net/address.h"
 
 #include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 
+#include <cctype>
 #include <charconv>
 
 namespace raftnginx::net {
@@ -27,6 +30,13 @@ bool valid_dns_name(std::string_view name) {
 }
 
 namespace {
+
+std::string lowercase(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
 
 bool valid_ip(std::string_view host, int family) {
   if (host.size() >= INET6_ADDRSTRLEN)
@@ -73,6 +83,9 @@ Result<HostPort> parse_address(std::string_view text, Port port_rule) {
     return invalid(text, "holds an IPv6 address without brackets ([::1]:port)");
   } else if (!valid_dns_name(host) && !valid_ip(host, AF_INET)) {
     return invalid(text, "does not start with a host name or an IP address");
+  } else if (lowercase(host) == "unix") {
+    // nginx reads "server unix:..." as a Unix socket path, not as a host named unix.
+    return invalid(text, "names the host \"unix\", which nginx would take for a socket path");
   }
   unsigned value = 0;
   const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -82,6 +95,32 @@ Result<HostPort> parse_address(std::string_view text, Port port_rule) {
   out.host = std::string(host);
   out.port = static_cast<uint16_t>(value);
   return out;
+}
+
+bool resolves_to_loopback_only(const std::string& host) {
+  if (host == "::1" || (valid_ip(host, AF_INET) && host.starts_with("127.")))
+    return true;
+  if (valid_ip(host, AF_INET) || valid_ip(host, AF_INET6))
+    return false;
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  if (::getaddrinfo(host.c_str(), nullptr, &hints, &found) != 0)
+    return false;
+  bool loopback = found != nullptr;
+  for (const addrinfo* a = found; a != nullptr; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      const auto* v4 = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      loopback = loopback && (ntohl(v4->sin_addr.s_addr) >> 24) == 127;
+    } else if (a->ai_family == AF_INET6) {
+      const auto* v6 = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+      loopback = loopback && IN6_IS_ADDR_LOOPBACK(&v6->sin6_addr);
+    } else {
+      loopback = false;
+    }
+  }
+  ::freeaddrinfo(found);
+  return loopback;
 }
 
 std::string local_address(const std::string& bind) {

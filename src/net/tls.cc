@@ -3,6 +3,10 @@
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include <algorithm>
+
+#include "util/printable.h"
+
 namespace raftnginx::net {
 namespace {
 
@@ -101,25 +105,36 @@ std::chrono::system_clock::time_point TlsContext::not_after() const {
   return not_after_;
 }
 
-std::vector<std::string> peer_names(SSL* ssl) {
-  std::vector<std::string> names;
+PeerIdentity peer_identity(SSL* ssl) {
+  PeerIdentity id;
   X509* cert = SSL_get1_peer_certificate(ssl);
   if (cert == nullptr)
-    return names;
+    return id;
   X509_NAME* subject = X509_get_subject_name(cert);
   const int cn = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
   if (cn >= 0)
-    names.push_back(asn1_string(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, cn))));
+    id.common_name = asn1_string(X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, cn)));
   auto* alt =
       static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   for (int i = 0; alt != nullptr && i < sk_GENERAL_NAME_num(alt); ++i) {
     const GENERAL_NAME* name = sk_GENERAL_NAME_value(alt, i);
     if (name->type == GEN_DNS)
-      names.push_back(asn1_string(name->d.dNSName));
+      id.dns_names.push_back(asn1_string(name->d.dNSName));
   }
   GENERAL_NAMES_free(alt);
   X509_free(cert);
-  return names;
+  return id;
+}
+
+bool PeerIdentity::names_cluster(std::string_view cluster_name) const {
+  return std::find(dns_names.begin(), dns_names.end(), cluster_name) != dns_names.end();
+}
+
+std::string PeerIdentity::describe() const {
+  std::string out = "CN=" + printable(common_name, 64);
+  for (const std::string& name : dns_names)
+    out += ", DNS=" + printable(name, 64);
+  return common_name.empty() && dns_names.empty() ? "no names" : out;
 }
 
 }  // namespace raftnginx::net

@@ -15,6 +15,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "util/status.h"
@@ -56,8 +57,18 @@ class TlsContext {
   std::chrono::system_clock::time_point not_after_;
 };
 
-// The names a verified peer certificate gives its holder: the subject's common name, then every
-// DNS subject alternative name. Empty without a certificate.
-std::vector<std::string> peer_names(SSL* ssl);
+// Who a verified peer certificate says its holder is. Empty without a certificate.
+struct PeerIdentity {
+  std::string common_name;             // the subject's
+  std::vector<std::string> dns_names;  // its DNS subject alternative names
+
+  // Whether one of the DNS names is `cluster_name`: what marks a node certificate of that
+  // cluster (client certificates of the same CA do not name it).
+  bool names_cluster(std::string_view cluster_name) const;
+  // "CN=..., DNS=..." for logs (each name cut at 64 bytes, made printable).
+  std::string describe() const;
+};
+
+PeerIdentity peer_identity(SSL* ssl);
 
 }  // namespace raftnginx::net

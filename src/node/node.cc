@@ -100,7 +100,9 @@ void Node::receive(raft::Message m, transport::Sender sender) {
 }
 
 void Node::step_from_network(raft::Message m, transport::Sender sender, bool from_snapshot_stream) {
-  if (const char* rule = refuse_inbound(m, sender, membership().conf, from_snapshot_stream))
+  const cluster::Membership& members = membership();
+  if (const char* rule =
+          refuse_inbound(m, sender, members.conf, members.removed, from_snapshot_stream))
     return count_violation(rule, sender.id);
   const raft::NodeId from = m.from;
   const raft::Term term = m.term;

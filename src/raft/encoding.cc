@@ -5,6 +5,8 @@ namespace {
 
 constexpr uint8_t kMessageVersion = 1;
 constexpr uint8_t kLastMessageType = static_cast<uint8_t>(MessageType::kTransferLeader);
+// More voters or learners than any configuration holds: a list past this is malformed.
+constexpr uint32_t kMaxConfIds = 4096;
 
 void put_ids(std::string* out, const std::set<NodeId>& ids) {
   put_u32(out, static_cast<uint32_t>(ids.size()));
@@ -14,7 +16,7 @@ void put_ids(std::string* out, const std::set<NodeId>& ids) {
 
 std::set<NodeId> read_ids(Reader& r) {
   std::set<NodeId> ids;
-  const uint32_t n = r.u32();
+  const uint32_t n = r.count(8, kMaxConfIds);
   for (uint32_t i = 0; i < n && r.ok(); ++i)
     ids.insert(r.u64());
   return ids;
@@ -104,7 +106,8 @@ Result<Message> decode_message(std::string_view data) {
   m.reject_hint = r.u64();
   m.read_seq = r.u64();
   m.context = std::string(r.bytes());
-  const uint32_t count = r.u32();
+  // An entry takes at least 21 bytes: term, index, type and the data's length.
+  const uint32_t count = r.count(21, UINT32_MAX);
   for (uint32_t i = 0; i < count && r.ok(); ++i)
     m.entries.push_back(read_entry(r));
   m.snapshot.index = r.u64();

@@ -216,7 +216,7 @@ void Raft::send(Message m) {
 Violation Raft::step(Message m) {
   if (m.from == id_)
     return Violation::kFromSelf;
-  if (m.term >= kMaxTerm)
+  if (m.term >= kMaxTerm || (m.term > term_ && m.term - term_ > kMaxTermJump))
     return Violation::kTermTooLarge;
   if (m.term > term_) {
     if (m.type == MessageType::kVote || m.type == MessageType::kPreVote) {

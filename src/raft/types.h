@@ -180,6 +180,10 @@ const char* violation_name(Violation v);
 
 // Terms at or past this are refused: a cluster would need 2^62 elections to get there.
 inline constexpr Term kMaxTerm = Term{1} << 62;
+// A term more than this ahead of a node's own is refused too: elections add one at a time, and a
+// node that believed such a jump would let one forged message use up the term space (every later
+// campaign would need a term past kMaxTerm).
+inline constexpr Term kMaxTermJump = Term{1} << 32;
 
 enum class Role : uint8_t { kFollower, kPreCandidate, kCandidate, kLeader };
 

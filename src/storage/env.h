@@ -64,6 +64,8 @@ class Env {
   virtual Status truncate(const std::string& path, uint64_t size) = 0;
   // Makes a directory's entries (creations, renames, deletions) durable.
   virtual Status sync_dir(const std::string& path) = 0;
+  // Bytes this process may still write on the file system that holds `path`.
+  virtual Result<uint64_t> free_bytes(const std::string& path) = 0;
 };
 
 }  // namespace raftnginx::storage

@@ -1,6 +1,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -208,6 +209,13 @@ class PosixEnv final : public Env {
     if (rc != 0)
       return errno_status("fsync dir " + path, err);
     return Status();
+  }
+
+  Result<uint64_t> free_bytes(const std::string& path) override {
+    struct statvfs fs {};
+    if (::statvfs(path.c_str(), &fs) != 0)
+      return errno_status("statvfs " + path, errno);
+    return uint64_t{fs.f_bavail} * fs.f_frsize;
   }
 };
 

@@ -39,8 +39,8 @@ Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::stri
 
 uint64_t SnapshotInfo::bytes() const {
   uint64_t total = 0;
-  for (const SnapshotFile& f : files)
-    total += f.size;
+  for (const SnapshotFile& f : files)  // saturating: sizes come from the network too
+    total = f.size > UINT64_MAX - total ? UINT64_MAX : total + f.size;
   return total;
 }
 
@@ -78,13 +78,13 @@ Result<SnapshotInfo> decode_snapshot_info(std::string_view data) {
   info.meta.index = r.u64();
   info.meta.term = r.u64();
   info.meta.conf = raft::read_conf_state(r);
-  const uint32_t contexts = r.u32();
+  const uint32_t contexts = r.count(12, UINT32_MAX);  // id and a length, at least
   for (uint32_t i = 0; i < contexts && r.ok(); ++i) {
     const raft::NodeId id = r.u64();
     info.member_contexts[id] = std::string(r.bytes());
   }
   info.fsm_name = std::string(r.bytes());
-  const uint32_t files = r.u32();
+  const uint32_t files = r.count(16, UINT32_MAX);  // name length, size and checksum, at least
   for (uint32_t i = 0; i < files && r.ok(); ++i) {
     SnapshotFile f;
     f.name = std::string(r.bytes());

@@ -33,7 +33,7 @@ asio::awaitable<bool> Connection::handshake(bool accepting) {
   co_await tls_->async_handshake(side, asio::redirect_error(use_awaitable, ec));
   if (ec)
     co_return false;
-  names_ = net::peer_names(tls_->native_handle());
+  identity_ = net::peer_identity(tls_->native_handle());
   co_return true;
 }
 

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "net/tls.h"
+
 namespace raftnginx::transport {
 
 class Connection : public std::enable_shared_from_this<Connection> {
@@ -22,7 +24,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(tcp::socket socket, std::shared_ptr<boost::asio::ssl::context> tls);
 
   // TLS only (plaintext: true at once): the handshake, as the accepting or the dialling end.
-  // On success names() holds the names the peer's verified certificate gives it.
+  // On success identity() holds what the peer's verified certificate says.
   boost::asio::awaitable<bool> handshake(bool accepting);
   // Reads what is there, up to `n` bytes; 0 once the connection is closed or broken.
   boost::asio::awaitable<size_t> read_some(char* data, size_t n);
@@ -35,10 +37,12 @@ class Connection : public std::enable_shared_from_this<Connection> {
   bool is_open() const;
 
   bool tls() const { return tls_ != nullptr; }
-  const std::vector<std::string>& names() const { return names_; }
+  const net::PeerIdentity& identity() const { return identity_; }
   // The peer's IP address ("?" if unknown), for limits and logs.
   const std::string& remote() const { return remote_; }
 
+  // The peer an inbound connection's hello bound it to (kNoNode before the hello).
+  uint64_t peer_id = 0;
   // Messages waiting to go out on this connection (its writer drains them).
   std::deque<std::string> queue;
   uint64_t queued_bytes = 0;
@@ -52,7 +56,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::shared_ptr<boost::asio::ssl::context> context_;
   std::unique_ptr<boost::asio::ssl::stream<tcp::socket>> tls_;
   boost::asio::steady_timer deadline_;
-  std::vector<std::string> names_;
+  net::PeerIdentity identity_;
   std::string remote_;
 };
 

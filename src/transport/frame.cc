@@ -7,6 +7,7 @@ namespace {
 
 constexpr char kMagic[4] = {'R', 'N', 'G', 'X'};
 constexpr size_t kHeaderBytes = 5;  // length (4) | type (1)
+constexpr size_t kKeptCapacity = 1 << 20;
 
 bool known_type(uint8_t type) {
   return type >= static_cast<uint8_t>(FrameType::kHello) &&
@@ -55,7 +56,19 @@ Result<Hello> decode_hello(std::string_view payload) {
   return h;
 }
 
+FrameReader::~FrameReader() {
+  if (budget_ != nullptr)
+    budget_->used -= buffer_.size();
+}
+
 Status FrameReader::feed(std::string_view bytes, std::vector<Frame>* out) {
+  if (budget_ != nullptr) {
+    if (budget_->used + bytes.size() > budget_->limit) {
+      return Status::busy("frames in progress on this port already hold " +
+                          std::to_string(budget_->used) + " bytes");
+    }
+    budget_->used += bytes.size();
+  }
   buffer_.append(bytes);
   size_t pos = 0;
   while (buffer_.size() - pos >= kHeaderBytes) {
@@ -71,6 +84,11 @@ Status FrameReader::feed(std::string_view bytes, std::vector<Frame>* out) {
     pos += 4 + size_t{length};
   }
   buffer_.erase(0, pos);
+  if (budget_ != nullptr)
+    budget_->used -= pos;
+  // A large frame's buffer goes with it, rather than staying with an idle connection.
+  if (buffer_.empty() && buffer_.capacity() > kKeptCapacity)
+    std::string().swap(buffer_);
   return Status();
 }
 

@@ -52,21 +52,35 @@ struct Frame {
   std::string payload;
 };
 
+// The bytes that frames not yet complete may hold, shared by every reader of a port: many
+// peers each sending most of a large frame cannot add up to more than `limit`.
+struct FrameBudget {
+  uint64_t limit = 0;
+  uint64_t used = 0;
+};
+
 // Cuts a byte stream into frames as the bytes arrive. It holds at most what arrived: a frame's
 // announced length is believed only as far as its bytes are delivered, so a peer that announces
-// 64 MiB and sends nothing costs nothing. Not thread-safe.
+// 64 MiB and sends nothing costs nothing. Not thread-safe (nor is the budget).
 class FrameReader {
  public:
-  explicit FrameReader(uint64_t max_frame_bytes) : max_frame_bytes_(max_frame_bytes) {}
+  // `budget` (may be null: unlimited) must outlive the reader.
+  explicit FrameReader(uint64_t max_frame_bytes, FrameBudget* budget = nullptr)
+      : max_frame_bytes_(max_frame_bytes), budget_(budget) {}
+  ~FrameReader();
+  FrameReader(const FrameReader&) = delete;
+  FrameReader& operator=(const FrameReader&) = delete;
 
   // Appends `bytes` and moves every frame now complete to `out`. InvalidArgument on a frame
-  // longer than the limit, of length 0, or of an unknown type; the stream is then unusable.
+  // longer than the limit, of length 0, or of an unknown type; Busy if the budget has no room
+  // for `bytes`. Either way the stream is then unusable.
   Status feed(std::string_view bytes, std::vector<Frame>* out);
   // A frame has begun and is not complete: its sender owes bytes (read deadlines apply).
   bool mid_frame() const { return !buffer_.empty(); }
 
  private:
   const uint64_t max_frame_bytes_;
+  FrameBudget* const budget_;
   std::string buffer_;
 };
 

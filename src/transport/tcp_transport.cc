@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
+#include <list>
 #include <map>
 #include <mutex>
 #include <set>
@@ -16,6 +17,7 @@
 #include "transport/connection.h"
 #include "transport/frame.h"
 #include "util/coding.h"
+#include "util/printable.h"
 
 namespace raftnginx::transport {
 namespace {
@@ -29,21 +31,17 @@ using namespace std::chrono_literals;
 constexpr size_t kReadChunk = 64 << 10;
 // Snapshot streams received at once; more wait for the leader to send again.
 constexpr size_t kMaxSnapshotStreams = 2;
+constexpr size_t kRefusalLogLines = 20;
+constexpr auto kRefusalLogWindow = 10s;
 
-// Whether one of a certificate's `names` is the member `id` (cluster/member.h's hash).
-bool names_member(const std::vector<std::string>& names, raft::NodeId id) {
-  for (const std::string& name : names) {
-    if (cluster::node_id_for(name) == id)
-      return true;
-  }
-  return false;
-}
-
-std::string joined(const std::vector<std::string>& names) {
-  std::string out;
-  for (const std::string& n : names)
-    out += (out.empty() ? "" : ",") + n.substr(0, 64);
-  return out.empty() ? "(none)" : out;
+// Whether a peer's certificate is that of node `id` of cluster `cluster`: its common name is the
+// node's name (cluster/member.h's hash) and it names the cluster. A client certificate of the
+// same CA does not name the cluster; the other DNS names a node certificate carries (the hosts
+// it is reached at, perhaps other nodes' names) prove nothing.
+bool is_node_certificate(const net::PeerIdentity& peer, raft::NodeId id,
+                         const std::string& cluster) {
+  return !peer.common_name.empty() && cluster::node_id_for(peer.common_name) == id &&
+         peer.names_cluster(cluster);
 }
 
 }  // namespace
@@ -100,9 +98,26 @@ class TcpTransport::Impl {
     co_return result;
   }
 
+  // Counts a refusal and logs it, at most kRefusalLogLines times per kRefusalLogWindow: a
+  // stranger who connects in a loop must not fill the disk with the log.
   void note_refused(const Connection& conn, const std::string& why) {
     ++refused;
-    spdlog::warn("raft port: refusing {}: {}", conn.remote(), why);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - refusal_window_start >= kRefusalLogWindow) {
+      if (refusals_unlogged > 0) {
+        spdlog::warn("raft port: {} more connections refused in the last {} s (not logged)",
+                     refusals_unlogged,
+                     std::chrono::duration_cast<std::chrono::seconds>(kRefusalLogWindow).count());
+      }
+      refusal_window_start = now;
+      refusals_logged = 0;
+      refusals_unlogged = 0;
+    }
+    if (refusals_logged++ < kRefusalLogLines) {
+      spdlog::warn("raft port: refusing {}: {}", conn.remote(), why);
+    } else {
+      ++refusals_unlogged;
+    }
   }
 
   template <typename Fn>
@@ -121,13 +136,17 @@ class TcpTransport::Impl {
 
   // Reads until `reader` has at least one frame, into `frames`. False once the connection is
   // closed or broken, or breaks the format. A frame that has begun must be whole within
-  // io_timeout (unless the caller armed a deadline of its own).
+  // io_timeout of the read that began it, however slowly its bytes trickle in (unless the
+  // caller armed a deadline of its own).
   awaitable<bool> read_frames(Connection& conn, FrameReader& reader, std::vector<Frame>& frames,
                               Idle idle) {
     std::string chunk(kReadChunk, '\0');
+    bool frame_deadline = false;
     while (frames.empty()) {
       if (idle != Idle::kArmed && reader.mid_frame()) {
-        conn.arm(opt.io_timeout);
+        if (!frame_deadline)
+          conn.arm(opt.io_timeout);
+        frame_deadline = true;
       } else if (idle == Idle::kTimeout) {
         conn.arm(opt.idle_timeout);
       } else if (idle == Idle::kForever) {
@@ -187,23 +206,50 @@ class TcpTransport::Impl {
         continue;
       }
       auto conn = std::make_shared<Connection>(std::move(sock), tls_context());
-      size_t& from_address = per_address[conn->remote()];
-      if (inbound_count >= opt.max_inbound_connections ||
-          from_address >= opt.max_connections_per_address) {
+      const bool room = (inbound_count < opt.max_inbound_connections || make_room(std::string())) &&
+                        (per_address[conn->remote()] < opt.max_connections_per_address ||
+                         make_room(conn->remote()));
+      if (!room) {
         note_refused(*conn, "too many connections");
         conn->close();
-        if (from_address == 0)
+        if (per_address[conn->remote()] == 0)
           per_address.erase(conn->remote());
         continue;
       }
-      ++from_address;
+      ++per_address[conn->remote()];
       ++inbound_count;
       inbound_open = inbound_count;
+      accepted.push_back(conn);
       asio::co_spawn(io, serve(conn), asio::detached);
     }
   }
 
+  // At a connection cap: closes the oldest inbound connection (from `address`, if given) that is
+  // not bound to a member, whether it never finished its hello or named a stranger, so that
+  // strangers cannot keep members out. False if every one belongs to a member.
+  bool make_room(const std::string& address) {
+    for (auto it = accepted.begin(); it != accepted.end();) {
+      std::shared_ptr<Connection> conn = it->lock();
+      if (!conn || !conn->is_open()) {
+        it = accepted.erase(it);
+        continue;
+      }
+      if ((address.empty() || conn->remote() == address) && !peers.count(conn->peer_id)) {
+        note_refused(*conn, "making room for a member: the oldest connection of a non-member");
+        conn->close();
+        accepted.erase(it);
+        return true;
+      }
+      ++it;
+    }
+    return false;
+  }
+
   void release_inbound(const Connection& conn) {
+    accepted.remove_if([&conn](const std::weak_ptr<Connection>& weak) {
+      std::shared_ptr<Connection> c = weak.lock();
+      return !c || c.get() == &conn;
+    });
     --inbound_count;
     inbound_open = inbound_count;
     if (auto it = per_address.find(conn.remote()); it != per_address.end() && --it->second == 0)
@@ -232,24 +278,26 @@ class TcpTransport::Impl {
     if (!hello.ok()) {
       why = hello.status().message();
     } else if (hello->cluster_id != opt.cluster_id) {
-      why = "cluster '" + hello->cluster_id.substr(0, 64) + "' (this cluster is '" +
+      why = "cluster '" + printable(hello->cluster_id, 64) + "' (this cluster is '" +
             opt.cluster_id + "')";
     } else if (hello->from == self) {
       why = "a hello that claims to be this node";
-    } else if (conn.tls() && !names_member(conn.names(), hello->from)) {
-      why = "its certificate names " + joined(conn.names()) + ", not the node it claims to be";
+    } else if (conn.tls() && !is_node_certificate(conn.identity(), hello->from, opt.cluster_id)) {
+      why = "its certificate (" + conn.identity().describe() +
+            ") is not a node certificate of this cluster for the node it claims to be";
     }
     if (!why.empty()) {
       note_refused(conn, why);
       conn.close();
       co_return std::nullopt;
     }
+    conn.peer_id = hello->from;
     co_return Sender{hello->from, conn.tls()};
   }
 
   // One inbound connection: a hello, then messages, or one snapshot stream.
   awaitable<void> serve(std::shared_ptr<Connection> conn) {
-    FrameReader reader(opt.max_frame_bytes);
+    FrameReader reader(opt.max_frame_bytes, &frame_budget);
     std::vector<Frame> frames;
     std::optional<Sender> sender = co_await greet(*conn, reader, frames);
     std::optional<Staging> staging;
@@ -323,6 +371,15 @@ class TcpTransport::Impl {
     with_receiver([&](Receiver& r) { dir = r.begin_snapshot_receive(sender); });
     if (!dir.ok()) {
       note_refused(conn, "snapshot stream: " + dir.status().message());
+      return false;
+    }
+    // Refused at once rather than when the disk fills up: a leader retries later.
+    auto free = opt.env->free_bytes(*dir);
+    if (!free.ok() || info->bytes() > *free) {
+      note_refused(conn, "snapshot stream of " + std::to_string(info->bytes()) + " bytes: " +
+                             (free.ok() ? std::to_string(*free) + " bytes free on the disk"
+                                        : free.status().message()));
+      with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
       return false;
     }
     staging.emplace();
@@ -445,9 +502,9 @@ class TcpTransport::Impl {
     std::shared_ptr<Connection> conn = co_await connect(address);
     if (!conn)
       co_return nullptr;
-    if (conn->tls() && !names_member(conn->names(), peer)) {
-      spdlog::warn("raft port: {} presented a certificate for {}, not the member it should be",
-                   address, joined(conn->names()));
+    if (conn->tls() && !is_node_certificate(conn->identity(), peer, opt.cluster_id)) {
+      spdlog::warn("raft port: {} presented a certificate ({}) that is not the member's", address,
+                   conn->identity().describe());
       conn->close();
       co_return nullptr;
     }
@@ -468,10 +525,11 @@ class TcpTransport::Impl {
       done(Status::unavailable("nothing answered with the cluster's TLS at " + address));
       co_return;
     }
-    if (conn->tls() && !names_member(conn->names(), id)) {
+    if (conn->tls() && !is_node_certificate(conn->identity(), id, opt.cluster_id)) {
       conn->close();
-      done(Status::invalid_argument("the node at " + address + " presents a certificate for " +
-                                    joined(conn->names())));
+      done(Status::invalid_argument("the node at " + address + " presents a certificate (" +
+                                    conn->identity().describe() +
+                                    ") that is not this node's certificate of the cluster"));
       co_return;
     }
     // A hello, so that the node sees a peer that said who it is rather than a refused stranger.
@@ -483,7 +541,7 @@ class TcpTransport::Impl {
 
   // On an outbound connection: what the peer sends back (a node being joined answers here).
   awaitable<void> read_answers(std::shared_ptr<Connection> conn, raft::NodeId peer) {
-    FrameReader reader(opt.max_frame_bytes);
+    FrameReader reader(opt.max_frame_bytes, &frame_budget);
     std::vector<Frame> frames;
     const Sender sender{peer, conn->tls()};
     while (co_await read_frames(*conn, reader, frames, Idle::kForever)) {
@@ -593,7 +651,7 @@ class TcpTransport::Impl {
       ok = co_await conn->write(end);
     }
     if (ok) {
-      FrameReader reader(opt.max_frame_bytes);
+      FrameReader reader(opt.max_frame_bytes, &frame_budget);
       std::vector<Frame> frames;
       ok = co_await read_frames(*conn, reader, frames, Idle::kArmed);
       ok = ok && frames.front().type == FrameType::kSnapshotAck && frames.front().payload == "\1";
@@ -639,6 +697,7 @@ class TcpTransport::Impl {
   std::thread thread;
   asio::thread_pool file_thread{1};
   std::atomic<uint64_t> refused{0};
+  FrameBudget frame_budget{opt.max_buffered_frame_bytes};
   std::atomic<size_t> inbound_open{0};
   std::atomic<raft::NodeId> self{raft::kNoNode};
   std::mutex receiver_mu;
@@ -647,6 +706,12 @@ class TcpTransport::Impl {
   std::map<raft::NodeId, std::shared_ptr<Peer>> peers;
   std::map<raft::NodeId, std::weak_ptr<Connection>> inbound;
   std::map<std::string, size_t> per_address;
+  // Inbound connections, oldest first (entries of closed ones are dropped as they are met).
+  std::list<std::weak_ptr<Connection>> accepted;
+  // note_refused's log budget.
+  std::chrono::steady_clock::time_point refusal_window_start;
+  size_t refusals_logged = 0;
+  size_t refusals_unlogged = 0;
   size_t inbound_count = 0;
   size_t snapshot_streams = 0;
 };

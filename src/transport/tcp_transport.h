@@ -14,9 +14,12 @@
 // at its word, which is why the daemon allows that only on loopback.
 //
 // Bounded, whatever a peer sends: frames are read as their bytes arrive (an announced length
-// allocates nothing), frames over max_frame_bytes end the connection, every frame that has begun
-// must arrive within io_timeout and an idle connection is closed after idle_timeout, inbound
-// connections are capped in all and per remote address, at most max_queue_bytes of messages wait
+// allocates nothing), frames over max_frame_bytes end the connection, and all frames in progress
+// together hold at most max_buffered_frame_bytes; every frame that has begun must be whole within
+// io_timeout of its first byte and an idle connection is closed after idle_timeout; inbound
+// connections are capped in all and per remote address, and when the cap is reached the oldest
+// connection not bound to a member makes room, so strangers cannot keep members out; at most
+// max_queue_bytes of messages wait
 // per peer (newer ones are dropped and the peer reported unreachable; Raft resends), a snapshot
 // stream may write no more than the sizes it announced, and a stream that breaks off has its
 // staged files removed. Accepting backs off while the process is out of file descriptors.
@@ -48,6 +51,7 @@ struct TcpTransportOptions {
   std::shared_ptr<net::TlsContext> tls;
   uint64_t max_queue_bytes = defaults::kMaxPeerQueueBytes;
   uint64_t max_frame_bytes = defaults::kMaxFrameBytes;
+  uint64_t max_buffered_frame_bytes = defaults::kMaxBufferedFrameBytes;
   uint64_t chunk_bytes = defaults::kSnapshotChunkBytes;
   size_t max_inbound_connections = defaults::kMaxRaftConnections;
   size_t max_connections_per_address = defaults::kMaxRaftConnectionsPerAddress;

@@ -55,6 +55,17 @@ class Reader {
     return take(n) ? in_.substr(pos_ - n, n) : std::string_view();
   }
 
+  // Reads a count of items each at least `min_item_bytes` long: a count the remaining input
+  // cannot hold (or past `max`) marks the input malformed and reads as 0, so that a decoder
+  // never reserves or loops for what is not there.
+  uint32_t count(size_t min_item_bytes, uint32_t max) {
+    const uint32_t n = u32();
+    if (n > max || (ok_ && n > (in_.size() - pos_) / min_item_bytes)) {
+      ok_ = false;
+      return 0;
+    }
+    return n;
+  }
   // Marks the input as malformed (a value read was out of range).
   void fail() { ok_ = false; }
   bool ok() const { return ok_; }

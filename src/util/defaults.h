@@ -47,8 +47,15 @@ inline constexpr std::chrono::milliseconds kWriteTimeout = 5s;
 // Transport between nodes.
 inline constexpr uint64_t kMaxPeerQueueBytes = 64 << 20;
 inline constexpr uint64_t kMaxFrameBytes = 64 << 20;
+// What the frames being received on the raft port may hold together, whoever sends them.
+inline constexpr uint64_t kMaxBufferedFrameBytes = 128 << 20;
 inline constexpr uint64_t kSnapshotChunkBytes = 1 << 20;
 inline constexpr size_t kMaxRaftConnections = 256;
+// Open files: what the daemon keeps for itself whatever clients hold (cli/file_limits.h), what
+// RocksDB may keep open, and the fewest HTTP connections worth starting with.
+inline constexpr size_t kReservedFiles = 64;
+inline constexpr size_t kRocksDbMaxOpenFiles = 256;
+inline constexpr size_t kMinHttpConnections = 16;
 inline constexpr size_t kMaxRaftConnectionsPerAddress = 32;
 inline constexpr std::chrono::milliseconds kRaftIoTimeout = 10s;
 inline constexpr std::chrono::milliseconds kRaftIdleTimeout = 60s;

@@ -411,7 +411,7 @@ class Tls(SecurityTest):
         # The leader dials node2's raft port before adding it, and finds node3's certificate.
         wait_until(lambda: "HTTP 403" in node2.log_tail(50), what="node2's join refused")
         self.assertIn("node2 cannot be added: the node at " + node2.raft +
-                      " presents a certificate for node3", node2.log_tail(50))
+                      " presents a certificate (CN=node3", node2.log_tail(50))
         self.assertEqual([m[0] for m in members(leader)], ["node1"])
         # A node that is not running cannot prove who it is either: 503, nothing added.
         r = leader.post("/join", {"id": "node3", "addr": f"127.0.0.1:{free_port()}",
@@ -773,8 +773,9 @@ class Auth(SecurityTest):
         self.write(node1, "k", "v")
         self.assert_value(node2, "k", "v", level="linearizable")
         before = members(node1)
+        # A join-only credential adds a learner: an admin makes it a voter.
         self.assertEqual(before, sorted([("node1", node1.raft, node1.http, True),
-                                         ("node2", node2.raft, node2.http, True)]))
+                                         ("node2", node2.raft, node2.http, False)]))
 
         # Another node holding node2's credential may not join under its own name.
         intruder = c.add("node3", ["--auth", auth, "--token-file", token_file], join=node1, headers=ADMIN)
@@ -801,11 +802,15 @@ class Auth(SecurityTest):
         self.assertEqual(members(node1), before)
         r = node1.post("/join", {**moved, "replace": True})
         self.assertEqual(r.status, 200, r)
-        self.assertIn(("node2", node2.raft, elsewhere, True), members(node1))
+        self.assertIn(("node2", node2.raft, elsewhere, False), members(node1))
         r = node1.post("/join", {"id": "node2", "addr": node2.raft, "http_addr": node2.http,
                                  "replace": True})
         self.assertEqual(r.status, 200, r)
         self.assertEqual(members(node1), before)
+        # The join-only credential cannot promote itself; an admin can.
+        self.assert_json_error(node1.post("/promote", {"id": "node2"}, headers=JOINER), 403)
+        self.assertEqual(node1.post("/promote", {"id": "node2"}).status, 200)
+        self.assertIn(("node2", node2.raft, node2.http, True), members(node1))
 
     def tls_auth_cluster(self, principals):
         certs = self.make_certs("certs", ["node1", "node2", "node3"])

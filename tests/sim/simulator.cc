@@ -691,7 +691,7 @@ void Simulation::handle(Event& e) {
         n.incoming_snapshots[e.msg.snapshot.index] = *e.snapshot_data;
       // The node's inbound rules, then the core: a message from a real peer passes both.
       const char* rule = rn::refuse_inbound(e.msg, transport::Sender{from, true}, n.core->conf(),
-                                            e.snapshot_data.has_value());
+                                            {}, e.snapshot_data.has_value());
       // A member that is gone (or not yet known here) is not listened to, and liveness is
       // checked after healing; no other rule may ever refuse what a real peer sent.
       if (rule != nullptr && std::string_view(rule) != "from_non_member")
@@ -943,7 +943,7 @@ void Simulation::forge() {
     sender.id = m.from;
   ++result_.forged;
   trace("FORGE " + kind + " -> node " + std::to_string(n.id));
-  const char* rule = rn::refuse_inbound(m, sender, conf, from_stream);
+  const char* rule = rn::refuse_inbound(m, sender, conf, {}, from_stream);
   if (rule != nullptr)
     return;
   Status s = n.core->step(std::move(m));

@@ -1,5 +1,7 @@
 #include "fault_env.h"
 
+#include <algorithm>
+
 namespace raftnginx::storage::testing {
 
 class FaultFile final : public WritableFile {
@@ -115,6 +117,14 @@ void FaultEnv::lose_unsynced() {
       state.size = state.synced;
     }
   }
+}
+
+Result<uint64_t> FaultEnv::free_bytes(const std::string& path) {
+  auto real = base_->free_bytes(path);
+  std::lock_guard lock(mu_);
+  if (!real.ok() || space_left_ < 0)
+    return real;
+  return std::min<uint64_t>(*real, static_cast<uint64_t>(space_left_));
 }
 
 }  // namespace raftnginx::storage::testing

@@ -58,6 +58,8 @@ class FaultEnv final : public Env {
   Status rename(const std::string& from, const std::string& to) override;
   Status truncate(const std::string& path, uint64_t size) override;
   Status sync_dir(const std::string& path) override { return base_->sync_dir(path); }
+  // The real free space, or less once disk_full_after() was called.
+  Result<uint64_t> free_bytes(const std::string& path) override;
 
  private:
   friend class FaultFile;

@@ -29,7 +29,7 @@ struct SingleNode {
     o.tick = 10ms;
     o.election_ticks = 5;
     o.heartbeat_ticks = 1;
-    o.bootstrap = cluster::Membership{raft::ConfState{{1}, {}}, {}};
+    o.bootstrap = cluster::Membership{raft::ConfState{{1}, {}}, {}, {}};
     o.snapshot_interval = snapshot_interval;
     EXPECT_TRUE(env->create_dirs(dir).ok());
     auto kv = fsm::RocksDbKv::open(dir + "/kv");

@@ -73,6 +73,27 @@ TEST(Election, VoterRefusesCandidateWithStaleLog) {
   EXPECT_EQ(net.node(2).role(), Role::kLeader);
 }
 
+// A forged message with a term no election could reach is refused, and changes nothing: the
+// cluster keeps its leader and its term, and still commits.
+TEST(HostilePeer, TermFarAheadIsRefusedAndChangesNothing) {
+  TestNetwork net({1, 2, 3});
+  net.elect(1);
+  const Term term = net.node(1).term();
+  for (Term forged : {term + kMaxTermJump + 1, kMaxTerm - 1, kMaxTerm}) {
+    Message m;
+    m.type = MessageType::kHeartbeatResponse;
+    m.from = 2;
+    m.to = 1;
+    m.term = forged;
+    EXPECT_EQ(net.node(1).step(m).code(), Status::Code::kProtocolViolation) << forged;
+  }
+  EXPECT_EQ(net.node(1).role(), Role::kLeader);
+  EXPECT_EQ(net.node(1).term(), term);
+  ASSERT_TRUE(net.propose(1, "still").ok());
+  net.stabilize();
+  EXPECT_EQ(net.node(3).status().hard_state.commit, net.node(1).status().hard_state.commit);
+}
+
 // Paper 5.3: a committed entry reaches every node's state machine.
 TEST(Replication, CommittedEntryIsAppliedEverywhere) {
   TestNetwork net({1, 2, 3});

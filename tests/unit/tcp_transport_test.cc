@@ -239,24 +239,88 @@ TEST(TcpTransport, AnnouncedBytesThatNeverArriveCostNothingAndTimeOut) {
   EXPECT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
 }
 
-TEST(TcpTransport, InboundConnectionsAreCappedPerAddress) {
+// A frame's deadline runs from its first byte: a peer trickling bytes cannot keep it open.
+TEST(TcpTransport, TricklingAFrameDoesNotExtendItsDeadline) {
   raftnginx::testing::TempDir tmp;
   TcpTransportOptions o = options();
-  o.max_connections_per_address = 4;
+  o.io_timeout = 300ms;
   auto b = start(o);
   Inbox inbox(tmp.sub("b"));
   b->set_receiver(2, &inbox);
-  std::vector<std::unique_ptr<RawPeer>> held;
-  for (int i = 0; i < 4; ++i) {
-    held.push_back(std::make_unique<RawPeer>(b->port()));
-    held.back()->send(encode_hello(Hello{"test", static_cast<raft::NodeId>(10 + i)}));
+  RawPeer raw(b->port());
+  std::string begin = encode_hello(Hello{"test", 7});
+  put_u32(&begin, 1000);
+  put_u8(&begin, static_cast<uint8_t>(FrameType::kMessage));
+  raw.send(begin);
+  const auto began = std::chrono::steady_clock::now();
+  // One byte every 50 ms: each read comes well within io_timeout of the one before.
+  while (!raw.closed_by_peer(50ms) && std::chrono::steady_clock::now() - began < 5s)
+    raw.send("x");
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 1s);
+}
+
+// Frames in progress share one budget: a peer (or many) sending most of large frames is cut off
+// once they hold it all, and what a reader held goes back to the budget with it.
+TEST(FrameReader, FramesInProgressShareOneBudget) {
+  FrameBudget budget{1000};
+  std::vector<Frame> frames;
+  std::string head;
+  put_u32(&head, 5000);
+  put_u8(&head, static_cast<uint8_t>(FrameType::kMessage));
+  {
+    FrameReader a(1 << 20, &budget);
+    FrameReader b(1 << 20, &budget);
+    ASSERT_TRUE(a.feed(head + std::string(600, 'x'), &frames).ok());
+    EXPECT_EQ(budget.used, 605u);
+    EXPECT_EQ(b.feed(head + std::string(600, 'x'), &frames).code(), Status::Code::kBusy);
+    ASSERT_TRUE(b.feed(encode_frame(FrameType::kMessage, "small"), &frames).ok());
+    EXPECT_EQ(frames.size(), 1u);
+    EXPECT_EQ(budget.used, 605u);  // a whole frame leaves the budget as it is handed over
   }
-  ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 4; }));
-  RawPeer fifth(b->port());
-  EXPECT_TRUE(fifth.closed_by_peer());
-  EXPECT_EQ(b->inbound_connections(), 4u);
-  held.clear();
-  EXPECT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+  EXPECT_EQ(budget.used, 0u);
+}
+
+// Strangers holding every slot (for an address, or in all) cannot keep a member out: the oldest
+// connection not bound to a member makes room. Once members hold every slot, a stranger is
+// refused.
+TEST(TcpTransport, InboundCapsMakeRoomForMembersNotStrangers) {
+  raftnginx::testing::TempDir tmp;
+  for (const bool per_address : {true, false}) {
+    TcpTransportOptions o = options();
+    if (per_address) {
+      o.max_connections_per_address = 4;
+    } else {
+      o.max_inbound_connections = 4;
+    }
+    auto b = start(o);
+    Inbox inbox(tmp.sub(per_address ? "b1" : "b2"));
+    b->set_receiver(2, &inbox);
+    // 20..23 are members (their addresses answer nothing); 10..13 are strangers.
+    b->update_peers(
+        {{20, "127.0.0.1:1"}, {21, "127.0.0.1:1"}, {22, "127.0.0.1:1"}, {23, "127.0.0.1:1"}});
+    std::vector<std::unique_ptr<RawPeer>> strangers;
+    for (raft::NodeId id = 10; id < 14; ++id) {
+      strangers.push_back(std::make_unique<RawPeer>(b->port()));
+      strangers.back()->send(encode_hello(Hello{"test", id}));
+    }
+    ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 4; }));
+    std::vector<std::unique_ptr<RawPeer>> members;
+    for (raft::NodeId id = 20; id < 24; ++id) {
+      members.push_back(std::make_unique<RawPeer>(b->port()));
+      members.back()->send(
+          encode_hello(Hello{"test", id}) +
+          encode_frame(FrameType::kMessage, raft::encode_message(heartbeat(id, 2, 1))));
+      const size_t heard = id - 19;
+      ASSERT_TRUE(inbox.wait(heard).has_value()) << id;  // through a slot a stranger had
+      EXPECT_EQ(inbox.sender(heard).id, id);
+    }
+    for (auto& stranger : strangers)
+      EXPECT_TRUE(stranger->closed_by_peer());
+    RawPeer late(b->port());
+    late.send(encode_hello(Hello{"test", 15}));
+    EXPECT_TRUE(late.closed_by_peer());
+    EXPECT_TRUE(eventually([&] { return b->inbound_connections() == 4; }));
+  }
 }
 
 TEST(TcpTransport, ANonMemberIsAnsweredOnItsOwnConnection) {
@@ -397,9 +461,14 @@ class Pki {
   }
   // Files for a node whose certificate names `name`, signed by this CA (or by `other_ca`).
   net::TlsFiles node(const std::string& name, const net::Pem* other_ca = nullptr) {
+    return issue(name, {"127.0.0.1", "test"}, other_ca);
+  }
+  // Files for any certificate of this CA (or of `other_ca`): `hosts` are its DNS names.
+  net::TlsFiles issue(const std::string& name, std::vector<std::string> hosts,
+                      const net::Pem* other_ca = nullptr) {
     net::CertificateRequest req;
     req.common_name = name;
-    req.hosts = {"127.0.0.1"};
+    req.hosts = std::move(hosts);
     auto pem = std::move(net::make_certificate(other_ca ? *other_ca : ca_, req)).value();
     write(name + ".pem", pem.certificate);
     write(name + "-key.pem", pem.key);
@@ -452,10 +521,18 @@ TEST(TcpTransport, MutualTlsBindsTheCertificatesNodeToTheConnection) {
   auto plaintext = start();
   plaintext->set_receiver(n1, nullptr);
   plaintext->update_peers({{n2, address(*b)}});
+  // A certificate of the cluster's CA named n1 but without the cluster's name (a client's).
+  auto client = start_tls(ready.issue("n1", {"127.0.0.1"}));
+  client->set_receiver(n1, nullptr);
+  client->update_peers({{n2, address(*b)}});
+  // A node certificate that also lists other nodes' names among its hosts speaks only for n3.
+  auto many_names = start_tls(ready.issue("n3", {"n1", "n2", "test"}));
+  many_names->set_receiver(n1, nullptr);
+  many_names->update_peers({{n2, address(*b)}});
   const uint64_t refused = b->refused_connections();
-  for (auto* t : {impostor.get(), stranger.get(), plaintext.get()})
+  for (auto* t : {impostor.get(), stranger.get(), plaintext.get(), client.get(), many_names.get()})
     t->send({heartbeat(n1, n2, 4)});
-  EXPECT_TRUE(eventually([&] { return b->refused_connections() >= refused + 3; }));
+  EXPECT_TRUE(eventually([&] { return b->refused_connections() >= refused + 5; }));
   EXPECT_EQ(inbox.count(), before);
 
   // And a node only dials the member it means: n2's address answering with n3's certificate is
