@@ -16,8 +16,10 @@ class RealClock final : public Clock {
 }  // namespace
 
 const Clock* Clock::real() {
-  static const RealClock clock;
-  return &clock;
+  // Never destroyed: threads that outlive main() (a leaked node in a fuzz harness, a detached
+  // logger) may still read the time while static destructors run.
+  static const Clock* const clock = new RealClock();
+  return clock;
 }
 
 }  // namespace raftnginx
