@@ -1,0 +1,250 @@
+// Connections to peers: dialled and proven (TLS, hello), fed from per-peer queues with backoff
+// on failure, and snapshots streamed file by file.
+#include "transport/tcp_transport_impl.h"
+
+namespace raftnginx::transport {
+
+awaitable<void> TcpTransport::Impl::drain(std::shared_ptr<Connection> conn) {
+  while (conn->is_open()) {
+    if (conn->queue.empty()) {
+      boost::system::error_code ec;
+      conn->wake.expires_at(asio::steady_timer::time_point::max());
+      co_await conn->wake.async_wait(asio::redirect_error(use_awaitable, ec));
+      continue;
+    }
+    std::string batch;
+    while (!conn->queue.empty() && batch.size() < (1u << 20)) {
+      batch += conn->queue.front();
+      conn->queued_bytes -= conn->queue.front().size();
+      conn->queue.pop_front();
+    }
+    if (!co_await conn->write(batch))
+      conn->close();
+  }
+  conn->writing = false;
+}
+
+awaitable<std::shared_ptr<Connection>> TcpTransport::Impl::connect(const std::string& address) {
+  auto parsed = net::parse_address(address);
+  if (!parsed.ok())
+    co_return nullptr;
+  boost::system::error_code ec;
+  tcp::resolver resolver(io);
+  const std::string port = std::to_string(parsed->port);
+  auto endpoints =
+      co_await resolver.async_resolve(parsed->host, port, asio::redirect_error(use_awaitable, ec));
+  if (ec)
+    co_return nullptr;
+  tcp::socket sock(io);
+  asio::steady_timer connect_deadline(io, opt.io_timeout);
+  connect_deadline.async_wait([&sock](boost::system::error_code e) {
+    if (!e)
+      sock.close(e);
+  });
+  co_await asio::async_connect(sock, endpoints, asio::redirect_error(use_awaitable, ec));
+  connect_deadline.cancel();
+  if (ec || !sock.is_open())
+    co_return nullptr;
+  sock.set_option(asio::socket_base::keep_alive(true), ec);
+  auto conn = std::make_shared<Connection>(std::move(sock), tls_context());
+  conn->arm(opt.io_timeout);
+  if (!co_await conn->handshake(false)) {
+    conn->close();
+    co_return nullptr;
+  }
+  co_return conn;
+}
+
+awaitable<std::shared_ptr<Connection>> TcpTransport::Impl::dial(const std::string& address,
+                                                                raft::NodeId peer) {
+  std::shared_ptr<Connection> conn = co_await connect(address);
+  if (!conn)
+    co_return nullptr;
+  if (conn->tls() && !is_node_certificate(conn->identity(), peer, opt.cluster_id)) {
+    spdlog::warn("raft port: {} presented a certificate ({}) that is not the member's", address,
+                 conn->identity().describe());
+    conn->close();
+    co_return nullptr;
+  }
+  const std::string hello = encode_hello(Hello{opt.cluster_id, self});
+  const bool sent = co_await conn->write(hello);
+  conn->disarm();
+  if (!sent) {
+    conn->close();
+    co_return nullptr;
+  }
+  co_return conn;
+}
+
+awaitable<void> TcpTransport::Impl::verify_member(std::string address, raft::NodeId id,
+                                                  std::function<void(Status)> done) {
+  std::shared_ptr<Connection> conn = co_await connect(address);
+  if (!conn) {
+    done(Status::unavailable("nothing answered with the cluster's TLS at " + address));
+    co_return;
+  }
+  if (conn->tls() && !is_node_certificate(conn->identity(), id, opt.cluster_id)) {
+    conn->close();
+    done(Status::invalid_argument("the node at " + address + " presents a certificate (" +
+                                  conn->identity().describe() +
+                                  ") that is not this node's certificate of the cluster"));
+    co_return;
+  }
+  // A hello, so that the node sees a peer that said who it is rather than a refused stranger.
+  const std::string hello = encode_hello(Hello{opt.cluster_id, self});
+  co_await conn->write(hello);
+  conn->close();
+  done(Status());
+}
+
+awaitable<void> TcpTransport::Impl::read_answers(std::shared_ptr<Connection> conn,
+                                                 raft::NodeId peer) {
+  FrameReader reader(opt.max_frame_bytes, &frame_budget);
+  std::vector<Frame> frames;
+  const Sender sender{peer, conn->tls()};
+  while (co_await read_frames(*conn, reader, frames, Idle::kForever)) {
+    for (Frame& f : frames) {
+      auto m = f.type == FrameType::kMessage
+                   ? raft::decode_message(f.payload)
+                   : Result<raft::Message>(Status::invalid_argument("only messages come back"));
+      if (!m.ok()) {
+        note_refused(*conn, m.status().to_string());
+        conn->close();
+        co_return;
+      }
+      deliver(std::move(m).value(), sender);
+    }
+    frames.clear();
+  }
+  conn->close();
+}
+
+awaitable<void> TcpTransport::Impl::peer_loop(std::shared_ptr<Peer> peer) {
+  auto backoff = 50ms;
+  while (!peer->removed) {
+    std::shared_ptr<Connection> conn = co_await dial(peer->address, peer->id);
+    if (conn) {
+      backoff = 50ms;
+      asio::co_spawn(io, read_answers(conn, peer->id), asio::detached);
+      while (!peer->removed && conn->is_open()) {
+        if (peer->queue.empty()) {
+          boost::system::error_code ec;
+          peer->wake.expires_at(asio::steady_timer::time_point::max());
+          co_await peer->wake.async_wait(asio::redirect_error(use_awaitable, ec));
+          continue;
+        }
+        std::string batch;
+        while (!peer->queue.empty() && batch.size() < (1u << 20)) {
+          batch += peer->queue.front();
+          peer->queued_bytes -= peer->queue.front().size();
+          peer->queue.pop_front();
+        }
+        if (!co_await conn->write(batch))
+          break;
+      }
+      conn->close();
+    }
+    if (peer->removed)
+      co_return;
+    report_unreachable(peer->id);
+    // Messages queued for a dead connection are stale by the time it is back: Raft resends.
+    peer->queue.clear();
+    peer->queued_bytes = 0;
+    asio::steady_timer pause(io, backoff);
+    boost::system::error_code ec;
+    co_await pause.async_wait(asio::redirect_error(use_awaitable, ec));
+    backoff = std::min<std::chrono::milliseconds>(backoff * 2, 2s);
+  }
+}
+
+void TcpTransport::Impl::report_unreachable(raft::NodeId id) {
+  with_receiver([id](Receiver& r) { r.unreachable(id); });
+}
+
+void TcpTransport::Impl::enqueue(raft::NodeId to, std::string bytes) {
+  if (auto it = peers.find(to); it != peers.end()) {
+    Peer& peer = *it->second;
+    if (peer.queued_bytes + bytes.size() > opt.max_queue_bytes)
+      return report_unreachable(to);
+    peer.queued_bytes += bytes.size();
+    peer.queue.push_back(std::move(bytes));
+    peer.wake.cancel();
+    return;
+  }
+  auto in = inbound.find(to);
+  std::shared_ptr<Connection> conn = in == inbound.end() ? nullptr : in->second.lock();
+  if (!conn || !conn->is_open() || conn->queued_bytes + bytes.size() > opt.max_queue_bytes)
+    return report_unreachable(to);
+  conn->queued_bytes += bytes.size();
+  conn->queue.push_back(std::move(bytes));
+  if (!conn->writing) {
+    conn->writing = true;
+    asio::co_spawn(io, drain(conn), asio::detached);
+  } else {
+    conn->wake.cancel();
+  }
+}
+
+awaitable<void> TcpTransport::Impl::stream_snapshot(std::string address, raft::Message m,
+                                                    storage::SnapshotInfo info,
+                                                    std::function<void(bool)> done) {
+  std::shared_ptr<Connection> conn = co_await dial(address, m.to);
+  bool ok = conn != nullptr;
+  if (ok) {
+    // A peer that vanishes mid-stream must not leave the sender waiting for an ack forever:
+    // the whole transfer gets io_timeout plus one second per 10 MB.
+    conn->arm(opt.io_timeout + std::chrono::milliseconds(info.bytes() / 10000));
+    const std::string begin =
+        encode_frame(FrameType::kSnapshotBegin, storage::encode_snapshot_info(info));
+    ok = co_await conn->write(begin);
+  }
+  for (const storage::SnapshotFile& f : info.files) {
+    if (!ok)
+      break;
+    ok = co_await stream_file(*conn, info.dir, f.name);
+  }
+  if (ok) {
+    const std::string end = encode_frame(FrameType::kSnapshotEnd, raft::encode_message(m));
+    ok = co_await conn->write(end);
+  }
+  if (ok) {
+    FrameReader reader(opt.max_frame_bytes, &frame_budget);
+    std::vector<Frame> frames;
+    ok = co_await read_frames(*conn, reader, frames, Idle::kArmed);
+    ok = ok && frames.front().type == FrameType::kSnapshotAck && frames.front().payload == "\1";
+  }
+  if (conn)
+    conn->close();
+  done(ok);
+}
+
+awaitable<bool> TcpTransport::Impl::stream_file(Connection& conn, const std::string& dir,
+                                                const std::string& name) {
+  auto file = std::make_shared<std::unique_ptr<storage::SequentialFile>>();
+  auto piece = std::make_shared<std::string>();
+  auto open_file = [env = opt.env, file, path = dir + "/" + name] {
+    auto r = env->open_for_read(path);
+    if (r.ok())
+      *file = std::move(r).value();
+    return r.status();
+  };
+  Status opened = co_await on_file_thread(std::move(open_file));
+  if (!opened.ok())
+    co_return false;
+  for (;;) {
+    auto read_piece = [file, piece, n = opt.chunk_bytes] { return (*file)->read(n, piece.get()); };
+    Status read = co_await on_file_thread(std::move(read_piece));
+    if (!read.ok())
+      co_return false;
+    if (piece->empty())
+      co_return true;
+    std::string payload;
+    put_bytes(&payload, name);
+    put_bytes(&payload, *piece);
+    const std::string chunk = encode_frame(FrameType::kSnapshotChunk, payload);
+    if (!co_await conn.write(chunk))
+      co_return false;
+  }
+}
+
+}  // namespace raftnginx::transport
