@@ -18,11 +18,13 @@
 
 namespace raftnginx::storage {
 
-// A file open for appending. Used by one thread at a time.
+// A file open for writing from some offset on (its end, or a place inside it). Used by one
+// thread at a time.
 class WritableFile {
  public:
   virtual ~WritableFile() = default;
-  // Appends all of `data`, or fails (and the file may then hold any prefix of it).
+  // Writes all of `data` where the last write ended, or fails (and the file may then hold any
+  // prefix of it).
   virtual Status append(std::string_view data) = 0;
   // Makes everything appended so far durable (fdatasync).
   virtual Status sync() = 0;
@@ -48,6 +50,13 @@ class Env {
   // Opens `path` for appending, creating it if missing; its current size is returned in `size`.
   virtual Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
                                                                 uint64_t* size) = 0;
+  // Opens an existing file for writing in place, from `offset` on (a preallocated log segment).
+  virtual Result<std::unique_ptr<WritableFile>> open_at(const std::string& path,
+                                                        uint64_t offset) = 0;
+  // Gives an existing file `size` bytes, reserved on the disk and reading as zeros where
+  // nothing was written (fallocate). Durable with the file's next sync.
+  virtual Status allocate(const std::string& path, uint64_t size) = 0;
+  virtual Result<uint64_t> file_size(const std::string& path) = 0;
   virtual Result<std::unique_ptr<SequentialFile>> open_for_read(const std::string& path) = 0;
   // Reads a whole (small) file.
   virtual Result<std::string> read_file(const std::string& path) = 0;
@@ -55,7 +64,7 @@ class Env {
   virtual Status write_file_atomically(const std::string& path, std::string_view data) = 0;
   // Names (not paths) of the entries in a directory, sorted.
   virtual Result<std::vector<std::string>> list_dir(const std::string& path) = 0;
-  // Creates the directory and any missing parents.
+  // Creates the directory and any missing parents, durably (each new one's parent is synced).
   virtual Status create_dirs(const std::string& path) = 0;
   virtual bool exists(const std::string& path) = 0;
   virtual Status remove_file(const std::string& path) = 0;

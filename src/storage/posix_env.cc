@@ -115,6 +115,37 @@ class PosixEnv final : public Env {
     return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
   }
 
+  Result<std::unique_ptr<WritableFile>> open_at(const std::string& path, uint64_t offset) override {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      return errno_status("open " + path, errno);
+    if (::lseek(fd, static_cast<off_t>(offset), SEEK_SET) < 0) {
+      const int err = errno;
+      ::close(fd);
+      return errno_status("seek " + path, err);
+    }
+    return std::unique_ptr<WritableFile>(new PosixWritableFile(path, fd));
+  }
+
+  Status allocate(const std::string& path, uint64_t size) override {
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+      return errno_status("open " + path, errno);
+    // posix_fallocate writes zeros itself where the file system cannot reserve space.
+    const int err = ::posix_fallocate(fd, 0, static_cast<off_t>(size));
+    ::close(fd);
+    if (err != 0)
+      return errno_status("fallocate " + path, err);
+    return Status();
+  }
+
+  Result<uint64_t> file_size(const std::string& path) override {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0)
+      return errno_status("stat " + path, errno);
+    return static_cast<uint64_t>(st.st_size);
+  }
+
   Result<std::string> read_file(const std::string& path) override {
     auto file = open_for_read(path);
     if (!file.ok())
@@ -164,11 +195,16 @@ class PosixEnv final : public Env {
   }
 
   Status create_dirs(const std::string& path) override {
-    std::error_code ec;
-    std::filesystem::create_directories(path, ec);
-    if (ec)
-      return Status::io_error("mkdir " + path + ": " + ec.message());
-    return Status();
+    const std::filesystem::path target(path);
+    if (path.empty() || std::filesystem::is_directory(target))
+      return Status();
+    const std::string parent = target.parent_path().string();
+    if (Status s = create_dirs(parent); !s.ok())
+      return s;
+    if (::mkdir(path.c_str(), 0755) != 0 && errno != EEXIST)
+      return errno_status("mkdir " + path, errno);
+    // A new directory's entry is durable only once its parent is synced.
+    return sync_dir(parent);
   }
 
   bool exists(const std::string& path) override { return ::access(path.c_str(), F_OK) == 0; }
@@ -222,8 +258,8 @@ class PosixEnv final : public Env {
 }  // namespace
 
 Env* Env::posix() {
-  static PosixEnv env;
-  return &env;
+  static Env* const env = new PosixEnv();  // never destroyed, as Clock::real()
+  return env;
 }
 
 }  // namespace raftnginx::storage

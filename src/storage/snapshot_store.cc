@@ -5,6 +5,7 @@
 
 #include "raft/encoding.h"
 #include "util/checksum.h"
+#include "util/pace.h"
 
 namespace raftnginx::storage {
 namespace {
@@ -19,8 +20,9 @@ std::string sealed_name(raft::Index index, raft::Term term) {
   return name;
 }
 
-// Size and crc32 of a file, read in 1 MiB pieces.
-Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::string& name) {
+// Size and crc32 of a file, read in 1 MiB pieces (each handed to `pace`, if any).
+Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::string& name,
+                               Pace* pace = nullptr) {
   auto file = env->open_for_read(dir + "/" + name);
   if (!file.ok())
     return file.status();
@@ -31,8 +33,21 @@ Result<SnapshotFile> scan_file(Env* env, const std::string& dir, const std::stri
       return s;
     out.size += piece.size();
     out.crc = crc32(piece, out.crc);
+    if (pace != nullptr && !pace->consumed(piece.size()))
+      return Status::unavailable("called off");
   } while (!piece.empty());
   return out;
+}
+
+// "<20 digits>-<20 digits>", as sealed_name() makes it.
+bool is_sealed_name(const std::string& name) {
+  if (name.size() != 41 || name[20] != '-')
+    return false;
+  for (size_t i = 0; i < name.size(); ++i) {
+    if (i != 20 && (name[i] < '0' || name[i] > '9'))
+      return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -120,12 +135,18 @@ Status SnapshotStore::load() {
         return s;
       continue;
     }
+    if (!is_sealed_name(name))
+      continue;  // not ours
+    // A sealed snapshot's meta was synced before the rename that sealed it: one that cannot be
+    // read is damage, never a snapshot to pass over (older ones may not reach the log).
     auto meta = env_->read_file(path + "/" + kMetaFile);
     if (!meta.ok())
-      continue;  // not a snapshot directory, or one whose meta never made it
+      return Status::corruption(path + "/" + kMetaFile + ": " + meta.status().message());
     auto info = decode_snapshot_info(*meta);
-    if (!info.ok() || sealed_name(info->meta.index, info->meta.term) != name)
-      continue;
+    if (!info.ok())
+      return Status::corruption(path + "/" + kMetaFile + ": " + info.status().message());
+    if (sealed_name(info->meta.index, info->meta.term) != name)
+      return Status::corruption(path + "/" + kMetaFile + " describes another snapshot");
     info.value().dir = path;
     snapshots_.push_back(std::move(info).value());
   }
@@ -135,11 +156,16 @@ Status SnapshotStore::load() {
   return Status();
 }
 
-Result<std::string> SnapshotStore::begin() {
+std::string SnapshotStore::fresh_tmp_path() {
   std::string path;
   do {
     path = dir_ + "/tmp-" + std::to_string(next_tmp_++);
   } while (env_->exists(path));
+  return path;
+}
+
+Result<std::string> SnapshotStore::begin() {
+  const std::string path = fresh_tmp_path();
   if (Status s = env_->create_dirs(path); !s.ok())
     return s;
   return path;
@@ -220,16 +246,23 @@ Status SnapshotStore::prune() {
       ++it;
       continue;
     }
-    if (Status s = env_->remove_all(it->dir); !s.ok())
+    // Renamed out of the sealed names first (and the rename synced): a crash while its files
+    // go leaves a leftover that start-up removes, never a sealed snapshot with files missing.
+    const std::string doomed = fresh_tmp_path();
+    if (Status s = env_->rename(it->dir, doomed); !s.ok())
+      return s;
+    if (Status s = env_->sync_dir(dir_); !s.ok())
+      return s;
+    if (Status s = env_->remove_all(doomed); !s.ok())
       return s;
     it = snapshots_.erase(it);
   }
   return Status();
 }
 
-Status SnapshotStore::verify(const SnapshotInfo& info) const {
+Status SnapshotStore::verify(const SnapshotInfo& info, Pace* pace) const {
   for (const SnapshotFile& f : info.files) {
-    auto got = scan_file(env_, info.dir, f.name);
+    auto got = scan_file(env_, info.dir, f.name, pace);
     if (!got.ok())
       return got.status();
     if (got->size != f.size || got->crc != f.crc)

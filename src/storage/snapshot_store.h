@@ -23,6 +23,10 @@
 #include "raft/types.h"
 #include "storage/env.h"
 
+namespace raftnginx {
+class Pace;
+}
+
 namespace raftnginx::storage {
 
 struct SnapshotFile {
@@ -62,8 +66,9 @@ class SnapshotStore {
   // pruned until every pin is released.
   void pin(raft::Index index) { ++pins_[index]; }
   Status unpin(raft::Index index);
-  // Checks every file of a snapshot against its recorded size and checksum.
-  Status verify(const SnapshotInfo& info) const;
+  // Checks every file of a snapshot against its recorded size and checksum, reading at `pace`
+  // if given. Safe on any thread for a sealed snapshot (NotFound if it was pruned meanwhile).
+  Status verify(const SnapshotInfo& info, Pace* pace = nullptr) const;
 
   // The newest sealed snapshot, if any.
   std::optional<SnapshotInfo> latest() const;
@@ -76,6 +81,7 @@ class SnapshotStore {
   Status load();
   // Deletes the oldest unpinned snapshots beyond `retain`.
   Status prune();
+  std::string fresh_tmp_path();  // a tmp- directory name not in use
 
   Env* env_;
   const std::string dir_;

@@ -1,43 +1,38 @@
 #include "fault_env.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace raftnginx::storage::testing {
 
 class FaultFile final : public WritableFile {
  public:
-  FaultFile(FaultEnv* env, std::string path, std::unique_ptr<WritableFile> base)
-      : env_(env), path_(std::move(path)), base_(std::move(base)) {}
+  // `offset`: where an in-place file's writes begin; nullopt for an appended one.
+  FaultFile(FaultEnv* env, std::string path, std::unique_ptr<WritableFile> base,
+            std::optional<uint64_t> offset)
+      : env_(env), path_(std::move(path)), base_(std::move(base)), offset_(offset) {}
 
   Status append(std::string_view data) override {
     std::lock_guard lock(env_->mu_);
-    auto& state = env_->files_[path_];
     if (env_->failing_writes_ > 0) {
       --env_->failing_writes_;
       return Status::io_error("write " + path_ + ": Input/output error (injected)");
     }
     if (env_->short_write_) {
       env_->short_write_ = false;
-      const std::string_view half = data.substr(0, data.size() / 2);
-      if (Status s = base_->append(half); !s.ok())
-        return s;
-      state.size += half.size();
+      (void)write(data.substr(0, data.size() / 2));
       return Status::io_error("write " + path_ + ": short write (injected)");
     }
-    if (env_->space_left_ >= 0 && static_cast<int64_t>(data.size()) > env_->space_left_) {
-      const std::string_view fits = data.substr(0, static_cast<size_t>(env_->space_left_));
-      if (Status s = base_->append(fits); !s.ok())
-        return s;
-      state.size += fits.size();
-      env_->space_left_ = 0;
-      return Status::io_error("write " + path_ + ": No space left on device (injected)");
-    }
-    if (Status s = base_->append(data); !s.ok())
-      return s;
-    state.size += data.size();
-    if (env_->space_left_ >= 0)
+    // Writing in place, into space already allocated, needs none; appending does.
+    if (!offset_ && env_->space_left_ >= 0) {
+      if (static_cast<int64_t>(data.size()) > env_->space_left_) {
+        (void)write(data.substr(0, static_cast<size_t>(env_->space_left_)));
+        env_->space_left_ = 0;
+        return Status::io_error("write " + path_ + ": No space left on device (injected)");
+      }
       env_->space_left_ -= static_cast<int64_t>(data.size());
-    return Status();
+    }
+    return write(data);
   }
 
   Status sync() override {
@@ -50,15 +45,31 @@ class FaultFile final : public WritableFile {
       return s;
     auto& state = env_->files_[path_];
     state.synced = state.size;
+    state.unsynced.clear();
     return Status();
   }
 
   Status close() override { return base_->close(); }
 
  private:
+  // Writes through, and notes what a power loss would take back. Caller holds env_->mu_.
+  Status write(std::string_view data) {
+    if (Status s = base_->append(data); !s.ok())
+      return s;
+    auto& state = env_->files_[path_];
+    if (offset_) {
+      state.unsynced.emplace_back(*offset_, data.size());
+      *offset_ += data.size();
+    } else {
+      state.size += data.size();
+    }
+    return Status();
+  }
+
   FaultEnv* env_;
   std::string path_;
   std::unique_ptr<WritableFile> base_;
+  std::optional<uint64_t> offset_;
 };
 
 Result<std::unique_ptr<WritableFile>> FaultEnv::open_for_append(const std::string& path,
@@ -73,7 +84,35 @@ Result<std::unique_ptr<WritableFile>> FaultEnv::open_for_append(const std::strin
     it->second.size = *size;
     it->second.synced = *size;
   }
-  return std::unique_ptr<WritableFile>(new FaultFile(this, path, std::move(file).value()));
+  return std::unique_ptr<WritableFile>(
+      new FaultFile(this, path, std::move(file).value(), std::nullopt));
+}
+
+Result<std::unique_ptr<WritableFile>> FaultEnv::open_at(const std::string& path, uint64_t offset) {
+  std::lock_guard lock(mu_);
+  auto file = base_->open_at(path, offset);
+  if (!file.ok())
+    return file;
+  auto [it, inserted] = files_.try_emplace(path);
+  if (inserted) {
+    auto size = base_->file_size(path);
+    it->second.size = it->second.synced = size.ok() ? *size : 0;
+  }
+  return std::unique_ptr<WritableFile>(new FaultFile(this, path, std::move(file).value(), offset));
+}
+
+Status FaultEnv::allocate(const std::string& path, uint64_t size) {
+  std::lock_guard lock(mu_);
+  if (space_left_ >= 0) {
+    if (static_cast<int64_t>(size) > space_left_)
+      return Status::io_error("fallocate " + path + ": No space left on device (injected)");
+    space_left_ -= static_cast<int64_t>(size);
+  }
+  if (Status s = base_->allocate(path, size); !s.ok())
+    return s;
+  // The new size is durable with the file's next sync, as appended bytes are.
+  files_[path].size = std::max(files_[path].size, size);
+  return Status();
 }
 
 Status FaultEnv::write_file_atomically(const std::string& path, std::string_view data) {
@@ -112,6 +151,11 @@ Status FaultEnv::truncate(const std::string& path, uint64_t size) {
 void FaultEnv::lose_unsynced() {
   std::lock_guard lock(mu_);
   for (auto& [path, state] : files_) {
+    for (const auto& [offset, length] : state.unsynced) {
+      if (auto file = base_->open_at(path, offset); file.ok())
+        (void)(*file)->append(std::string(length, '\0'));
+    }
+    state.unsynced.clear();
     if (state.size > state.synced) {
       (void)base_->truncate(path, state.synced);
       state.size = state.synced;

@@ -3,8 +3,9 @@
 //   fail_syncs / fail_writes:  the next N calls fail with an I/O error (EIO)
 //   short_write_next:          the next append writes only half of its data, then fails
 //   disk_full_after(bytes):    appends fail with "No space left on device" past that many bytes
-//   lose_unsynced():           every file written through this Env is cut back to what was
-//                              last fsynced, as a power loss would leave it
+//   lose_unsynced():           every file written through this Env loses what was not
+//                              fsynced, as a power loss would leave it: appended bytes are cut
+//                              off, bytes written in place (open_at) read as zeros again
 //
 // Thread-safe, as every Env must be: a test flips the switches while a node writes through it
 // from its own threads.
@@ -14,6 +15,8 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "storage/env.h"
 
@@ -43,6 +46,9 @@ class FaultEnv final : public Env {
 
   Result<std::unique_ptr<WritableFile>> open_for_append(const std::string& path,
                                                         uint64_t* size) override;
+  Result<std::unique_ptr<WritableFile>> open_at(const std::string& path, uint64_t offset) override;
+  Status allocate(const std::string& path, uint64_t size) override;
+  Result<uint64_t> file_size(const std::string& path) override { return base_->file_size(path); }
   Result<std::unique_ptr<SequentialFile>> open_for_read(const std::string& path) override {
     return base_->open_for_read(path);
   }
@@ -64,8 +70,9 @@ class FaultEnv final : public Env {
  private:
   friend class FaultFile;
   struct FileState {
-    uint64_t size = 0;
+    uint64_t size = 0;  // appended files: bytes written, and durable
     uint64_t synced = 0;
+    std::vector<std::pair<uint64_t, uint64_t>> unsynced;  // in place: (offset, length) written
   };
 
   Env* base_;

@@ -21,8 +21,10 @@ using raftnginx::testing::set_cmd;
 
 struct SingleNode {
   SingleNode(const std::string& dir, storage::Env* env,
-             std::chrono::seconds snapshot_interval = std::chrono::seconds(0)) {
+             std::chrono::seconds snapshot_interval = std::chrono::seconds(0),
+             uint64_t segment_bytes = defaults::kSegmentBytes) {
     NodeOptions o;
+    o.segment_bytes = segment_bytes;
     o.id = 1;
     o.data_dir = dir;
     o.env = env;
@@ -83,13 +85,15 @@ TEST(NodeDurability, FailedFsyncStopsWritesAndLosesNothingAcknowledged) {
   EXPECT_EQ(restarted.get("acknowledged"), "yes");
 }
 
+// Records go into the space a segment was given when it was made: the disk fills up when the
+// next segment cannot be made, and the node stops taking writes then.
 TEST(NodeDurability, FullDiskStopsWrites) {
   raftnginx::testing::TempDir tmp;
   storage::testing::FaultEnv env;
-  SingleNode n(tmp.path(), &env);
+  SingleNode n(tmp.path(), &env, std::chrono::seconds(0), /*segment_bytes=*/16384);
   ASSERT_TRUE(n.write(set_cmd({{"k", "v"}})).ok());
   env.disk_full_after(16);
-  auto failed = n.write(set_cmd({{"big", std::string(4096, 'x')}}));
+  auto failed = n.write(set_cmd({{"big", std::string(32768, 'x')}}));
   ASSERT_FALSE(failed.ok());
   EXPECT_NE(failed.status().message().find("No space left"), std::string::npos);
 }

@@ -94,10 +94,61 @@ TEST(SnapshotStore, DamageIsDetected) {
   SnapshotInfo newest = write_snapshot(*store, 20, "newest state");
   std::ofstream(newest.dir + "/data", std::ios::trunc) << "newest stat!";
   EXPECT_EQ(store->verify(newest).code(), Status::Code::kCorruption);
-  // A damaged meta file hides that snapshot; the older one is used.
+  // A damaged meta file is damage too, never a snapshot to pass over silently (the older one
+  // may not reach the log any more): opening the store names it.
   std::ofstream(newest.dir + "/meta", std::ios::app) << "x";
-  auto reopened = std::move(SnapshotStore::open(Env::posix(), tmp.path(), 3)).value();
-  EXPECT_EQ(reopened->latest()->meta.index, 10u);
+  auto reopened = SnapshotStore::open(Env::posix(), tmp.path(), 3);
+  ASSERT_EQ(reopened.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(reopened.status().message().find(newest.dir + "/meta"), std::string::npos);
+  std::filesystem::remove(newest.dir + "/meta");
+  EXPECT_EQ(SnapshotStore::open(Env::posix(), tmp.path(), 3).status().code(),
+            Status::Code::kCorruption);
+}
+
+// Every flipped byte and every cut of the newest snapshot's files is named at open or by
+// verify(): the store never falls back to the older snapshot or hands damaged state over.
+TEST(SnapshotStore, EveryFlippedByteAndEveryCutIsDamage) {
+  raftnginx::testing::TempDir tmp;
+  std::string newest_dir;
+  {
+    auto store = std::move(SnapshotStore::open(Env::posix(), tmp.path(), 3)).value();
+    write_snapshot(*store, 10, "older");
+    newest_dir = write_snapshot(*store, 20, "the newest state of the machine").dir;
+  }
+  auto damage_found = [&](const std::string& file) {
+    auto store = SnapshotStore::open(Env::posix(), tmp.path(), 3);
+    if (!store.ok()) {
+      return store.status().code() == Status::Code::kCorruption &&
+             store.status().message().find(file) != std::string::npos;
+    }
+    const auto latest = (*store)->latest();
+    return latest && latest->meta.index == 20 &&
+           (*store)->verify(*latest).code() == Status::Code::kCorruption;
+  };
+  for (const std::string name : {"data", "meta"}) {
+    const std::string file = newest_dir + "/" + name;
+    std::string good;
+    {
+      std::ifstream in(file, std::ios::binary);
+      good.assign(std::istreambuf_iterator<char>(in), {});
+    }
+    ASSERT_FALSE(good.empty());
+    auto put = [&](const std::string& bytes) {
+      std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+    };
+    for (size_t at = 0; at < good.size(); ++at) {
+      std::string bad = good;
+      bad[at] = static_cast<char>(bad[at] ^ 0x20);
+      put(bad);
+      EXPECT_TRUE(damage_found(file)) << name << ": byte " << at << " flipped";
+    }
+    for (size_t size = 0; size < good.size(); ++size) {
+      put(good.substr(0, size));
+      EXPECT_TRUE(damage_found(file)) << name << ": cut at " << size;
+    }
+    put(good);
+    ASSERT_FALSE(damage_found(file)) << "the intact snapshot must open and verify";
+  }
 }
 
 TEST(SnapshotStore, MetaEncodingRejectsPathsInFileNames) {
