@@ -62,6 +62,7 @@ CHAOS_SCENARIOS ?= 4
 CHAOS_SECONDS ?= 60
 chaos: build
 	@python3 tests/chaos/chaos.py --binary $(BUILD_DIR)/src/raft-nginx \
+	  --kv-tamper $(BUILD_DIR)/tests/support/kv_tamper --integrity \
 	  --scenarios $(CHAOS_SCENARIOS) --seconds $(CHAOS_SECONDS) $(if $(SEED),--seed $(SEED))
 
 # libFuzzer (clang) on each fuzz target for FUZZ_SECONDS, from the committed corpus; new inputs

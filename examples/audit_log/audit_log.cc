@@ -2,10 +2,29 @@
 
 #include <cstdio>
 
+#include "util/checksum.h"
+
 namespace raftnginx::examples {
 namespace {
 
 constexpr const char* kSnapshotFile = "/audit.log";
+
+// The running hash of a trail after one more line (without its newline).
+uint64_t fold(uint64_t hash, std::string_view line) {
+  return hash * 1099511628211ull + fnv1a64(line);
+}
+
+uint64_t hash_of_lines(std::string_view data) {
+  uint64_t hash = 0;
+  for (size_t start = 0; start < data.size();) {
+    const size_t end = data.find('\n', start);
+    if (end == std::string_view::npos)
+      break;
+    hash = fold(hash, data.substr(start, end - start));
+    start = end + 1;
+  }
+  return hash;
+}
 
 class PrefixSnapshot final : public fsm::Snapshot {
  public:
@@ -55,6 +74,7 @@ Status AuditLog::load() {
   }
   applied_index_ = 0;
   applied_term_ = 0;
+  hash_ = hash_of_lines(std::string_view(data).substr(0, keep));
   if (keep > 0) {
     const size_t start = data.rfind('\n', keep - 2);
     const std::string last = data.substr(start == std::string::npos ? 0 : start + 1);
@@ -78,6 +98,7 @@ Status AuditLog::apply(std::span<const fsm::Command> commands,
   std::string lines;
   raft::Index last = 0;
   raft::Term last_term = 0;
+  uint64_t hash = hash_;
   for (const fsm::Command& c : commands) {
     if (c.data.find('\n') != std::string_view::npos) {
       // One line per command; a refused command changes nothing, so replaying it is harmless.
@@ -86,9 +107,10 @@ Status AuditLog::apply(std::span<const fsm::Command> commands,
     }
     last = c.index;
     last_term = c.term;
-    lines += std::to_string(c.index) + " " + std::to_string(c.term) + " ";
-    lines.append(c.data);
-    lines += '\n';
+    const std::string line =
+        std::to_string(c.index) + " " + std::to_string(c.term) + " " + std::string(c.data);
+    hash = fold(hash, line);
+    lines += line + '\n';
     results->push_back(fsm::ApplyResult{Status(), std::to_string(c.index)});
   }
   // The lines carry their indexes: written and synced together, they are the applied index.
@@ -101,6 +123,22 @@ Status AuditLog::apply(std::span<const fsm::Command> commands,
   size_ += lines.size();
   applied_index_ = last;
   applied_term_ = last_term;
+  hash_ = hash;
+  return Status();
+}
+
+std::optional<uint64_t> AuditLog::state_hash() const {
+  std::lock_guard lock(mu_);
+  return hash_;
+}
+
+Status AuditLog::scrub(Pace&) {
+  std::lock_guard lock(mu_);  // a small file: read whole, while no line is appended
+  auto data = env_->read_file(path_);
+  if (!data.ok())
+    return data.status();
+  if (hash_of_lines(std::string_view(*data).substr(0, size_)) != hash_)
+    return Status::corruption(path_ + " no longer holds the lines that were appended to it");
   return Status();
 }
 

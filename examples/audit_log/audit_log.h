@@ -9,6 +9,9 @@
 // Snapshots: the state is the file's first N bytes, so a snapshot only remembers N (taken at
 // once, on the apply thread) and copies that prefix later (on the snapshot thread) while new
 // lines are appended.
+//
+// Replica checks (opting in): the state hash folds every line into a running hash, kept up to
+// date as lines are appended; scrub() reads the file again and checks it still hashes so.
 #pragma once
 
 #include <memory>
@@ -33,6 +36,9 @@ class AuditLog final : public fsm::StateMachine {
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
 
+  std::optional<uint64_t> state_hash() const override;
+  Status scrub(Pace& pace) override;
+
   // The whole trail, for inspection.
   Result<std::string> contents() const;
 
@@ -47,6 +53,7 @@ class AuditLog final : public fsm::StateMachine {
   uint64_t size_ = 0;
   raft::Index applied_index_ = 0;
   raft::Term applied_term_ = 0;
+  uint64_t hash_ = 0;  // of the lines in the file, in order
 };
 
 }  // namespace raftnginx::examples

@@ -12,6 +12,7 @@
 
 #include "cli/file_limits.h"
 #include "cli/joining.h"
+#include "cli/repair.h"
 #include "cli/status_log.h"
 #include "cli/stop_signal.h"
 #include "cli/trust.h"
@@ -66,6 +67,8 @@ node::NodeOptions node_options_for(const DaemonOptions& options) {
   o.snapshot_interval = options.snapshot_interval;
   o.trailing_logs = options.trailing_logs;
   o.retain_snapshots = options.snapshot_retain;
+  o.scrub_interval = options.scrub_interval;
+  o.scrub_bytes_per_second = options.scrub_rate;
   return o;
 }
 
@@ -91,7 +94,11 @@ Result<std::unique_ptr<fsm::KvStore>> open_backend(const DaemonOptions& options,
                                                    const FileBudget& files) {
   if (options.fsm == "memory")
     return std::unique_ptr<fsm::KvStore>(std::make_unique<fsm::MemoryKv>());
-  auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm", files.rocksdb_files);
+  fsm::RocksDbOptions rocks_options;
+  rocks_options.max_open_files = files.rocksdb_files;
+  rocks_options.flush_entries = options.fsm_flush_entries;
+  rocks_options.flush_interval = options.fsm_flush_interval;
+  auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm", rocks_options);
   if (!rocks.ok())
     return Status::io_error("cannot open the rocksdb backend: " + rocks.status().to_string());
   return std::unique_ptr<fsm::KvStore>(std::move(rocks).value());
@@ -234,7 +241,7 @@ transport::TcpTransportOptions transport_options_for(const DaemonOptions& option
 
 http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trust, node::Node* node,
                                  nginx::GatewayController* gateway,
-                                 transport::TcpTransport* transport) {
+                                 transport::TcpTransport* transport, http::ReplicaCheck* check) {
   http::ApiOptions o;
   o.self_name = options.id;
   o.write_policy = options.write_policy;
@@ -243,6 +250,7 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
   o.public_status = options.public_status;
   o.insecure = options.insecure;
   o.https = trust.http_server != nullptr;
+  o.replica_check = check;
   if (trust.node) {
     o.verify_joining = [transport](const cluster::Member& m, std::function<void(Status)> done) {
       transport->verify_member(m.raft_address, cluster::node_id_for(m.name), std::move(done));
@@ -259,9 +267,26 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
 }
 
 // The readings only the daemon knows: whether it runs --insecure, when its certificates expire,
-// what its raft port refused.
+// what its raft port refused, what the integrity checks found.
 void add_readings(http::Metrics& metrics, const DaemonOptions& options, const Trust& trust,
-                  const transport::TcpTransport* transport) {
+                  const transport::TcpTransport* transport, const node::Node* node,
+                  const http::ReplicaCheck* check) {
+  metrics.add_gauge("raftnginx_replica_hash_mismatch",
+                    "Peers whose state hash differed from this node's at the last replica check.",
+                    "raftnginx_replica_hash_mismatch", [check] {
+                      auto v = check->last();
+                      return v ? static_cast<double>(v->mismatched.size()) : 0.0;
+                    });
+  metrics.add_gauge("raftnginx_replica_diverged",
+                    "1 if this node's state differs from most of its peers': it serves no reads.",
+                    "raftnginx_replica_diverged",
+                    [check] { return check->diverged() ? 1.0 : 0.0; });
+  metrics.add_gauge("raftnginx_storage_damaged",
+                    "1 if a scrub found damage in this node's files: it serves no reads.",
+                    "raftnginx_storage_damaged", [node] { return node->damaged() ? 1.0 : 0.0; });
+  metrics.add_counter("raftnginx_scrubs_completed_total",
+                      "Passes over every stored file that finished.",
+                      [node] { return static_cast<double>(node->status().scrubs_completed); });
   metrics.add_counter(
       "raftnginx_raft_refused_connections_total",
       "Connections the raft port refused or closed: wrong cluster or identity, "
@@ -304,6 +329,102 @@ void observe_node(node::Node* node, nginx::GatewayController* gateway, bool writ
   }
 }
 
+// Everything the daemon opens before its node starts, in order: the data directory (its data
+// set aside first if a repair is due), the certificates and keys, its share of the open files,
+// and its two ports. An error says what could not be opened.
+struct Opened {
+  std::unique_ptr<DataDir> data_dir;
+  bool repairing = false;  // a rebuild from the peers is due (raft-nginx repair, --repair)
+  Trust trust;
+  FileBudget files;
+  std::string socket;  // where the gateway's nginx reaches this daemon, if there is a gateway
+  std::unique_ptr<http::Server> server;
+  std::unique_ptr<transport::TcpTransport> transport;
+};
+
+Result<Opened> open_daemon(DaemonOptions* options) {
+  auto data_dir = DataDir::prepare(options);
+  if (!data_dir.ok())
+    return data_dir.status();
+  const bool repairing = repair_requested(*options);
+  if (repairing) {
+    auto aside = set_aside(options->data_dir, options->log_dir);
+    if (!aside.ok())
+      return aside.status().in_context("repair: ");
+    spdlog::warn("repair: rebuilding this node from its peers{}",
+                 aside->empty() ? "" : "; its data was moved to " + *aside);
+  }
+  auto trust = Trust::load(*options);
+  if (!trust.ok())
+    return trust.status();
+  auto files = share_open_files(options->max_connections);
+  if (!files.ok())
+    return files.status();
+  if (files->http_connections < options->max_connections) {
+    spdlog::warn(
+        "--max-connections lowered from {} to {}: the process may open {} files "
+        "(RLIMIT_NOFILE), and keeps the rest for RocksDB, the raft port and its own files",
+        options->max_connections, files->http_connections, files->limit);
+  }
+  if (options->insecure)
+    spdlog::warn("--insecure: serving without node TLS, client TLS or auth (docs/security.md)");
+  std::string socket;
+  if (!options->nginx_listen.empty()) {
+    std::error_code ec;
+    std::filesystem::create_directories(options->data_dir + "/nginx", ec);
+    auto path = daemon_socket(*options);
+    if (!path.ok())
+      return path.status();
+    socket = std::move(path).value();
+  }
+  auto server = http::Server::listen(server_options_for(*options, *trust, socket, *files));
+  if (!server.ok())
+    return server.status();
+  auto transport = transport::TcpTransport::start(transport_options_for(*options, *trust, *files));
+  if (!transport.ok())
+    return transport.status();
+  return Opened{std::move(data_dir).value(), repairing,
+                std::move(trust).value(),    *files,
+                std::move(socket),           std::move(server).value(),
+                std::move(transport).value()};
+}
+
+// Starts the node. A member being rebuilt is first taken back as a learner (with its log and
+// its vote gone, it must not vote): *was_voter says what it was. A fresh node bootstraps, or
+// waits for its bootstrap peers, or for a join. Unavailable if a stop came first.
+Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Opened& opened,
+                                               http::Client* client, bool* was_voter,
+                                               const fsm::KvStore** kv_view,
+                                               const std::atomic<bool>* stopping) {
+  if (opened.repairing) {
+    auto rejoined = rejoin_as_learner(client, options, opened.trust.own_authorization, stopping);
+    if (!rejoined.ok())
+      return rejoined.status().in_context("repair: ");
+    *was_voter = *rejoined;
+  }
+  node::NodeOptions node_options = node_options_for(options);
+  const bool fresh = !has_state(options.data_dir, options.log_dir);
+  if (fresh && options.bootstrap_expect > 0) {
+    if (!wait_for_peers(client, options, stopping))
+      return Status::unavailable("stopped while waiting for the bootstrap peers");
+    node_options.bootstrap = initial_members(options);
+  } else if (fresh && options.join.empty()) {
+    node_options.bootstrap = initial_members(options);
+  }
+  auto kv = open_backend(options, opened.files);
+  if (!kv.ok())
+    return kv.status();
+  *kv_view = kv->get();
+  auto node = node::Node::start(node_options, std::move(kv).value(), opened.transport.get());
+  if (!node.ok())
+    return node.status().in_context("cannot start the node: ");
+  spdlog::info(
+      "started: http={} raft={} backend={} data={} {}", options.http_advertise,
+      options.raft_advertise, options.fsm, options.data_dir,
+      fresh ? (node_options.bootstrap ? "new cluster" : "waiting to join") : "resuming from disk");
+  return node;
+}
+
 }  // namespace
 
 int run_daemon(const DaemonOptions& given) {
@@ -314,64 +435,28 @@ int run_daemon(const DaemonOptions& given) {
     spdlog::critical("{}", why);
     return 1;
   };
-  auto data_dir = DataDir::prepare(&options);
-  if (!data_dir.ok())
-    return give_up(data_dir.status().message());
-  auto trust = Trust::load(options);
-  if (!trust.ok())
-    return give_up(trust.status().message());
-  auto files = share_open_files(options.max_connections);
-  if (!files.ok())
-    return give_up(files.status().message());
-  if (files->http_connections < options.max_connections) {
-    spdlog::warn(
-        "--max-connections lowered from {} to {}: the process may open {} files "
-        "(RLIMIT_NOFILE), and keeps the rest for RocksDB, the raft port and its own files",
-        options.max_connections, files->http_connections, files->limit);
-  }
-  if (options.insecure)
-    spdlog::warn("--insecure: serving without node TLS, client TLS or auth (docs/security.md)");
-  std::string socket;
-  if (!options.nginx_listen.empty()) {
-    std::error_code ec;
-    std::filesystem::create_directories(options.data_dir + "/nginx", ec);
-    auto path = daemon_socket(options);
-    if (!path.ok())
-      return give_up(path.status().message());
-    socket = std::move(path).value();
-  }
-  auto server = http::Server::listen(server_options_for(options, *trust, socket, *files));
-  if (!server.ok())
-    return give_up(server.status().message());
-  auto transport = transport::TcpTransport::start(transport_options_for(options, *trust, *files));
-  if (!transport.ok())
-    return give_up(transport.status().message());
-
-  http::Client client(http::ClientOptions{trust->http_client, options.cluster_name});
-  node::NodeOptions node_options = node_options_for(options);
-  const bool fresh = !has_state(options.data_dir, options.log_dir);
-  if (fresh && options.bootstrap_expect > 0) {
-    if (!wait_for_peers(&client, options, stop_signal.stopping()))
+  auto daemon = open_daemon(&options);
+  if (!daemon.ok())
+    return give_up(daemon.status().message());
+  Opened& opened = daemon.value();
+  Trust& trust = opened.trust;
+  http::Client client(http::ClientOptions{trust.http_client, options.cluster_name});
+  bool was_voter = false;
+  const fsm::KvStore* kv_view = nullptr;
+  auto node = start_node(options, opened, &client, &was_voter, &kv_view, stop_signal.stopping());
+  if (!node.ok()) {
+    if (*stop_signal.stopping())
       return 0;
-    node_options.bootstrap = initial_members(options);
-  } else if (fresh && options.join.empty()) {
-    node_options.bootstrap = initial_members(options);
+    const bool damaged = node.status().code() == Status::Code::kCorruption;
+    return give_up(node.status().message() +
+                   (damaged ? "; to rebuild it from its peers: raft-nginx repair " +
+                                  options.data_dir + ", then start it with -join (see the README)"
+                            : ""));
   }
-  auto kv = open_backend(options, *files);
-  if (!kv.ok())
-    return give_up(kv.status().message());
-  const fsm::KvStore* kv_view = kv->get();
-  auto node = node::Node::start(node_options, std::move(kv).value(), transport->get());
-  if (!node.ok())
-    return give_up("cannot start the node: " + node.status().to_string());
-  spdlog::info(
-      "started: http={} raft={} backend={} data={} {}", options.http_advertise,
-      options.raft_advertise, options.fsm, options.data_dir,
-      fresh ? (node_options.bootstrap ? "new cluster" : "waiting to join") : "resuming from disk");
 
   std::unique_ptr<nginx::GatewayController> gateway;
   if (!options.nginx_listen.empty()) {
-    auto started = start_gateway(options, socket, (*node)->status(), &client, &stop_signal);
+    auto started = start_gateway(options, opened.socket, (*node)->status(), &client, &stop_signal);
     if (started.ok()) {
       gateway = std::move(started).value();
     } else {
@@ -380,23 +465,35 @@ int run_daemon(const DaemonOptions& given) {
   }
   observe_node(node->get(), gateway.get(), options.write_policy != http::WritePolicy::kReject,
                &stop_signal);
-  http::Api api(api_options_for(options, *trust, node->get(), gateway.get(), transport->get()),
-                node->get(), kv_view, server->get(), &client);
-  add_readings(api.metrics(), options, *trust, transport->get());
-  stop_signal.on_reload([&trust = *trust, g = gateway.get()] {
+  http::ReplicaCheck replica_check(
+      http::ReplicaCheckOptions{options.verify_interval, trust.own_authorization}, node->get(),
+      &client, opened.server.get());
+  (*node)->observe([&replica_check](const node::NodeStatus& st) { replica_check.on_status(st); });
+  http::Api api(api_options_for(options, trust, node->get(), gateway.get(), opened.transport.get(),
+                                &replica_check),
+                node->get(), kv_view, opened.server.get(), &client);
+  add_readings(api.metrics(), options, trust, opened.transport.get(), node->get(), &replica_check);
+  stop_signal.on_reload([&trust, g = gateway.get()] {
     trust.reload();
     if (g != nullptr)
       g->reload();
   });
-  (*server)->serve(
+  opened.server->serve(
       [&api](http::Request request, http::Respond respond) {
         api.handle(std::move(request), std::move(respond));
       },
       [&api](const http::Request& head) { return api.screen(head); });
+  replica_check.start();
   std::thread joiner;
-  if (!options.join.empty())
+  if (opened.repairing) {
+    joiner = std::thread([&] {
+      finish_repair(node->get(), &client, options, trust.own_authorization, was_voter,
+                    stop_signal.stopping());
+    });
+  } else if (!options.join.empty()) {
     joiner = std::thread(
-        [&] { join_cluster(&client, options, trust->own_authorization, stop_signal.stopping()); });
+        [&] { join_cluster(&client, options, trust.own_authorization, stop_signal.stopping()); });
+  }
 
   const auto [exit_code, why] = stop_signal.wait();
   if (exit_code == 0) {
@@ -408,8 +505,8 @@ int run_daemon(const DaemonOptions& given) {
   if (joiner.joinable())
     joiner.join();
   (*node)->shutdown(options.election_timeout * 4);
-  (*server)->stop();
-  (*transport)->close(node_options.id);
+  opened.server->stop();
+  opened.transport->close(node_options_for(options).id);
   if (gateway)
     gateway->stop(5s);
   spdlog::info("stopped");

@@ -373,6 +373,22 @@ void declare_flags(FlagSet& f) {
   f.value("--trailing-logs", &DaemonOptions::trailing_logs,
           "Log entries kept behind a snapshot for lagging followers")
       ->capture_default_str();
+  f.duration("--verify-interval", &DaemonOptions::verify_interval,
+             "How often the leader has every node compare its state hash with its peers' (0: "
+             "never; GET /status?verify checks at once)");
+  f.duration("--scrub-interval", &DaemonOptions::scrub_interval,
+             "How often to re-read every stored file for damage (0: never)");
+  f.size("--scrub-rate", &DaemonOptions::scrub_rate, "How fast a scrub reads, per second");
+  f.value("--fsm-flush-entries", &DaemonOptions::fsm_flush_entries,
+          "rocksdb backend: make applied commands durable after this many (a crash applies at "
+          "most about this many again)")
+      ->capture_default_str();
+  f.duration("--fsm-flush-interval", &DaemonOptions::fsm_flush_interval,
+             "rocksdb backend: ... or after this long");
+  f.flag("--repair", &DaemonOptions::repair,
+         "Set aside what the data directory holds (kept under damaged-<time>/) and rebuild this "
+         "node from its peers: it rejoins as a learner, catches up, and gets its old role back. "
+         "Needs -join");
   f.write_policy("--write-policy",
                  "A write that reaches a follower: redirect (307 to the leader), forward (relay "
                  "it), reject (403)");
@@ -487,6 +503,9 @@ Status complete_and_check(DaemonOptions* o) {
     return Status::invalid_argument("a data directory is required (or -inmem)");
   if (o->learner && o->join.empty())
     return Status::invalid_argument("--learner needs --join");
+  if (o->repair && (o->join.empty() || o->inmem))
+    return Status::invalid_argument(
+        "--repair needs --join (a member to rebuild from) and a data directory");
   if (!net::valid_dns_name(o->cluster_name))
     return Status::invalid_argument(
         "--cluster-name must be a DNS name (letters, digits, '-', '.')");

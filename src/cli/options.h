@@ -39,6 +39,15 @@ struct DaemonOptions {
   std::chrono::milliseconds snapshot_interval = defaults::kSnapshotInterval;
   size_t snapshot_retain = defaults::kSnapshotRetain;
   uint64_t trailing_logs = defaults::kTrailingLogs;
+  // Integrity (docs/operations.md): replica checks, scrubs, the rocksdb backend's flushes.
+  std::chrono::milliseconds verify_interval = defaults::kVerifyInterval;
+  std::chrono::milliseconds scrub_interval = defaults::kScrubInterval;
+  uint64_t scrub_rate = defaults::kScrubBytesPerSecond;
+  uint64_t fsm_flush_entries = defaults::kFsmFlushEntries;
+  std::chrono::milliseconds fsm_flush_interval = defaults::kFsmFlushInterval;
+  // Set aside whatever the data directory holds and rebuild this node from its peers
+  // (cli/repair.h).
+  bool repair = false;
   http::WritePolicy write_policy = http::WritePolicy::kRedirect;
   uint64_t max_body = defaults::kMaxBody;
   size_t max_connections = defaults::kMaxConnections;

@@ -80,13 +80,14 @@ Membership Membership::from(const raft::ConfState& conf,
   return out;
 }
 
-raft::NodeId best_transfer_target(const raft::NodeStatus& status) {
+raft::NodeId best_transfer_target(const raft::NodeStatus& status,
+                                  const std::set<raft::NodeId>& excluded) {
   if (status.role != raft::Role::kLeader)
     return raft::kNoNode;
   raft::NodeId best = raft::kNoNode;
   raft::Index best_match = 0;
   for (const raft::PeerStatus& p : status.peers) {
-    if (p.id == status.id || !p.voter || !p.recent_active)
+    if (p.id == status.id || !p.voter || !p.recent_active || excluded.contains(p.id))
       continue;
     if (best == raft::kNoNode || p.match_index > best_match) {
       best = p.id;

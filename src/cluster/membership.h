@@ -49,8 +49,10 @@ struct Membership {
   bool operator==(const Membership&) const = default;
 };
 
-// The voter a leader should hand leadership to: the recently active voter, other than itself,
-// whose log matches the most. kNoNode if there is none (or `status` is not a leader's).
-raft::NodeId best_transfer_target(const raft::NodeStatus& status);
+// The voter a leader should hand leadership to: the recently active voter, other than itself
+// and those `excluded`, whose log matches the most. kNoNode if there is none (or `status` is not
+// a leader's).
+raft::NodeId best_transfer_target(const raft::NodeStatus& status,
+                                  const std::set<raft::NodeId>& excluded = {});
 
 }  // namespace raftnginx::cluster

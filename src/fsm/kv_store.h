@@ -7,6 +7,7 @@
 
 #include "fsm/kv_command.h"
 #include "fsm/state_machine.h"
+#include "util/checksum.h"
 
 namespace raftnginx::fsm {
 
@@ -15,6 +16,16 @@ class KvStore : public StateMachine {
   // The value of `key`, or nullopt if it is not set. Safe from any thread.
   virtual Result<std::optional<std::string>> get(std::string_view key) const = 0;
 };
+
+// The hash of one key and its value. A store's state hash is the sum (mod 2^64) of its pairs'
+// hashes: independent of order, so it is kept up to date per write (take the old pair's out, put
+// the new one's in) and equal on every replica holding the same pairs.
+inline uint64_t kv_pair_hash(std::string_view key, std::string_view value) {
+  uint64_t h = fnv1a64(key) ^ (fnv1a64(value) * 0x9e3779b97f4a7c15ull);
+  h ^= h >> 31;  // a final mix, so that sums of related pairs do not cancel out
+  h *= 0xbf58476d1ce4e5b9ull;
+  return h ^ (h >> 29);
+}
 
 // What applying one KvCommand does, shared by the backends: decode it, then call `set`/`erase`
 // for its effects. Returns the result for the client.

@@ -38,12 +38,28 @@ Status MemoryKv::apply(std::span<const Command> commands, std::vector<ApplyResul
   for (const Command& cmd : commands) {
     results->push_back(apply_kv_command(
         cmd,
-        [this](std::string key, std::string value) { data_[std::move(key)] = std::move(value); },
-        [this](const std::string& key) { data_.erase(key); }));
+        [this](std::string key, std::string value) {
+          auto [it, inserted] = data_.try_emplace(std::move(key));
+          if (!inserted)
+            hash_ -= kv_pair_hash(it->first, it->second);
+          it->second = std::move(value);
+          hash_ += kv_pair_hash(it->first, it->second);
+        },
+        [this](const std::string& key) {
+          if (auto it = data_.find(key); it != data_.end()) {
+            hash_ -= kv_pair_hash(it->first, it->second);
+            data_.erase(it);
+          }
+        }));
     applied_index_ = cmd.index;
     applied_term_ = cmd.term;
   }
   return Status();
+}
+
+std::optional<uint64_t> MemoryKv::state_hash() const {
+  std::shared_lock lock(mu_);
+  return hash_;
 }
 
 raft::Index MemoryKv::applied_index() const {
@@ -97,15 +113,19 @@ Status MemoryKv::restore(storage::Env* env, const std::string& dir, raft::Index 
                               std::to_string(file_index) + ", expected " + std::to_string(index));
   }
   std::map<std::string, std::string, std::less<>> data;
+  uint64_t hash = 0;
   const uint64_t count = r.u64();
   for (uint64_t i = 0; i < count && r.ok(); ++i) {
     std::string key(r.bytes());
-    data[std::move(key)] = std::string(r.bytes());
+    std::string value(r.bytes());
+    hash += kv_pair_hash(key, value);
+    data[std::move(key)] = std::move(value);
   }
   if (!r.done())
     return Status::corruption("memory snapshot in " + dir + ": malformed");
   std::unique_lock lock(mu_);
   data_ = std::move(data);
+  hash_ = hash;
   applied_index_ = index;
   applied_term_ = term;
   return Status();

@@ -22,12 +22,15 @@ class MemoryKv final : public KvStore {
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
   Result<std::optional<std::string>> get(std::string_view key) const override;
+  // Kept up to date per write (kv_store.h). Nothing on disk to scrub.
+  std::optional<uint64_t> state_hash() const override;
 
  private:
   mutable std::shared_mutex mu_;
   std::map<std::string, std::string, std::less<>> data_;
   raft::Index applied_index_ = 0;
   raft::Term applied_term_ = 0;
+  uint64_t hash_ = 0;
 };
 
 }  // namespace raftnginx::fsm

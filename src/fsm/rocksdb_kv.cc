@@ -4,8 +4,10 @@
 #include <rocksdb/write_batch.h>
 
 #include <mutex>
+#include <unordered_map>
 
 #include "util/coding.h"
+#include "util/pace.h"
 
 namespace raftnginx::fsm {
 namespace {
@@ -14,6 +16,7 @@ constexpr size_t kData = 0;
 constexpr size_t kMeta = 1;
 const char* const kFamilyNames[] = {rocksdb::kDefaultColumnFamilyName.c_str(), "meta"};
 constexpr const char* kAppliedKey = "applied";
+constexpr const char* kHashKey = "state_hash";
 
 Status from_rocksdb(const rocksdb::Status& s, const std::string& what) {
   if (s.ok())
@@ -89,10 +92,11 @@ RocksDbKv::~RocksDbKv() {
     (void)db_->Close();
 }
 
-Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir, int max_open_files) {
-  std::unique_ptr<RocksDbKv> kv(new RocksDbKv(dir));
+Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir,
+                                                   const RocksDbOptions& rocks_options) {
+  std::unique_ptr<RocksDbKv> kv(new RocksDbKv(dir, rocks_options));
   rocksdb::Options options;
-  options.max_open_files = max_open_files;
+  options.max_open_files = rocks_options.max_open_files;
   options.create_if_missing = true;
   options.create_missing_column_families = true;
   options.IncreaseParallelism(2);
@@ -126,7 +130,81 @@ Status RocksDbKv::load_meta() {
   } else {
     return from_rocksdb(s, "read applied index");
   }
+  std::string hash;
+  s = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kHashKey, &hash);
+  if (s.ok() && hash.size() == 8) {
+    hash_ = decode_u64(hash.data());
+    return Status();
+  }
+  if (!s.ok() && !s.IsNotFound())
+    return from_rocksdb(s, "read state hash");
+  // A store from before state hashes (or a snapshot of one): computed once, and kept.
+  auto computed = hash_of_pairs(rocksdb::ReadOptions(), [](uint64_t) { return true; });
+  if (!computed.ok())
+    return computed.status();
+  hash_ = *computed;
+  std::string encoded;
+  put_u64(&encoded, *computed);
+  return from_rocksdb(db_->Put(rocksdb::WriteOptions(), families_[kMeta], kHashKey, encoded),
+                      "write state hash");
+}
+
+Result<uint64_t> RocksDbKv::hash_of_pairs(const rocksdb::ReadOptions& read,
+                                          const std::function<bool(uint64_t)>& pace) const {
+  uint64_t sum = 0;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, families_[kData]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    const rocksdb::Slice key = it->key();
+    const rocksdb::Slice value = it->value();
+    sum += kv_pair_hash(std::string_view(key.data(), key.size()),
+                        std::string_view(value.data(), value.size()));
+    if (!pace(key.size() + value.size()))
+      return Status::unavailable("interrupted");
+  }
+  if (Status s = from_rocksdb(it->status(), "rocksdb scan"); !s.ok())
+    return s;
+  return sum;
+}
+
+Status RocksDbKv::scrub(Pace& pace) {
+  std::shared_lock lock(families_mu_);
+  // The pairs and the hash recorded with them, from one RocksDB snapshot: the same point of the
+  // log, while apply goes on. A whole scan reads every data block of every live file, and
+  // RocksDB checks each block's checksum as it reads it: that is the files' check, paced
+  // (DB::VerifyChecksum would hold the lock at full speed while a restore waits).
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  rocksdb::ReadOptions read;
+  read.snapshot = snap;
+  read.fill_cache = false;
+  read.verify_checksums = true;
+  std::string recorded;
+  rocksdb::Status got = db_->Get(read, families_[kMeta], kHashKey, &recorded);
+  auto sum = hash_of_pairs(
+      read, [&](uint64_t bytes) { return pace.consumed(bytes) && !restoring_.load(); });
+  db_->ReleaseSnapshot(snap);
+  if (!sum.ok())
+    return sum.status().code() == Status::Code::kUnavailable ? Status() : sum.status();
+  if (!got.ok() || recorded.size() != 8)
+    return from_rocksdb(got, "read state hash");
+  if (*sum != decode_u64(recorded.data())) {
+    return Status::corruption("the pairs stored in " + dir_ +
+                              " no longer match the state they were written as: values changed "
+                              "on disk since they were applied");
+  }
   return Status();
+}
+
+void RocksDbKv::flush_if_due(size_t applied) {
+  unflushed_ += applied;
+  const auto now = std::chrono::steady_clock::now();
+  if (unflushed_ < options_.flush_entries && now - last_flush_ < options_.flush_interval)
+    return;
+  rocksdb::FlushOptions flush;
+  flush.wait = false;  // the applied index is durable once it lands; apply need not wait
+  flush.allow_write_stall = true;
+  (void)db_->Flush(flush, families_);  // a flush that fails is retried at the next interval
+  unflushed_ = 0;
+  last_flush_ = now;
 }
 
 Status RocksDbKv::apply(std::span<const Command> commands, std::vector<ApplyResult>* results) {
@@ -134,22 +212,56 @@ Status RocksDbKv::apply(std::span<const Command> commands, std::vector<ApplyResu
     return Status();
   std::shared_lock lock(families_mu_);
   rocksdb::WriteBatch batch;
+  // The values this batch replaces: what the batch wrote before, or what is stored.
+  std::unordered_map<std::string, std::optional<std::string>> current;
+  Status read_failed;
+  const auto value_of = [&](const std::string& key) -> std::optional<std::string>& {
+    auto [it, inserted] = current.try_emplace(key);
+    if (inserted) {
+      std::string stored;
+      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), families_[kData], key, &stored);
+      if (s.ok())
+        it->second = std::move(stored);
+      else if (!s.IsNotFound())
+        read_failed = from_rocksdb(s, "rocksdb read before write");
+    }
+    return it->second;
+  };
+  uint64_t hash = hash_.load();
   for (const Command& cmd : commands) {
     results->push_back(apply_kv_command(
         cmd,
         [&](const std::string& key, const std::string& value) {
+          std::optional<std::string>& old = value_of(key);
+          if (old)
+            hash -= kv_pair_hash(key, *old);
+          hash += kv_pair_hash(key, value);
+          old = value;
           batch.Put(families_[kData], key, value);
         },
-        [&](const std::string& key) { batch.Delete(families_[kData], key); }));
+        [&](const std::string& key) {
+          std::optional<std::string>& old = value_of(key);
+          if (old)
+            hash -= kv_pair_hash(key, *old);
+          old.reset();
+          batch.Delete(families_[kData], key);
+        }));
   }
+  if (!read_failed.ok())
+    return read_failed;
   const Command& last = commands.back();
   batch.Put(families_[kMeta], kAppliedKey, encode_applied(last.index, last.term));
+  std::string encoded_hash;
+  put_u64(&encoded_hash, hash);
+  batch.Put(families_[kMeta], kHashKey, encoded_hash);
   rocksdb::WriteOptions write_options;
   write_options.disableWAL = true;
   if (Status s = from_rocksdb(db_->Write(write_options, &batch), "rocksdb write"); !s.ok())
     return s;
   applied_index_ = last.index;
   applied_term_ = last.term;
+  hash_ = hash;
+  flush_if_due(commands.size());
   return Status();
 }
 
@@ -180,7 +292,9 @@ Result<std::unique_ptr<Snapshot>> RocksDbKv::snapshot() {
 
 Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index index,
                           raft::Term term) {
+  restoring_ = true;
   std::unique_lock lock(families_mu_);
+  restoring_ = false;
   for (size_t f = 0; f < families_.size(); ++f) {
     // Emptying a family in one step: drop it (the default family cannot be dropped, so its keys
     // are deleted by range over everything).

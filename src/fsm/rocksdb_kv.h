@@ -9,24 +9,42 @@
 // log after the applied index that survived, or restores the latest snapshot if the log no
 // longer reaches back that far. Closing the store flushes, so a clean restart re-applies nothing.
 //
+// So that a crash re-applies little (the log after the applied index that survived), apply()
+// starts a flush every `flush_entries` commands or `flush_interval`, whichever comes first,
+// without waiting for it: after kill -9 at most about one interval's commands are applied again.
+//
+// The state hash (state_machine.h) is kept in "meta" with the applied index, in the same batch:
+// each write reads the value it replaces to take that pair's hash out. scrub() verifies every
+// table file's checksums (RocksDB's own) and re-reads every pair from a RocksDB snapshot, to
+// find values changed on disk behind RocksDB's back.
+//
 // A snapshot is a RocksDB snapshot (free to take); write_to() streams its column families
 // into SST files while apply goes on; restore() replaces the families with them.
 #pragma once
 
 #include <rocksdb/db.h>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <shared_mutex>
 
 #include "fsm/kv_store.h"
+#include "util/defaults.h"
 
 namespace raftnginx::fsm {
+
+struct RocksDbOptions {
+  int max_open_files = -1;  // the most table files RocksDB keeps open (-1: no limit)
+  uint64_t flush_entries = defaults::kFsmFlushEntries;
+  std::chrono::milliseconds flush_interval = defaults::kFsmFlushInterval;
+};
 
 class RocksDbKv final : public KvStore {
  public:
   // Opens (or creates) the store in `dir`.
-  // `max_open_files`: the most table files RocksDB keeps open (-1: no limit).
-  static Result<std::unique_ptr<RocksDbKv>> open(const std::string& dir, int max_open_files = -1);
+  static Result<std::unique_ptr<RocksDbKv>> open(const std::string& dir,
+                                                 const RocksDbOptions& options = {});
   ~RocksDbKv() override;
 
   std::string name() const override { return "rocksdb"; }
@@ -37,18 +55,32 @@ class RocksDbKv final : public KvStore {
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
   Result<std::optional<std::string>> get(std::string_view key) const override;
+  std::optional<uint64_t> state_hash() const override { return hash_.load(); }
+  Status scrub(Pace& pace) override;
 
  private:
-  explicit RocksDbKv(std::string dir) : dir_(std::move(dir)) {}
+  RocksDbKv(std::string dir, const RocksDbOptions& options)
+      : dir_(std::move(dir)), options_(options) {}
   Status load_meta();
+  // The sum of every pair's hash, read through `read` (a snapshot, or the current state);
+  // `pace` is called with each pair's size and may stop the scan by returning false.
+  Result<uint64_t> hash_of_pairs(const rocksdb::ReadOptions& read,
+                                 const std::function<bool(uint64_t)>& pace) const;
+  void flush_if_due(size_t applied);
 
   const std::string dir_;
+  const RocksDbOptions options_;
   std::unique_ptr<rocksdb::DB> db_;
   // [data, meta]; swapped by restore() under the exclusive lock.
   std::vector<rocksdb::ColumnFamilyHandle*> families_;
   mutable std::shared_mutex families_mu_;
   std::atomic<raft::Index> applied_index_{0};
   std::atomic<raft::Term> applied_term_{0};
+  std::atomic<uint64_t> hash_{0};
+  std::atomic<bool> restoring_{false};  // a scrub gives way to restore()
+  // The apply thread's.
+  uint64_t unflushed_ = 0;
+  std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();
 };
 
 }  // namespace raftnginx::fsm

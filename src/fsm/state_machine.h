@@ -22,6 +22,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -29,6 +30,7 @@
 
 #include "raft/types.h"
 #include "storage/env.h"
+#include "util/pace.h"
 #include "util/status.h"
 
 namespace raftnginx::fsm {
@@ -84,6 +86,20 @@ class StateMachine {
   // which cover the log up to (index, term).
   virtual Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                          raft::Term term) = 0;
+
+  // Replica checks (opt in; the defaults take no part). state_hash(): a hash of the whole state
+  // as of the last command applied, equal on every replica that applied the same commands, and
+  // cheap (kept up to date as commands apply): the node reads it at checkpoints, on the apply
+  // thread, and replicas compare. scrub(): re-reads everything stored, handing the bytes it read
+  // to pace.consumed() (which keeps the rate; once it returns false, stop and reach no verdict),
+  // and checks them against state_hash() and the backend's own checksums; Corruption names what
+  // is damaged. Called from a thread of its own while apply goes on.
+  // examples/audit_log shows how to opt in.
+  virtual std::optional<uint64_t> state_hash() const { return std::nullopt; }
+  virtual Status scrub(Pace& pace) {
+    (void)pace;
+    return Status();
+  }
 };
 
 }  // namespace raftnginx::fsm

@@ -97,6 +97,14 @@ void Api::handle(Request request, Respond respond) {
   route(call, call->path);
 }
 
+std::optional<std::string> Api::integrity_problem() const {
+  if (node_->damaged()) {
+    return "this node's storage is damaged (" + node_->status().damage.message() +
+           "): it serves no reads until repaired";
+  }
+  return options_.replica_check ? options_.replica_check->diverged() : std::nullopt;
+}
+
 std::optional<Response> Api::screen(const Request& head) const {
   if (!options_.auth || principal_of(head))
     return std::nullopt;
@@ -159,6 +167,7 @@ void Api::route(const CallPtr& call, const std::string& path) {
       {"/promote", {"POST"}, &Api::promote, Need::kAdmin},
       {"/leader/transfer", {"POST"}, &Api::transfer, Need::kAdmin},
       {"/status", {"GET"}, &Api::status, Need::kStatus},
+      {"/hash", {"GET"}, &Api::hash, Need::kStatus},
       {"/nodes", {"GET"}, &Api::nodes, Need::kStatus},
       {"/metrics", {"GET"}, &Api::metrics, Need::kStatus},
       {"/readyz", {"GET"}, &Api::readyz, Need::kNothing},

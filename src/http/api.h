@@ -22,10 +22,13 @@
 #include <optional>
 #include <string>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "fsm/kv_store.h"
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/metrics.h"
+#include "http/replica_check.h"
 #include "http/server.h"
 #include "http/write_policy.h"
 #include "node/node.h"
@@ -47,6 +50,8 @@ struct ApiOptions {
   bool insecure = false;
   // The members' HTTP ports speak TLS: redirects name https.
   bool https = false;
+  // Compares this node's state with its peers' (null: no checks).
+  ReplicaCheck* replica_check = nullptr;
   // Checks, before /join adds a member or moves one, that the node answering at its raft address
   // is that member (TcpTransport::verify_member); `done` may run on any thread. Null: no check.
   std::function<void(const cluster::Member&, std::function<void(Status)> done)> verify_joining;
@@ -95,6 +100,8 @@ class Api {
   };
 
   void route(const CallPtr& call, const std::string& path);
+  // Why this node must not serve reads (damage a scrub found, or a replica check it failed).
+  std::optional<std::string> integrity_problem() const;
   // Who the request's credentials name (auth.h); REQUIRES: options_.auth.
   std::shared_ptr<const Principal> principal_of(const Request& request) const;
   // What a route needs from the caller.
@@ -119,11 +126,14 @@ class Api {
   void promote(const CallPtr& call);
   void transfer(const CallPtr& call);
   void change_membership(const CallPtr& call, raft::ConfChange cc);
+  void rejoin_as_learner(const CallPtr& call, const cluster::Member& member, bool was_voter);
   void wait_for_leader(const CallPtr& call, raft::NodeId target,
                        std::chrono::steady_clock::time_point until);
 
   // api_ops.cc
   void status(const CallPtr& call);
+  nlohmann::json status_json() const;
+  void hash(const CallPtr& call);
   void nodes(const CallPtr& call);
   void readyz(const CallPtr& call);
   void metrics(const CallPtr& call);

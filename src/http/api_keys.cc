@@ -22,6 +22,8 @@ Response Api::with_raft_headers(Response r, bool stale_read) const {
 void Api::get_key(const CallPtr& call, const std::string& key) {
   if (!may_read(call, key))
     return;
+  if (std::optional<std::string> why = integrity_problem())
+    return call->answer(with_raft_headers(Response::unavailable(*why), false));
   auto read = [this, call, key](bool stale) {
     auto value = kv_->get(key);
     if (!value.ok())

@@ -32,6 +32,8 @@ struct JoinRequest {
   cluster::Member member;
   bool voter = true;
   bool replace = false;
+  // A member rebuilding from its peers (raft-nginx repair): it comes back as a learner.
+  bool repair = false;
 };
 
 Result<JoinRequest> joining_member(const std::string& body) {
@@ -49,8 +51,9 @@ Result<JoinRequest> joining_member(const std::string& body) {
   join.member = cluster::Member{*name, *raft_addr, *http_addr};
   if (Status s = cluster::validate_member(join.member); !s.ok())
     return s;
-  for (auto [field, out] :
-       {std::pair<const char*, bool*>{"voter", &join.voter}, {"replace", &join.replace}}) {
+  for (auto [field, out] : {std::pair<const char*, bool*>{"voter", &join.voter},
+                            {"replace", &join.replace},
+                            {"repair", &join.repair}}) {
     if (auto v = doc->find(field); v != doc->end()) {
       if (!v->is_boolean())
         return Status::invalid_argument(std::string("field \"") + field +
@@ -67,7 +70,7 @@ void Api::join(const CallPtr& call) {
   auto joining = joining_member(call->request.body);
   if (!joining.ok())
     return call->answer(Response::error(400, joining.status().message()));
-  const auto& [member, voter, replace] = *joining;
+  const auto& [member, voter, replace, repair] = *joining;
   const raft::NodeId id = cluster::node_id_for(member.name);
   // A join-only credential may add its own node, under its own name.
   if (call->principal && !call->principal->admin && call->principal->name != member.name) {
@@ -82,6 +85,8 @@ void Api::join(const CallPtr& call) {
   raft::ConfChange cc{
       voter && !join_only ? raft::ConfChangeType::kAddVoter : raft::ConfChangeType::kAddLearner, id,
       cluster::encode_member(member)};
+  if (repair && st.membership.conf.contains(id))
+    return rejoin_as_learner(call, member, st.membership.conf.voters.count(id) > 0);
   if (st.membership.conf.contains(id)) {
     const cluster::Member* known = st.membership.find(id);
     if (known != nullptr && !known->name.empty() && known->name != member.name) {
@@ -113,6 +118,37 @@ void Api::join(const CallPtr& call) {
       return call->answer(Response::error(403, name + " cannot be added: " + s.message()));
     change_membership(call, cc);
   });
+}
+
+// A member whose state is gone comes back as a learner: a voter that forgot its log and its vote
+// must not vote. Removed first (Raft cannot demote in one change), then added as a learner; it
+// is promoted back once it caught up (cli/repair.h).
+void Api::rejoin_as_learner(const CallPtr& call, const cluster::Member& member, bool was_voter) {
+  const raft::NodeId id = cluster::node_id_for(member.name);
+  auto add_learner = [this, call, member, id, was_voter] {
+    node_->change_membership(
+        raft::ConfChange{raft::ConfChangeType::kAddLearner, id, cluster::encode_member(member)},
+        [this, call, member, was_voter](Result<node::Outcome> r) {
+          if (!r.ok())
+            return fail(call, r.status());
+          spdlog::info("membership changed: {} rejoined as a learner to be rebuilt", member.name);
+          call->answer(Response::json(200, json{{"id", member.name},
+                                                {"result", "rejoined as a learner"},
+                                                {"was_voter", was_voter}}));
+        });
+  };
+  if (!was_voter) {  // a learner already: only its record may need updating
+    return change_membership(call, raft::ConfChange{raft::ConfChangeType::kUpdateNode, id,
+                                                    cluster::encode_member(member)});
+  }
+  deadline(call, Expiry::kOutcomeUnknown,
+           "the membership change did not commit in time; it may still be applied");
+  node_->change_membership(raft::ConfChange{raft::ConfChangeType::kRemoveNode, id, {}},
+                           [this, call, add_learner](Result<node::Outcome> r) {
+                             if (!r.ok())
+                               return fail(call, r.status());
+                             add_learner();
+                           });
 }
 
 void Api::remove(const CallPtr& call) {

@@ -3,6 +3,8 @@
 #include "http/api_json.h"
 #include "util/duration.h"
 
+#include <charconv>
+
 namespace raftnginx::http {
 
 using Clock = std::chrono::steady_clock;
@@ -18,7 +20,58 @@ void Api::healthz(const CallPtr& call) {
   call->answer(Response::json(200, json{{"status", "ok"}}));
 }
 
+namespace {
+
+json verdict_json(const ReplicaVerdict& v) {
+  json peers = json::object();
+  for (const auto& [name, hash] : v.peers)
+    peers[name] = hash.ok() ? json(hash_hex(*hash)) : json{{"error", hash.status().message()}};
+  return json{{"index", v.index},
+              {"hash", hash_hex(v.hash)},
+              {"peers", peers},
+              {"mismatched", v.mismatched},
+              {"diverged", v.diverged}};
+}
+
+}  // namespace
+
+// With ?verify (on the leader): a replica check now, its verdict in the answer.
 void Api::status(const CallPtr& call) {
+  if (call->query.count("verify") == 0)
+    return call->answer(Response::json(200, status_json()));
+  if (options_.replica_check == nullptr)
+    return call->answer(Response::error(501, "replica checks are off on this node"));
+  if (node_->status().raft.role != raft::Role::kLeader)
+    return not_leader(call);
+  deadline(call, Expiry::kNotDone, "the replica check did not finish in time");
+  options_.replica_check->verify_now([this, call](Result<ReplicaVerdict> v) {
+    if (!v.ok())
+      return fail(call, v.status());
+    json body = status_json();
+    body["replica_check"] = verdict_json(*v);
+    call->answer(Response::json(200, body));
+  });
+}
+
+// A node's state hash at a checkpoint it applied: 503 before it applied it, 404 if it took
+// none there.
+void Api::hash(const CallPtr& call) {
+  auto index_it = call->query.find("index");
+  if (index_it == call->query.end())
+    return call->answer(Response::error(400, "hash needs ?index=<checkpoint index>"));
+  uint64_t index = 0;
+  const std::string& text = index_it->second;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), index);
+  if (ec != std::errc() || end != text.data() + text.size())
+    return call->answer(Response::error(400, "index must be a number"));
+  if (std::optional<uint64_t> h = node_->checkpoint_hash(index))
+    return call->answer(Response::json(200, json{{"index", index}, {"hash", hash_hex(*h)}}));
+  if (node_->applied_index() < index)
+    return call->answer(Response::unavailable("checkpoint " + text + " is not applied here yet"));
+  call->answer(Response::error(404, "no state hash at " + text + " on this node"));
+}
+
+json Api::status_json() const {
   const node::NodeStatus st = node_->status();
   json members = json::array();
   std::map<raft::NodeId, const raft::PeerStatus*> progress;
@@ -63,7 +116,27 @@ void Api::status(const CallPtr& call) {
             {"snapshots_installed", st.snapshots_installed}};
   if (!st.failure.ok())
     body["failure"] = st.failure.to_string();
-  call->answer(Response::json(200, body));
+  const storage::LogRecovery& recovered = st.log_recovery;
+  json log{{"records_replayed", recovered.records}};
+  if (!recovered.torn_segment.empty()) {
+    log["torn_write_cut"] = json{{"segment", recovered.torn_segment},
+                                 {"offset", recovered.torn_offset},
+                                 {"bytes", recovered.torn_bytes},
+                                 {"records", recovered.dropped_records},
+                                 {"reason", recovered.torn_reason}};
+  }
+  body["log_at_start"] = std::move(log);
+  json integrity{{"scrubs_completed", st.scrubs_completed}};
+  if (!st.damage.ok())
+    integrity["damage"] = st.damage.message();
+  if (options_.replica_check != nullptr) {
+    if (std::optional<ReplicaVerdict> v = options_.replica_check->last())
+      integrity["replica_check"] = verdict_json(*v);
+  }
+  if (std::optional<std::string> why = integrity_problem())
+    integrity["serving_reads"] = false;
+  body["integrity"] = std::move(integrity);
+  return body;
 }
 
 void Api::nodes(const CallPtr& call) {
@@ -86,8 +159,15 @@ void Api::nodes(const CallPtr& call) {
     if (--gather->pending == 0)
       call->answer(Response::json(200, gather->members));
   };
+  std::vector<std::string> mismatched;
+  if (options_.replica_check != nullptr) {
+    if (std::optional<ReplicaVerdict> v = options_.replica_check->last())
+      mismatched = v->mismatched;
+  }
   for (raft::NodeId id : ids) {
     json m = member_json(id, st);
+    m["hash_mismatch"] =
+        std::find(mismatched.begin(), mismatched.end(), m["id"]) != mismatched.end();
     const std::string http_addr = m["http_addr"];
     if (id == st.raft.id) {
       add(std::move(m), true);

@@ -6,6 +6,7 @@ namespace raftnginx::node {
 namespace {
 
 constexpr uint8_t kVersion = 2;
+constexpr char kCheckpoint = 3;
 
 }  // namespace
 
@@ -18,6 +19,14 @@ std::string encode_envelope(std::string_view request_id, uint64_t time_ms,
   put_u64(&out, time_ms);
   out.append(command);
   return out;
+}
+
+std::string encode_checkpoint() {
+  return std::string(1, kCheckpoint);
+}
+
+bool is_checkpoint(std::string_view data) {
+  return data.size() == 1 && data[0] == kCheckpoint;
 }
 
 Result<Envelope> decode_envelope(std::string_view data) {

@@ -5,6 +5,10 @@
 //
 // The request id makes the write exactly-once (session_table.h); the time lets every node evict
 // sessions (and expire keys) at the same point of the log, without reading its own clock.
+//
+// A checkpoint is an entry of one byte, 3: no command. Every node records its state machine's
+// hash as of the entry before it when it applies one, so that replicas compare their state at
+// the same point of the log (replica checks).
 #pragma once
 
 #include <cstdint>
@@ -25,5 +29,8 @@ std::string encode_envelope(std::string_view request_id, uint64_t time_ms,
                             std::string_view command);
 // Corruption if `data` is not an envelope of this version.
 Result<Envelope> decode_envelope(std::string_view data);
+
+std::string encode_checkpoint();
+bool is_checkpoint(std::string_view data);
 
 }  // namespace raftnginx::node

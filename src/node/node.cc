@@ -32,6 +32,8 @@ Result<std::unique_ptr<Node>> Node::start(NodeOptions options,
   transport->update_peers(node->membership().raft_addresses());
   node->publish_status();
   node->loop_ = std::thread([n = node.get()] { n->run(); });
+  if (node->options_.scrub_interval.count() > 0)
+    node->scrub_thread_ = std::thread([n = node.get()] { n->scrub_loop(); });
   return node;
 }
 
@@ -145,6 +147,23 @@ void Node::propose(std::string command, std::string request_id, ProposeCallback 
   });
 }
 
+void Node::propose_checkpoint(ProposeCallback done) {
+  submit(std::move(done), [this](ProposeCallback& done) {
+    if (draining_)
+      return done(Status::unavailable("the node is shutting down"));
+    auto r = core_->propose(encode_checkpoint());
+    if (!r.ok())
+      return done(r.status());
+    add_waiter(*r, std::move(done));
+  });
+}
+
+std::optional<uint64_t> Node::checkpoint_hash(raft::Index index) const {
+  std::lock_guard lock(status_mu_);
+  auto it = checkpoint_hashes_.find(index);
+  return it == checkpoint_hashes_.end() ? std::nullopt : std::optional<uint64_t>(it->second);
+}
+
 void Node::change_membership(raft::ConfChange cc, ProposeCallback done) {
   submit(std::move(done), [this, cc = std::move(cc)](ProposeCallback& done) {
     auto r = core_->change_membership(cc);
@@ -241,8 +260,16 @@ void Node::stop() {
       mailbox_->closed = true;
     }
     mailbox_->cv.notify_all();
+    scrub_cancel_.cancel();  // a pass in progress stops at its next megabyte
+    if (scrub_thread_.joinable())
+      scrub_thread_.join();
     if (loop_.joinable())
       loop_.join();
+    // Sealed, so that the next start finds a witness for the last record written.
+    if (log_) {
+      if (Status s = log_->close(); !s.ok())
+        spdlog::warn("log: could not seal it at shutdown: {}", s.to_string());
+    }
     transport_->close(options_.id);
     if (snapshot_thread_.joinable())
       snapshot_thread_.join();
@@ -306,8 +333,9 @@ void Node::publish_status() {
     copy = status_;
   }
   const Observed now{
-      copy.raft.role,  copy.raft.leader,  copy.raft.learner,    copy.raft.hard_state.term,
-      copy.membership, copy.failure.ok(), copy.snapshots_taken, copy.snapshots_installed};
+      copy.raft.role,       copy.raft.leader,        copy.raft.learner, copy.raft.hard_state.term,
+      copy.membership,      copy.failure.ok(),       copy.damage.ok(),  copy.checkpoint_index,
+      copy.snapshots_taken, copy.snapshots_installed};
   if (now == observed_)
     return;
   observed_ = now;

@@ -48,6 +48,7 @@
 #include "util/clock.h"
 #include "util/defaults.h"
 #include "util/histogram.h"
+#include "util/pace.h"
 
 namespace raftnginx::node {
 
@@ -70,6 +71,9 @@ struct NodeOptions {
   size_t retain_snapshots = defaults::kSnapshotRetain;
   uint64_t segment_bytes = defaults::kSegmentBytes;
   SessionLimits sessions;
+  // How often a scrub re-reads everything stored (0: never), and how fast (scrub.cc).
+  std::chrono::milliseconds scrub_interval{0};
+  uint64_t scrub_bytes_per_second = defaults::kScrubBytesPerSecond;
   // For the first start of a brand-new cluster: its initial members. Ignored when the data
   // directory already holds state.
   std::optional<cluster::Membership> bootstrap;
@@ -104,6 +108,16 @@ struct NodeStatus {
   // epoch if never.
   std::chrono::steady_clock::time_point leader_contact;
   Status failure;  // set once the node stopped because of a storage or state machine error
+  // What opening the log found: records replayed, a torn write cut at start-up.
+  storage::LogRecovery log_recovery;
+  // The last checkpoint applied (envelope.h) and the state machine's hash as of it, if the
+  // backend takes part in replica checks.
+  raft::Index checkpoint_index = 0;
+  std::optional<uint64_t> checkpoint_hash;
+  // Damage a scrub found in what this node stores (its log, snapshots or state machine files);
+  // ok if none. The node then serves no reads until it is repaired.
+  Status damage;
+  uint64_t scrubs_completed = 0;
 };
 
 // Called with the new status after a change an operator or the gateway follows: role, leader,
@@ -129,6 +143,13 @@ class Node final : public transport::Receiver, private ReadySink {
   // reflects every write committed before the call.
   void read_barrier(StatusCallback done);
   void change_membership(raft::ConfChange cc, ProposeCallback done);
+  // Proposes a checkpoint (leader only): once applied, every node has recorded its state hash
+  // as of it, to be compared.
+  void propose_checkpoint(ProposeCallback done);
+  // The state hash this node recorded at the checkpoint at `index`: nullopt if it has not
+  // applied it yet, or took no hash there (the backend does not take part, or the node was not
+  // there: it caught up by snapshot). The last kKeptCheckpoints are kept.
+  std::optional<uint64_t> checkpoint_hash(raft::Index index) const;
   void transfer_leadership(raft::NodeId to, StatusCallback done);
   // Calls `observer` with the current status now, and after every change (see StatusObserver).
   void observe(StatusObserver observer);
@@ -141,6 +162,8 @@ class Node final : public transport::Receiver, private ReadySink {
   NodeStatus status() const;
   // Two figures of status() that every HTTP answer carries, read without copying the rest.
   raft::Index applied_index() const { return published_applied_.load(); }
+  // Whether a scrub found damage (status().damage says what), read cheaply for every read.
+  bool damaged() const { return published_damaged_.load(); }
   std::chrono::steady_clock::time_point leader_contact() const {
     return std::chrono::steady_clock::time_point(
         std::chrono::steady_clock::duration(published_leader_contact_.load()));
@@ -227,7 +250,12 @@ class Node final : public transport::Receiver, private ReadySink {
   Status apply_commands(Pending& pending);
   void answer_waiters(std::span<const raft::Entry> entries, std::map<raft::Index, Outcome>& done);
   void apply_membership_change(const raft::Entry& e);
+  void record_checkpoint(raft::Index index);
   const cluster::Membership& membership() const { return membership_history_.rbegin()->second; }
+
+  // Scrubbing (scrub.cc): a thread that re-reads what the node stores now and then.
+  void scrub_loop();
+  Status scrub_once();
 
   // Snapshots (node_snapshot.cc).
   void maybe_snapshot();
@@ -285,6 +313,8 @@ class Node final : public transport::Receiver, private ReadySink {
     raft::Term term = 0;
     cluster::Membership membership;
     bool healthy = true;
+    bool undamaged = true;
+    raft::Index checkpoint = 0;
     uint64_t snapshots_taken = 0;
     uint64_t snapshots_installed = 0;
     bool operator==(const Observed&) const = default;
@@ -295,12 +325,18 @@ class Node final : public transport::Receiver, private ReadySink {
   mutable std::mutex store_mu_;  // the snapshot store
   std::mutex receive_mu_;        // receive_thread_
   std::thread receive_thread_;   // verifies and seals a snapshot received from the leader
+  std::thread scrub_thread_;
+  Cancel scrub_cancel_;  // set by stop(): the scrub thread waits on it and its passes stop
+  // Checkpoint index -> state hash, the newest kKeptCheckpoints (guarded by status_mu_).
+  static constexpr size_t kKeptCheckpoints = 64;
+  std::map<raft::Index, uint64_t> checkpoint_hashes_;
   std::unique_ptr<storage::SnapshotStore> snapshots_;
   std::shared_ptr<Mailbox> mailbox_ = std::make_shared<Mailbox>();
   std::once_flag stop_once_;
   mutable std::mutex status_mu_;
   NodeStatus status_;
   std::atomic<raft::Index> published_applied_{0};
+  std::atomic<bool> published_damaged_{false};
   std::atomic<raft::NodeId> published_leader_{raft::kNoNode};
   std::atomic<std::chrono::steady_clock::rep> published_leader_contact_{0};
   Histogram sync_latency_;

@@ -51,6 +51,18 @@ Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
   return Status();
 }
 
+void Node::record_checkpoint(raft::Index index) {
+  const std::optional<uint64_t> hash = fsm_->state_hash();
+  std::lock_guard lock(status_mu_);
+  status_.checkpoint_index = index;
+  status_.checkpoint_hash = hash;
+  if (!hash)
+    return;
+  checkpoint_hashes_[index] = *hash;
+  while (checkpoint_hashes_.size() > kKeptCheckpoints)
+    checkpoint_hashes_.erase(checkpoint_hashes_.begin());
+}
+
 void Node::apply_membership_change(const raft::Entry& e) {
   auto cc = raft::decode_conf_change(e.data.view());
   if (!cc.ok())
@@ -107,6 +119,13 @@ Status Node::apply(std::span<const raft::Entry> committed) {
     }
     if (e.data.empty())
       continue;  // a new leader's no-op
+    if (is_checkpoint(e.data.view())) {
+      if (Status s = apply_commands(p); !s.ok())  // the hash is of the state before it
+        return s;
+      record_checkpoint(e.index);
+      p.outcomes[e.index] = Outcome{e.index, {}};
+      continue;
+    }
     auto envelope = decode_envelope(e.data.view());
     if (!envelope.ok()) {
       p.outcomes[e.index] = Outcome{e.index, fsm::ApplyResult{envelope.status(), {}}};

@@ -1,5 +1,7 @@
 // Start-up: the node's storage opened and the state machine, membership and sessions brought to
 // the same point of the log.
+#include <spdlog/spdlog.h>
+
 #include "node/envelope.h"
 #include "node/node.h"
 #include "util/checksum.h"
@@ -21,10 +23,19 @@ Status Node::open_storage() {
   storage::LogStoreOptions log_options;
   log_options.segment_bytes = options_.segment_bytes;
   const std::string log_dir = options_.log_dir.empty() ? dir + "/log" : options_.log_dir;
-  auto log = storage::LogStore::open(env, log_dir, snap, log_options);
+  storage::LogRecovery recovery;
+  auto log = storage::LogStore::open(env, log_dir, snap, log_options, &recovery);
   if (!log.ok())
     return log.status();
   log_ = std::move(log).value();
+  if (!recovery.torn_segment.empty()) {
+    spdlog::warn(
+        "log: cut a torn write at start-up: {} from offset {} ({}; {} bytes, {} whole records "
+        "after it, none of them acknowledged)",
+        recovery.torn_segment, recovery.torn_offset, recovery.torn_reason, recovery.torn_bytes,
+        recovery.dropped_records);
+  }
+  status_.log_recovery = std::move(recovery);
   if (log_->empty() && !latest && options_.bootstrap) {
     raft::BootstrapState boot =
         raft::bootstrap_state(options_.bootstrap->conf, options_.bootstrap->contexts());

@@ -26,6 +26,15 @@ inline constexpr std::chrono::milliseconds kSnapshotInterval = 2min;
 inline constexpr uint64_t kSnapshotRetain = 2;
 inline constexpr uint64_t kTrailingLogs = 10240;
 inline constexpr uint64_t kSegmentBytes = 64 << 20;
+// The rocksdb backend starts a flush after this many commands or this long (fsm/rocksdb_kv.h):
+// the most a crash makes the node apply again.
+inline constexpr uint64_t kFsmFlushEntries = 20000;
+inline constexpr std::chrono::milliseconds kFsmFlushInterval = 2s;
+// Integrity: how often the leader proposes a replica check, and how often, and how fast, each
+// node re-reads everything it stores.
+inline constexpr std::chrono::milliseconds kVerifyInterval = 60s;
+inline constexpr std::chrono::milliseconds kScrubInterval = 1h;
+inline constexpr uint64_t kScrubBytesPerSecond = 32 << 20;
 
 // Client sessions (exactly-once writes): a request id is remembered for this many log entries,
 // this long, and within this many bytes for all ids together, whichever ends first.

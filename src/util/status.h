@@ -60,6 +60,8 @@ class [[nodiscard]] Status {
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   std::string to_string() const;
+  // The same code, the message after `context` (what was being done when it happened).
+  Status in_context(const std::string& context) const { return Status(code_, context + message_); }
 
  private:
   Status(Code code, std::string msg) : code_(code), message_(std::move(msg)) {}

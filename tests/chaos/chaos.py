@@ -7,18 +7,22 @@ fault-injecting TCP proxy of this tool), runs concurrent clients that write uniq
 delete, and read stale and linearizable, and injects faults one at a time on a random schedule:
 kill -9 and restart (leader or follower), SIGSTOP of the leader longer than an election timeout,
 partitions made at the proxies (the leader isolated, a minority cut off, one direction only), a
-torn record appended to a stopped node's log, and a follower removed, wiped and added back. Then
-it heals everything and checks:
+torn record written into a stopped node's log, a follower removed, wiped and added back, and
+(with --integrity) a follower's state-machine files changed behind its back: the replica check
+must name it, it must stop serving reads, and `raft-nginx repair` must rebuild it. Then it heals
+everything and checks:
   - the history is linearizable per key (an operation whose outcome is unknown may or may not
     have happened);
   - stale reads only return values that were written;
   - no acknowledged write is lost (the final reads agree with the acknowledged writes);
   - every node holds the same value for every key;
-  - nodes that ran throughout handed the same number of commands to their backend.
+  - nodes that ran throughout handed the same number of commands to their backend;
+  - every damaged follower was found (named by the leader's replica check, 503 on its reads)
+    and rebuilt.
 
   tests/chaos/chaos.py --binary build/src/raft-nginx --scenarios 4 --seconds 60 [--seed N]
 
-It prints one summary line per scenario and a total:
+It prints one summary line per scenario and a total (which adds passed=yes|no):
   ops=N ok=N unknown=N faults=N linearizable=yes|no lost=N diverged=N
 On failure it keeps the history and the nodes' logs and prints where.
 """
@@ -31,6 +35,7 @@ import signal
 import socket
 import struct
 import sys
+import subprocess
 import tempfile
 import threading
 import time
@@ -203,6 +208,7 @@ class Scenario:
         self.restarted = set()
         self.stop = threading.Event()
         self.keys = [f"k{i}" for i in range(args.keys)]
+        self.damaged = []  # per damaged follower: found, rebuilt, seconds until found
 
     # -- cluster -------------------------------------------------------------------------
     def start_node(self, name, join=None):
@@ -300,6 +306,10 @@ class Scenario:
     def fault(self):
         names = sorted(self.cluster.nodes)
         leader = self.leader()
+        if self.args.integrity and not self.damaged and leader is not None:
+            victim = next(self.cluster.nodes[n] for n in names if self.cluster.nodes[n] is not leader)
+            self.faults.append(f"{self.history.now():.1f}s damage {victim.name}")
+            return self.damage_and_repair(victim, leader)
         victim = leader if leader and self.rng.random() < 0.5 else self.cluster.nodes[self.rng.choice(names)]
         kind = self.rng.choice(["kill", "kill", "pause", "isolate", "minority", "one-way", "torn",
                                 "membership"])
@@ -347,13 +357,57 @@ class Scenario:
             self.remove_and_readd(victim)
 
     def tear_log_tail(self, node):
-        """Appends a torn record, as a crash in the middle of a write leaves: the header
-        promises more bytes than follow. The node must cut it at start-up."""
+        """Writes the start of a record after the last one of the newest segment, as a crash in
+        the middle of a write leaves it (src/storage/log_format.h): a header that promises more
+        than follows. The node must cut it at start-up."""
         log_dir = os.path.join(node.data_dir, "log")
         segments = sorted(f for f in os.listdir(log_dir) if f.endswith(".seg"))
-        if segments:
-            with open(os.path.join(log_dir, segments[-1]), "ab") as f:
-                f.write(struct.pack("<IIB", self.rng.getrandbits(32), 4096, 1) + os.urandom(self.rng.randint(0, 40)))
+        if not segments:
+            return
+        path = os.path.join(log_dir, segments[-1])
+        with open(path, "r+b") as f:
+            data = f.read()
+            end = 32  # the segment header
+            while end + 25 <= len(data) and data[end:end + 4] == b"RNR2":
+                end += 25 + struct.unpack_from("<I", data, end + 4)[0]
+            torn = b"RNR2" + struct.pack("<IB", 4096, 1) + os.urandom(self.rng.randint(0, 40))
+            f.seek(end)
+            f.write(torn[:max(0, min(len(torn), len(data) - end))])
+
+    def damage_and_repair(self, node, leader):
+        """Changes a value in a follower's state-machine files behind its back (as a replica
+        that applied something else holds it: its hash changes too), then waits for the replica
+        check to name it and for it to refuse reads, then rebuilds it with `raft-nginx repair`.
+        The node stops cleanly first: after a kill its state machine may be behind its newest
+        local snapshot, and the restart would rightly restore that snapshot over the damage."""
+        node.stop()
+        self.restarted.add(node.name)
+        subprocess.run([self.args.kv_tamper, os.path.join(node.data_dir, "fsm"),
+                        f"chaos-damage/{len(self.damaged)}", "rotten", "--rehash"],
+                       check=True, timeout=60)
+        node.start()
+        began = time.monotonic()
+        found = False
+        while not found and time.monotonic() - began < 30 and not self.stop.is_set():
+            lead = self.leader()
+            r = self.request(lead.http, "GET", "/status?verify") if lead else None
+            named = r is not None and r.status == 200 and node.name in \
+                r.json().get("replica_check", {}).get("mismatched", [])
+            read = self.request(node.http, "GET", f"/key/{self.keys[0]}?level=stale")
+            found = named and read is not None and read.status == 503
+            if not found:
+                self.sleep(0.2)
+        event = {"node": node.name, "found": found, "found_after": time.monotonic() - began}
+        node.kill()
+        subprocess.run([cluster.BINARY, "repair", node.data_dir], check=True, timeout=60,
+                       capture_output=True)
+        if "-join" not in node.args:
+            node.args += ["-join", leader.http]
+        node.start()
+        cluster.wait_until(lambda: "repair: done" in node.log_tail(200), timeout=60,
+                           what=f"{node.name} rebuilt")
+        event["rebuilt"] = True
+        self.damaged.append(event)
 
     def remove_and_readd(self, node):
         leader = self.leader()
@@ -439,9 +493,12 @@ class Scenario:
             "faults": len(self.faults), "linearizable": linearizable and not stale_bad,
             "lost": len(lost_keys), "diverged": diverged, "bad_keys": bad_keys,
             "stale_never_written": len(stale_bad), "exactly_once": len(applied) <= 1,
+            "damaged": self.damaged,
         }
+        found_all = all(e["found"] and e.get("rebuilt") for e in self.damaged)
         result["passed"] = (result["linearizable"] and not result["lost"] and not diverged
-                            and result["exactly_once"] and result["faults"] > 0)
+                            and result["exactly_once"] and result["faults"] > 0 and found_all
+                            and (self.damaged or not self.args.integrity))
         return result
 
     def save(self, folder):
@@ -477,13 +534,18 @@ def main():
     ap.add_argument("--keys", type=int, default=16)
     ap.add_argument("--keep", default=None, help="where to keep failed runs (default: a temp dir)")
     ap.add_argument("--first", type=int, default=1, help="start at this scenario number")
+    ap.add_argument("--integrity", action="store_true",
+                    help="the first fault of each scenario damages a follower's state-machine "
+                         "files (needs --kv-tamper)")
+    ap.add_argument("--kv-tamper", default=os.environ.get("RAFTNGINX_KV_TAMPER", "kv_tamper"),
+                    help="the test tool that changes a stopped node's rocksdb files")
     args = ap.parse_args()
     cluster.BINARY = os.path.abspath(args.binary)
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     # Scenario i: 3 or 5 nodes, every other one through nginx.
     plans = [(3, False), (5, False), (3, True), (5, True)]
     totals = dict(ops=0, ok=0, unknown=0, faults=0, lost=0, diverged=0)
-    all_passed = True
+    all_passed = all_linearizable = True
     for i in range(args.first - 1, args.first - 1 + args.scenarios):
         nodes, nginx = plans[i % len(plans)]
         root = tempfile.mkdtemp(prefix="raftnginx-chaos-")
@@ -494,16 +556,20 @@ def main():
             s.faults.append("error: " + traceback.format_exc())
             r = dict(ops=len(s.history.ops), ok=0, unknown=0, faults=len(s.faults) - 1,
                      linearizable=False, lost=0, diverged=0, passed=False, error=repr(e),
-                     bad_keys=[], stale_never_written=0, exactly_once=True)
+                     bad_keys=[], stale_never_written=0, exactly_once=True, damaged=s.damaged)
         finally:
             s.close()
         print(f"scenario {i + 1}: seed={seed + i} nodes={nodes} nginx={'yes' if nginx else 'no'} "
               f"{summary(r)}" + (f" error={r['error']}" if "error" in r else "")
               + ("" if r["exactly_once"] else " exactly_once=no")
-              + (f" stale_never_written={r['stale_never_written']}" if r["stale_never_written"] else ""),
+              + (f" stale_never_written={r['stale_never_written']}" if r["stale_never_written"] else "")
+              + "".join(f" damaged={e['node']}:found={'yes' if e['found'] else 'no'}"
+                        f"/{e['found_after']:.1f}s:rebuilt={'yes' if e.get('rebuilt') else 'no'}"
+                        for e in r.get("damaged", [])),
               flush=True)
         for k in totals:
             totals[k] += r[k]
+        all_linearizable = all_linearizable and r["linearizable"]
         if not r["passed"]:
             all_passed = False
             keep = os.path.join(args.keep or tempfile.gettempdir(), f"raftnginx-chaos-failed-{seed + i}")
@@ -511,7 +577,8 @@ def main():
             print(f"  FAILED: history, faults and node logs kept in {keep} (bad keys: {r['bad_keys']})")
         shutil.rmtree(root, ignore_errors=True)
     print(f"ops={totals['ops']} ok={totals['ok']} unknown={totals['unknown']} faults={totals['faults']} "
-          f"linearizable={'yes' if all_passed else 'no'} lost={totals['lost']} diverged={totals['diverged']}")
+          f"linearizable={'yes' if all_linearizable else 'no'} lost={totals['lost']} "
+          f"diverged={totals['diverged']} passed={'yes' if all_passed else 'no'}")
     return 0 if all_passed else 1
 
 

@@ -93,7 +93,82 @@ TEST_P(KvStoreContract, SnapshotIsPointInTimeAndRestoresEverything) {
   EXPECT_EQ(other->restore(storage::Env::posix(), dir, 7, 1).code(), Status::Code::kCorruption);
 }
 
+// The state hash: equal for equal pairs however they were reached (order, overwrites, deletes),
+// different as soon as one value differs, and carried by snapshots.
+TEST_P(KvStoreContract, StateHashFollowsThePairsNotTheHistory) {
+  auto a = backend.open(tmp.sub("a"));
+  auto b = backend.open(tmp.sub("b"));
+  ASSERT_TRUE(a->state_hash().has_value());
+  const uint64_t empty = *a->state_hash();
+  apply_one(*a, 1, set_cmd({{"x", "1"}, {"y", "2"}}));
+  apply_one(*a, 2, set_cmd({{"z", "3"}}));
+  apply_one(*b, 1, set_cmd({{"z", "old"}}));
+  apply_one(*b, 2, set_cmd({{"y", "2"}, {"z", "3"}, {"gone", "soon"}}));
+  apply_one(*b, 3, delete_cmd("gone"));
+  apply_one(*b, 4, set_cmd({{"x", "1"}}));
+  EXPECT_EQ(*a->state_hash(), *b->state_hash());
+  EXPECT_NE(*a->state_hash(), empty);
+  apply_one(*b, 5, set_cmd({{"x", "2"}}));
+  EXPECT_NE(*a->state_hash(), *b->state_hash());
+  apply_one(*b, 6, set_cmd({{"x", "1"}}));
+  EXPECT_EQ(*a->state_hash(), *b->state_hash());
+  // Swapped values are a different state.
+  apply_one(*b, 7, set_cmd({{"x", "2"}, {"y", "1"}}));
+  EXPECT_NE(*a->state_hash(), *b->state_hash());
+
+  auto snap = a->snapshot();
+  ASSERT_TRUE(snap.ok());
+  const std::string dir = tmp.sub("snap");
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE((*snap)->write_to(storage::Env::posix(), dir).ok());
+  auto c = backend.open(tmp.sub("c"));
+  ASSERT_TRUE(c->restore(storage::Env::posix(), dir, 2, 1).ok());
+  EXPECT_EQ(*c->state_hash(), *a->state_hash());
+  Pace pace(1 << 30);
+  EXPECT_TRUE(c->scrub(pace).ok());
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, KvStoreContract, ::testing::Values("memory", "rocksdb"));
+
+// The hash is kept with the applied index: a reopened store has it without reading every pair,
+// and a scrub finds a value changed behind the store's back, and the file that holds it damaged.
+TEST(RocksDbKv, ScrubFindsValuesChangedOnDisk) {
+  raftnginx::testing::TempDir tmp;
+  uint64_t hash = 0;
+  {
+    auto kv = std::move(RocksDbKv::open(tmp.path())).value();
+    std::vector<ApplyResult> results;
+    const std::string data = set_cmd({{"a", "1"}, {"b", "2"}});
+    Command cmd{1, 1, 0, data};
+    ASSERT_TRUE(kv->apply({&cmd, 1}, &results).ok());
+    hash = *kv->state_hash();
+    Pace pace(1 << 30);
+    EXPECT_TRUE(kv->scrub(pace).ok());
+  }
+  {
+    auto kv = std::move(RocksDbKv::open(tmp.path())).value();
+    EXPECT_EQ(*kv->state_hash(), hash);
+  }
+  {
+    rocksdb::Options options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families{
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+        {"meta", rocksdb::ColumnFamilyOptions()}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "a", "rotten").ok());
+    for (auto* h : handles)
+      (void)db->DestroyColumnFamilyHandle(h);
+  }
+  auto kv = std::move(RocksDbKv::open(tmp.path())).value();
+  EXPECT_EQ(*kv->state_hash(), hash) << "the hash is what was applied, not what is there";
+  Pace pace(1 << 30);
+  const Status s = kv->scrub(pace);
+  EXPECT_EQ(s.code(), Status::Code::kCorruption) << s.to_string();
+  EXPECT_NE(s.message().find(tmp.path()), std::string::npos);
+}
 
 // Durable backend: the applied index survives a restart together with the data.
 TEST(RocksDbKv, AppliedIndexAndDataSurviveReopen) {

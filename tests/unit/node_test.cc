@@ -191,6 +191,39 @@ TEST_P(NodeOverNet, WriteOnLeaderIsReadOnEveryNode) {
     EXPECT_EQ(get(c.node(id), "user1"), "batman") << "node " << id;
 }
 
+// A checkpoint makes every node record its state hash at the same point of the log: equal on
+// replicas that applied the same commands, whatever the backend (the audit log opts in too).
+TEST(Node, CheckpointsRecordTheSameHashOnEveryReplica) {
+  storage::Env* env = storage::Env::posix();
+  for (bool audit : {false, true}) {
+    Cluster c([env, audit](const std::string& dir) -> std::unique_ptr<fsm::StateMachine> {
+      if (!audit)
+        return std::make_unique<fsm::MemoryKv>();
+      EXPECT_TRUE(env->create_dirs(dir).ok());
+      return std::move(examples::AuditLog::open(env, dir + "/audit.log")).value();
+    });
+    const raft::NodeId leader = c.wait_for_leader();
+    ASSERT_NE(leader, raft::kNoNode);
+    for (int i = 0; i < 10; ++i)
+      ASSERT_TRUE(
+          c.write(audit ? "line-" + std::to_string(i) : set_cmd("k" + std::to_string(i), "v"))
+              .ok());
+    std::promise<Result<Outcome>> proposed;
+    c.node(leader).propose_checkpoint([&](Result<Outcome> r) { proposed.set_value(r); });
+    auto checkpoint = proposed.get_future().get();
+    ASSERT_TRUE(checkpoint.ok()) << checkpoint.status().to_string();
+    ASSERT_TRUE(c.wait_converged(checkpoint->index));
+    const std::optional<uint64_t> expected = c.node(leader).checkpoint_hash(checkpoint->index);
+    ASSERT_TRUE(expected.has_value());
+    EXPECT_EQ(expected, c.node(leader).state_machine().state_hash());
+    for (raft::NodeId id : {1, 2, 3}) {
+      EXPECT_EQ(c.node(id).checkpoint_hash(checkpoint->index), expected) << "node " << id;
+      EXPECT_EQ(c.node(id).status().checkpoint_index, checkpoint->index);
+    }
+    EXPECT_FALSE(c.node(leader).checkpoint_hash(checkpoint->index - 1).has_value());
+  }
+}
+
 TEST(Node, FollowerRefusesProposalNamingLeader) {
   Cluster c([](const std::string&) { return std::make_unique<fsm::MemoryKv>(); });
   const raft::NodeId leader = c.wait_for_leader();
