@@ -3,6 +3,20 @@
 #include "transport/tcp_transport_impl.h"
 
 namespace raftnginx::transport {
+namespace {
+
+// Up to a megabyte of queued frames, taken off the queue: one write for many small messages.
+std::string take_batch(std::deque<std::string>& queue, uint64_t& queued_bytes) {
+  std::string batch;
+  while (!queue.empty() && batch.size() < (1u << 20)) {
+    batch += queue.front();
+    queued_bytes -= queue.front().size();
+    queue.pop_front();
+  }
+  return batch;
+}
+
+}  // namespace
 
 awaitable<void> TcpTransport::Impl::drain(std::shared_ptr<Connection> conn) {
   while (conn->is_open()) {
@@ -12,12 +26,7 @@ awaitable<void> TcpTransport::Impl::drain(std::shared_ptr<Connection> conn) {
       co_await conn->wake.async_wait(asio::redirect_error(use_awaitable, ec));
       continue;
     }
-    std::string batch;
-    while (!conn->queue.empty() && batch.size() < (1u << 20)) {
-      batch += conn->queue.front();
-      conn->queued_bytes -= conn->queue.front().size();
-      conn->queue.pop_front();
-    }
+    const std::string batch = take_batch(conn->queue, conn->queued_bytes);
     if (!co_await conn->write(batch))
       conn->close();
   }
@@ -133,12 +142,7 @@ awaitable<void> TcpTransport::Impl::peer_loop(std::shared_ptr<Peer> peer) {
           co_await peer->wake.async_wait(asio::redirect_error(use_awaitable, ec));
           continue;
         }
-        std::string batch;
-        while (!peer->queue.empty() && batch.size() < (1u << 20)) {
-          batch += peer->queue.front();
-          peer->queued_bytes -= peer->queue.front().size();
-          peer->queue.pop_front();
-        }
+        const std::string batch = take_batch(peer->queue, peer->queued_bytes);
         if (!co_await conn->write(batch))
           break;
       }
