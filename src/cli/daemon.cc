@@ -304,10 +304,10 @@ void add_readings(http::Metrics& metrics, const DaemonOptions& options, const Tr
         "raftnginx_tls_certificate_expiry_timestamp_seconds",
         "When the certificate a port presents stops being valid (Unix time).",
         std::string("raftnginx_tls_certificate_expiry_timestamp_seconds{port=\"") + port + "\"}",
-        [tls] {
-          return static_cast<double>(
-              std::chrono::duration_cast<std::chrono::seconds>(tls->not_after().time_since_epoch())
-                  .count());
+        [context = tls] {  // clang 14 cannot capture a structured binding by name
+          return static_cast<double>(std::chrono::duration_cast<std::chrono::seconds>(
+                                         context->not_after().time_since_epoch())
+                                         .count());
         });
   }
 }
