@@ -14,12 +14,56 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
 BINARY = os.environ.get("RAFTNGINX_BIN", "raft-nginx")
 # Deadlines scale with the machine: the sanitizer build runs several times slower.
 SLOW = float(os.environ.get("RAFTNGINX_TEST_SLOWDOWN", "1"))
+
+
+def address(a):
+    """("host", port) of a "host:port"."""
+    host, port = a.rsplit(":", 1)
+    return host, int(port)
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakRss:
+    """The largest RSS (KiB) of process `pid` while the with block runs, sampled every 10 ms."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.before = self.peak = rss_kib(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample)
+
+    def _sample(self):
+        while not self._stop.wait(0.01):
+            try:
+                self.peak = max(self.peak, rss_kib(self.pid))
+            except OSError:
+                return
+
+    @property
+    def grown_mib(self):
+        return (self.peak - self.before) / 1024
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
 
 
 def free_port():

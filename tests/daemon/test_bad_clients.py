@@ -19,55 +19,14 @@ import threading
 import time
 import unittest
 
-from cluster import BINARY, SLOW, ClusterTest, Daemon, free_port, request, wait_until
-
-
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
+from cluster import (BINARY, SLOW, ClusterTest, Daemon, PeakRss, address, free_port, request,
+                     rss_kib, wait_until)
 
 
 def hello(cluster_id, sender, advertise):
     payload = b"RNGX" + bytes([1]) + struct.pack("<I", len(cluster_id)) + cluster_id.encode()
     payload += struct.pack("<Q", sender) + struct.pack("<I", len(advertise)) + advertise.encode()
     return struct.pack("<I", 1 + len(payload)) + bytes([1]) + payload
-
-
-def address(a):
-    host, port = a.rsplit(":", 1)
-    return host, int(port)
-
-
-class PeakRss:
-    """The largest RSS (KiB) of process `pid` while the with block runs, sampled every 10 ms."""
-
-    def __init__(self, pid):
-        self.pid = pid
-        self.before = self.peak = rss_kib(pid)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample)
-
-    def _sample(self):
-        while not self._stop.wait(0.01):
-            try:
-                self.peak = max(self.peak, rss_kib(self.pid))
-            except OSError:
-                return
-
-    @property
-    def grown_mib(self):
-        return (self.peak - self.before) / 1024
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
 
 
 def bearer(token):
