@@ -82,7 +82,7 @@ void run(int writers, double seconds, size_t value_bytes, uint64_t snapshot_thre
                            {}});
         std::promise<bool> done;
         const auto start = Clock::now();
-        leader->propose(cmd, {}, [&](Result<node::Outcome> r) { done.set_value(r.ok()); });
+        leader->propose(cmd, {}, [&](Result<Outcome> r) { done.set_value(r.ok()); });
         if (!done.get_future().get()) {
           ++errors;
           continue;

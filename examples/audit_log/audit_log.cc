@@ -2,10 +2,18 @@
 
 #include <cstdio>
 
-#include "util/checksum.h"
-
 namespace raftnginx::examples {
 namespace {
+
+// FNV-1a, 64 bits: the same on every replica.
+uint64_t fnv1a64(std::string_view data) {
+  uint64_t hash = 14695981039346656037ull;
+  for (const char c : data) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ull;
+  }
+  return hash;
+}
 
 constexpr const char* kSnapshotFile = "/audit.log";
 
@@ -176,7 +184,16 @@ Status AuditLog::restore(storage::Env* env, const std::string& dir, raft::Index 
 }
 
 Result<std::string> AuditLog::contents() const {
-  return env_->read_file(path_);
+  uint64_t size = 0;
+  {
+    std::lock_guard lock(mu_);
+    size = size_;
+  }
+  // Lines are only ever appended: the first `size` bytes are whole lines, whatever comes after.
+  auto data = env_->read_file(path_);
+  if (data.ok() && data->size() > size)
+    data.value().resize(size);
+  return data;
 }
 
 }  // namespace raftnginx::examples

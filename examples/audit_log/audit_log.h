@@ -1,9 +1,10 @@
-// AuditLog: a custom state machine to copy when you plug in your own backend.
+// AuditLog: a custom state machine to copy when you plug in your own backend (main.cc serves it
+// as audit-log-daemon).
 //
 // It appends every command, as a line "<index> <term> <command>", to a file: an append-only
 // audit trail, where a command applied twice would show as a duplicate line. It is durable: the
 // index of the last line is its applied index, so the line and the index are written together
-// (the exactly-once contract in src/fsm/state_machine.h). A line cut short by a crash is
+// (the exactly-once contract in include/raftnginx/state_machine.h). A line cut short by a crash is
 // dropped when the file is opened again, and the node re-sends that command.
 //
 // Snapshots: the state is the file's first N bytes, so a snapshot only remembers N (taken at
@@ -18,7 +19,7 @@
 #include <mutex>
 #include <string>
 
-#include "fsm/state_machine.h"
+#include "raftnginx/state_machine.h"
 
 namespace raftnginx::examples {
 
@@ -39,7 +40,8 @@ class AuditLog final : public fsm::StateMachine {
   std::optional<uint64_t> state_hash() const override;
   Status scrub(Pace& pace) override;
 
-  // The whole trail, for inspection.
+  // The whole trail as of the last batch applied: "<index> <term> <command>" per line, in log
+  // order. Safe from any thread.
   Result<std::string> contents() const;
 
  private:

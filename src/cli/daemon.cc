@@ -1,4 +1,7 @@
-#include "cli/daemon.h"
+// run_daemon (include/raftnginx/daemon.h): the command line, then one node wired to its storage,
+// the backend the hooks registered, the TCP transport and the HTTP API; it forms or joins the
+// cluster, and runs until SIGTERM or SIGINT, when it hands leadership over and stops cleanly.
+#include "raftnginx/daemon.h"
 
 #include <fmt/format.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -8,16 +11,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
+#include <iostream>
 
+#include "cli/certs_command.h"
 #include "cli/file_limits.h"
 #include "cli/joining.h"
+#include "cli/nginx_conf_command.h"
 #include "cli/repair.h"
 #include "cli/status_log.h"
 #include "cli/stop_signal.h"
 #include "cli/trust.h"
-#include "fsm/memory_kv.h"
-#include "fsm/rocksdb_kv.h"
 #include "http/api.h"
 #include "http/client.h"
 #include "http/server.h"
@@ -49,8 +54,8 @@ bool has_state(const std::string& data_dir, const std::string& log_dir) {
 
 // Sets up spdlog: one line per event, with the time, level and this node's name.
 // Logs go to stderr, as the README says: stdout stays for what a command prints as its answer.
-void setup_logging(const DaemonOptions& options) {
-  spdlog::set_default_logger(spdlog::stderr_color_mt("raft-nginx"));
+void setup_logging(const DaemonOptions& options, const DaemonHooks& hooks) {
+  spdlog::set_default_logger(spdlog::stderr_color_mt(hooks.program));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l node=" + options.id + " %v");
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 }
@@ -90,18 +95,35 @@ cluster::Membership initial_members(const DaemonOptions& options) {
   return m;
 }
 
-Result<std::unique_ptr<fsm::KvStore>> open_backend(const DaemonOptions& options,
-                                                   const FileBudget& files) {
-  if (options.fsm == "memory")
-    return std::unique_ptr<fsm::KvStore>(std::make_unique<fsm::MemoryKv>());
-  fsm::RocksDbOptions rocks_options;
-  rocks_options.max_open_files = files.rocksdb_files;
-  rocks_options.flush_entries = options.fsm_flush_entries;
-  rocks_options.flush_interval = options.fsm_flush_interval;
-  auto rocks = fsm::RocksDbKv::open(options.data_dir + "/fsm", rocks_options);
-  if (!rocks.ok())
-    return Status::io_error("cannot open the rocksdb backend: " + rocks.status().to_string());
-  return std::unique_ptr<fsm::KvStore>(std::move(rocks).value());
+// Opens the backend --fsm names, in <data-dir>/fsm, and checks its routes.
+Result<Backend> open_backend(const DaemonOptions& options, const DaemonHooks& hooks,
+                             const FileBudget& files) {
+  const auto spec = std::find_if(hooks.backends.begin(), hooks.backends.end(),
+                                 [&](const BackendSpec& b) { return b.name == options.fsm; });
+  RAFTNGINX_CHECK(spec != hooks.backends.end(), "--fsm was checked against the backends");
+  BackendContext context;
+  context.dir = options.data_dir + "/fsm";
+  context.env = storage::Env::posix();
+  context.max_open_files = files.backend_files;
+  context.flags = options.program_flags;
+  if (Status s = context.env->create_dirs(context.dir); !s.ok())
+    return s.in_context("cannot create the backend's directory: ");
+  // The program's code: an exception it throws is an error like any other.
+  Result<Backend> backend = Status::io_error("not opened");
+  try {
+    backend = spec->open(context);
+  } catch (const std::exception& e) {
+    backend = Status::io_error(std::string("it threw: ") + e.what());
+  } catch (...) {
+    backend = Status::io_error("it threw");
+  }
+  if (!backend.ok())
+    return backend.status().in_context("backend " + spec->name + ": ");
+  if (backend->state_machine == nullptr)
+    return Status::invalid_argument("backend " + spec->name + " opened no state machine");
+  if (Status s = http::Api::check_routes(backend->routes); !s.ok())
+    return s.in_context("backend " + spec->name + ": ");
+  return backend;
 }
 
 // What nginx should serve as of `st`. With the reject policy writes go to the local daemon,
@@ -191,7 +213,6 @@ class DataDir {
         return Status::io_error("cannot create an in-memory directory under " + base);
       dir->temporary_ = pattern;
       options->data_dir = pattern;
-      options->fsm = "memory";
     }
     options->data_dir = std::filesystem::absolute(options->data_dir).lexically_normal().string();
     options->log_dir =
@@ -393,8 +414,8 @@ Result<Opened> open_daemon(DaemonOptions* options) {
 // its vote gone, it must not vote): *was_voter says what it was. A fresh node bootstraps, or
 // waits for its bootstrap peers, or for a join. Unavailable if a stop came first.
 Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Opened& opened,
+                                               std::unique_ptr<fsm::StateMachine> state_machine,
                                                http::Client* client, bool* was_voter,
-                                               const fsm::KvStore** kv_view,
                                                const std::atomic<bool>* stopping) {
   if (opened.repairing) {
     auto rejoined = rejoin_as_learner(client, options, opened.trust.own_authorization, stopping);
@@ -411,11 +432,7 @@ Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Ope
   } else if (fresh && options.join.empty()) {
     node_options.bootstrap = initial_members(options);
   }
-  auto kv = open_backend(options, opened.files);
-  if (!kv.ok())
-    return kv.status();
-  *kv_view = kv->get();
-  auto node = node::Node::start(node_options, std::move(kv).value(), opened.transport.get());
+  auto node = node::Node::start(node_options, std::move(state_machine), opened.transport.get());
   if (!node.ok())
     return node.status().in_context("cannot start the node: ");
   spdlog::info(
@@ -425,11 +442,11 @@ Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Ope
   return node;
 }
 
-}  // namespace
-
-int run_daemon(const DaemonOptions& given) {
+// Runs the daemon to completion; returns the process exit code.
+int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   DaemonOptions options = given;
-  setup_logging(options);
+  setup_logging(options, hooks);
+  spdlog::info("{}", version_line(hooks));
   static StopSignal stop_signal;  // static: its detached thread may outlive this function
   auto give_up = [](const std::string& why) {
     spdlog::critical("{}", why);
@@ -441,9 +458,12 @@ int run_daemon(const DaemonOptions& given) {
   Opened& opened = daemon.value();
   Trust& trust = opened.trust;
   http::Client client(http::ClientOptions{trust.http_client, options.cluster_name});
+  auto backend = open_backend(options, hooks, opened.files);
+  if (!backend.ok())
+    return give_up(backend.status().message());
   bool was_voter = false;
-  const fsm::KvStore* kv_view = nullptr;
-  auto node = start_node(options, opened, &client, &was_voter, &kv_view, stop_signal.stopping());
+  auto node = start_node(options, opened, std::move(backend.value().state_machine), &client,
+                         &was_voter, stop_signal.stopping());
   if (!node.ok()) {
     if (*stop_signal.stopping())
       return 0;
@@ -471,7 +491,7 @@ int run_daemon(const DaemonOptions& given) {
   (*node)->observe([&replica_check](const node::NodeStatus& st) { replica_check.on_status(st); });
   http::Api api(api_options_for(options, trust, node->get(), gateway.get(), opened.transport.get(),
                                 &replica_check),
-                node->get(), kv_view, opened.server.get(), &client);
+                node->get(), std::move(backend.value().routes), opened.server.get(), &client);
   add_readings(api.metrics(), options, trust, opened.transport.get(), node->get(), &replica_check);
   stop_signal.on_reload([&trust, g = gateway.get()] {
     trust.reload();
@@ -513,4 +533,29 @@ int run_daemon(const DaemonOptions& given) {
   return exit_code;
 }
 
+}  // namespace
 }  // namespace raftnginx::cli
+
+namespace raftnginx {
+
+int run_daemon(int argc, char** argv, const DaemonHooks& hooks) {
+  using Command = int (*)(int, char**);
+  static const std::pair<std::string_view, Command> kCommands[] = {
+      {"nginx-conf", cli::run_nginx_conf_command},
+      {"certs", cli::run_certs_command},
+      {"repair", cli::run_repair_command}};
+  for (const auto& [name, run] : kCommands) {
+    if (argc > 1 && argv[1] == name)
+      return run(argc - 1, argv + 1);
+  }
+  if (Status s = cli::check_hooks(hooks); !s.ok()) {
+    std::cerr << hooks.program << ": " << s.message() << "\n";
+    return 2;
+  }
+  cli::ParsedOptions parsed = cli::parse_options(argc, argv, hooks);
+  if (!parsed.options)
+    return parsed.exit_code;
+  return cli::serve(*parsed.options, hooks);
+}
+
+}  // namespace raftnginx

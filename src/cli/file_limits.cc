@@ -23,9 +23,8 @@ Result<FileBudget> share_open_files(size_t http_wanted) {
   b.limit = lim.rlim_cur == RLIM_INFINITY ? SIZE_MAX : static_cast<size_t>(lim.rlim_cur);
   const size_t eighth = b.limit / 8;
   b.raft_connections = std::min(defaults::kMaxRaftConnections, eighth);
-  b.rocksdb_files = static_cast<int>(std::min<size_t>(defaults::kRocksDbMaxOpenFiles, eighth));
-  const size_t taken =
-      defaults::kReservedFiles + b.raft_connections + static_cast<size_t>(b.rocksdb_files);
+  b.backend_files = std::min<size_t>(defaults::kRocksDbMaxOpenFiles, eighth);
+  const size_t taken = defaults::kReservedFiles + b.raft_connections + b.backend_files;
   const size_t left = b.limit > taken ? b.limit - taken : 0;
   if (left < defaults::kMinHttpConnections) {
     return Status::invalid_argument(

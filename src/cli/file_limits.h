@@ -7,7 +7,7 @@
 
 #include <cstddef>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::cli {
 
@@ -15,11 +15,11 @@ struct FileBudget {
   size_t limit = 0;             // RLIMIT_NOFILE, after raising the soft limit to the hard one
   size_t http_connections = 0;  // at most what was asked for
   size_t raft_connections = 0;  // inbound connections on the raft port
-  int rocksdb_files = 0;        // RocksDB's max_open_files
+  size_t backend_files = 0;     // the backend's (RocksDB's max_open_files)
 };
 
 // Raises the soft limit to the hard one, then shares it out: a fixed reserve (log segments,
-// snapshots, nginx, outbound peers), RocksDB and the raft port an eighth each up to their
+// snapshots, nginx, outbound peers), the backend and the raft port an eighth each up to their
 // defaults, HTTP the rest up to `http_wanted`. InvalidArgument if too few remain for HTTP.
 Result<FileBudget> share_open_files(size_t http_wanted);
 

@@ -1,16 +1,19 @@
 #include "cli/options.h"
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <cctype>
 #include <charconv>
 #include <fstream>
 #include <functional>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
 #include "cluster/member.h"
 #include "net/address.h"
+#include "raftnginx/version.h"
 #include "util/duration.h"
 
 namespace raftnginx::cli {
@@ -304,6 +307,24 @@ class FlagSet {
           return Status::invalid_argument("'" + text + "' is not redirect, forward or reject");
         });
   }
+  // A flag of the program's own (DaemonHooks::flags).
+  CLI::Option* program_flag(const Flag& flag) {
+    auto* opt = app_->add_option_function<std::string>(
+        flag.name,
+        [this, flag](const std::string& text) {
+          if (flag.check) {
+            if (Status s = flag.check(text); !s.ok())
+              throw CLI::ValidationError(flag.name, s.message());
+          }
+          flags_.program_flags[flag.name] = text;
+        },
+        flag.help);
+    opt->default_str(flag.default_value);
+    given_.emplace_back(opt, [this, name = flag.name](DaemonOptions& o) {
+      o.program_flags[name] = flags_.program_flags[name];
+    });
+    return opt;
+  }
   // Copies the flags given on the command line into `options`.
   void override(DaemonOptions* options) const {
     for (const auto& [opt, copy] : given_) {
@@ -340,7 +361,7 @@ class FlagSet {
   std::vector<std::pair<CLI::Option*, std::function<void(DaemonOptions&)>>> given_;
 };
 
-void declare_flags(FlagSet& f) {
+void declare_flags(FlagSet& f, const DaemonHooks& hooks) {
   f.value("--id", &DaemonOptions::id,
           "Node id: letters, digits, '.', '_', '-' (default: the raft address, host-port)");
   f.value("--haddr", &DaemonOptions::http_bind, "HTTP bind address")->capture_default_str();
@@ -354,9 +375,15 @@ void declare_flags(FlagSet& f) {
   f.flag("--inmem", &DaemonOptions::inmem,
          "Keep everything in memory (tmpfs); nothing survives a restart");
   f.value("data-dir", &DaemonOptions::data_dir, "Directory for the log, snapshots and data");
-  f.value("--fsm", &DaemonOptions::fsm, "State machine backend")
-      ->check(CLI::IsMember({"memory", "rocksdb"}))
-      ->capture_default_str();
+  std::vector<std::string> backends;
+  std::string backend_help = "State machine backend:";
+  for (const BackendSpec& b : hooks.backends) {
+    backends.push_back(b.name);
+    backend_help += "\n  " + b.name + ": " + b.help;
+  }
+  f.value("--fsm", &DaemonOptions::fsm, backend_help)
+      ->check(CLI::IsMember(backends))
+      ->default_str(backends.front());
   f.value("--cluster-name", &DaemonOptions::cluster_name,
           "Nodes of another cluster name are refused")
       ->capture_default_str();
@@ -379,12 +406,6 @@ void declare_flags(FlagSet& f) {
   f.duration("--scrub-interval", &DaemonOptions::scrub_interval,
              "How often to re-read every stored file for damage (0: never)");
   f.size("--scrub-rate", &DaemonOptions::scrub_rate, "How fast a scrub reads, per second");
-  f.value("--fsm-flush-entries", &DaemonOptions::fsm_flush_entries,
-          "rocksdb backend: make applied commands durable after this many (a crash applies at "
-          "most about this many again)")
-      ->capture_default_str();
-  f.duration("--fsm-flush-interval", &DaemonOptions::fsm_flush_interval,
-             "rocksdb backend: ... or after this long");
   f.flag("--repair", &DaemonOptions::repair,
          "Set aside what the data directory holds (kept under damaged-<time>/) and rebuild this "
          "node from its peers: it rejoins as a learner, catches up, and gets its old role back. "
@@ -429,6 +450,8 @@ void declare_flags(FlagSet& f) {
           "This node's token (the file's first line), presented when it joins a cluster");
   f.flag("--insecure", &DaemonOptions::insecure,
          "Serve addresses other than loopback without node TLS, client TLS and auth");
+  for (const Flag& flag : hooks.flags)
+    f.program_flag(flag);
 }
 
 bool is_loopback(const std::string& address) {
@@ -521,13 +544,55 @@ Status complete_and_check(DaemonOptions* o) {
 
 }  // namespace
 
-ParsedOptions parse_options(int argc, char** argv) {
-  CLI::App app{
-      "raft-nginx: a Raft-replicated key-value store for a cluster of nginx gateways.\n"
-      "Flags may be written -name or --name (as hraftd takes them)."};
-  app.set_version_flag("--version", std::string(RAFTNGINX_VERSION));
+std::string version_line(const DaemonHooks& hooks) {
+  const std::string ours =
+      "raft-nginx " RAFTNGINX_VERSION " (public API " + std::to_string(RAFTNGINX_API_VERSION) + ")";
+  if (hooks.program == "raft-nginx")
+    return ours;
+  return hooks.program + (hooks.version.empty() ? "" : " " + hooks.version) + ", built on " + ours;
+}
+
+Status check_hooks(const DaemonHooks& hooks) {
+  auto plain = [](std::string_view name) {
+    return !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
+    });
+  };
+  if (hooks.backends.empty())
+    return Status::invalid_argument("no backend is registered");
+  std::set<std::string> names;
+  for (const BackendSpec& b : hooks.backends) {
+    if (!plain(b.name) || !b.open)
+      return Status::invalid_argument("backend '" + b.name +
+                                      "': a name of a-z, 0-9 and '-', and an open function");
+    if (!names.insert(b.name).second)
+      return Status::invalid_argument("backend " + b.name + " is registered twice");
+  }
+  names.clear();
+  for (const Flag& f : hooks.flags) {
+    if (!f.name.starts_with("--") || !plain(std::string_view(f.name).substr(2)))
+      return Status::invalid_argument("flag '" + f.name + "': two dashes, then a-z, 0-9 and '-'");
+    if (!names.insert(f.name).second)
+      return Status::invalid_argument("flag " + f.name + " is registered twice");
+  }
+  return Status();
+}
+
+ParsedOptions parse_options(int argc, char** argv, const DaemonHooks& hooks) {
+  const std::string about = hooks.description.empty()
+                                ? "raft-nginx: a Raft-replicated key-value store for a cluster "
+                                  "of nginx gateways."
+                                : hooks.description;
+  CLI::App app{about + "\nFlags may be written -name or --name (as hraftd takes them).",
+               hooks.program};
+  app.set_version_flag("--version", version_line(hooks));
   FlagSet flags(&app);
-  declare_flags(flags);
+  try {
+    declare_flags(flags, hooks);
+  } catch (const CLI::Error& e) {  // a program's flag that is also one of the daemon's
+    std::cerr << hooks.program << ": " << e.what() << "\n";
+    return ParsedOptions{std::nullopt, 2};
+  }
   std::string config_path;
   app.add_option("--config", config_path, "The Go project's config.json");
   std::vector<std::string> args = go_style_to_long(argc, argv);
@@ -537,19 +602,26 @@ ParsedOptions parse_options(int argc, char** argv) {
     const int code = app.exit(e);
     return ParsedOptions{std::nullopt, code == 0 ? 0 : 2};
   }
-  auto error = [](const std::string& message) {
-    std::cerr << "raft-nginx: " << message << "\n";
+  auto error = [&hooks](const std::string& message) {
+    std::cerr << hooks.program << ": " << message << "\n";
     return ParsedOptions{std::nullopt, 2};
   };
   DaemonOptions options;
+  options.fsm = hooks.backends.front().name;
+  for (const Flag& f : hooks.flags)
+    options.program_flags[f.name] = f.default_value;
   if (!config_path.empty()) {
     std::vector<std::string> warnings;
     if (Status s = load_config_file(config_path, &options, &warnings); !s.ok())
       return error(s.message());
     for (const std::string& w : warnings)
-      std::cerr << "raft-nginx: warning: " << w << "\n";
+      std::cerr << hooks.program << ": warning: " << w << "\n";
   }
   flags.override(&options);
+  const bool has_memory = std::any_of(hooks.backends.begin(), hooks.backends.end(),
+                                      [](const BackendSpec& b) { return b.name == "memory"; });
+  if (options.inmem && has_memory)
+    options.fsm = "memory";
   if (Status s = complete_and_check(&options); !s.ok())
     return error(s.message());
   return ParsedOptions{std::move(options), 0};

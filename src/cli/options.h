@@ -4,13 +4,15 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "http/write_policy.h"
+#include "raftnginx/daemon.h"
+#include "raftnginx/status.h"
 #include "util/defaults.h"
-#include "util/status.h"
 
 namespace raftnginx::cli {
 
@@ -31,7 +33,7 @@ struct DaemonOptions {
   bool inmem = false;
   std::string data_dir;
   std::string log_dir;  // default: <data_dir>/log
-  std::string fsm = "rocksdb";
+  std::string fsm;      // the backend (--fsm); default: the first the program registered
   std::string cluster_name{defaults::kClusterName};
   std::chrono::milliseconds election_timeout = defaults::kElectionTimeout;
   std::chrono::milliseconds heartbeat_timeout = defaults::kHeartbeatTimeout;
@@ -39,12 +41,10 @@ struct DaemonOptions {
   std::chrono::milliseconds snapshot_interval = defaults::kSnapshotInterval;
   size_t snapshot_retain = defaults::kSnapshotRetain;
   uint64_t trailing_logs = defaults::kTrailingLogs;
-  // Integrity (docs/operations.md): replica checks, scrubs, the rocksdb backend's flushes.
+  // Integrity (docs/operations.md): replica checks, scrubs.
   std::chrono::milliseconds verify_interval = defaults::kVerifyInterval;
   std::chrono::milliseconds scrub_interval = defaults::kScrubInterval;
   uint64_t scrub_rate = defaults::kScrubBytesPerSecond;
-  uint64_t fsm_flush_entries = defaults::kFsmFlushEntries;
-  std::chrono::milliseconds fsm_flush_interval = defaults::kFsmFlushInterval;
   // Set aside whatever the data directory holds and rebuild this node from its peers
   // (cli/repair.h).
   bool repair = false;
@@ -77,6 +77,8 @@ struct DaemonOptions {
   // Form the cluster once this many of `peers` (this node included) are up; 0: off.
   size_t bootstrap_expect = 0;
   std::vector<Peer> peers;
+  // The program's own flags (DaemonHooks::flags), given or default, by name ("--audit-sync").
+  std::map<std::string, std::string, std::less<>> program_flags;
 };
 
 // What parsing decided: run with these options, or exit with this code (after --help,
@@ -86,7 +88,15 @@ struct ParsedOptions {
   int exit_code = 0;
 };
 
-ParsedOptions parse_options(int argc, char** argv);
+// Parses the daemon's flags, the backends and flags `hooks` registers among them. REQUIRES:
+// check_hooks(hooks) is ok.
+ParsedOptions parse_options(int argc, char** argv, const DaemonHooks& hooks);
+
+// What --version prints: the program and its version, then raft-nginx's and its public API's.
+std::string version_line(const DaemonHooks& hooks);
+
+// Whether a program's hooks are usable: InvalidArgument names a backend or flag that is not.
+Status check_hooks(const DaemonHooks& hooks);
 
 // Reads a config.json into `options`; unknown fields are appended to `warnings`. An error names
 // the field (InvalidArgument) or the file (IOError).

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "storage/env.h"
+#include "raftnginx/env.h"
 
 namespace raftnginx::cli {
 namespace {

@@ -19,7 +19,7 @@
 #include "cli/options.h"
 #include "http/client.h"
 #include "node/node.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::cli {
 

@@ -21,7 +21,7 @@
 #include <string_view>
 
 #include "raft/types.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::cluster {
 

@@ -12,7 +12,7 @@
 #include <utility>
 #include <vector>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::fsm {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "fsm/kv_command.h"
-#include "fsm/state_machine.h"
+#include "raftnginx/state_machine.h"
 #include "util/checksum.h"
 
 namespace raftnginx::fsm {

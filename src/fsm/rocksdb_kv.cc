@@ -6,8 +6,8 @@
 #include <mutex>
 #include <unordered_map>
 
+#include "raftnginx/pace.h"
 #include "util/coding.h"
-#include "util/pace.h"
 
 namespace raftnginx::fsm {
 namespace {

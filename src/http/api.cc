@@ -2,6 +2,7 @@
 #include "http/api.h"
 
 #include <algorithm>
+#include <set>
 
 #include "http/api_json.h"
 
@@ -70,31 +71,46 @@ void Api::Call::answer(Response r) {
     return;
   api->stop_waiting(this);
   api->metrics_.record_request(route, r.status, Clock::now() - start);
-  respond(std::move(r));
+  reply(std::move(r));
 }
 
-Api::Api(ApiOptions options, node::Node* node, const fsm::KvStore* kv, Server* server,
+Api::Api(ApiOptions options, node::Node* node, std::vector<Route> routes, Server* server,
          Client* client)
-    : options_(std::move(options)), node_(node), kv_(kv), server_(server), client_(client) {
+    : options_(std::move(options)), node_(node), server_(server), client_(client) {
+  RAFTNGINX_CHECK(check_routes(routes).ok(), "the backend's routes were not checked");
+  for (const OwnRoute& r : own_routes()) {
+    routes_.push_back(
+        mount(r.method, r.path, r.need,
+              [this, handler = r.handler](const CallPtr& call) { (this->*handler)(call); }));
+  }
+  for (Route& r : routes) {
+    const Need need = r.access == Access::kAnyone  ? Need::kNothing
+                      : r.access == Access::kAdmin ? Need::kAdmin
+                                                   : Need::kPrincipal;
+    routes_.push_back(
+        mount(r.method, r.path, need, [handle = std::move(r.handle)](const CallPtr& call) {
+          call->guarded([&] { handle(call); });
+        }));
+  }
   server_->after(kSweepInterval, [this] { sweep_deadlines(); });
 }
 
 void Api::handle(Request request, Respond respond) {
   auto call = std::make_shared<Call>();
-  call->request = std::move(request);
-  call->respond = std::move(respond);
+  call->http_request = std::move(request);
+  call->reply = std::move(respond);
   call->api = this;
-  const std::string& target = call->request.target;
+  const std::string& target = call->http_request.target;
   const size_t question = target.find('?');
   auto path = percent_decode(target.substr(0, question), false);
   if (question != std::string::npos)
-    call->query = parse_query(std::string_view(target).substr(question + 1));
+    call->params = parse_query(std::string_view(target).substr(question + 1));
   if (!path)
     return call->answer(Response::error(400, "malformed percent-encoding in the path"));
-  call->path = std::move(*path);
+  call->decoded_path = std::move(*path);
   if (options_.auth)
-    call->principal = principal_of(call->request);
-  route(call, call->path);
+    call->principal = principal_of(call->http_request);
+  route(call);
 }
 
 std::optional<std::string> Api::integrity_problem() const {
@@ -129,83 +145,123 @@ bool Api::permitted(const CallPtr& call, Need need) {
     return false;
   }
   const Principal& p = *call->principal;
-  const bool ok =
-      need == Need::kStatus || need == Need::kKeys || p.admin || (need == Need::kJoin && p.join);
+  const bool ok = need == Need::kStatus || need == Need::kPrincipal || p.admin ||
+                  (need == Need::kJoin && p.join);
   if (!ok)
     call->answer(Response::error(403, p.name + " may not do this (" + call->route + ")"));
   return ok;
 }
 
-bool Api::may_read(const CallPtr& call, std::string_view key) {
-  if (!options_.auth || call->principal->may_read(key))
-    return true;
-  call->answer(Response::error(403, call->principal->name + " may not read this key"));
-  return false;
-}
+namespace {
 
-bool Api::may_write(const CallPtr& call, std::string_view key) {
-  if (!options_.auth || call->principal->may_write(key))
-    return true;
-  call->answer(Response::error(403, call->principal->name + " may not write this key"));
-  return false;
-}
-
-void Api::route(const CallPtr& call, const std::string& path) {
-  using Handler = void (Api::*)(const CallPtr&);
-  struct Route {
-    std::string_view path;
-    std::vector<std::string_view> methods;  // the first one runs `handler`
-    Handler handler;
-    Need need;
-  };
-  // /key/{key} takes GET, PUT and DELETE; every other route is an exact path.
-  static const std::vector<Route> kRoutes = {
-      {"/key", {"POST"}, &Api::set_keys, Need::kKeys},
-      {"/key/{key}", {"GET", "PUT", "DELETE"}, nullptr, Need::kKeys},
-      {"/join", {"POST"}, &Api::join, Need::kJoin},
-      {"/remove", {"POST", "DELETE"}, &Api::remove, Need::kAdmin},
-      {"/promote", {"POST"}, &Api::promote, Need::kAdmin},
-      {"/leader/transfer", {"POST"}, &Api::transfer, Need::kAdmin},
-      {"/status", {"GET"}, &Api::status, Need::kStatus},
-      {"/hash", {"GET"}, &Api::hash, Need::kStatus},
-      {"/nodes", {"GET"}, &Api::nodes, Need::kStatus},
-      {"/metrics", {"GET"}, &Api::metrics, Need::kStatus},
-      {"/readyz", {"GET"}, &Api::readyz, Need::kNothing},
-      {"/healthz", {"GET"}, &Api::healthz, Need::kNothing},
-  };
-  static constexpr std::string_view kKeyPrefix = "/key/";
-  const bool key_path = path.starts_with(kKeyPrefix);
-  const Route* found = nullptr;
-  for (const Route& r : kRoutes) {
-    if (key_path ? r.path == "/key/{key}" : r.path == path)
-      found = &r;
+// A route's path: "/", then printable ASCII without spaces, '?', '#' or '%', and at most one
+// {name}, at the end.
+Status check_route_path(const std::string& path) {
+  if (!path.starts_with('/'))
+    return Status::invalid_argument("route " + path + " must begin with '/'");
+  for (const char c : path) {
+    if (c <= ' ' || c > '~' || c == '?' || c == '#' || c == '%')
+      return Status::invalid_argument("route " + path + " has a character a path cannot hold");
   }
-  if (found == nullptr)
+  const size_t open = path.find('{');
+  const size_t close = path.find('}');
+  if (open == std::string::npos && close == std::string::npos)
+    return Status();
+  if (open == std::string::npos || close != path.size() - 1 || open + 2 >= path.size() ||
+      path.find_first_of("{}/", open + 1) != close)
+    return Status::invalid_argument("route " + path + ": only its end may be a {name}");
+  return Status();
+}
+
+// The part of `pattern` before its trailing {name}, or all of it.
+std::string_view fixed_part(std::string_view pattern) {
+  return pattern.substr(0, pattern.find('{'));
+}
+
+}  // namespace
+
+// The daemon's own routes; a backend may take none of their paths.
+std::span<const Api::OwnRoute> Api::own_routes() {
+  static const OwnRoute kRoutes[] = {
+      {"POST", "/join", Need::kJoin, &Api::join},
+      {"POST", "/remove", Need::kAdmin, &Api::remove},
+      {"DELETE", "/remove", Need::kAdmin, &Api::remove},
+      {"POST", "/promote", Need::kAdmin, &Api::promote},
+      {"POST", "/leader/transfer", Need::kAdmin, &Api::transfer},
+      {"GET", "/status", Need::kStatus, &Api::status},
+      {"GET", "/hash", Need::kStatus, &Api::hash},
+      {"GET", "/nodes", Need::kStatus, &Api::nodes},
+      {"GET", "/metrics", Need::kStatus, &Api::metrics},
+      {"GET", "/readyz", Need::kNothing, &Api::readyz},
+      {"GET", "/healthz", Need::kNothing, &Api::healthz},
+  };
+  return kRoutes;
+}
+
+Status Api::check_routes(const std::vector<Route>& routes) {
+  std::set<std::pair<std::string, std::string>> seen;
+  for (const Route& r : routes) {
+    if (r.method.empty() ||
+        !std::all_of(r.method.begin(), r.method.end(), [](char c) { return c >= 'A' && c <= 'Z'; }))
+      return Status::invalid_argument("route " + r.path + ": method '" + r.method +
+                                      "' is not an upper-case HTTP method");
+    if (Status s = check_route_path(r.path); !s.ok())
+      return s;
+    if (!r.handle)
+      return Status::invalid_argument("route " + r.method + " " + r.path + " has no handler");
+    const std::string_view fixed = fixed_part(r.path);
+    const bool tail = fixed.size() != r.path.size();
+    for (const OwnRoute& own : own_routes()) {
+      const std::string_view taken = own.path;
+      if (tail ? taken.starts_with(fixed) : taken == fixed)
+        return Status::invalid_argument("route " + r.path + " would take the daemon's " +
+                                        std::string(taken));
+    }
+    if (!seen.emplace(r.method, std::string(fixed)).second)
+      return Status::invalid_argument("route " + r.method + " " + r.path + " is mounted twice");
+  }
+  return Status();
+}
+
+Api::Mounted Api::mount(std::string method, const std::string& path, Need need,
+                        std::function<void(const CallPtr&)> handle) {
+  const std::string_view fixed = fixed_part(path);
+  return Mounted{std::move(method), std::string(fixed), path, fixed.size() != path.size(), need,
+                 std::move(handle)};
+}
+
+void Api::route(const CallPtr& call) {
+  const std::string& path = call->decoded_path;
+  // An exact path wins over a {name} that would match it too.
+  const bool exact = std::any_of(routes_.begin(), routes_.end(),
+                                 [&path](const Mounted& m) { return !m.tail && m.path == path; });
+  auto matches = [&path, exact](const Mounted& m) {
+    return m.tail ? !exact && path.starts_with(m.path) : path == m.path;
+  };
+  const Mounted* found = nullptr;
+  std::string allow;
+  for (const Mounted& m : routes_) {
+    if (!matches(m))
+      continue;
+    call->route = m.label;
+    if (m.method == call->http_request.method)
+      found = &m;
+    allow += (allow.empty() ? "" : ", ") + m.method;
+  }
+  if (allow.empty())
     return call->answer(Response::error(404, "no such endpoint: " + path));
-  call->route = std::string(found->path);
-  const std::string& method = call->request.method;
-  if (std::find(found->methods.begin(), found->methods.end(), method) == found->methods.end()) {
-    std::string allow;
-    for (std::string_view m : found->methods)
-      allow += (allow.empty() ? "" : ", ") + std::string(m);
-    Response r = Response::error(405, "method " + method + " not allowed on " + call->route);
+  if (found == nullptr) {
+    Response r = Response::error(
+        405, "method " + call->http_request.method + " not allowed on " + call->route);
     r.headers.emplace_back("Allow", allow);
     return call->answer(std::move(r));
   }
+  call->route = found->label;
+  if (found->tail)
+    call->tail = path.substr(found->path.size());
   if (!permitted(call, found->need))
     return;
-  if (!key_path)
-    return (this->*found->handler)(call);
-  const std::string key = path.substr(kKeyPrefix.size());
-  if (key.empty())
-    return call->answer(Response::error(400, "empty key"));
-  if (method == "GET") {
-    get_key(call, key);
-  } else if (method == "PUT") {
-    put_key(call, key);
-  } else {
-    delete_key(call, key);
-  }
+  found->handle(call);
 }
 
 void Api::fail(const CallPtr& call, const Status& s) {
@@ -243,7 +299,7 @@ void Api::not_leader(const CallPtr& call) {
       Response r;
       r.status = 307;
       r.headers.emplace_back("Location", (options_.https ? "https://" : "http://") + leader_http +
-                                             call->request.target);
+                                             call->http_request.target);
       r.headers.emplace_back("X-Raft-Leader", leader_http);
       return call->answer(std::move(r));
     }
@@ -259,14 +315,14 @@ void Api::not_leader(const CallPtr& call) {
 }
 
 void Api::forward_to_leader(const CallPtr& call, const std::string& leader_http) {
-  if (!call->request.header("X-Raft-Forwarded-By").empty())
+  if (!call->http_request.header("X-Raft-Forwarded-By").empty())
     return call->answer(Response::unavailable("leadership is changing; retry shortly"));
   Request forwarded;
-  forwarded.method = call->request.method;
-  forwarded.target = call->request.target;
-  forwarded.body = call->request.body;
+  forwarded.method = call->http_request.method;
+  forwarded.target = call->http_request.target;
+  forwarded.body = call->http_request.body;
   for (const char* name : {"Content-Type", "Idempotency-Key", "Authorization"}) {
-    if (auto v = call->request.header(name); !v.empty())
+    if (auto v = call->http_request.header(name); !v.empty())
       forwarded.headers.emplace_back(name, std::string(v));
   }
   forwarded.headers.emplace_back("X-Raft-Forwarded-By", options_.self_name);

@@ -1,30 +1,33 @@
-// Api: the daemon's HTTP endpoints over one node: hraftd's /key and /join, membership,
-// read consistency levels, and the operational endpoints (/status, /nodes, /metrics, /readyz,
-// /healthz). README.md lists every route with its status codes.
+// Api: the daemon's HTTP endpoints over one node: membership (hraftd's /join, /remove, ...), the
+// operational endpoints (/status, /nodes, /metrics, /readyz, /healthz), and the routes of the
+// backend (include/raftnginx/routes.h: the built-in key-value store's are /key and /key/{key}).
+// README.md lists every route with its status codes.
 //
 // Writes are proposed to the local node; on a follower they follow the write policy (redirect
 // to the leader, forward to it, or reject). Each request is answered exactly once: with the
 // result, 503 when it was not done (safe to retry), or 504 when it may have been done (the write
 // did not commit within write_timeout, or its node stopped: retry with the same Idempotency-Key).
 //
-// The code is split by kind of route: api.cc (routing, deadlines, error answers), api_keys.cc,
-// api_members.cc and api_ops.cc. Handlers run on the server's threads or, for answers that wait
-// on the node, on its raft loop: they never block.
+// The code is split by kind of route: api.cc (routing, deadlines, error answers),
+// api_exchange.cc (what a backend's route may do: read levels and writes), api_members.cc and
+// api_ops.cc. Handlers run on the server's threads or, for answers that wait on the node, on its
+// raft loop: they never block.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 
 #include <nlohmann/json_fwd.hpp>
 
-#include "fsm/kv_store.h"
 #include "http/auth.h"
 #include "http/client.h"
 #include "http/metrics.h"
@@ -32,6 +35,7 @@
 #include "http/server.h"
 #include "http/write_policy.h"
 #include "node/node.h"
+#include "raftnginx/routes.h"
 #include "util/defaults.h"
 
 namespace raftnginx::http {
@@ -59,8 +63,14 @@ struct ApiOptions {
 
 class Api {
  public:
-  // `server` provides the timers; `client` carries forwarded writes and /nodes probes.
-  Api(ApiOptions options, node::Node* node, const fsm::KvStore* kv, Server* server, Client* client);
+  // `routes` are the backend's (REQUIRES: check_routes() passed them). `server` provides the
+  // timers; `client` carries forwarded writes and /nodes probes.
+  Api(ApiOptions options, node::Node* node, std::vector<Route> routes, Server* server,
+      Client* client);
+
+  // Whether a backend's routes may be mounted beside the daemon's own: InvalidArgument names a
+  // route that is malformed, or taken (by the daemon, or twice by the backend).
+  static Status check_routes(const std::vector<Route>& routes);
 
   void handle(Request request, Respond respond);
   // Server::Screen: with auth, a request without credentials gets its 401 before its body is
@@ -80,15 +90,17 @@ class Api {
     Expiry expiry;
     const char* message;
   };
-  // One request in flight: its route, start time, and the once-only answer.
-  struct Call {
-    Request request;
-    std::string path;
-    std::map<std::string, std::string> query;
+  // One request in flight: its route, start time, and the once-only answer. What a backend's
+  // route may do with it is the Exchange (api_exchange.cc).
+  struct Call final : Exchange, std::enable_shared_from_this<Call> {
+    Request http_request;
+    std::string decoded_path;
+    std::string tail;                           // what the route's trailing {name} matched
+    std::map<std::string, std::string> params;  // the query, decoded
     std::string route = "unknown";
     std::shared_ptr<const Principal> principal;  // who the credentials name, if anyone
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
-    Respond respond;
+    Respond reply;  // the server's, called once
     Api* api = nullptr;
     std::atomic<bool> answered{false};
     // Where the call sits in api->waiting_, if it waits there (guarded by api->waiting_mu_).
@@ -97,27 +109,61 @@ class Api {
     bool done() const { return answered.load(); }
     // The first answer wins: a timeout and a late result may race.
     void answer(Response r);
+
+    // Exchange
+    const Request& request() const override { return http_request; }
+    const std::string& path() const override { return decoded_path; }
+    const std::string& path_tail() const override { return tail; }
+    std::optional<std::string> query(std::string_view name) const override;
+    bool may_read(std::string_view resource) override { return may(resource, false); }
+    bool may_write(std::string_view resource) override { return may(resource, true); }
+    bool may(std::string_view resource, bool write);
+    // Runs the backend's code: an exception it throws is answered 500, and the daemon goes on.
+    template <typename F>
+    void guarded(F&& f) {
+      try {
+        f();
+      } catch (const std::exception& e) {
+        answer(Response::error(500, std::string("the backend failed: ") + e.what()));
+      } catch (...) {
+        answer(Response::error(500, "the backend failed"));
+      }
+    }
+    void respond(Response response) override { answer(std::move(response)); }
+    void read(std::function<Response()> read) override;
+    void write(std::string command, std::function<Response(const Outcome&)> answer) override;
+    Replica& replica() override { return *api->node_; }
+  };
+  // What a route needs from the caller.
+  enum class Need { kNothing, kStatus, kPrincipal, kJoin, kAdmin };
+  // A route as the router holds it: the daemon's own and the backend's alike.
+  struct Mounted {
+    std::string method;
+    std::string path;   // without its trailing {name}, if `tail`
+    std::string label;  // as written, for metrics and errors ("/key/{key}")
+    bool tail = false;
+    Need need = Need::kPrincipal;
+    std::function<void(const CallPtr&)> handle;
   };
 
-  void route(const CallPtr& call, const std::string& path);
+  struct OwnRoute {
+    const char* method;
+    const char* path;
+    Need need;
+    void (Api::*handler)(const CallPtr&);
+  };
+  static std::span<const OwnRoute> own_routes();
+  static Mounted mount(std::string method, const std::string& path, Need need,
+                       std::function<void(const CallPtr&)> handle);
+  void route(const CallPtr& call);
   // Why this node must not serve reads (damage a scrub found, or a replica check it failed).
   std::optional<std::string> integrity_problem() const;
   // Who the request's credentials name (auth.h); REQUIRES: options_.auth.
   std::shared_ptr<const Principal> principal_of(const Request& request) const;
-  // What a route needs from the caller.
-  enum class Need { kNothing, kStatus, kKeys, kJoin, kAdmin };
   // Answers 401 or 403 and returns false unless the caller may.
   bool permitted(const CallPtr& call, Need need);
-  // For key routes: answers 403 and returns false unless the caller may read (or write) `key`.
-  bool may_read(const CallPtr& call, std::string_view key);
-  bool may_write(const CallPtr& call, std::string_view key);
 
-  // api_keys.cc
-  void get_key(const CallPtr& call, const std::string& key);
-  void set_keys(const CallPtr& call);
-  void put_key(const CallPtr& call, const std::string& key);
-  void delete_key(const CallPtr& call, const std::string& key);
-  void propose(const CallPtr& call, std::string command);
+  // api_exchange.cc
   Response with_raft_headers(Response r, bool stale_read) const;
 
   // api_members.cc
@@ -154,7 +200,7 @@ class Api {
 
   const ApiOptions options_;
   node::Node* node_;
-  const fsm::KvStore* kv_;
+  std::vector<Mounted> routes_;
   Server* server_;
   Client* client_;
   Metrics metrics_;

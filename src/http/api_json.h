@@ -6,7 +6,7 @@
 #include <string>
 
 #include "node/node.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::http {
 

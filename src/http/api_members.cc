@@ -67,7 +67,7 @@ Result<JoinRequest> joining_member(const std::string& body) {
 }  // namespace
 
 void Api::join(const CallPtr& call) {
-  auto joining = joining_member(call->request.body);
+  auto joining = joining_member(call->http_request.body);
   if (!joining.ok())
     return call->answer(Response::error(400, joining.status().message()));
   const auto& [member, voter, replace, repair] = *joining;
@@ -128,7 +128,7 @@ void Api::rejoin_as_learner(const CallPtr& call, const cluster::Member& member, 
   auto add_learner = [this, call, member, id, was_voter] {
     node_->change_membership(
         raft::ConfChange{raft::ConfChangeType::kAddLearner, id, cluster::encode_member(member)},
-        [this, call, member, was_voter](Result<node::Outcome> r) {
+        [this, call, member, was_voter](Result<Outcome> r) {
           if (!r.ok())
             return fail(call, r.status());
           spdlog::info("membership changed: {} rejoined as a learner to be rebuilt", member.name);
@@ -144,7 +144,7 @@ void Api::rejoin_as_learner(const CallPtr& call, const cluster::Member& member, 
   deadline(call, Expiry::kOutcomeUnknown,
            "the membership change did not commit in time; it may still be applied");
   node_->change_membership(raft::ConfChange{raft::ConfChangeType::kRemoveNode, id, {}},
-                           [this, call, add_learner](Result<node::Outcome> r) {
+                           [this, call, add_learner](Result<Outcome> r) {
                              if (!r.ok())
                                return fail(call, r.status());
                              add_learner();
@@ -152,7 +152,7 @@ void Api::rejoin_as_learner(const CallPtr& call, const cluster::Member& member, 
 }
 
 void Api::remove(const CallPtr& call) {
-  auto name = member_id_in(call->request.body, true);
+  auto name = member_id_in(call->http_request.body, true);
   if (!name.ok())
     return call->answer(Response::error(400, name.status().message()));
   const raft::NodeId id = node_->status().membership.id_of(*name);
@@ -162,7 +162,7 @@ void Api::remove(const CallPtr& call) {
 }
 
 void Api::promote(const CallPtr& call) {
-  auto name = member_id_in(call->request.body, true);
+  auto name = member_id_in(call->http_request.body, true);
   if (!name.ok())
     return call->answer(Response::error(400, name.status().message()));
   const node::NodeStatus st = node_->status();
@@ -181,7 +181,7 @@ void Api::change_membership(const CallPtr& call, raft::ConfChange cc) {
            "the membership change did not commit in time; it may still be applied");
   const raft::NodeId id = cc.node;
   const raft::ConfChangeType type = cc.type;
-  node_->change_membership(std::move(cc), [this, call, id, type](Result<node::Outcome> r) {
+  node_->change_membership(std::move(cc), [this, call, id, type](Result<Outcome> r) {
     if (!r.ok())
       return fail(call, r.status());
     const node::NodeStatus st = node_->status();
@@ -201,7 +201,7 @@ void Api::transfer(const CallPtr& call) {
   const node::NodeStatus st = node_->status();
   if (st.raft.role != raft::Role::kLeader)
     return not_leader(call);
-  auto name = member_id_in(call->request.body, false);
+  auto name = member_id_in(call->http_request.body, false);
   if (!name.ok())
     return call->answer(Response::error(400, name.status().message()));
   raft::NodeId target = raft::kNoNode;

@@ -37,7 +37,7 @@ json verdict_json(const ReplicaVerdict& v) {
 
 // With ?verify (on the leader): a replica check now, its verdict in the answer.
 void Api::status(const CallPtr& call) {
-  if (call->query.count("verify") == 0)
+  if (call->params.count("verify") == 0)
     return call->answer(Response::json(200, status_json()));
   if (options_.replica_check == nullptr)
     return call->answer(Response::error(501, "replica checks are off on this node"));
@@ -56,8 +56,8 @@ void Api::status(const CallPtr& call) {
 // A node's state hash at a checkpoint it applied: 503 before it applied it, 404 if it took
 // none there.
 void Api::hash(const CallPtr& call) {
-  auto index_it = call->query.find("index");
-  if (index_it == call->query.end())
+  auto index_it = call->params.find("index");
+  if (index_it == call->params.end())
     return call->answer(Response::error(400, "hash needs ?index=<checkpoint index>"));
   uint64_t index = 0;
   const std::string& text = index_it->second;
@@ -196,7 +196,7 @@ void Api::readyz(const CallPtr& call) {
     if (Status s = options_.readiness(); !s.ok())
       return not_ready(s.message());
   }
-  if (call->query.count("sync") == 0) {
+  if (call->params.count("sync") == 0) {
     if (st.raft.leader == raft::kNoNode)
       return not_ready("no leader is known");
     if (st.applied < st.raft.hard_state.commit)
@@ -205,7 +205,7 @@ void Api::readyz(const CallPtr& call) {
     return call->answer(Response::json(200, json{{"ready", true}}));
   }
   std::chrono::milliseconds timeout{5000};
-  if (auto t = call->query.find("timeout"); t != call->query.end()) {
+  if (auto t = call->params.find("timeout"); t != call->params.end()) {
     auto parsed = parse_duration(t->second, std::chrono::minutes(10));
     if (!parsed.ok())
       return call->answer(Response::error(400, "timeout: " + parsed.status().message()));

@@ -6,7 +6,7 @@
 
 #include <boost/beast/http.hpp>
 
-#include "http/message.h"
+#include "raftnginx/http.h"
 
 namespace raftnginx::http {
 

@@ -9,8 +9,8 @@
 #include <memory>
 #include <string>
 
-#include "http/message.h"
-#include "util/status.h"
+#include "raftnginx/http.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::net {
 class TlsContext;

@@ -1,4 +1,4 @@
-#include "http/message.h"
+#include "raftnginx/http.h"
 
 #include <strings.h>
 

@@ -51,7 +51,7 @@ void ReplicaCheck::start() {
 
 void ReplicaCheck::tick() {
   if (node_->status().raft.role == raft::Role::kLeader)
-    node_->propose_checkpoint([](Result<node::Outcome>) {});  // a lost one is proposed next time
+    node_->propose_checkpoint([](Result<Outcome>) {});  // a lost one is proposed next time
   server_->after(options_.interval, [this] { tick(); });
 }
 
@@ -206,18 +206,17 @@ void ReplicaCheck::verify_now(std::function<void(Result<ReplicaVerdict>)> done) 
       return answer_at(index, std::move(done));
     }
   }
-  node_->propose_checkpoint(
-      [this, answer_at, done = std::move(done)](Result<node::Outcome> r) mutable {
-        if (!r.ok())
-          return done(r.status());
-        if (!node_->checkpoint_hash(r->index) && !node_->status().checkpoint_hash)
-          return done(Status::not_supported("the backend takes no part in replica checks"));
-        {
-          std::lock_guard lock(mu_);
-          recent_.emplace(Clock::now(), r->index);
-        }
-        answer_at(r->index, std::move(done));
-      });
+  node_->propose_checkpoint([this, answer_at, done = std::move(done)](Result<Outcome> r) mutable {
+    if (!r.ok())
+      return done(r.status());
+    if (!node_->checkpoint_hash(r->index) && !node_->status().checkpoint_hash)
+      return done(Status::not_supported("the backend takes no part in replica checks"));
+    {
+      std::lock_guard lock(mu_);
+      recent_.emplace(Clock::now(), r->index);
+    }
+    answer_at(r->index, std::move(done));
+  });
 }
 
 std::optional<ReplicaVerdict> ReplicaCheck::last() const {

@@ -19,9 +19,9 @@
 #include <optional>
 #include <string>
 
-#include "http/message.h"
+#include "raftnginx/http.h"
+#include "raftnginx/status.h"
 #include "util/defaults.h"
-#include "util/status.h"
 
 namespace raftnginx::net {
 class TlsContext;

@@ -16,7 +16,7 @@
 #include <string>
 #include <string_view>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::net {
 

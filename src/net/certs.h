@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::net {
 

@@ -6,7 +6,7 @@
 #include <string>
 
 #include "net/address.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::net {
 

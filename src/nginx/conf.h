@@ -16,7 +16,7 @@
 #include <string>
 #include <vector>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::nginx {
 

@@ -20,7 +20,7 @@
 #include <thread>
 
 #include "nginx/conf.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::nginx {
 

@@ -348,4 +348,16 @@ NodeStatus Node::status() const {
   return status_;
 }
 
+ReplicaStatus Node::replica_status() const {
+  const NodeStatus st = status();
+  const cluster::Member* leader = st.membership.find(st.raft.leader);
+  return ReplicaStatus{st.membership.name_of(st.raft.id),
+                       role_label(st.raft),
+                       st.raft.hard_state.term,
+                       st.raft.leader == raft::kNoNode ? "" : st.membership.name_of(st.raft.leader),
+                       leader ? leader->http_address : "",
+                       st.raft.hard_state.commit,
+                       st.applied};
+}
+
 }  // namespace raftnginx::node

@@ -38,17 +38,18 @@
 #include <thread>
 
 #include "cluster/membership.h"
-#include "fsm/state_machine.h"
 #include "node/ready_pipeline.h"
 #include "node/session_table.h"
 #include "raft/raw_node.h"
+#include "raftnginx/pace.h"
+#include "raftnginx/replica.h"
+#include "raftnginx/state_machine.h"
 #include "storage/log_store.h"
 #include "storage/snapshot_store.h"
 #include "transport/transport.h"
 #include "util/clock.h"
 #include "util/defaults.h"
 #include "util/histogram.h"
-#include "util/pace.h"
 
 namespace raftnginx::node {
 
@@ -77,15 +78,6 @@ struct NodeOptions {
   // For the first start of a brand-new cluster: its initial members. Ignored when the data
   // directory already holds state.
   std::optional<cluster::Membership> bootstrap;
-};
-
-// What became of a command that was applied.
-struct Outcome {
-  raft::Index index = 0;  // the entry that applied it (a retry: the first request's entry)
-  fsm::ApplyResult result;
-  bool duplicate = false;  // a retried request id, answered from the session table
-  // False for a retry whose first result only the backend's files held before a restart.
-  bool result_known = true;
 };
 
 using ProposeCallback = std::function<void(Result<Outcome>)>;
@@ -124,7 +116,7 @@ struct NodeStatus {
 // term, membership, failure, snapshots taken or installed.
 using StatusObserver = std::function<void(const NodeStatus&)>;
 
-class Node final : public transport::Receiver, private ReadySink {
+class Node final : public transport::Receiver, public Replica, private ReadySink {
  public:
   // Opens the node's storage under options.data_dir, brings the state machine up to date and
   // starts the raft loop.
@@ -138,10 +130,10 @@ class Node final : public transport::Receiver, private ReadySink {
   // Proposes `command` (for the state machine) with the client's `request_id` (may be empty);
   // answered once it is applied on this node, or with why not: NotLeader, Busy (not committed;
   // retry), OutcomeUnknown (may have committed: retry with the same request id).
-  void propose(std::string command, std::string request_id, ProposeCallback done);
+  void propose(std::string command, std::string request_id, ProposeCallback done) override;
   // A linearizable read barrier (ReadIndex): `done` runs once this node's state machine
   // reflects every write committed before the call.
-  void read_barrier(StatusCallback done);
+  void read_barrier(StatusCallback done) override;
   void change_membership(raft::ConfChange cc, ProposeCallback done);
   // Proposes a checkpoint (leader only): once applied, every node has recorded its state hash
   // as of it, to be compared.
@@ -160,11 +152,12 @@ class Node final : public transport::Receiver, private ReadySink {
   void stop();
 
   NodeStatus status() const;
+  ReplicaStatus replica_status() const override;
   // Two figures of status() that every HTTP answer carries, read without copying the rest.
-  raft::Index applied_index() const { return published_applied_.load(); }
+  raft::Index applied_index() const override { return published_applied_.load(); }
   // Whether a scrub found damage (status().damage says what), read cheaply for every read.
   bool damaged() const { return published_damaged_.load(); }
-  std::chrono::steady_clock::time_point leader_contact() const {
+  std::chrono::steady_clock::time_point leader_contact() const override {
     return std::chrono::steady_clock::time_point(
         std::chrono::steady_clock::duration(published_leader_contact_.load()));
   }

@@ -4,8 +4,8 @@
 #include <spdlog/spdlog.h>
 
 #include "node/node.h"
+#include "raftnginx/pace.h"
 #include "storage/log_store.h"
-#include "util/pace.h"
 
 namespace raftnginx::node {
 

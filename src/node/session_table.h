@@ -22,7 +22,7 @@
 #include <string>
 #include <unordered_map>
 
-#include "fsm/state_machine.h"
+#include "raftnginx/state_machine.h"
 #include "util/defaults.h"
 
 namespace raftnginx::node {

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "raft/types.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::raft {
 

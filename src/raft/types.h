@@ -11,13 +11,10 @@
 #include <string_view>
 #include <vector>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
+#include "raftnginx/types.h"
 
 namespace raftnginx::raft {
-
-using NodeId = uint64_t;
-using Term = uint64_t;
-using Index = uint64_t;
 
 // Node ids are non-zero; zero means "nobody" (no vote, no known leader).
 inline constexpr NodeId kNoNode = 0;

@@ -5,9 +5,9 @@
 #include <functional>
 
 #include "raft/encoding.h"
+#include "raftnginx/pace.h"
 #include "storage/log_format.h"
 #include "storage/log_store.h"
-#include "util/pace.h"
 
 namespace raftnginx::storage {
 namespace {

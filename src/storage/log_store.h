@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "raft/memory_storage.h"
-#include "storage/env.h"
+#include "raftnginx/env.h"
 
 namespace raftnginx {
 class Pace;

@@ -9,7 +9,7 @@
 #include <cstring>
 #include <filesystem>
 
-#include "storage/env.h"
+#include "raftnginx/env.h"
 
 namespace raftnginx::storage {
 namespace {

@@ -4,8 +4,8 @@
 #include <cstdio>
 
 #include "raft/encoding.h"
+#include "raftnginx/pace.h"
 #include "util/checksum.h"
-#include "util/pace.h"
 
 namespace raftnginx::storage {
 namespace {

@@ -21,7 +21,7 @@
 #include <vector>
 
 #include "raft/types.h"
-#include "storage/env.h"
+#include "raftnginx/env.h"
 
 namespace raftnginx {
 class Pace;

@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "raft/types.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::transport {
 

@@ -33,7 +33,7 @@
 #include <memory>
 #include <string>
 
-#include "storage/env.h"
+#include "raftnginx/env.h"
 #include "transport/transport.h"
 #include "util/defaults.h"
 

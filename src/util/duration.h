@@ -5,7 +5,7 @@
 #include <string>
 #include <string_view>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx {
 

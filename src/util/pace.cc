@@ -1,4 +1,4 @@
-#include "util/pace.h"
+#include "raftnginx/pace.h"
 
 #include <algorithm>
 #include <thread>

@@ -1,4 +1,4 @@
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx {
 

@@ -3,6 +3,7 @@
 // exactly one answer with a valid status and never crash the daemon.
 #include <utility>  // Boost 1.74's awaitable.hpp uses std::exchange without including it
 
+#include <algorithm>
 #include <boost/beast/http.hpp>
 #include <chrono>
 #include <cstdint>
@@ -11,10 +12,10 @@
 #include <memory>
 #include <thread>
 
-#include "fsm/memory_kv.h"
 #include "http/api.h"
 #include "http/client.h"
 #include "http/server.h"
+#include "kv/kv_backends.h"
 #include "local_transport.h"
 #include "node/node.h"
 
@@ -36,9 +37,13 @@ struct Daemon {
     o.bootstrap = cluster::Membership::from(raft::ConfState{{1}, {}},
                                             {{1, "id=fuzz raft=127.0.0.1:1 http=127.0.0.1:2"}});
     transport = std::make_unique<transport::LocalTransport>(&hub);
-    auto kv_owned = std::make_unique<fsm::MemoryKv>();
-    kv = kv_owned.get();
-    node = std::move(node::Node::start(o, std::move(kv_owned), transport.get())).value();
+    // The built-in key-value store, opened as the daemon opens it (kv/kv_backends.h).
+    DaemonHooks hooks;
+    kv::add_backends(&hooks);
+    auto memory = std::find_if(hooks.backends.begin(), hooks.backends.end(),
+                               [](const BackendSpec& b) { return b.name == "memory"; });
+    Backend kv = std::move(memory->open(BackendContext{})).value();
+    node = std::move(node::Node::start(o, std::move(kv.state_machine), transport.get())).value();
     http::ServerOptions so;
     so.listen = "127.0.0.1:0";
     server = std::move(http::Server::listen(so)).value();
@@ -46,7 +51,7 @@ struct Daemon {
     http::ApiOptions ao;
     ao.self_name = "fuzz";
     ao.write_timeout = std::chrono::milliseconds(2000);
-    api = std::make_unique<http::Api>(ao, node.get(), kv, server.get(), &client);
+    api = std::make_unique<http::Api>(ao, node.get(), std::move(kv.routes), server.get(), &client);
     while (node->status().raft.role != raft::Role::kLeader)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
@@ -54,7 +59,6 @@ struct Daemon {
   std::filesystem::path dir;
   transport::LocalHub hub;
   std::unique_ptr<transport::LocalTransport> transport;
-  fsm::MemoryKv* kv;
   std::unique_ptr<node::Node> node;
   std::unique_ptr<http::Server> server;
   http::Client client;

@@ -4,7 +4,7 @@
 #include <string_view>
 
 #include "raft/encoding.h"
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace raftnginx;

@@ -18,7 +18,7 @@
 #include <utility>
 #include <vector>
 
-#include "storage/env.h"
+#include "raftnginx/env.h"
 
 namespace raftnginx::storage::testing {
 

@@ -8,7 +8,7 @@
 #include <set>
 #include <thread>
 
-#include "storage/env.h"
+#include "raftnginx/env.h"
 #include "transport/transport.h"
 
 namespace raftnginx::transport {

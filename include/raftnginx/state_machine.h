@@ -28,10 +28,10 @@
 #include <string_view>
 #include <vector>
 
-#include "raft/types.h"
-#include "storage/env.h"
-#include "util/pace.h"
-#include "util/status.h"
+#include "raftnginx/env.h"
+#include "raftnginx/pace.h"
+#include "raftnginx/status.h"
+#include "raftnginx/types.h"
 
 namespace raftnginx::fsm {
 

@@ -14,7 +14,7 @@
 #include <string_view>
 #include <vector>
 
-#include "util/status.h"
+#include "raftnginx/status.h"
 
 namespace raftnginx::storage {
 
