@@ -187,8 +187,9 @@ class Daemon:
     to it, and `headers` (e.g. an Authorization) go with each of their requests."""
 
     def __init__(self, root, name, args=(), http_port=None, raft_port=None, nginx=False,
-                 context=None, headers=None):
+                 context=None, headers=None, binary=None):
         self.name = name
+        self.binary = binary or BINARY  # raft-nginx, or a program built on it
         self.http = f"127.0.0.1:{http_port or free_port()}"
         self.raft = f"127.0.0.1:{raft_port or free_port()}"
         # The address of the node's nginx gateway, which the daemon runs, if any.
@@ -202,7 +203,7 @@ class Daemon:
 
     def command(self):
         gateway = ["--nginx-listen", self.gateway] if self.gateway else []
-        return [BINARY, "-id", self.name, "-haddr", self.http, "-raddr", self.raft,
+        return [self.binary, "-id", self.name, "-haddr", self.http, "-raddr", self.raft,
                 *gateway, *self.args, self.data_dir]
 
     def start(self, command=None, cwd=None, env=None):
