@@ -27,8 +27,8 @@ struct Flag {
   std::string name;  // "--audit-sync": two dashes, then lower-case letters, digits and '-'
   std::string help;
   std::string default_value;
-  // Checks a value given on the command line (null: any value); InvalidArgument says why, and
-  // the daemon exits with code 2 before it opens anything.
+  // Checks a value given on the command line, and the default (null: any value); InvalidArgument
+  // says why, and the daemon exits with code 2 before it opens anything.
   std::function<Status(const std::string&)> check;
 };
 
@@ -55,7 +55,7 @@ struct Backend {
 };
 
 struct BackendSpec {
-  std::string name;  // chosen with --fsm NAME: letters, digits and '-'
+  std::string name;  // chosen with --fsm NAME: lower-case letters, digits and '-'
   std::string help;  // one line for --help
   // Opens (or creates) the backend; called once, before the node starts. An error stops the
   // daemon with its message.
@@ -63,7 +63,7 @@ struct BackendSpec {
 };
 
 struct DaemonHooks {
-  std::string program = "raft-nginx";  // in --help, --version and the log
+  std::string program = "raft-nginx";  // in --help, --version and the log: a-z, 0-9 and '-'
   std::string description;             // the first line of --help
   std::string version;                 // the program's own version, if any, for --version
   // The first is the default. --inmem chooses one named "memory", if there is one.

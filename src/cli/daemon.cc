@@ -55,7 +55,9 @@ bool has_state(const std::string& data_dir, const std::string& log_dir) {
 // Sets up spdlog: one line per event, with the time, level and this node's name.
 // Logs go to stderr, as the README says: stdout stays for what a command prints as its answer.
 void setup_logging(const DaemonOptions& options, const DaemonHooks& hooks) {
-  spdlog::set_default_logger(spdlog::stderr_color_mt(hooks.program));
+  // Not registered by name: a program may have loggers of its own, under any names.
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>(
+      hooks.program, std::make_shared<spdlog::sinks::stderr_color_sink_mt>()));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %l node=" + options.id + " %v");
   spdlog::set_level(spdlog::level::from_str(options.log_level));
 }
@@ -108,6 +110,19 @@ Result<Backend> open_backend(const DaemonOptions& options, const DaemonHooks& ho
   context.flags = options.program_flags;
   if (Status s = context.env->create_dirs(context.dir); !s.ok())
     return s.in_context("cannot create the backend's directory: ");
+  // The data directory remembers its backend: another one would misread its state.
+  const std::string marker = options.data_dir + "/backend";
+  if (auto held = context.env->read_file(marker); held.ok() && *held != options.fsm + "\n") {
+    return Status::invalid_argument(options.data_dir + " holds the state of another backend (" +
+                                    marker +
+                                    "): start with the "
+                                    "--fsm it was made with, or use another data directory");
+  } else if (!held.ok()) {
+    if (held.status().code() != Status::Code::kNotFound)
+      return held.status();
+    if (Status s = context.env->write_file_atomically(marker, options.fsm + "\n"); !s.ok())
+      return s;
+  }
   // The program's code: an exception it throws is an error like any other.
   Result<Backend> backend = Status::io_error("not opened");
   try {
@@ -469,7 +484,7 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
       return 0;
     const bool damaged = node.status().code() == Status::Code::kCorruption;
     return give_up(node.status().message() +
-                   (damaged ? "; to rebuild it from its peers: raft-nginx repair " +
+                   (damaged ? "; to rebuild it from its peers: " + hooks.program + " repair " +
                                   options.data_dir + ", then start it with -join (see the README)"
                             : ""));
   }

@@ -251,6 +251,8 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   Status scrub_once();
 
   // Snapshots (node_snapshot.cc).
+  // InvalidArgument if another backend wrote the snapshot (another program, or --fsm changed).
+  Status check_backend(const storage::SnapshotInfo& info) const;
   void maybe_snapshot();
   void write_snapshot(std::unique_ptr<fsm::Snapshot> snap, storage::SnapshotInfo info,
                       std::string node_file);

@@ -1,5 +1,6 @@
 // The node as the ReadyPipeline's sink: the log, the transport, and committed entries applied
 // through the session table to the state machine.
+#include "node/backend_call.h"
 #include "node/envelope.h"
 #include "node/node.h"
 #include "util/checksum.h"
@@ -29,7 +30,11 @@ Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
   }
   if (!info)
     return Status::corruption("snapshot " + std::to_string(meta.index) + " is not in the store");
-  if (Status s = fsm_->restore(options_.env, info->dir, meta.index, meta.term); !s.ok())
+  if (Status s = check_backend(*info); !s.ok())
+    return s;
+  if (Status s = backend_call(
+          "restore", [&] { return fsm_->restore(options_.env, info->dir, meta.index, meta.term); });
+      !s.ok())
     return s;
   if (Status s = load_node_file(info->dir); !s.ok())
     return s;
@@ -84,7 +89,7 @@ Status Node::apply_commands(Pending& p) {
     return Status();
   std::vector<fsm::ApplyResult> results;
   results.reserve(p.batch.size());
-  if (Status s = fsm_->apply(p.batch, &results); !s.ok())
+  if (Status s = backend_call("apply", [&] { return fsm_->apply(p.batch, &results); }); !s.ok())
     return s;
   for (size_t i = 0; i < p.batch.size(); ++i) {
     const fsm::Command& cmd = p.batch[i];

@@ -1,4 +1,5 @@
 // Snapshots: taken beside the raft loop, streamed to followers, received from the leader.
+#include "node/backend_call.h"
 #include "node/node.h"
 
 namespace raftnginx::node {
@@ -12,7 +13,14 @@ void Node::maybe_snapshot() {
                                now - last_snapshot_time_ >= options_.snapshot_interval;
   if (!enough_entries && !interval_passed)
     return;
-  auto snap = fsm_->snapshot();
+  Result<std::unique_ptr<fsm::Snapshot>> snap = Status::io_error("no snapshot");
+  if (Status s = backend_call("snapshot",
+                              [&] {
+                                snap = fsm_->snapshot();
+                                return Status();
+                              });
+      !s.ok())
+    return fail(s);
   if (!snap.ok() || (*snap)->index() <= last_snapshot_index_) {
     // Only entries without commands since the last snapshot: nothing new to capture.
     last_snapshot_time_ = now;
@@ -49,7 +57,8 @@ void Node::write_snapshot(std::unique_ptr<fsm::Snapshot> snap, storage::Snapshot
   if (!tmp.ok()) {
     sealed = tmp.status();
   } else {
-    Status written = snap->write_to(options_.env, *tmp);
+    Status written =
+        backend_call("snapshot writer", [&] { return snap->write_to(options_.env, *tmp); });
     if (written.ok())
       written = options_.env->write_file_atomically(*tmp + "/" + kNodeSnapshotFile, node_file);
     std::lock_guard lock(store_mu_);
@@ -169,6 +178,15 @@ void Node::seal_received_snapshot(raft::Message m, transport::Sender sender,
     std::lock_guard lock(store_mu_);
     (void)snapshots_->unpin(index);
   }
+}
+
+Status Node::check_backend(const storage::SnapshotInfo& info) const {
+  if (info.fsm_name == fsm_->name())
+    return Status();
+  return Status::invalid_argument("snapshot " + std::to_string(info.meta.index) +
+                                  " holds the state of the \"" + info.fsm_name +
+                                  "\" backend, and this node runs \"" + fsm_->name() +
+                                  "\": every node of a cluster runs the same backend");
 }
 
 }  // namespace raftnginx::node

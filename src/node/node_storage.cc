@@ -2,6 +2,7 @@
 // the same point of the log.
 #include <spdlog/spdlog.h>
 
+#include "node/backend_call.h"
 #include "node/envelope.h"
 #include "node/node.h"
 #include "util/checksum.h"
@@ -46,10 +47,14 @@ Status Node::open_storage() {
   // Bring the state machine up to the snapshot if it is behind; never hand it anything twice.
   raft::Index applied = fsm_->applied_index();
   if (latest) {
+    if (Status s = check_backend(*latest); !s.ok())
+      return s;
     if (applied < snap.index) {
       if (Status s = snapshots_->verify(*latest); !s.ok())
         return s;
-      if (Status s = fsm_->restore(env, latest->dir, snap.index, snap.term); !s.ok())
+      if (Status s = backend_call(
+              "restore", [&] { return fsm_->restore(env, latest->dir, snap.index, snap.term); });
+          !s.ok())
         return s;
       applied = snap.index;
     }

@@ -3,6 +3,7 @@
 // is found while the cluster still holds good copies, not when the data is next needed.
 #include <spdlog/spdlog.h>
 
+#include "node/backend_call.h"
 #include "node/node.h"
 #include "raftnginx/pace.h"
 #include "storage/log_store.h"
@@ -75,7 +76,7 @@ Status Node::scrub_once() {
     if (!s.ok())
       return s;
   }
-  return fsm_->scrub(pace);
+  return backend_call("scrub", [&] { return fsm_->scrub(pace); });
 }
 
 }  // namespace raftnginx::node
