@@ -30,7 +30,9 @@ enum class Access {
   kAdmin,      // admins only
 };
 
-// One request to a backend's route. The first answer counts; later ones are dropped.
+// One request to a backend's route. The first answer counts; later ones are dropped, and once it
+// is answered (a refused permission too) read() and write() do nothing. A request whose last
+// reference is dropped without an answer is answered 500.
 class Exchange {
  public:
   virtual ~Exchange() = default;
@@ -46,8 +48,8 @@ class Exchange {
   // Whether the caller may read (write) `resource`, by the read (write) prefixes of its
   // principal (docs/security.md). If not, answers 403 and returns false. Always true without
   // auth. A backend names its resources as it likes: the key-value store by key.
-  virtual bool may_read(std::string_view resource) = 0;
-  virtual bool may_write(std::string_view resource) = 0;
+  [[nodiscard]] virtual bool may_read(std::string_view resource) = 0;
+  [[nodiscard]] virtual bool may_write(std::string_view resource) = 0;
 
   // Answers now.
   virtual void respond(http::Response response) = 0;

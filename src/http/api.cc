@@ -2,6 +2,7 @@
 #include "http/api.h"
 
 #include <algorithm>
+#include <cctype>
 #include <set>
 
 #include "http/api_json.h"
@@ -13,6 +14,13 @@ using Clock = std::chrono::steady_clock;
 constexpr std::chrono::milliseconds kSweepInterval{100};
 
 namespace {
+
+bool iequals(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return std::tolower(static_cast<unsigned char>(x)) ==
+           std::tolower(static_cast<unsigned char>(y));
+  });
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9')
@@ -74,6 +82,12 @@ void Api::Call::answer(Response r) {
   reply(std::move(r));
 }
 
+Api::Call::~Call() {
+  // Not while it waits in api->waiting_: only the Api's own end destroys a call there.
+  if (!answered.load() && !waiting)
+    answer(Response::error(500, "the backend's route did not answer"));
+}
+
 Api::Api(ApiOptions options, node::Node* node, std::vector<Route> routes, Server* server,
          Client* client)
     : options_(std::move(options)), node_(node), server_(server), client_(client) {
@@ -124,6 +138,12 @@ std::optional<std::string> Api::integrity_problem() const {
 std::optional<Response> Api::screen(const Request& head) const {
   if (!options_.auth || principal_of(head))
     return std::nullopt;
+  // A route open to anyone takes a stranger's body too.
+  if (auto path = percent_decode(head.target.substr(0, head.target.find('?')), false)) {
+    const Match m = match(*path, head.method);
+    if (m.route != nullptr && m.route->need == Need::kNothing)
+      return std::nullopt;
+  }
   // Every route that takes a body needs a principal: a stranger's body is not even read.
   return Response::unauthenticated("this cluster needs credentials: Authorization: Bearer <token>");
 }
@@ -211,13 +231,17 @@ Status Api::check_routes(const std::vector<Route>& routes) {
       return Status::invalid_argument("route " + r.method + " " + r.path + " has no handler");
     const std::string_view fixed = fixed_part(r.path);
     const bool tail = fixed.size() != r.path.size();
-    for (const OwnRoute& own : own_routes()) {
-      const std::string_view taken = own.path;
-      if (tail ? taken.starts_with(fixed) : taken == fixed)
+    std::vector<std::string_view> taken = {defaults::kGatewayPaths};
+    for (const OwnRoute& own : own_routes())
+      taken.push_back(own.path);
+    for (std::string_view t : taken) {
+      // A path the daemon's (or a gateway path) begins with, or one a {name} could match.
+      const bool gateway = t == defaults::kGatewayPaths && fixed.starts_with(t);
+      if (gateway || (tail ? t.starts_with(fixed) : t == fixed))
         return Status::invalid_argument("route " + r.path + " would take the daemon's " +
-                                        std::string(taken));
+                                        std::string(t));
     }
-    if (!seen.emplace(r.method, std::string(fixed)).second)
+    if (!seen.emplace(r.method, r.path.substr(0, fixed.size() + (tail ? 1 : 0))).second)
       return Status::invalid_argument("route " + r.method + " " + r.path + " is mounted twice");
   }
   return Status();
@@ -230,38 +254,43 @@ Api::Mounted Api::mount(std::string method, const std::string& path, Need need,
                  std::move(handle)};
 }
 
+Api::Match Api::match(const std::string& path, const std::string& method) const {
+  // An exact path is more specific than a {name}; of two {name}s, the longer fixed part is.
+  auto more_specific = [](const Mounted& a, const Mounted* b) {
+    return b == nullptr || (b->tail && (!a.tail || a.path.size() > b->path.size()));
+  };
+  Match m;
+  for (const Mounted& r : routes_) {
+    if (r.tail ? !path.starts_with(r.path) : path != r.path)
+      continue;
+    if (more_specific(r, m.any))
+      m.any = &r;
+    if (r.method == method && more_specific(r, m.route))
+      m.route = &r;
+    if ((", " + m.allow + ", ").find(", " + r.method + ", ") == std::string::npos)
+      m.allow += (m.allow.empty() ? "" : ", ") + r.method;
+  }
+  return m;
+}
+
 void Api::route(const CallPtr& call) {
   const std::string& path = call->decoded_path;
-  // An exact path wins over a {name} that would match it too.
-  const bool exact = std::any_of(routes_.begin(), routes_.end(),
-                                 [&path](const Mounted& m) { return !m.tail && m.path == path; });
-  auto matches = [&path, exact](const Mounted& m) {
-    return m.tail ? !exact && path.starts_with(m.path) : path == m.path;
-  };
-  const Mounted* found = nullptr;
-  std::string allow;
-  for (const Mounted& m : routes_) {
-    if (!matches(m))
-      continue;
-    call->route = m.label;
-    if (m.method == call->http_request.method)
-      found = &m;
-    allow += (allow.empty() ? "" : ", ") + m.method;
-  }
-  if (allow.empty())
+  const Match m = match(path, call->http_request.method);
+  if (m.any == nullptr)
     return call->answer(Response::error(404, "no such endpoint: " + path));
-  if (found == nullptr) {
+  call->route = m.any->label;
+  if (m.route == nullptr) {
     Response r = Response::error(
         405, "method " + call->http_request.method + " not allowed on " + call->route);
-    r.headers.emplace_back("Allow", allow);
+    r.headers.emplace_back("Allow", m.allow);
     return call->answer(std::move(r));
   }
-  call->route = found->label;
-  if (found->tail)
-    call->tail = path.substr(found->path.size());
-  if (!permitted(call, found->need))
+  call->route = m.route->label;
+  if (m.route->tail)
+    call->tail = path.substr(m.route->path.size());
+  if (!permitted(call, m.route->need))
     return;
-  found->handle(call);
+  m.route->handle(call);
 }
 
 void Api::fail(const CallPtr& call, const Status& s) {
@@ -326,23 +355,38 @@ void Api::forward_to_leader(const CallPtr& call, const std::string& leader_http)
       forwarded.headers.emplace_back(name, std::string(v));
   }
   forwarded.headers.emplace_back("X-Raft-Forwarded-By", options_.self_name);
-  client_->fetch(
-      leader_http, std::move(forwarded), options_.write_timeout,
-      [call, leader_http](Result<Response> r) {
-        if (!r.ok()) {
-          return call->answer(Response::outcome_unknown("could not forward to the leader: " +
-                                                        r.status().message()));
-        }
-        Response relayed;
-        relayed.status = r->status;
-        relayed.body = std::move(r->body);
-        for (const auto& [name, value] : r->headers) {
-          if (name.starts_with("X-Raft-") || name == "Content-Type" || name == "Retry-After")
-            relayed.headers.emplace_back(name, value);
-        }
-        relayed.headers.emplace_back("X-Raft-Leader", leader_http);
-        call->answer(std::move(relayed));
-      });
+  client_->fetch(leader_http, std::move(forwarded), options_.write_timeout,
+                 [call, leader_http](Result<Response> r) {
+                   if (!r.ok()) {
+                     return call->answer(Response::outcome_unknown(
+                         "could not forward to the leader: " + r.status().message()));
+                   }
+                   Response relayed;
+                   relayed.status = r->status;
+                   relayed.body = std::move(r->body);
+                   // Every header the leader's route set (a backend's Location or ETag too), but
+                   // those of the leader's own connection, which the server sets anew here.
+                   static constexpr std::string_view kHopByHop[] = {"Connection",
+                                                                    "Keep-Alive",
+                                                                    "Proxy-Authenticate",
+                                                                    "Proxy-Authorization",
+                                                                    "TE",
+                                                                    "Trailer",
+                                                                    "Transfer-Encoding",
+                                                                    "Upgrade",
+                                                                    "Content-Length",
+                                                                    "Date",
+                                                                    "Server"};
+                   for (const auto& [name, value] : r->headers) {
+                     const bool hop =
+                         std::any_of(std::begin(kHopByHop), std::end(kHopByHop),
+                                     [&name](std::string_view h) { return iequals(name, h); });
+                     if (!hop)
+                       relayed.headers.emplace_back(name, value);
+                   }
+                   relayed.headers.emplace_back("X-Raft-Leader", leader_http);
+                   call->answer(std::move(relayed));
+                 });
 }
 
 void Api::deadline(const CallPtr& call, Expiry expiry, const char* message) {

@@ -106,6 +106,8 @@ class Api {
     // Where the call sits in api->waiting_, if it waits there (guarded by api->waiting_mu_).
     std::optional<std::list<Waiting>::iterator> waiting;
 
+    // A request its route dropped without an answer still gets one.
+    ~Call() override;
     bool done() const { return answered.load(); }
     // The first answer wins: a timeout and a late result may race.
     void answer(Response r);
@@ -155,6 +157,14 @@ class Api {
   static std::span<const OwnRoute> own_routes();
   static Mounted mount(std::string method, const std::string& path, Need need,
                        std::function<void(const CallPtr&)> handle);
+  // The routes whose path matches: the most specific of them (`any`), the most specific that
+  // takes the method (`route`; null: 405), and every method they take (Allow).
+  struct Match {
+    const Mounted* any = nullptr;
+    const Mounted* route = nullptr;
+    std::string allow;
+  };
+  Match match(const std::string& path, const std::string& method) const;
   void route(const CallPtr& call);
   // Why this node must not serve reads (damage a scrub found, or a replica check it failed).
   std::optional<std::string> integrity_problem() const;

@@ -35,12 +35,14 @@ bool Api::Call::may(std::string_view resource, bool write) {
   }
   if (write ? principal->may_write(resource) : principal->may_read(resource))
     return true;
-  answer(Response::error(
-      403, principal->name + (write ? " may not write" : " may not read") + " this key"));
+  answer(Response::error(403, principal->name + (write ? " may not write " : " may not read ") +
+                                  std::string(resource)));
   return false;
 }
 
 void Api::Call::read(std::function<Response()> read) {
+  if (done())  // answered already (a refused permission): nothing more happens
+    return;
   auto call = shared_from_this();
   if (std::optional<std::string> why = api->integrity_problem())
     return answer(api->with_raft_headers(Response::unavailable(*why), false));
@@ -76,6 +78,8 @@ void Api::Call::read(std::function<Response()> read) {
 }
 
 void Api::Call::write(std::string command, std::function<Response(const Outcome&)> make_answer) {
+  if (done())  // answered already (a refused permission, an earlier write): nothing is proposed
+    return;
   auto call = shared_from_this();
   std::string request_id(http_request.header("Idempotency-Key"));
   if (request_id.size() > defaults::kMaxRequestIdBytes) {

@@ -14,9 +14,11 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "raftnginx/status.h"
+#include "util/defaults.h"
 
 namespace raftnginx::nginx {
 
@@ -52,6 +54,7 @@ struct GatewayConf {
 
 // The gateway answers GET here with its conf's generation (text).
 inline constexpr const char* kGenerationPath = "/_raftnginx/generation";
+static_assert(std::string_view(kGenerationPath).starts_with(defaults::kGatewayPaths));
 
 // The conf, or InvalidArgument if an address in `conf` does not follow net/address.h's grammar
 // (every address is checked again here, whatever checked it before, and written quoted).

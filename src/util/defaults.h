@@ -42,6 +42,8 @@ inline constexpr uint64_t kSessionWindowEntries = 100000;
 inline constexpr std::chrono::milliseconds kSessionMaxAge = 1h;
 inline constexpr uint64_t kSessionMaxBytes = 32 << 20;
 inline constexpr size_t kMaxRequestIdBytes = 128;
+// The paths the nginx gateway answers itself (nginx/conf.h): no backend's route may take them.
+inline constexpr std::string_view kGatewayPaths = "/_raftnginx/";
 
 // HTTP.
 inline constexpr uint64_t kMaxBody = 4 << 20;

@@ -16,9 +16,10 @@ Route route(std::string method, std::string path) {
 
 TEST(PublicApi, RoutesABackendMayMount) {
   EXPECT_TRUE(http::Api::check_routes({}).ok());
-  EXPECT_TRUE(http::Api::check_routes({route("POST", "/key"), route("GET", "/key/{key}"),
-                                       route("PUT", "/key/{key}"), route("GET", "/audit"),
-                                       route("GET", "/statusx"), route("GET", "/status/{x}")})
+  EXPECT_TRUE(http::Api::check_routes(
+                  {route("POST", "/key"), route("GET", "/key/{key}"), route("PUT", "/key/{key}"),
+                   route("GET", "/audit"), route("GET", "/statusx"), route("GET", "/status/{x}"),
+                   route("GET", "/a/"), route("GET", "/a/{x}"), route("GET", "/_raftnginx")})
                   .ok());
 }
 
@@ -41,6 +42,9 @@ TEST(PublicApi, RoutesThatAreRefusedWithTheirName) {
       {route("POST", "/join"), "the daemon's /join"},
       {route("GET", "/{anything}"), "the daemon's"},
       {route("GET", "/lead{er}"), "the daemon's /leader/transfer"},
+      {route("GET", "/_raftnginx/generation"), "the daemon's /_raftnginx/"},
+      {route("GET", "/_raftnginx/{x}"), "the daemon's /_raftnginx/"},
+      {route("GET", "/_raft{x}"), "the daemon's /_raftnginx/"},
       {Route{"GET", "/a", Access::kPrincipal, nullptr}, "no handler"},
   };
   for (const auto& [r, why] : cases) {
@@ -84,19 +88,38 @@ TEST(PublicApi, HooksAreChecked) {
   DaemonHooks no_open = hooks_with({"mine"}, {});
   no_open.backends[0].open = nullptr;
   EXPECT_FALSE(cli::check_hooks(no_open).ok());
+  for (const char* program : {"", "My Daemon", "a/b"}) {
+    DaemonHooks named = hooks_with({"mine"}, {});
+    named.program = program;
+    EXPECT_EQ(cli::check_hooks(named).code(), Status::Code::kInvalidArgument) << program;
+  }
+  // A flag's default goes through its check; a check that throws refuses.
+  DaemonHooks bad_default = hooks_with({"mine"}, {"--size"});
+  bad_default.flags[0].default_value = "big";
+  bad_default.flags[0].check = [](const std::string& v) {
+    return v == "big" ? Status::invalid_argument("not a size") : Status();
+  };
+  EXPECT_NE(cli::check_hooks(bad_default).message().find("its default 'big'"), std::string::npos);
+  bad_default.flags[0].check = [](const std::string&) -> Status {
+    throw std::runtime_error("oops");
+  };
+  EXPECT_NE(cli::check_hooks(bad_default).message().find("threw: oops"), std::string::npos);
 }
 
 // A program's flag that is one of the daemon's own: a usage error (exit 2), not an exception.
 TEST(PublicApi, AFlagTheDaemonHasIsAUsageError) {
-  DaemonHooks hooks = hooks_with({"mine"}, {"--fsm"});
-  ASSERT_TRUE(cli::check_hooks(hooks).ok());
-  std::vector<std::string> args = {"prog", "/tmp/unused"};
-  std::vector<char*> argv;
-  for (auto& a : args)
-    argv.push_back(a.data());
-  cli::ParsedOptions parsed = cli::parse_options(static_cast<int>(argv.size()), argv.data(), hooks);
-  EXPECT_FALSE(parsed.options.has_value());
-  EXPECT_EQ(parsed.exit_code, 2);
+  for (const char* taken : {"--fsm", "--config", "--version"}) {
+    DaemonHooks hooks = hooks_with({"mine"}, {taken});
+    ASSERT_TRUE(cli::check_hooks(hooks).ok());
+    std::vector<std::string> args = {"prog", "/tmp/unused"};
+    std::vector<char*> argv;
+    for (auto& a : args)
+      argv.push_back(a.data());
+    cli::ParsedOptions parsed =
+        cli::parse_options(static_cast<int>(argv.size()), argv.data(), hooks);
+    EXPECT_FALSE(parsed.options.has_value()) << taken;
+    EXPECT_EQ(parsed.exit_code, 2) << taken;
+  }
 }
 
 }  // namespace

@@ -1,0 +1,170 @@
+// A backend's routes mounted in the daemon's API (http/api.h over include/raftnginx/routes.h),
+// driven without a network: which route a path reaches, and what the Exchange does for a route
+// that answers wrongly, late or never, throws, or ignores a refused permission.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <future>
+#include <thread>
+
+#include "fsm/kv_command.h"
+#include "fsm/memory_kv.h"
+#include "http/api.h"
+#include "http/auth.h"
+#include "local_transport.h"
+#include "node/node.h"
+#include "temp_dir.h"
+
+namespace raftnginx {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A single-node cluster, its HTTP server (for timers only) and an Api with `routes`.
+class Daemon {
+ public:
+  explicit Daemon(std::vector<Route> routes, std::shared_ptr<http::AuthTable> auth = nullptr) {
+    node::NodeOptions o;
+    o.id = 1;
+    o.data_dir = dir_.path();
+    o.tick = 5ms;
+    o.election_ticks = 4;
+    o.bootstrap = cluster::Membership::from(raft::ConfState{{1}, {}},
+                                            {{1, "id=n1 raft=127.0.0.1:1 http=127.0.0.1:2"}});
+    transport_ = std::make_unique<transport::LocalTransport>(&hub_);
+    node_ = std::move(node::Node::start(o, std::make_unique<fsm::MemoryKv>(), transport_.get()))
+                .value();
+    http::ServerOptions so;
+    so.listen = "127.0.0.1:0";
+    server_ = std::move(http::Server::listen(so)).value();
+    server_->serve([](http::Request, http::Respond respond) { respond(http::Response{}); });
+    http::ApiOptions ao;
+    ao.self_name = "n1";
+    ao.auth = std::move(auth);
+    EXPECT_TRUE(http::Api::check_routes(routes).ok());
+    api_ = std::make_unique<http::Api>(ao, node_.get(), std::move(routes), server_.get(), &client_);
+    const auto until = std::chrono::steady_clock::now() + 10s;
+    while (node_->status().raft.role != raft::Role::kLeader &&
+           std::chrono::steady_clock::now() < until)
+      std::this_thread::sleep_for(5ms);
+  }
+  ~Daemon() {
+    api_.reset();
+    server_->stop();
+    node_->stop();
+  }
+
+  // The answer to one request (waits for it).
+  http::Response call(std::string method, std::string target, std::string body = {},
+                      http::Headers headers = {}) {
+    http::Request r;
+    r.method = std::move(method);
+    r.target = std::move(target);
+    r.body = std::move(body);
+    r.headers = std::move(headers);
+    auto answered = std::make_shared<std::promise<http::Response>>();
+    api_->handle(std::move(r),
+                 [answered](http::Response response) { answered->set_value(std::move(response)); });
+    auto future = answered->get_future();
+    EXPECT_EQ(future.wait_for(10s), std::future_status::ready);
+    return future.get();
+  }
+
+  http::Api& api() { return *api_; }
+  node::Node& node() { return *node_; }
+
+ private:
+  testing::TempDir dir_;
+  transport::LocalHub hub_;
+  std::unique_ptr<transport::LocalTransport> transport_;
+  std::unique_ptr<node::Node> node_;
+  std::unique_ptr<http::Server> server_;
+  http::Client client_;
+  std::unique_ptr<http::Api> api_;
+};
+
+// A route that answers with its own name and what its {name} matched.
+Route named(std::string method, std::string path, std::string name,
+            Access access = Access::kPrincipal) {
+  return Route{std::move(method), std::move(path), access, [name](std::shared_ptr<Exchange> ex) {
+                 ex->respond(http::Response::error(200, name + ":" + ex->path_tail()));
+               }};
+}
+
+TEST(ApiRoutes, TheMostSpecificPathTakesTheMethod) {
+  Daemon d({named("POST", "/f/upload", "upload"), named("GET", "/f/{n}", "file"),
+            named("GET", "/a/{x}", "short"), named("GET", "/a/b/{y}", "long"),
+            named("GET", "/a/", "exact")});
+  EXPECT_EQ(d.call("GET", "/f/upload").body, R"({"error":"file:upload"})");
+  EXPECT_EQ(d.call("POST", "/f/upload").body, R"({"error":"upload:"})");
+  EXPECT_EQ(d.call("GET", "/a/b/c").body, R"({"error":"long:c"})");
+  EXPECT_EQ(d.call("GET", "/a/bc").body, R"({"error":"short:bc"})");
+  EXPECT_EQ(d.call("GET", "/a/").body, R"({"error":"exact:"})");
+  // Percent-decoded before matching: the tail is the decoded rest.
+  EXPECT_EQ(d.call("GET", "/a/b/%2F..%2Fx").body, R"({"error":"long:/../x"})");
+  http::Response r = d.call("DELETE", "/f/upload");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(r.header("Allow"), "POST, GET");
+  EXPECT_EQ(d.call("GET", "/nowhere").status, 404);
+  EXPECT_EQ(d.call("GET", "/status").status, 200);  // the daemon's own are still there
+}
+
+TEST(ApiRoutes, ARouteThatThrowsOrNeverAnswersIsAnswered500) {
+  Daemon d({Route{"GET", "/throws", Access::kPrincipal,
+                  [](std::shared_ptr<Exchange>) { throw std::runtime_error("boom"); }},
+            Route{"GET", "/silent", Access::kPrincipal, [](std::shared_ptr<Exchange>) {}},
+            Route{"GET", "/read-throws", Access::kPrincipal, [](std::shared_ptr<Exchange> ex) {
+                    ex->read([]() -> http::Response { throw std::runtime_error("bad read"); });
+                  }}});
+  http::Response r = d.call("GET", "/throws");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("boom"), std::string::npos) << r.body;
+  EXPECT_EQ(d.call("GET", "/silent").status, 500);
+  r = d.call("GET", "/read-throws");
+  EXPECT_EQ(r.status, 500);
+  EXPECT_NE(r.body.find("bad read"), std::string::npos) << r.body;
+  EXPECT_EQ(d.call("GET", "/healthz").status, 200);  // and the daemon goes on
+}
+
+TEST(ApiRoutes, AWriteAfterARefusedPermissionProposesNothing) {
+  testing::TempDir dir;
+  const std::string path = dir.sub("auth.json");
+  std::ofstream(path) << R"([{"name": "w", "token_sha256": ")" << http::sha256_hex("t")
+                      << R"(", "read": [""], "write": ["mine/"]}])";
+  auto auth = http::AuthTable::load(path);
+  ASSERT_TRUE(auth.ok()) << auth.status().to_string();
+  fsm::KvCommand set;
+  set.pairs.emplace_back("theirs/k", "v");
+  const std::string command = fsm::encode_kv_command(set);
+  Daemon d({Route{"POST", "/careless", Access::kPrincipal,
+                  [command](std::shared_ptr<Exchange> ex) {
+                    (void)ex->may_write("theirs/k");  // refused: answers 403, and is ignored
+                    ex->write(command, [](const Outcome&) { return http::Response{}; });
+                  }},
+            Route{"POST", "/hook", Access::kAnyone,
+                  [](std::shared_ptr<Exchange> ex) {
+                    ex->respond(http::Response::error(202, ex->request().body));
+                  }}},
+           std::move(auth).value());
+  const raft::Index before = d.node().applied_index();
+  http::Response r = d.call("POST", "/careless", "", {{"Authorization", "Bearer t"}});
+  EXPECT_EQ(r.status, 403);
+  EXPECT_EQ(r.body, R"({"error":"w may not write theirs/k"})");
+  EXPECT_EQ(d.call("POST", "/careless").status, 401);
+  // Nothing was proposed: a write through the log would have moved the applied index.
+  EXPECT_EQ(d.node().applied_index(), before);
+
+  // A route open to anyone takes a stranger's body; the others do not even read it.
+  http::Request head;
+  head.method = "POST";
+  head.target = "/hook";
+  EXPECT_FALSE(d.api().screen(head).has_value());
+  head.target = "/careless";
+  ASSERT_TRUE(d.api().screen(head).has_value());
+  EXPECT_EQ(d.api().screen(head)->status, 401);
+  EXPECT_EQ(d.call("POST", "/hook", "ping").status, 202);
+}
+
+}  // namespace
+}  // namespace raftnginx
