@@ -275,6 +275,19 @@ std::vector<std::string> go_style_to_long(int argc, char** argv) {
   return out;
 }
 
+// A value for a program's flag, by its check (the program's code: what it throws is a refusal).
+Status check_flag_value(const Flag& flag, const std::string& value) {
+  if (!flag.check)
+    return Status();
+  try {  // the program's code
+    return flag.check(value);
+  } catch (const std::exception& e) {
+    return Status::invalid_argument(std::string("the check threw: ") + e.what());
+  } catch (...) {
+    return Status::invalid_argument("the check threw");
+  }
+}
+
 // The daemon's flags, each declared once: it writes into `flags` as CLI11 parses, and is
 // remembered, so that only the flags given on the command line override the config file.
 class FlagSet {
@@ -312,10 +325,8 @@ class FlagSet {
     auto* opt = app_->add_option_function<std::string>(
         flag.name,
         [this, flag](const std::string& text) {
-          if (flag.check) {
-            if (Status s = flag.check(text); !s.ok())
-              throw CLI::ValidationError(flag.name, s.message());
-          }
+          if (Status s = check_flag_value(flag, text); !s.ok())
+            throw CLI::ValidationError(flag.name, s.message());
           flags_.program_flags[flag.name] = text;
         },
         flag.help);
@@ -558,6 +569,8 @@ Status check_hooks(const DaemonHooks& hooks) {
       return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-';
     });
   };
+  if (!plain(hooks.program))
+    return Status::invalid_argument("program name '" + hooks.program + "': a-z, 0-9 and '-'");
   if (hooks.backends.empty())
     return Status::invalid_argument("no backend is registered");
   std::set<std::string> names;
@@ -574,6 +587,9 @@ Status check_hooks(const DaemonHooks& hooks) {
       return Status::invalid_argument("flag '" + f.name + "': two dashes, then a-z, 0-9 and '-'");
     if (!names.insert(f.name).second)
       return Status::invalid_argument("flag " + f.name + " is registered twice");
+    if (Status s = check_flag_value(f, f.default_value); !s.ok())
+      return Status::invalid_argument("flag " + f.name + ": its default '" + f.default_value +
+                                      "' is refused: " + s.message());
   }
   return Status();
 }
@@ -587,14 +603,14 @@ ParsedOptions parse_options(int argc, char** argv, const DaemonHooks& hooks) {
                hooks.program};
   app.set_version_flag("--version", version_line(hooks));
   FlagSet flags(&app);
+  std::string config_path;
   try {
+    app.add_option("--config", config_path, "The Go project's config.json");
     declare_flags(flags, hooks);
   } catch (const CLI::Error& e) {  // a program's flag that is also one of the daemon's
     std::cerr << hooks.program << ": " << e.what() << "\n";
     return ParsedOptions{std::nullopt, 2};
   }
-  std::string config_path;
-  app.add_option("--config", config_path, "The Go project's config.json");
   std::vector<std::string> args = go_style_to_long(argc, argv);
   try {
     app.parse(args);
