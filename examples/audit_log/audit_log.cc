@@ -1,5 +1,6 @@
 #include "audit_log.h"
 
+#include <algorithm>
 #include <cstdio>
 
 namespace raftnginx::examples {
@@ -109,7 +110,9 @@ Status AuditLog::apply(std::span<const fsm::Command> commands,
   uint64_t hash = hash_;
   for (const fsm::Command& c : commands) {
     if (c.data.find('\n') != std::string_view::npos) {
-      // One line per command; a refused command changes nothing, so replaying it is harmless.
+      // One line per command. A refused command changes nothing, and it leaves the applied
+      // index where the last line put it (the index must be durable with the effects, and a
+      // refusal has none): after a restart it is handed over again, and refused again.
       results->push_back(fsm::ApplyResult{Status::invalid_argument("newline in command"), {}});
       continue;
     }
@@ -140,12 +143,31 @@ std::optional<uint64_t> AuditLog::state_hash() const {
   return hash_;
 }
 
-Status AuditLog::scrub(Pace&) {
-  std::lock_guard lock(mu_);  // a small file: read whole, while no line is appended
-  auto data = env_->read_file(path_);
-  if (!data.ok())
-    return data.status();
-  if (hash_of_lines(std::string_view(*data).substr(0, size_)) != hash_)
+Status AuditLog::scrub(Pace& pace) {
+  // The trail as of now: lines are only appended, so its first `size` bytes must hash to `hash`
+  // whatever is appended while they are read (without the lock: apply goes on).
+  uint64_t size = 0;
+  uint64_t hash = 0;
+  {
+    std::lock_guard lock(mu_);
+    size = size_;
+    hash = hash_;
+  }
+  auto file = env_->open_for_read(path_);
+  if (!file.ok())
+    return file.status();
+  std::string data;
+  while (data.size() < size) {
+    std::string piece;
+    if (Status s = (*file)->read(std::min<uint64_t>(size - data.size(), 1 << 20), &piece); !s.ok())
+      return s;
+    if (piece.empty())
+      return Status::corruption(path_ + " is shorter than the lines appended to it");
+    data += piece;
+    if (!pace.consumed(piece.size()))
+      return Status();  // called off: no verdict
+  }
+  if (hash_of_lines(data) != hash)
     return Status::corruption(path_ + " no longer holds the lines that were appended to it");
   return Status();
 }

@@ -8,6 +8,7 @@
 //
 // With --auth, appending needs write permission on "audit", reading read permission on it.
 #include <charconv>
+#include <optional>
 #include <string>
 
 #include "audit_log.h"
@@ -27,17 +28,50 @@ Result<size_t> parse_max_line(std::string_view text) {
   return value;
 }
 
-// One line of printable text: no control characters (a tab is fine), so that a line can never
-// forge another, and a trailing newline is dropped.
+// The next code point of valid UTF-8 at `at` (advanced past it), or nullopt: overlong forms,
+// surrogates and values past U+10FFFF are invalid.
+std::optional<char32_t> next_code_point(std::string_view s, size_t* at) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char lead = byte(*at);
+  const size_t length = lead < 0x80         ? 1
+                        : lead >> 5 == 0x6  ? 2
+                        : lead >> 4 == 0xe  ? 3
+                        : lead >> 3 == 0x1e ? 4
+                                            : 0;
+  if (length == 0 || *at + length > s.size())
+    return std::nullopt;
+  char32_t c = length == 1 ? lead : lead & (0x7f >> length);
+  for (size_t i = 1; i < length; ++i) {
+    if (byte(*at + i) >> 6 != 0x2)
+      return std::nullopt;
+    c = (c << 6) | (byte(*at + i) & 0x3f);
+  }
+  static constexpr char32_t kSmallest[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (c < kSmallest[length] || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+    return std::nullopt;
+  *at += length;
+  return c;
+}
+
+// One line of printable UTF-8 text, so that no line can forge another or hide what it says: no
+// control characters (C0, DEL, C1; a tab is fine), no line or paragraph separators, no bidi
+// controls. A trailing newline was dropped before.
 Status check_line(std::string_view line, size_t max) {
   if (line.empty())
     return Status::invalid_argument("the body must be one line of text");
   if (line.size() > max)
     return Status::invalid_argument("the line is longer than " + std::to_string(max) + " bytes");
-  for (const char c : line) {
-    const auto u = static_cast<unsigned char>(c);
-    if ((u < 0x20 && c != '\t') || u == 0x7f)
-      return Status::invalid_argument("the line holds a control character (one line per append)");
+  for (size_t at = 0; at < line.size();) {
+    const std::optional<char32_t> c = next_code_point(line, &at);
+    if (!c)
+      return Status::invalid_argument("the line is not valid UTF-8");
+    const bool control = (*c < 0x20 && *c != '\t') || (*c >= 0x7f && *c <= 0x9f);
+    const bool separator = *c == 0x2028 || *c == 0x2029;
+    const bool bidi = *c == 0x061c || *c == 0x200e || *c == 0x200f ||
+                      (*c >= 0x202a && *c <= 0x202e) || (*c >= 0x2066 && *c <= 0x2069);
+    if (control || separator || bidi)
+      return Status::invalid_argument(
+          "the line holds a control, separator or bidi character (one plain line per append)");
   }
   return Status();
 }

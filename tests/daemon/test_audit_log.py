@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from cluster import SLOW, Certs, ClusterTest, request, wait_until
+from cluster import BINARY, SLOW, Certs, ClusterTest, free_port, request, wait_until
 
 AUDIT_LOG_BIN = os.environ.get("AUDIT_LOG_BIN", "audit-log-daemon")
 
@@ -135,14 +135,19 @@ class AuditLogDaemonTest(ClusterTest):
     def test_hostile_appends_are_refused_and_append_nothing(self):
         self.start_cluster(["--audit-max-line", "64"])
         leader = self.cluster.leader()
-        for body in ["", "\n", "two\nlines", "nul\x00byte", "esc\x1b[31m", "x" * 65, "cr\r"]:
+        hostile = ["", "\n", "two\nlines", "nul\x00byte", "esc\x1b[31m", "x" * 65, "cr\r",
+                   "nel\u0085line", "sep\u2028line", "para\u2029line", "rlo\u202eevil",
+                   "isolate\u2066x", b"bad\xff\xfeutf8", b"overlong\xc0\xaf", b"cut\xe2\x82",
+                   b"surrogate\xed\xa0\x80"]
+        for body in hostile:
             r = leader.post("/audit", body=body)
             self.assertEqual(r.status, 400, (body, r))
             self.assertIn("error", r.json())
         self.assertEqual(leader.post("/audit", body="x" * 64).status, 200)
+        self.assertEqual(leader.post("/audit", body="café\tdéployé ✓").status, 200)
         self.cluster.wait_converged()
         for d in self.cluster.running():
-            self.assertEqual(trail_lines(d.get("/audit").body), ["x" * 64])
+            self.assertEqual(trail_lines(d.get("/audit").body), ["x" * 64, "café\tdéployé ✓"])
         # Only the backend's routes are mounted: the key-value store's are not there.
         self.assertEqual(leader.get("/key/a").status, 404)
         r = leader.request("DELETE", "/audit")
@@ -181,6 +186,40 @@ class AuditLogDaemonTest(ClusterTest):
         self.assertEqual(r.status, 200, r)
         self.assertEqual(trail_lines(r.body), ["deployed v42"])
         self.assertEqual(request(follower.gateway, "GET", "/audit", context=ctx).status, 401)
+
+    def test_a_data_directory_keeps_to_its_backend(self):
+        solo = self.cluster.add("solo", binary=AUDIT_LOG_BIN)
+        wait_until(lambda: solo.get("/readyz").status == 200, what="solo ready")
+        self.assertEqual(solo.post("/audit", body="kept").status, 200)
+        self.assertEqual(solo.stop(), 0)
+        # raft-nginx's key-value store on the audit log's data: refused, and nothing is touched.
+        before = sorted(os.listdir(os.path.join(solo.data_dir, "fsm")))
+        r = subprocess.run([BINARY, "-id", "solo", "-haddr", f"127.0.0.1:{free_port()}",
+                            "-raddr", f"127.0.0.1:{free_port()}", solo.data_dir],
+                           capture_output=True, text=True, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertIn("holds the state of another backend", r.stderr)
+        self.assertNotIn("repair", r.stderr)
+        self.assertEqual(sorted(os.listdir(os.path.join(solo.data_dir, "fsm"))), before)
+        solo.start()
+        wait_until(lambda: solo.get("/readyz").status == 200, what="solo back")
+        self.assertEqual(trail_lines(solo.get("/audit").body), ["kept"])
+
+    def test_a_node_of_another_backend_never_installs_the_clusters_snapshot(self):
+        flags = ["--snapshot-threshold", "8", "--trailing-logs", "2"]
+        first = self.cluster.add("node1", flags, binary=AUDIT_LOG_BIN)
+        wait_until(lambda: first.get("/readyz").status == 200, what="node1 ready")
+        for i in range(30):
+            self.assertEqual(first.post("/audit", body=f"line {i}").status, 200)
+        wait_until(lambda: first.status()["snapshot_index"] >= 16, what="a snapshot")
+        # raft-nginx (the key-value store) joins the audit log's cluster as a learner: the leader
+        # sends it a snapshot of the audit log, which it refuses, and it stops saying why.
+        stranger = self.cluster.add("kv", ["--learner"], join=first)
+        wait_until(lambda: not stranger.running(), timeout=30, what="the stranger stopping")
+        self.assertEqual(stranger.proc.returncode, 1)
+        self.assertIn('holds the state of the "audit-log" backend, and this node runs "rocksdb"',
+                      stranger.log_tail())
+        self.assertEqual(first.post("/audit", body="still here").status, 200)
 
     def test_flags_are_the_daemons_and_the_programs_own(self):
         def run(*args):
