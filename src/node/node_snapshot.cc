@@ -125,8 +125,12 @@ void Node::unpin_snapshot(raft::Index index) {
 }
 
 Result<std::string> Node::begin_snapshot_receive(transport::Sender sender) {
-  // Only this node's leader offers a snapshot; it is known as leader before it sends one.
-  if (sender.id != published_leader_.load())
+  // Only this node's leader offers a snapshot. A node that knows no leader yet takes one: a
+  // node that just joined hears first from its leader by the snapshot that makes it a member
+  // (refused, it could never answer the leader's heartbeats, knowing nobody's address, and a
+  // two-voter cluster would stall); the core checks the message's term when it is stepped.
+  const raft::NodeId leader = published_leader_.load();
+  if (leader != raft::kNoNode && sender.id != leader)
     return Status::unavailable("a snapshot stream from a node that is not the leader");
   std::lock_guard lock(store_mu_);
   return snapshots_->begin();
