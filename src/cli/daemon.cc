@@ -413,12 +413,14 @@ Result<Opened> open_daemon(DaemonOptions* options) {
       return path.status();
     socket = std::move(path).value();
   }
-  auto server = http::Server::listen(server_options_for(*options, *trust, socket, *files));
-  if (!server.ok())
-    return server.status();
+  // The raft port first: once the HTTP port takes connections, both are bound (supervisors and
+  // tests wait on the HTTP port).
   auto transport = transport::TcpTransport::start(transport_options_for(*options, *trust, *files));
   if (!transport.ok())
     return transport.status();
+  auto server = http::Server::listen(server_options_for(*options, *trust, socket, *files));
+  if (!server.ok())
+    return server.status();
   return Opened{std::move(data_dir).value(), repairing,
                 std::move(trust).value(),    *files,
                 std::move(socket),           std::move(server).value(),
