@@ -22,6 +22,18 @@ bool iequals(std::string_view a, std::string_view b) {
   });
 }
 
+// A header of one connection, not of the message it carries (RFC 9110, 7.6.1), or one this
+// server sets itself.
+bool hop_by_hop(std::string_view name) {
+  static constexpr std::string_view kHeaders[] = {
+      "Connection",          "Keep-Alive", "Proxy-Authenticate",
+      "Proxy-Authorization", "TE",         "Trailer",
+      "Transfer-Encoding",   "Upgrade",    "Date",
+      "Content-Length",      "Server"};
+  return std::any_of(std::begin(kHeaders), std::end(kHeaders),
+                     [name](std::string_view h) { return iequals(name, h); });
+}
+
 int hex_value(char c) {
   if (c >= '0' && c <= '9')
     return c - '0';
@@ -364,25 +376,11 @@ void Api::forward_to_leader(const CallPtr& call, const std::string& leader_http)
                    Response relayed;
                    relayed.status = r->status;
                    relayed.body = std::move(r->body);
-                   // Every header the leader's route set (a backend's Location or ETag too), but
-                   // those of the leader's own connection, which the server sets anew here.
-                   static constexpr std::string_view kHopByHop[] = {"Connection",
-                                                                    "Keep-Alive",
-                                                                    "Proxy-Authenticate",
-                                                                    "Proxy-Authorization",
-                                                                    "TE",
-                                                                    "Trailer",
-                                                                    "Transfer-Encoding",
-                                                                    "Upgrade",
-                                                                    "Content-Length",
-                                                                    "Date",
-                                                                    "Server"};
-                   for (const auto& [name, value] : r->headers) {
-                     const bool hop =
-                         std::any_of(std::begin(kHopByHop), std::end(kHopByHop),
-                                     [&name](std::string_view h) { return iequals(name, h); });
-                     if (!hop)
-                       relayed.headers.emplace_back(name, value);
+                   // Every header the leader's route set (a backend's Location or ETag too),
+                   // but those of the leader's own connection, which this server sets anew.
+                   for (const auto& header : r->headers) {
+                     if (!hop_by_hop(header.first))
+                       relayed.headers.push_back(header);
                    }
                    relayed.headers.emplace_back("X-Raft-Leader", leader_http);
                    call->answer(std::move(relayed));

@@ -3,59 +3,25 @@
 // that answers wrongly, late or never, throws, or ignores a refused permission.
 #include <gtest/gtest.h>
 
-#include <chrono>
 #include <fstream>
-#include <future>
-#include <thread>
 
 #include "fsm/kv_command.h"
 #include "fsm/memory_kv.h"
-#include "http/api.h"
 #include "http/auth.h"
-#include "local_transport.h"
-#include "node/node.h"
+#include "one_node_api.h"
 #include "temp_dir.h"
 
 namespace raftnginx {
 namespace {
 
-using namespace std::chrono_literals;
-
-// A single-node cluster, its HTTP server (for timers only) and an Api with `routes`.
+// The API over a one-node cluster with `routes` mounted, in a directory of its own.
 class Daemon {
  public:
-  explicit Daemon(std::vector<Route> routes, std::shared_ptr<http::AuthTable> auth = nullptr) {
-    node::NodeOptions o;
-    o.id = 1;
-    o.data_dir = dir_.path();
-    o.tick = 5ms;
-    o.election_ticks = 4;
-    o.bootstrap = cluster::Membership::from(raft::ConfState{{1}, {}},
-                                            {{1, "id=n1 raft=127.0.0.1:1 http=127.0.0.1:2"}});
-    transport_ = std::make_unique<transport::LocalTransport>(&hub_);
-    node_ = std::move(node::Node::start(o, std::make_unique<fsm::MemoryKv>(), transport_.get()))
-                .value();
-    http::ServerOptions so;
-    so.listen = "127.0.0.1:0";
-    server_ = std::move(http::Server::listen(so)).value();
-    server_->serve([](http::Request, http::Respond respond) { respond(http::Response{}); });
-    http::ApiOptions ao;
-    ao.self_name = "n1";
-    ao.auth = std::move(auth);
-    EXPECT_TRUE(http::Api::check_routes(routes).ok());
-    api_ = std::make_unique<http::Api>(ao, node_.get(), std::move(routes), server_.get(), &client_);
-    const auto until = std::chrono::steady_clock::now() + 10s;
-    while (node_->status().raft.role != raft::Role::kLeader &&
-           std::chrono::steady_clock::now() < until)
-      std::this_thread::sleep_for(5ms);
-  }
-  ~Daemon() {
-    api_.reset();
-    server_->stop();
-    node_->stop();
-  }
+  explicit Daemon(std::vector<Route> routes, std::shared_ptr<http::AuthTable> auth = nullptr)
+      : api_(dir_.path(), std::make_unique<fsm::MemoryKv>(), std::move(routes),
+             options(std::move(auth))) {}
 
-  // The answer to one request (waits for it).
+  // The answer to one request.
   http::Response call(std::string method, std::string target, std::string body = {},
                       http::Headers headers = {}) {
     http::Request r;
@@ -63,25 +29,22 @@ class Daemon {
     r.target = std::move(target);
     r.body = std::move(body);
     r.headers = std::move(headers);
-    auto answered = std::make_shared<std::promise<http::Response>>();
-    api_->handle(std::move(r),
-                 [answered](http::Response response) { answered->set_value(std::move(response)); });
-    auto future = answered->get_future();
-    EXPECT_EQ(future.wait_for(10s), std::future_status::ready);
-    return future.get();
+    return api_.call(std::move(r));
   }
 
-  http::Api& api() { return *api_; }
-  node::Node& node() { return *node_; }
+  http::Api& api() { return api_.api(); }
+  node::Node& node() { return api_.node(); }
 
  private:
+  static http::ApiOptions options(std::shared_ptr<http::AuthTable> auth) {
+    http::ApiOptions o;
+    o.self_name = "n1";
+    o.auth = std::move(auth);
+    return o;
+  }
+
   testing::TempDir dir_;
-  transport::LocalHub hub_;
-  std::unique_ptr<transport::LocalTransport> transport_;
-  std::unique_ptr<node::Node> node_;
-  std::unique_ptr<http::Server> server_;
-  http::Client client_;
-  std::unique_ptr<http::Api> api_;
+  testing::OneNodeApi api_;
 };
 
 // A route that answers with its own name and what its {name} matched.
