@@ -2,7 +2,6 @@
 #include "http/api.h"
 
 #include <algorithm>
-#include <cctype>
 #include <set>
 
 #include "http/api_json.h"
@@ -15,23 +14,15 @@ constexpr std::chrono::milliseconds kSweepInterval{100};
 
 namespace {
 
-bool iequals(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return std::tolower(static_cast<unsigned char>(x)) ==
-           std::tolower(static_cast<unsigned char>(y));
-  });
-}
-
 // A header of one connection, not of the message it carries (RFC 9110, 7.6.1), or one this
-// server sets itself.
+// server sets itself. Kept as Headers so that find_header's case-insensitive match is the one.
 bool hop_by_hop(std::string_view name) {
-  static constexpr std::string_view kHeaders[] = {
-      "Connection",          "Keep-Alive", "Proxy-Authenticate",
-      "Proxy-Authorization", "TE",         "Trailer",
-      "Transfer-Encoding",   "Upgrade",    "Date",
-      "Content-Length",      "Server"};
-  return std::any_of(std::begin(kHeaders), std::end(kHeaders),
-                     [name](std::string_view h) { return iequals(name, h); });
+  static const Headers kHeaders = {
+      {"Connection", "-"},          {"Keep-Alive", "-"}, {"Proxy-Authenticate", "-"},
+      {"Proxy-Authorization", "-"}, {"TE", "-"},         {"Trailer", "-"},
+      {"Transfer-Encoding", "-"},   {"Upgrade", "-"},    {"Date", "-"},
+      {"Content-Length", "-"},      {"Server", "-"}};
+  return !find_header(kHeaders, name).empty();
 }
 
 int hex_value(char c) {
