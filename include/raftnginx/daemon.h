@@ -52,6 +52,10 @@ struct BackendContext {
 struct Backend {
   std::unique_ptr<fsm::StateMachine> state_machine;
   std::vector<Route> routes;
+  // Optional: called with the node once it runs, so that the backend may start work of its own
+  // (the key-value store expires keys on the leader), and with null before the node stops: once
+  // that call returns, the backend must not use the Replica again.
+  std::function<void(Replica*)> attach;
 };
 
 struct BackendSpec {

@@ -2,6 +2,8 @@
 // that only server.cc and client.cc need Boost.Beast.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <string_view>
@@ -27,10 +29,23 @@ struct Request {
   std::string_view header(std::string_view name) const { return find_header(headers, name); }
 };
 
+// A body sent as it is produced, in chunks (a watch). The server asks for the next piece once
+// the one before is written; next() hands it over at once or later, from any thread, exactly
+// once per call. An empty piece ends the body. cancel() says the connection went away: no
+// next() follows, and a pending one need not be answered.
+class BodyStream {
+ public:
+  virtual ~BodyStream() = default;
+  virtual void next(std::function<void(std::string)> piece) = 0;
+  virtual void cancel() = 0;
+};
+
 struct Response {
   int status = 200;
   Headers headers;
   std::string body;
+  // If set, the body comes from here (chunked), and `body` is not sent.
+  std::shared_ptr<BodyStream> stream;
 
   std::string_view header(std::string_view name) const { return find_header(headers, name); }
   // A JSON body. Strings that are not valid UTF-8 (keys and values may hold any bytes) are

@@ -54,7 +54,7 @@ class Exchange {
   // Answers now.
   virtual void respond(http::Response response) = 0;
   // Reads at the level the request asks, then answers what `read` returns, with X-Raft-Index
-  // and X-Raft-Served-By:
+  // (unless the answer has its own: the index of the view it read) and X-Raft-Served-By:
   //   ?level=stale (the default): at once, from this node's state, with X-Raft-Last-Contact;
   //     &max_lag=DURATION answers 503 if this node has not heard from a leader within it.
   //   ?level=linearizable: after a read barrier (ReadIndex), so the read sees every write

@@ -459,6 +459,19 @@ Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Ope
   return node;
 }
 
+// Hands the backend its node (or takes it back: null), if it asked. What it throws is logged.
+void attach_backend(const std::function<void(Replica*)>& attach, Replica* replica) {
+  if (!attach)
+    return;
+  try {
+    attach(replica);
+  } catch (const std::exception& e) {
+    spdlog::error("the backend's attach threw: {}", e.what());
+  } catch (...) {
+    spdlog::error("the backend's attach threw");
+  }
+}
+
 // Runs the daemon to completion; returns the process exit code.
 int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   DaemonOptions options = given;
@@ -521,6 +534,8 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
       },
       [&api](const http::Request& head) { return api.screen(head); });
   replica_check.start();
+  const std::function<void(Replica*)> attach = std::move(backend.value().attach);
+  attach_backend(attach, node->get());
   std::thread joiner;
   if (opened.repairing) {
     joiner = std::thread([&] {
@@ -541,6 +556,7 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   stop_signal.on_reload(nullptr);
   if (joiner.joinable())
     joiner.join();
+  attach_backend(attach, nullptr);
   (*node)->shutdown(options.election_timeout * 4);
   opened.server->stop();
   opened.transport->close(node_options_for(options).id);

@@ -8,7 +8,8 @@ namespace raftnginx::http {
 using Clock = std::chrono::steady_clock;
 
 Response Api::with_raft_headers(Response r, bool stale_read) const {
-  r.headers.emplace_back("X-Raft-Index", std::to_string(node_->applied_index()));
+  if (r.header("X-Raft-Index").empty())
+    r.headers.emplace_back("X-Raft-Index", std::to_string(node_->applied_index()));
   r.headers.emplace_back("X-Raft-Served-By", options_.self_name);
   if (stale_read) {
     const auto since = std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -62,62 +62,65 @@ Request request_head(const bhttp::request<bhttp::string_body>& message, const st
   return request;
 }
 
-// Where a handler's Response meets the connection's coroutine. A handler that answers at once
-// (a stale read) is taken without suspending; one that answers later, from any thread (a write,
-// once committed), resumes the coroutine on its own executor.
-class Answer {
+// Where a handler's Response (or a stream's next piece) meets the connection's coroutine. One
+// given at once (a stale read) is taken without suspending; one given later, from any thread (a
+// write, once committed), resumes the coroutine on its own executor.
+template <typename T>
+class Handoff {
  public:
-  void deliver(Response response) {
+  void deliver(T value) {
     std::unique_lock lock(mu_);
-    RAFTNGINX_CHECK(!answered_, "a request was answered twice");
-    answered_ = true;
+    RAFTNGINX_CHECK(!delivered_, "a request was answered twice");
+    delivered_ = true;
     if (!resume_) {
-      response_ = std::move(response);
+      value_ = std::move(value);
       return;
     }
     auto resume = std::move(resume_);
     lock.unlock();
-    resume(std::move(response));
+    resume(std::move(value));
   }
 
-  // The Response, if it was given before the coroutine asked.
-  std::optional<Response> take() {
+  // The value, if it was given before the coroutine asked.
+  std::optional<T> take() {
     std::lock_guard lock(mu_);
-    return std::exchange(response_, std::nullopt);
+    return std::exchange(value_, std::nullopt);
   }
 
   template <typename Token>
   auto wait(Token&& token) {
-    return asio::async_initiate<Token, void(Response)>(
+    return asio::async_initiate<Token, void(T)>(
         [this](auto completion) {
           auto executor = asio::get_associated_executor(completion);
           auto shared = std::make_shared<decltype(completion)>(std::move(completion));
-          auto resume = [executor, shared](Response response) {
+          auto resume = [executor, shared](T value) {
             // Inline when the answer comes from the connection's own thread (Server::post to
             // the thread that took the request); a post from any other thread.
-            asio::dispatch(executor, [shared, response = std::move(response)]() mutable {
-              (*shared)(std::move(response));
+            asio::dispatch(executor, [shared, value = std::move(value)]() mutable {
+              (*shared)(std::move(value));
             });
           };
           std::unique_lock lock(mu_);
-          if (!response_) {
+          if (!value_) {
             resume_ = std::move(resume);
             return;
           }
-          Response response = std::move(*response_);
-          response_.reset();
+          T value = std::move(*value_);
+          value_.reset();
           lock.unlock();
-          resume(std::move(response));
+          resume(std::move(value));
         },
         token);
   }
 
  private:
   std::mutex mu_;
-  bool answered_ = false;
-  std::optional<Response> response_;
-  std::function<void(Response)> resume_;
+  bool delivered_ = false;
+  std::optional<T> value_;
+  std::function<void(T)> resume_;
 };
+
+using Answer = Handoff<Response>;
 
 // One open connection, as the connection limit sees it.
 struct Conn {
@@ -229,6 +232,10 @@ class Server::Impl {
   template <typename Stream>
   asio::awaitable<void> serve(Stream& stream, std::string remote, std::string certificate_name,
                               Conn& conn);
+  // Sends a response whose body is a BodyStream; true if it was sent to its end.
+  template <typename Stream>
+  asio::awaitable<bool> send_stream(Stream& stream, const Response& response, unsigned version,
+                                    bool keep_alive);
 
   const ServerOptions opt;
   Handler handler;
@@ -418,6 +425,12 @@ asio::awaitable<void> Server::Impl::serve(Stream& stream, std::string remote,
     } else {
       response = co_await answer->wait(use_awaitable);
     }
+    if (response.stream) {
+      const bool ended = co_await send_stream(stream, response, version, keep_alive);
+      if (!ended || !keep_alive)
+        break;
+      continue;
+    }
     BeastResponse res = to_beast(response, version, keep_alive);
     lowest.expires_after(opt.read_timeout);
     co_await bhttp::async_write(stream, res, asio::redirect_error(use_awaitable, ec));
@@ -425,6 +438,46 @@ asio::awaitable<void> Server::Impl::serve(Stream& stream, std::string remote,
       break;
   }
   lowest.close();
+}
+
+template <typename Stream>
+asio::awaitable<bool> Server::Impl::send_stream(Stream& stream, const Response& response,
+                                                unsigned version, bool keep_alive) {
+  auto& lowest = beast::get_lowest_layer(stream);
+  const std::shared_ptr<BodyStream> body = response.stream;
+  bhttp::response<bhttp::empty_body> head{static_cast<bhttp::status>(response.status), version};
+  head.set(bhttp::field::server, "raft-nginx");
+  headers_to_beast(response.headers, &head);
+  head.keep_alive(keep_alive);
+  head.chunked(true);
+  bhttp::response_serializer<bhttp::empty_body> serializer{head};
+  beast::error_code ec;
+  lowest.expires_after(opt.read_timeout);
+  co_await bhttp::async_write_header(stream, serializer, asio::redirect_error(use_awaitable, ec));
+  while (!ec) {
+    // A stream may be quiet for long (a watch between changes): each write has its own limit.
+    lowest.expires_never();
+    auto handoff = std::make_shared<Handoff<std::string>>();
+    body->next([handoff](std::string piece) { handoff->deliver(std::move(piece)); });
+    std::string piece;
+    if (std::optional<std::string> now = handoff->take()) {
+      piece = std::move(*now);
+    } else {
+      piece = co_await handoff->wait(use_awaitable);
+    }
+    lowest.expires_after(opt.read_timeout);
+    if (piece.empty()) {
+      const auto last = bhttp::make_chunk_last();
+      co_await asio::async_write(stream, last, asio::redirect_error(use_awaitable, ec));
+      if (!ec)
+        co_return true;
+      break;
+    }
+    const auto chunk = bhttp::make_chunk(asio::buffer(piece));
+    co_await asio::async_write(stream, chunk, asio::redirect_error(use_awaitable, ec));
+  }
+  body->cancel();
+  co_return false;
 }
 
 Result<std::unique_ptr<Server>> Server::listen(const ServerOptions& options) {
