@@ -76,10 +76,10 @@ void run(int writers, double seconds, size_t value_bytes, uint64_t snapshot_thre
   for (int w = 0; w < writers; ++w) {
     threads.emplace_back([&, w] {
       for (uint64_t i = 0; running; ++i) {
-        const std::string cmd = fsm::encode_kv_command(
-            fsm::KvCommand{fsm::KvCommand::Op::kSet,
-                           {{"w" + std::to_string(w) + "-" + std::to_string(i), value}},
-                           {}});
+        fsm::KvCommand put;
+        put.success.push_back(fsm::KvOp{
+            fsm::KvOp::Kind::kPut, "w" + std::to_string(w) + "-" + std::to_string(i), value, 0});
+        const std::string cmd = fsm::encode_kv_command(put);
         std::promise<bool> done;
         const auto start = Clock::now();
         leader->propose(cmd, {}, [&](Result<Outcome> r) { done.set_value(r.ok()); });

@@ -1,29 +1,100 @@
-// The commands of the built-in key-value store, and their versioned binary encoding.
+// The commands of the built-in key-value store, their results, and their versioned binary
+// encodings. Every command is a transaction: compares, then the ops for success or for failure,
+// applied atomically at the command's index (kv_apply.h says what each does).
 //
-//   version (1) | op (1) | op-specific body
-//     op 1, set:     count (4) | count x [key (4 + n) | value (4 + n)]   all set atomically
-//     op 2, delete:  count (4) | count x key (4 + n)
+//   version 2:  2 (1) | compares | success ops | failure ops
+//     compares:  count (4) | count x [key (4 + n) | field (1) | u64 (8) | value (4 + n)]
+//     ops:       count (4) | count x [kind (1) | key (4 + n) | value (4 + n) | u64 (8)]
+//                  put: the u64 is the TTL in ms (0: none); expire: the mod_index it expires
+//   version 1 (before revisions; still read from old logs):
+//     1 (1) | op (1) | body     op 1, set: count (4) | count x [key | value]
+//                                op 2, delete: count (4) | count x key
 //
-// A decoder that meets a version or op it does not know says NotSupported, so that a node of an
-// older release refuses a newer command instead of misreading it.
+// A decoder that meets a version, op or field it does not know says NotSupported, so that a node
+// of an older release refuses a newer command instead of misreading it.
 #pragma once
 
+#include <cstdint>
 #include <string>
-#include <utility>
 #include <vector>
 
 #include "raftnginx/status.h"
+#include "raftnginx/types.h"
 
 namespace raftnginx::fsm {
 
+// The most compares and ops a client's transaction (POST /txn) may carry together. A command
+// itself is bounded only by its size: a POST /key sets as many keys as its body holds.
+inline constexpr size_t kMaxTxnOps = 128;
+
+// A key's value and its revisions. The indexes are the Raft indexes of the entries that made
+// the change: the same on every node. A key written by a version-1 command (before revisions)
+// carries zeros.
+struct KvRecord {
+  std::string value;
+  raft::Index create_index = 0;  // the entry that created the key
+  raft::Index mod_index = 0;     // the entry that last changed it
+  uint64_t version = 0;          // writes since it was created (1 after the first)
+  uint64_t expires_at_ms = 0;    // its deadline (ms since the Unix epoch), 0: none
+
+  bool operator==(const KvRecord&) const = default;
+};
+
+// A record as the backends store it: format (1) = 1 | create | mod | version | expires (8 each)
+// | value.
+std::string encode_kv_record(const KvRecord& record);
+Result<KvRecord> decode_kv_record(std::string_view stored);
+
+struct KvCompare {
+  enum class Field : uint8_t { kModIndex = 1, kVersion = 2, kValue = 3, kExists = 4 };
+  std::string key;
+  Field field = Field::kModIndex;
+  uint64_t number = 0;  // kModIndex, kVersion; kExists: 1 or 0
+  std::string value;    // kValue
+
+  bool operator==(const KvCompare&) const = default;
+};
+
+struct KvOp {
+  enum class Kind : uint8_t { kPut = 1, kDelete = 2, kDeletePrefix = 3, kGet = 4, kExpire = 5 };
+  Kind kind = Kind::kPut;
+  std::string key;  // the prefix, for kDeletePrefix
+  std::string value;
+  uint64_t number = 0;  // kPut: TTL in ms (0: none); kExpire: the mod_index being expired
+
+  bool operator==(const KvOp&) const = default;
+};
+
 struct KvCommand {
-  enum class Op : uint8_t { kSet = 1, kDelete = 2 };
-  Op op = Op::kSet;
-  std::vector<std::pair<std::string, std::string>> pairs;  // kSet
-  std::vector<std::string> keys;                           // kDelete
+  std::vector<KvCompare> compares;
+  std::vector<KvOp> success;  // applied if every compare holds
+  std::vector<KvOp> failure;  // applied otherwise
+  bool legacy = false;        // decoded from version 1: writes carry no revisions
+
+  bool operator==(const KvCommand&) const = default;
+};
+
+// What one op did. put: the record written; get: the record, if found; delete, delete-prefix,
+// expire: how many keys went.
+struct KvOpResult {
+  bool found = false;
+  KvRecord record;
+  uint64_t deleted = 0;
+
+  bool operator==(const KvOpResult&) const = default;
+};
+
+struct KvResult {
+  bool succeeded = true;            // whether every compare held
+  std::vector<KvOpResult> results;  // one per op of the branch taken
+
+  bool operator==(const KvResult&) const = default;
 };
 
 std::string encode_kv_command(const KvCommand& cmd);
 Result<KvCommand> decode_kv_command(std::string_view data);
+
+std::string encode_kv_result(const KvResult& result);
+Result<KvResult> decode_kv_result(std::string_view data);
 
 }  // namespace raftnginx::fsm

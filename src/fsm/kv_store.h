@@ -1,9 +1,12 @@
-// KvStore: a state machine that is also a key-value store (the hraftd-compatible one), with
-// its reads. Both built-in backends implement it.
+// KvStore: a state machine that is also a key-value store (the hraftd-compatible one, with
+// revisions, listing, compare-and-set, TTL and change events), with its reads. Both built-in
+// backends implement it; kv_apply.h holds what applying a command means, shared by both.
 #pragma once
 
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "fsm/kv_command.h"
 #include "raftnginx/state_machine.h"
@@ -11,10 +14,55 @@
 
 namespace raftnginx::fsm {
 
+// One change to one key, as watchers see it.
+struct KvEvent {
+  enum class Type : uint8_t { kPut, kDelete, kExpire };
+  raft::Index index = 0;
+  Type type = Type::kPut;
+  std::string key;
+  KvRecord record;  // kPut: the record written; otherwise empty
+  std::optional<std::string> prev_value;
+};
+
+// Told about every change as it is applied. Threads: called on the apply thread (and from
+// restore()), so it must be quick and must not call back into the store.
+class KvObserver {
+ public:
+  virtual ~KvObserver() = default;
+  // A batch was applied: its changes in log order (possibly none); `last` is its last index.
+  virtual void applied(std::vector<KvEvent> events, raft::Index last) = 0;
+  // The state was replaced by a snapshot's, which covers the log up to `index`: the changes
+  // before it are not known one by one.
+  virtual void restored(raft::Index index) = 0;
+};
+
+// A page of keys under a prefix, as of one index.
+struct KvListing {
+  raft::Index index = 0;  // the last index whose effects the page shows
+  std::vector<std::pair<std::string, KvRecord>> entries;
+  bool truncated = false;  // more keys follow the last one
+};
+
+// A key whose deadline has passed, and the revision whose deadline it is.
+struct KvDue {
+  std::string key;
+  raft::Index mod_index = 0;
+};
+
 class KvStore : public StateMachine {
  public:
-  // The value of `key`, or nullopt if it is not set. Safe from any thread.
-  virtual Result<std::optional<std::string>> get(std::string_view key) const = 0;
+  // The record of `key`, or nullopt if it is not set. Safe from any thread.
+  virtual Result<std::optional<KvRecord>> get(std::string_view key) const = 0;
+  // The keys that begin with `prefix` and sort after `after` (all, if empty), in byte order, as
+  // of one index: at most `limit` of them, and no more once `max_bytes` of keys and values are
+  // taken (at least one). `keys_only` leaves the values out. Safe from any thread.
+  virtual Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
+                                 size_t max_bytes, bool keys_only) const = 0;
+  // Up to `limit` keys whose deadline is at or before `now_ms`, earliest first. Safe from any
+  // thread; kept in memory, rebuilt when the store opens or restores.
+  virtual std::vector<KvDue> due(uint64_t now_ms, size_t limit) const = 0;
+  // Set once, before the node starts applying; the observer outlives the store's use.
+  virtual void set_observer(KvObserver* observer) = 0;
 };
 
 // The hash of one key and its value. A store's state hash is the sum (mod 2^64) of its pairs'
@@ -27,21 +75,18 @@ inline uint64_t kv_pair_hash(std::string_view key, std::string_view value) {
   return h ^ (h >> 29);
 }
 
-// What applying one KvCommand does, shared by the backends: decode it, then call `set`/`erase`
-// for its effects. Returns the result for the client.
-template <typename SetFn, typename EraseFn>
-ApplyResult apply_kv_command(const Command& cmd, SetFn&& set, EraseFn&& erase) {
-  auto decoded = decode_kv_command(cmd.data);
-  if (!decoded.ok())
-    return ApplyResult{decoded.status(), {}};
-  if (decoded->op == KvCommand::Op::kSet) {
-    for (auto& [key, value] : decoded->pairs)
-      set(std::move(key), std::move(value));
-  } else {
-    for (auto& key : decoded->keys)
-      erase(std::move(key));
-  }
-  return ApplyResult{};
+// A record's share of the state hash: its pair's, with its revisions mixed in. A record without
+// revisions (written before them) hashes as its pair did then, so a store's hash does not change
+// when it is upgraded.
+inline uint64_t kv_record_hash(std::string_view key, const KvRecord& r) {
+  const uint64_t pair = kv_pair_hash(key, r.value);
+  if (r.create_index == 0 && r.mod_index == 0 && r.version == 0 && r.expires_at_ms == 0)
+    return pair;
+  uint64_t m = r.create_index * 0x9e3779b97f4a7c15ull ^ r.mod_index * 0xc2b2ae3d27d4eb4full ^
+               r.version * 0x165667b19e3779f9ull ^ r.expires_at_ms * 0x27d4eb2f165667c5ull;
+  m ^= m >> 33;
+  m *= 0xff51afd7ed558ccdull;
+  return pair ^ (m ^ (m >> 33));
 }
 
 }  // namespace raftnginx::fsm

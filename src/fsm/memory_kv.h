@@ -8,6 +8,7 @@
 #include <map>
 #include <shared_mutex>
 
+#include "fsm/kv_apply.h"
 #include "fsm/kv_store.h"
 
 namespace raftnginx::fsm {
@@ -21,13 +22,21 @@ class MemoryKv final : public KvStore {
   Result<std::unique_ptr<Snapshot>> snapshot() override;
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
-  Result<std::optional<std::string>> get(std::string_view key) const override;
+  Result<std::optional<KvRecord>> get(std::string_view key) const override;
+  Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
+                         size_t max_bytes, bool keys_only) const override;
+  std::vector<KvDue> due(uint64_t now_ms, size_t limit) const override {
+    return expiry_.due(now_ms, limit);
+  }
+  void set_observer(KvObserver* observer) override { observer_ = observer; }
   // Kept up to date per write (kv_store.h). Nothing on disk to scrub.
   std::optional<uint64_t> state_hash() const override;
 
  private:
   mutable std::shared_mutex mu_;
-  std::map<std::string, std::string, std::less<>> data_;
+  std::map<std::string, KvRecord, std::less<>> data_;
+  ExpiryIndex expiry_;
+  KvObserver* observer_ = nullptr;
   raft::Index applied_index_ = 0;
   raft::Term applied_term_ = 0;
   uint64_t hash_ = 0;

@@ -1,6 +1,7 @@
 #include "fsm/rocksdb_kv.h"
 
 #include <rocksdb/sst_file_writer.h>
+#include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
 
 #include <mutex>
@@ -17,6 +18,12 @@ constexpr size_t kMeta = 1;
 const char* const kFamilyNames[] = {rocksdb::kDefaultColumnFamilyName.c_str(), "meta"};
 constexpr const char* kAppliedKey = "applied";
 constexpr const char* kHashKey = "state_hash";
+constexpr const char* kFormatKey = "format";
+constexpr const char* kFormat = "records-1";  // values are records (kv_command.h)
+
+rocksdb::Slice slice(std::string_view s) {
+  return rocksdb::Slice(s.data(), s.size());
+}
 
 Status from_rocksdb(const rocksdb::Status& s, const std::string& what) {
   if (s.ok())
@@ -130,6 +137,23 @@ Status RocksDbKv::load_meta() {
   } else {
     return from_rocksdb(s, "read applied index");
   }
+  std::string format;
+  s = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kFormatKey, &format);
+  if (s.IsNotFound()) {
+    if (Status upgraded = upgrade_values(); !upgraded.ok())
+      return upgraded;
+  } else if (!s.ok()) {
+    return from_rocksdb(s, "read format");
+  } else if (format != kFormat) {
+    return Status::not_supported("the rocksdb store in " + dir_ + " has format '" + format +
+                                 "', which this release does not know");
+  }
+  // One scan: the deadlines always, and the hash if none is recorded.
+  expiry_.clear();
+  auto computed = hash_of_pairs(
+      rocksdb::ReadOptions(), [](uint64_t) { return true; }, &expiry_);
+  if (!computed.ok())
+    return computed.status();
   std::string hash;
   s = db_->Get(rocksdb::ReadOptions(), families_[kMeta], kHashKey, &hash);
   if (s.ok() && hash.size() == 8) {
@@ -138,10 +162,7 @@ Status RocksDbKv::load_meta() {
   }
   if (!s.ok() && !s.IsNotFound())
     return from_rocksdb(s, "read state hash");
-  // A store from before state hashes (or a snapshot of one): computed once, and kept.
-  auto computed = hash_of_pairs(rocksdb::ReadOptions(), [](uint64_t) { return true; });
-  if (!computed.ok())
-    return computed.status();
+  // A store from before state hashes (or a snapshot of one): computed, and kept.
   hash_ = *computed;
   std::string encoded;
   put_u64(&encoded, *computed);
@@ -149,15 +170,37 @@ Status RocksDbKv::load_meta() {
                       "write state hash");
 }
 
+Status RocksDbKv::upgrade_values() {
+  // One batch with the format mark, so that a crash halfway leaves the old format whole.
+  rocksdb::WriteBatch batch;
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[kData]));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    KvRecord record;
+    record.value = it->value().ToString();
+    batch.Put(families_[kData], it->key(), encode_kv_record(record));
+  }
+  if (Status s = from_rocksdb(it->status(), "rocksdb scan"); !s.ok())
+    return s;
+  batch.Put(families_[kMeta], kFormatKey, kFormat);
+  return from_rocksdb(db_->Write(rocksdb::WriteOptions(), &batch), "rewrite values as records");
+}
+
 Result<uint64_t> RocksDbKv::hash_of_pairs(const rocksdb::ReadOptions& read,
-                                          const std::function<bool(uint64_t)>& pace) const {
+                                          const std::function<bool(uint64_t)>& pace,
+                                          ExpiryIndex* deadlines) const {
   uint64_t sum = 0;
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, families_[kData]));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
     const rocksdb::Slice key = it->key();
     const rocksdb::Slice value = it->value();
-    sum += kv_pair_hash(std::string_view(key.data(), key.size()),
-                        std::string_view(value.data(), value.size()));
+    const std::string_view name(key.data(), key.size());
+    auto record = decode_kv_record(std::string_view(value.data(), value.size()));
+    if (!record.ok())
+      return Status::corruption("the record of key '" + std::string(name) + "' in " + dir_ +
+                                " is malformed");
+    sum += kv_record_hash(name, *record);
+    if (deadlines != nullptr)
+      deadlines->update(std::string(name), nullptr, &*record);
     if (!pace(key.size() + value.size()))
       return Status::unavailable("interrupted");
   }
@@ -207,61 +250,93 @@ void RocksDbKv::flush_if_due(size_t applied) {
   last_flush_ = now;
 }
 
+namespace {
+
+// The store as a batch sees it: the indexed batch over the database.
+class BatchTable final : public KvTable {
+ public:
+  BatchTable(rocksdb::DB* db, rocksdb::ColumnFamilyHandle* data,
+             rocksdb::WriteBatchWithIndex* batch)
+      : db_(db), data_(data), batch_(batch) {}
+
+  Result<std::optional<KvRecord>> find(const std::string& key) override {
+    std::string stored;
+    rocksdb::Status s = batch_->GetFromBatchAndDB(db_, rocksdb::ReadOptions(), data_, key, &stored);
+    if (s.IsNotFound())
+      return std::optional<KvRecord>();
+    if (!s.ok())
+      return from_rocksdb(s, "rocksdb read before write");
+    auto record = decode_kv_record(stored);
+    if (!record.ok())
+      return Status::corruption("the record of key '" + key + "' is malformed");
+    return std::optional<KvRecord>(std::move(record).value());
+  }
+  Status put(const std::string& key, const KvRecord& record) override {
+    return from_rocksdb(batch_->Put(data_, key, encode_kv_record(record)), "rocksdb batch");
+  }
+  Status erase(const std::string& key) override {
+    return from_rocksdb(batch_->Delete(data_, key), "rocksdb batch");
+  }
+  Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix) override {
+    std::unique_ptr<rocksdb::Iterator> it(
+        batch_->NewIteratorWithBase(data_, db_->NewIterator(rocksdb::ReadOptions(), data_)));
+    std::vector<std::string> keys;
+    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+      keys.push_back(it->key().ToString());
+    if (Status s = from_rocksdb(it->status(), "rocksdb scan"); !s.ok())
+      return s;
+    return keys;
+  }
+
+ private:
+  rocksdb::DB* db_;
+  rocksdb::ColumnFamilyHandle* data_;
+  rocksdb::WriteBatchWithIndex* batch_;
+};
+
+}  // namespace
+
 Status RocksDbKv::apply(std::span<const Command> commands, std::vector<ApplyResult>* results) {
   if (commands.empty())
     return Status();
-  std::shared_lock lock(families_mu_);
-  rocksdb::WriteBatch batch;
-  // The values this batch replaces: what the batch wrote before, or what is stored.
-  std::unordered_map<std::string, std::optional<std::string>> current;
-  Status read_failed;
-  const auto value_of = [&](const std::string& key) -> std::optional<std::string>& {
-    auto [it, inserted] = current.try_emplace(key);
-    if (inserted) {
-      std::string stored;
-      rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), families_[kData], key, &stored);
-      if (s.ok())
-        it->second = std::move(stored);
-      else if (!s.IsNotFound())
-        read_failed = from_rocksdb(s, "rocksdb read before write");
+  std::vector<KvEvent> events;
+  {
+    std::shared_lock lock(families_mu_);
+    // Keys overwrite in the index, so that a key written twice in a batch is read back once.
+    rocksdb::WriteBatchWithIndex batch(rocksdb::BytewiseComparator(), 0, true);
+    BatchTable table(db_.get(), families_[kData], &batch);
+    uint64_t hash = hash_.load();
+    const KvEffects effects{&hash, &expiry_, &events};
+    for (const Command& cmd : commands) {
+      auto result = apply_kv(cmd, table, effects);
+      if (!result.ok())
+        return result.status();
+      results->push_back(std::move(result).value());
     }
-    return it->second;
-  };
-  uint64_t hash = hash_.load();
-  for (const Command& cmd : commands) {
-    results->push_back(apply_kv_command(
-        cmd,
-        [&](const std::string& key, const std::string& value) {
-          std::optional<std::string>& old = value_of(key);
-          if (old)
-            hash -= kv_pair_hash(key, *old);
-          hash += kv_pair_hash(key, value);
-          old = value;
-          batch.Put(families_[kData], key, value);
-        },
-        [&](const std::string& key) {
-          std::optional<std::string>& old = value_of(key);
-          if (old)
-            hash -= kv_pair_hash(key, *old);
-          old.reset();
-          batch.Delete(families_[kData], key);
-        }));
+    const Command& last = commands.back();
+    std::string encoded_hash;
+    put_u64(&encoded_hash, hash);
+    if (Status s = from_rocksdb(
+            batch.Put(families_[kMeta], kAppliedKey, encode_applied(last.index, last.term)),
+            "rocksdb batch");
+        !s.ok())
+      return s;
+    if (Status s =
+            from_rocksdb(batch.Put(families_[kMeta], kHashKey, encoded_hash), "rocksdb batch");
+        !s.ok())
+      return s;
+    rocksdb::WriteOptions write_options;
+    write_options.disableWAL = true;
+    if (Status s = from_rocksdb(db_->Write(write_options, batch.GetWriteBatch()), "rocksdb write");
+        !s.ok())
+      return s;
+    applied_index_ = last.index;
+    applied_term_ = last.term;
+    hash_ = hash;
+    flush_if_due(commands.size());
   }
-  if (!read_failed.ok())
-    return read_failed;
-  const Command& last = commands.back();
-  batch.Put(families_[kMeta], kAppliedKey, encode_applied(last.index, last.term));
-  std::string encoded_hash;
-  put_u64(&encoded_hash, hash);
-  batch.Put(families_[kMeta], kHashKey, encoded_hash);
-  rocksdb::WriteOptions write_options;
-  write_options.disableWAL = true;
-  if (Status s = from_rocksdb(db_->Write(write_options, &batch), "rocksdb write"); !s.ok())
-    return s;
-  applied_index_ = last.index;
-  applied_term_ = last.term;
-  hash_ = hash;
-  flush_if_due(commands.size());
+  if (observer_ != nullptr)
+    observer_->applied(std::move(events), commands.back().index);
   return Status();
 }
 
@@ -272,16 +347,65 @@ raft::Term RocksDbKv::applied_term() const {
   return applied_term_;
 }
 
-Result<std::optional<std::string>> RocksDbKv::get(std::string_view key) const {
+Result<std::optional<KvRecord>> RocksDbKv::get(std::string_view key) const {
   std::shared_lock lock(families_mu_);
-  std::string value;
-  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), families_[kData],
-                               rocksdb::Slice(key.data(), key.size()), &value);
+  rocksdb::PinnableSlice stored;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), families_[kData], slice(key), &stored);
   if (s.IsNotFound())
-    return std::optional<std::string>();
+    return std::optional<KvRecord>();
   if (!s.ok())
     return from_rocksdb(s, "rocksdb get");
-  return std::optional<std::string>(std::move(value));
+  auto record = decode_kv_record(std::string_view(stored.data(), stored.size()));
+  if (!record.ok())
+    return Status::corruption("the record of key '" + std::string(key) + "' is malformed");
+  return std::optional<KvRecord>(std::move(record).value());
+}
+
+Result<KvListing> RocksDbKv::list(std::string_view prefix, std::string_view after, size_t limit,
+                                  size_t max_bytes, bool keys_only) const {
+  std::shared_lock lock(families_mu_);
+  const rocksdb::Snapshot* snap = db_->GetSnapshot();
+  rocksdb::ReadOptions read;
+  read.snapshot = snap;
+  KvListing page;
+  std::string applied;
+  const rocksdb::Status got = db_->Get(read, families_[kMeta], kAppliedKey, &applied);
+  Status status = got.IsNotFound() ? Status() : from_rocksdb(got, "read applied index");
+  if (got.ok() && applied.size() == 16)
+    page.index = decode_u64(applied.data());
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(read, families_[kData]));
+  if (after.empty() || after < prefix) {
+    it->Seek(slice(prefix));
+  } else {
+    it->Seek(slice(after));
+    if (it->Valid() && it->key() == slice(after))
+      it->Next();
+  }
+  size_t bytes = 0;
+  for (; status.ok() && it->Valid() && it->key().starts_with(slice(prefix)); it->Next()) {
+    if (page.entries.size() >= limit || (bytes >= max_bytes && !page.entries.empty())) {
+      page.truncated = true;
+      break;
+    }
+    const rocksdb::Slice value = it->value();
+    auto record = decode_kv_record(std::string_view(value.data(), value.size()));
+    if (!record.ok()) {
+      status = Status::corruption("the record of key '" + it->key().ToString() + "' is malformed");
+      break;
+    }
+    KvRecord kept = std::move(record).value();
+    if (keys_only)
+      kept.value.clear();
+    bytes += it->key().size() + kept.value.size();
+    page.entries.emplace_back(it->key().ToString(), std::move(kept));
+  }
+  if (status.ok())
+    status = from_rocksdb(it->status(), "rocksdb scan");
+  it.reset();
+  db_->ReleaseSnapshot(snap);
+  if (!status.ok())
+    return status;
+  return page;
 }
 
 Result<std::unique_ptr<Snapshot>> RocksDbKv::snapshot() {
@@ -339,6 +463,9 @@ Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index
                               std::to_string(applied_index_.load()) + ", expected " +
                               std::to_string(index));
   }
+  lock.unlock();
+  if (observer_ != nullptr)
+    observer_->restored(index);
   return Status();
 }
 

@@ -1,13 +1,15 @@
 // RocksDbKv: the key-value store on RocksDB, the default backend.
 //
-// Column families: "default" holds the keys and values, "meta" the applied index and term. Each
-// apply() batch is one WriteBatch across both, so the
-// effects and the applied index are durable together (the exactly-once contract of
-// state_machine.h). RocksDB's WAL is off: the raft log is already the write-ahead log, so a
-// second one would only cost a write per batch. After a crash RocksDB holds the batches its last
-// flush reached, the families flushed together (atomic_flush), and the node replays the
-// log after the applied index that survived, or restores the latest snapshot if the log no
-// longer reaches back that far. Closing the store flushes, so a clean restart re-applies nothing.
+// Column families: "default" holds the keys and their records (kv_command.h: the value and its
+// revisions), "meta" the applied index and term, the state hash and the format. Each apply()
+// batch is one WriteBatch across both (indexed, so that a command reads the writes of the ones
+// before it in the batch), so the effects and the applied index are durable together (the
+// exactly-once contract of state_machine.h). RocksDB's WAL is off: the raft log is already the
+// write-ahead log, so a second one would only cost a write per batch. After a crash RocksDB holds
+// the batches its last flush reached, the families flushed together (atomic_flush), and the node
+// replays the log after the applied index that survived, or restores the latest snapshot if the log
+// no longer reaches back that far. Closing the store flushes, so a clean restart re-applies
+// nothing.
 //
 // So that a crash re-applies little (the log after the applied index that survived), apply()
 // starts a flush every `flush_entries` commands or `flush_interval`, whichever comes first,
@@ -19,7 +21,13 @@
 // find values changed on disk behind RocksDB's back.
 //
 // A snapshot is a RocksDB snapshot (free to take); write_to() streams its column families
-// into SST files while apply goes on; restore() replaces the families with them.
+// into SST files while apply goes on; restore() replaces the families with them. A listing reads
+// one RocksDB snapshot too, with the applied index recorded in it.
+//
+// Format: "meta" records it. A store (or a snapshot) from before revisions held bare values: it
+// is rewritten once, when opened (or restored), as records without revisions, which hash as the
+// bare pairs did. The deadlines of keys with a TTL are kept in memory, read when the store opens
+// or restores.
 #pragma once
 
 #include <rocksdb/db.h>
@@ -29,6 +37,7 @@
 #include <memory>
 #include <shared_mutex>
 
+#include "fsm/kv_apply.h"
 #include "fsm/kv_store.h"
 #include "util/defaults.h"
 
@@ -54,18 +63,29 @@ class RocksDbKv final : public KvStore {
   Result<std::unique_ptr<Snapshot>> snapshot() override;
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
-  Result<std::optional<std::string>> get(std::string_view key) const override;
+  Result<std::optional<KvRecord>> get(std::string_view key) const override;
+  Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
+                         size_t max_bytes, bool keys_only) const override;
+  std::vector<KvDue> due(uint64_t now_ms, size_t limit) const override {
+    return expiry_.due(now_ms, limit);
+  }
+  void set_observer(KvObserver* observer) override { observer_ = observer; }
   std::optional<uint64_t> state_hash() const override { return hash_.load(); }
   Status scrub(Pace& pace) override;
 
  private:
   RocksDbKv(std::string dir, const RocksDbOptions& options)
       : dir_(std::move(dir)), options_(options) {}
+  // Reads the applied index, the format (rewriting bare values as records) and the state hash,
+  // and rebuilds the deadlines.
   Status load_meta();
-  // The sum of every pair's hash, read through `read` (a snapshot, or the current state);
-  // `pace` is called with each pair's size and may stop the scan by returning false.
+  Status upgrade_values();
+  // The sum of every record's hash, read through `read` (a snapshot, or the current state);
+  // `pace` is called with each pair's size and may stop the scan by returning false. Rebuilds
+  // the deadlines as well if `deadlines` is given.
   Result<uint64_t> hash_of_pairs(const rocksdb::ReadOptions& read,
-                                 const std::function<bool(uint64_t)>& pace) const;
+                                 const std::function<bool(uint64_t)>& pace,
+                                 ExpiryIndex* deadlines = nullptr) const;
   void flush_if_due(size_t applied);
 
   const std::string dir_;
@@ -78,6 +98,8 @@ class RocksDbKv final : public KvStore {
   std::atomic<raft::Term> applied_term_{0};
   std::atomic<uint64_t> hash_{0};
   std::atomic<bool> restoring_{false};  // a scrub gives way to restore()
+  ExpiryIndex expiry_;
+  KvObserver* observer_ = nullptr;
   // The apply thread's.
   uint64_t unflushed_ = 0;
   std::chrono::steady_clock::time_point last_flush_ = std::chrono::steady_clock::now();

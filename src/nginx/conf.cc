@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "net/address.h"
+#include "util/duration.h"
 
 namespace raftnginx::nginx {
 
@@ -150,6 +151,12 @@ http {{
     default "";
   }}
 
+  # A read with ?index= is a blocking query: it may wait for a change (kv/kv_routes.h).
+  map "$request_method:$arg_index" $raftnginx_blocking {{
+    "~^(GET|HEAD):." 1;
+    default 0;
+  }}
+
   # X-Raft-Leader (host:port) to the upstream of that member; anything else: no upstream.
   map $leader $leader_upstream {{
     default "";
@@ -168,7 +175,26 @@ http {{
       return 200 "{generation}";
     }}
 
+    # A watch streams for as long as its client stays (a progress line every few seconds), and a
+    # blocking query waits up to {max_wait}: the local daemon answers both, and nginx passes
+    # each piece on as it comes.
+    location = /watch {{
+{headers}      proxy_pass http://raftnginx_local;
+      proxy_buffering off;
+      proxy_read_timeout 1m;
+    }}
+
+    location @blocking {{
+{headers}      proxy_pass http://raftnginx_local;
+      proxy_buffering off;
+      proxy_read_timeout {blocking_timeout};
+    }}
+
     location / {{
+      if ($raftnginx_blocking) {{
+        return 418;
+      }}
+      error_page 418 = @blocking;
 {headers}      proxy_pass $first_scheme://$first_hop;
       # A follower's 307 goes to @leader instead of the client.
       proxy_intercept_errors on;
@@ -270,7 +296,13 @@ std::string render_conf(const GatewayConf& c) {
       fmt::arg("listen_tls", listen_tls(c.listen_tls)), fmt::arg("member_tls", member_tls(c)),
       fmt::arg("member_scheme", c.member_tls.ca.empty() ? "http" : "https"),
       fmt::arg("generation_path", kGenerationPath), fmt::arg("generation", c.generation),
-      fmt::arg("headers", proxy_headers("      ")));
+      fmt::arg("headers", proxy_headers("      ")),
+      fmt::arg("max_wait", format_duration(defaults::kMaxBlockingWait)),
+      fmt::arg("blocking_timeout",
+               std::to_string(std::chrono::duration_cast<std::chrono::seconds>(
+                                  defaults::kMaxBlockingWait + std::chrono::seconds(30))
+                                  .count()) +
+                   "s"));
 }
 
 }  // namespace

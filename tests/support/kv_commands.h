@@ -10,7 +10,10 @@
 namespace raftnginx::testing {
 
 inline std::string set_cmd(std::vector<std::pair<std::string, std::string>> pairs) {
-  return fsm::encode_kv_command(fsm::KvCommand{fsm::KvCommand::Op::kSet, std::move(pairs), {}});
+  fsm::KvCommand cmd;
+  for (auto& [key, value] : pairs)
+    cmd.success.push_back(fsm::KvOp{fsm::KvOp::Kind::kPut, std::move(key), std::move(value), 0});
+  return fsm::encode_kv_command(cmd);
 }
 
 inline std::string set_cmd(const std::string& key, const std::string& value) {
@@ -18,7 +21,9 @@ inline std::string set_cmd(const std::string& key, const std::string& value) {
 }
 
 inline std::string delete_cmd(std::string key) {
-  return fsm::encode_kv_command(fsm::KvCommand{fsm::KvCommand::Op::kDelete, {}, {std::move(key)}});
+  fsm::KvCommand cmd;
+  cmd.success.push_back(fsm::KvOp{fsm::KvOp::Kind::kDelete, std::move(key), {}, 0});
+  return fsm::encode_kv_command(cmd);
 }
 
 }  // namespace raftnginx::testing

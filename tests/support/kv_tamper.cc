@@ -1,5 +1,5 @@
 // kv_tamper: changes one value in a stopped node's rocksdb backend behind the node's back, as a
-// disk that rots, for the integrity tests. Test-only.
+// disk that rots, for the integrity tests. The record keeps its revisions. Test-only.
 //
 //   kv_tamper FSM_DIR KEY VALUE            the value changes, the state hash kept beside it does
 //                                          not: what a scrub finds
@@ -16,7 +16,8 @@
 #include "util/coding.h"
 
 int main(int argc, char** argv) {
-  using raftnginx::fsm::kv_pair_hash;
+  using raftnginx::fsm::kv_record_hash;
+  using raftnginx::fsm::KvRecord;
   if (argc < 4 || (argc == 5 && std::strcmp(argv[4], "--rehash") != 0) || argc > 5) {
     std::cerr << "usage: kv_tamper FSM_DIR KEY VALUE [--rehash]\n";
     return 2;
@@ -36,17 +37,28 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::unique_ptr<rocksdb::DB> db(raw);
-  std::string old;
-  const bool had = db->Get(rocksdb::ReadOptions(), handles[0], key, &old).ok();
-  s = db->Put(rocksdb::WriteOptions(), handles[0], key, value);
+  std::string stored_record;
+  const bool had = db->Get(rocksdb::ReadOptions(), handles[0], key, &stored_record).ok();
+  KvRecord old;
+  if (had) {
+    auto decoded = raftnginx::fsm::decode_kv_record(stored_record);
+    if (!decoded.ok()) {
+      std::cerr << "kv_tamper: " << decoded.status().to_string() << "\n";
+      return 1;
+    }
+    old = *decoded;
+  }
+  KvRecord changed = old;
+  changed.value = value;
+  s = db->Put(rocksdb::WriteOptions(), handles[0], key, raftnginx::fsm::encode_kv_record(changed));
   if (s.ok() && argc == 5) {
     std::string stored;
     s = db->Get(rocksdb::ReadOptions(), handles[1], "state_hash", &stored);
     if (s.ok() && stored.size() == 8) {
       uint64_t hash = raftnginx::decode_u64(stored.data());
       if (had)
-        hash -= kv_pair_hash(key, old);
-      hash += kv_pair_hash(key, value);
+        hash -= kv_record_hash(key, old);
+      hash += kv_record_hash(key, changed);
       std::string encoded;
       raftnginx::put_u64(&encoded, hash);
       s = db->Put(rocksdb::WriteOptions(), handles[1], "state_hash", encoded);

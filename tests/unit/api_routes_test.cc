@@ -8,6 +8,7 @@
 #include "fsm/kv_command.h"
 #include "fsm/memory_kv.h"
 #include "http/auth.h"
+#include "kv_commands.h"
 #include "one_node_api.h"
 #include "temp_dir.h"
 
@@ -97,9 +98,7 @@ TEST(ApiRoutes, AWriteAfterARefusedPermissionProposesNothing) {
                       << R"(", "read": [""], "write": ["mine/"]}])";
   auto auth = http::AuthTable::load(path);
   ASSERT_TRUE(auth.ok()) << auth.status().to_string();
-  fsm::KvCommand set;
-  set.pairs.emplace_back("theirs/k", "v");
-  const std::string command = fsm::encode_kv_command(set);
+  const std::string command = raftnginx::testing::set_cmd("theirs/k", "v");
   Daemon d({Route{"POST", "/careless", Access::kPrincipal,
                   [command](std::shared_ptr<Exchange> ex) {
                     (void)ex->may_write("theirs/k");  // refused: answers 403, and is ignored

@@ -8,12 +8,60 @@
 #include "fsm/rocksdb_kv.h"
 #include "kv_commands.h"
 #include "temp_dir.h"
+#include "util/coding.h"
 
 namespace raftnginx::fsm {
 namespace {
 
 using raftnginx::testing::delete_cmd;
 using raftnginx::testing::set_cmd;
+
+std::string txn_cmd(std::vector<KvCompare> compares, std::vector<KvOp> success,
+                    std::vector<KvOp> failure = {}) {
+  return encode_kv_command(
+      KvCommand{std::move(compares), std::move(success), std::move(failure), false});
+}
+
+std::string ttl_put(const std::string& key, const std::string& value, uint64_t ttl_ms) {
+  return txn_cmd({}, {KvOp{KvOp::Kind::kPut, key, value, ttl_ms}});
+}
+
+std::string expire_cmd(const std::string& key, raft::Index mod_index) {
+  return txn_cmd({}, {KvOp{KvOp::Kind::kExpire, key, {}, mod_index}});
+}
+
+KvResult result_of(const ApplyResult& applied) {
+  EXPECT_TRUE(applied.status.ok()) << applied.status.to_string();
+  auto decoded = decode_kv_result(applied.value);
+  EXPECT_TRUE(decoded.ok());
+  return decoded.ok() ? *decoded : KvResult{};
+}
+
+// Keeps what a store tells its observer.
+struct Recorder final : KvObserver {
+  std::vector<KvEvent> events;
+  std::vector<raft::Index> restored_at;
+  raft::Index last = 0;
+  void applied(std::vector<KvEvent> batch, raft::Index index) override {
+    for (KvEvent& e : batch)
+      events.push_back(std::move(e));
+    last = index;
+  }
+  void restored(raft::Index index) override { restored_at.push_back(index); }
+  // "1 put a, 2 delete a (was x)"
+  std::string describe() const {
+    std::string out;
+    for (const KvEvent& e : events) {
+      const char* type = e.type == KvEvent::Type::kPut      ? "put"
+                         : e.type == KvEvent::Type::kDelete ? "delete"
+                                                            : "expire";
+      out += (out.empty() ? "" : ", ") + std::to_string(e.index) + " " + type + " " + e.key;
+      if (e.prev_value)
+        out += " (was " + *e.prev_value + ")";
+    }
+    return out;
+  }
+};
 
 // Opens a backend of one kind in a directory, again after a "restart".
 struct Backend {
@@ -32,16 +80,22 @@ class KvStoreContract : public ::testing::TestWithParam<std::string> {
   Backend backend{GetParam()};
   raftnginx::testing::TempDir tmp;
 
-  ApplyResult apply_one(KvStore& kv, raft::Index index, const std::string& data) {
+  ApplyResult apply_one(KvStore& kv, raft::Index index, const std::string& data,
+                        uint64_t time_ms = 1000) {
     std::vector<ApplyResult> results;
-    Command c{index, 1, 0, data};
+    Command c{index, 1, time_ms, data};
     EXPECT_TRUE(kv.apply({&c, 1}, &results).ok());
     return results.at(0);
+  }
+  std::optional<KvRecord> record(const KvStore& kv, std::string_view key) {
+    auto v = kv.get(key);
+    EXPECT_TRUE(v.ok());
+    return v.ok() ? *v : std::nullopt;
   }
   std::optional<std::string> get(const KvStore& kv, std::string_view key) {
     auto v = kv.get(key);
     EXPECT_TRUE(v.ok());
-    return *v;
+    return v.ok() && *v ? std::optional<std::string>((*v)->value) : std::nullopt;
   }
 };
 
@@ -93,28 +147,37 @@ TEST_P(KvStoreContract, SnapshotIsPointInTimeAndRestoresEverything) {
   EXPECT_EQ(other->restore(storage::Env::posix(), dir, 7, 1).code(), Status::Code::kCorruption);
 }
 
-// The state hash: equal for equal pairs however they were reached (order, overwrites, deletes),
-// different as soon as one value differs, and carried by snapshots.
-TEST_P(KvStoreContract, StateHashFollowsThePairsNotTheHistory) {
+// The state hash: equal on replicas that applied the same commands (in whatever batches),
+// different as soon as one value or one revision differs, and carried by snapshots.
+TEST_P(KvStoreContract, StateHashFollowsTheRecords) {
   auto a = backend.open(tmp.sub("a"));
   auto b = backend.open(tmp.sub("b"));
   ASSERT_TRUE(a->state_hash().has_value());
   const uint64_t empty = *a->state_hash();
-  apply_one(*a, 1, set_cmd({{"x", "1"}, {"y", "2"}}));
-  apply_one(*a, 2, set_cmd({{"z", "3"}}));
-  apply_one(*b, 1, set_cmd({{"z", "old"}}));
-  apply_one(*b, 2, set_cmd({{"y", "2"}, {"z", "3"}, {"gone", "soon"}}));
-  apply_one(*b, 3, delete_cmd("gone"));
-  apply_one(*b, 4, set_cmd({{"x", "1"}}));
+  const std::vector<std::string> log = {set_cmd({{"x", "1"}, {"y", "2"}}), set_cmd("z", "3"),
+                                        set_cmd("gone", "soon"), delete_cmd("gone")};
+  std::vector<Command> commands;
+  for (size_t i = 0; i < log.size(); ++i) {
+    commands.push_back(Command{i + 1, 1, 1000, log[i]});
+    apply_one(*a, i + 1, log[i]);
+  }
+  std::vector<ApplyResult> results;
+  ASSERT_TRUE(b->apply(commands, &results).ok());
   EXPECT_EQ(*a->state_hash(), *b->state_hash());
   EXPECT_NE(*a->state_hash(), empty);
-  apply_one(*b, 5, set_cmd({{"x", "2"}}));
+  apply_one(*a, 5, set_cmd("x", "2"));
+  apply_one(*b, 5, set_cmd("x", "3"));
   EXPECT_NE(*a->state_hash(), *b->state_hash());
-  apply_one(*b, 6, set_cmd({{"x", "1"}}));
+  // The same values, written at different indexes: different revisions, a different state.
+  apply_one(*a, 6, set_cmd("x", "1"));
+  apply_one(*b, 6, set_cmd("y", "2"));
+  apply_one(*b, 7, set_cmd("x", "1"));
+  apply_one(*a, 7, set_cmd("y", "2"));
+  EXPECT_NE(*a->state_hash(), *b->state_hash());
+  apply_one(*a, 8, set_cmd({{"x", "1"}, {"y", "2"}}));
+  apply_one(*b, 8, set_cmd({{"x", "1"}, {"y", "2"}}));
+  // Written again at the same index: equal records (value, creation, version, last change).
   EXPECT_EQ(*a->state_hash(), *b->state_hash());
-  // Swapped values are a different state.
-  apply_one(*b, 7, set_cmd({{"x", "2"}, {"y", "1"}}));
-  EXPECT_NE(*a->state_hash(), *b->state_hash());
 
   auto snap = a->snapshot();
   ASSERT_TRUE(snap.ok());
@@ -122,10 +185,163 @@ TEST_P(KvStoreContract, StateHashFollowsThePairsNotTheHistory) {
   std::filesystem::create_directories(dir);
   ASSERT_TRUE((*snap)->write_to(storage::Env::posix(), dir).ok());
   auto c = backend.open(tmp.sub("c"));
-  ASSERT_TRUE(c->restore(storage::Env::posix(), dir, 2, 1).ok());
+  ASSERT_TRUE(c->restore(storage::Env::posix(), dir, 8, 1).ok());
   EXPECT_EQ(*c->state_hash(), *a->state_hash());
   Pace pace(1 << 30);
   EXPECT_TRUE(c->scrub(pace).ok());
+}
+
+// Revisions: the indexes of the entries that created and last changed a key, and its version.
+TEST_P(KvStoreContract, RevisionsComeFromTheEntriesThatWrote) {
+  auto kv = backend.open(tmp.sub("db"));
+  apply_one(*kv, 3, set_cmd("k", "a"));
+  EXPECT_EQ(record(*kv, "k"), (KvRecord{"a", 3, 3, 1, 0}));
+  apply_one(*kv, 5, set_cmd("k", "b"));
+  EXPECT_EQ(record(*kv, "k"), (KvRecord{"b", 3, 5, 2, 0}));
+  apply_one(*kv, 6, delete_cmd("k"));
+  EXPECT_EQ(record(*kv, "k"), std::nullopt);
+  apply_one(*kv, 9, set_cmd("k", "c"));
+  EXPECT_EQ(record(*kv, "k"), (KvRecord{"c", 9, 9, 1, 0}));
+  // A put's result carries the new revisions, without the value.
+  const KvResult put = result_of(apply_one(*kv, 10, set_cmd("k", "d")));
+  ASSERT_EQ(put.results.size(), 1u);
+  EXPECT_EQ(put.results[0].record, (KvRecord{"", 9, 10, 2, 0}));
+}
+
+TEST_P(KvStoreContract, ComparesChooseOneBranchAppliedAtomically) {
+  auto kv = backend.open(tmp.sub("db"));
+  apply_one(*kv, 1, set_cmd("x", "1"));
+  const auto mod_is = [](raft::Index n) {
+    return KvCompare{"x", KvCompare::Field::kModIndex, n, {}};
+  };
+  const KvOp get_x{KvOp::Kind::kGet, "x", {}, 0};
+  // Holds: the put and then the get, which sees it.
+  KvResult r = result_of(apply_one(
+      *kv, 2, txn_cmd({mod_is(1)}, {KvOp{KvOp::Kind::kPut, "x", "2", 0}, get_x}, {get_x})));
+  EXPECT_TRUE(r.succeeded);
+  ASSERT_EQ(r.results.size(), 2u);
+  EXPECT_EQ(r.results[1].record, (KvRecord{"2", 1, 2, 2, 0}));
+  // No longer holds: the failure branch's get tells the current revision.
+  r = result_of(
+      apply_one(*kv, 3, txn_cmd({mod_is(1)}, {KvOp{KvOp::Kind::kPut, "x", "3", 0}}, {get_x})));
+  EXPECT_FALSE(r.succeeded);
+  ASSERT_EQ(r.results.size(), 1u);
+  EXPECT_EQ(r.results[0].record.mod_index, 2u);
+  EXPECT_EQ(get(*kv, "x"), "2");
+  // mod_index 0 and exists=false hold for an absent key; every compare must hold.
+  r = result_of(apply_one(*kv, 4,
+                          txn_cmd({KvCompare{"y", KvCompare::Field::kModIndex, 0, {}},
+                                   KvCompare{"z", KvCompare::Field::kExists, 0, {}},
+                                   KvCompare{"x", KvCompare::Field::kValue, 0, "2"},
+                                   KvCompare{"x", KvCompare::Field::kVersion, 2, {}}},
+                                  {KvOp{KvOp::Kind::kPut, "y", "new", 0}})));
+  EXPECT_TRUE(r.succeeded);
+  r = result_of(apply_one(*kv, 5,
+                          txn_cmd({KvCompare{"y", KvCompare::Field::kExists, 0, {}},
+                                   KvCompare{"x", KvCompare::Field::kValue, 0, "2"}},
+                                  {KvOp{KvOp::Kind::kDelete, "x", {}, 0}})));
+  EXPECT_FALSE(r.succeeded);
+  EXPECT_TRUE(r.results.empty());
+  EXPECT_EQ(get(*kv, "x"), "2");
+}
+
+TEST_P(KvStoreContract, EveryChangeReachesTheObserverInLogOrder) {
+  auto kv = backend.open(tmp.sub("db"));
+  Recorder seen;
+  kv->set_observer(&seen);
+  apply_one(*kv, 1, set_cmd({{"a/1", "x"}, {"a/2", "y"}, {"b/1", "z"}}));
+  apply_one(*kv, 2, set_cmd("a/1", "x2"));
+  const KvResult r =
+      result_of(apply_one(*kv, 3, txn_cmd({}, {KvOp{KvOp::Kind::kDeletePrefix, "a/", {}, 0}})));
+  EXPECT_EQ(r.results.at(0).deleted, 2u);
+  apply_one(*kv, 4, delete_cmd("nothing here"));
+  ASSERT_EQ(seen.events.size(), 6u);
+  EXPECT_EQ(seen.describe(),
+            "1 put a/1, 1 put a/2, 1 put b/1, 2 put a/1 (was x), "
+            "3 delete a/1 (was x2), 3 delete a/2 (was y)");
+  EXPECT_EQ(seen.last, 4u);
+  EXPECT_EQ(get(*kv, "b/1"), "z");
+}
+
+TEST_P(KvStoreContract, DeadlinesComeFromTheCommandsTimeAndExpiryIsConditional) {
+  auto kv = backend.open(tmp.sub("db"));
+  Recorder seen;
+  kv->set_observer(&seen);
+  apply_one(*kv, 1, ttl_put("k", "v", 5000), 1000);
+  EXPECT_EQ(record(*kv, "k")->expires_at_ms, 6000u);
+  EXPECT_TRUE(kv->due(5999, 10).empty());
+  ASSERT_EQ(kv->due(6000, 10).size(), 1u);
+  EXPECT_EQ(kv->due(6000, 10)[0].key, "k");
+  EXPECT_EQ(kv->due(6000, 10)[0].mod_index, 1u);
+  // Too early by the command's time, or for another revision: nothing happens.
+  EXPECT_EQ(result_of(apply_one(*kv, 2, expire_cmd("k", 1), 5999)).results.at(0).deleted, 0u);
+  EXPECT_EQ(result_of(apply_one(*kv, 3, expire_cmd("k", 7), 6000)).results.at(0).deleted, 0u);
+  ASSERT_TRUE(record(*kv, "k").has_value());
+  // Past its deadline, a key is absent to compares, though still stored.
+  const KvResult absent = result_of(
+      apply_one(*kv, 4, txn_cmd({KvCompare{"k", KvCompare::Field::kExists, 0, {}}}, {}), 6000));
+  EXPECT_TRUE(absent.succeeded);
+  EXPECT_EQ(result_of(apply_one(*kv, 5, expire_cmd("k", 1), 6000)).results.at(0).deleted, 1u);
+  EXPECT_EQ(record(*kv, "k"), std::nullopt);
+  EXPECT_TRUE(kv->due(UINT64_MAX, 10).empty());
+  EXPECT_EQ(seen.describe(), "1 put k, 5 expire k (was v)");
+  // A put without a TTL clears the deadline; one written past its deadline starts anew.
+  apply_one(*kv, 6, ttl_put("t", "1", 100), 1000);
+  apply_one(*kv, 7, set_cmd("t", "2"), 1050);
+  EXPECT_EQ(record(*kv, "t"), (KvRecord{"2", 6, 7, 2, 0}));
+  apply_one(*kv, 8, ttl_put("u", "1", 100), 1000);
+  apply_one(*kv, 9, set_cmd("u", "2"), 1100);
+  EXPECT_EQ(record(*kv, "u"), (KvRecord{"2", 9, 9, 1, 0}));
+  EXPECT_TRUE(kv->due(UINT64_MAX, 10).empty());
+}
+
+TEST_P(KvStoreContract, ListingPagesThroughAPrefixAtOneIndex) {
+  auto kv = backend.open(tmp.sub("db"));
+  apply_one(*kv, 1, set_cmd({{"p/a", "1"}, {"p/b", "22"}, {"p/c", "333"}, {"q/x", "9"}}));
+  apply_one(*kv, 2, set_cmd("p", "not under p/"));
+  auto page = kv->list("p/", "", 2, 1 << 20, false);
+  ASSERT_TRUE(page.ok());
+  EXPECT_EQ(page->index, 2u);
+  EXPECT_TRUE(page->truncated);
+  ASSERT_EQ(page->entries.size(), 2u);
+  EXPECT_EQ(page->entries[0].first, "p/a");
+  EXPECT_EQ(page->entries[1].second, (KvRecord{"22", 1, 1, 1, 0}));
+  page = kv->list("p/", "p/b", 2, 1 << 20, false);
+  ASSERT_TRUE(page.ok());
+  EXPECT_FALSE(page->truncated);
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].first, "p/c");
+  // Keys only; a byte budget; an `after` before the prefix; everything.
+  page = kv->list("p/", "", 10, 1 << 20, true);
+  ASSERT_EQ(page->entries.size(), 3u);
+  EXPECT_EQ(page->entries[2].second.value, "");
+  EXPECT_EQ(page->entries[2].second.mod_index, 1u);
+  page = kv->list("p/", "", 10, 4, false);
+  EXPECT_TRUE(page->truncated);
+  EXPECT_EQ(page->entries.size(), 1u);
+  page = kv->list("p/", "a", 10, 1 << 20, false);
+  EXPECT_EQ(page->entries.size(), 3u);
+  page = kv->list("", "", 10, 1 << 20, true);
+  EXPECT_EQ(page->entries.size(), 5u);
+}
+
+TEST_P(KvStoreContract, SnapshotsCarryRevisionsAndDeadlines) {
+  auto kv = backend.open(tmp.sub("db"));
+  apply_one(*kv, 4, ttl_put("k", "v", 60000), 1000);
+  apply_one(*kv, 5, set_cmd("k2", "w"));
+  auto snap = kv->snapshot();
+  ASSERT_TRUE(snap.ok());
+  const std::string dir = tmp.sub("snap");
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE((*snap)->write_to(storage::Env::posix(), dir).ok());
+  auto other = backend.open(tmp.sub("db2"));
+  Recorder seen;
+  other->set_observer(&seen);
+  ASSERT_TRUE(other->restore(storage::Env::posix(), dir, 5, 1).ok());
+  EXPECT_EQ(seen.restored_at, std::vector<raft::Index>{5});
+  EXPECT_EQ(record(*other, "k"), (KvRecord{"v", 4, 4, 1, 61000}));
+  ASSERT_EQ(other->due(61000, 10).size(), 1u);
+  EXPECT_EQ(*other->state_hash(), *kv->state_hash());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, KvStoreContract, ::testing::Values("memory", "rocksdb"));
@@ -158,10 +374,32 @@ TEST(RocksDbKv, ScrubFindsValuesChangedOnDisk) {
     rocksdb::DB* raw = nullptr;
     ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
     std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "a", "rotten").ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "a",
+                        encode_kv_record(KvRecord{"rotten", 1, 1, 1, 0}))
+                    .ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "b", "not a record").ok());
     for (auto* h : handles)
       (void)db->DestroyColumnFamilyHandle(h);
   }
+  // A record that does not parse is found when the store opens.
+  auto refused = RocksDbKv::open(tmp.path());
+  EXPECT_EQ(refused.status().code(), Status::Code::kCorruption);
+  EXPECT_NE(refused.status().message().find("'b'"), std::string::npos)
+      << refused.status().message();
+  {
+    rocksdb::Options options;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families{
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
+        {"meta", rocksdb::ColumnFamilyOptions()}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[0], "b").ok());
+    for (auto* h : handles)
+      (void)db->DestroyColumnFamilyHandle(h);
+  }
+  // One whose value changed is not: a scrub finds it.
   auto kv = std::move(RocksDbKv::open(tmp.path())).value();
   EXPECT_EQ(*kv->state_hash(), hash) << "the hash is what was applied, not what is there";
   Pace pace(1 << 30);
@@ -185,17 +423,90 @@ TEST(RocksDbKv, AppliedIndexAndDataSurviveReopen) {
   auto kv = std::move(RocksDbKv::open(tmp.path())).value();
   EXPECT_EQ(kv->applied_index(), 6u);
   EXPECT_EQ(kv->applied_term(), 2u);
-  EXPECT_EQ(*kv->get("k"), "v");
+  EXPECT_EQ(kv->get("k")->value().value, "v");
+}
+
+// A store written before revisions held bare values: opening it rewrites them as records
+// without revisions, its state hash unchanged, so that upgraded and not yet upgraded replicas
+// still compare equal; version-1 commands from an old log go on writing such records.
+TEST(RocksDbKv, AStoreFromBeforeRevisionsIsUpgradedInPlace) {
+  raftnginx::testing::TempDir tmp;
+  {
+    rocksdb::Options options;
+    options.create_if_missing = true;
+    options.create_missing_column_families = true;
+    std::vector<rocksdb::ColumnFamilyDescriptor> families{
+        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(options)},
+        {"meta", rocksdb::ColumnFamilyOptions(options)}};
+    std::vector<rocksdb::ColumnFamilyHandle*> handles;
+    rocksdb::DB* raw = nullptr;
+    ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
+    std::unique_ptr<rocksdb::DB> db(raw);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "k", "bare").ok());
+    std::string applied;
+    put_u64(&applied, 7);
+    put_u64(&applied, 2);
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], "applied", applied).ok());
+    for (auto* h : handles)
+      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+  }
+  auto kv = std::move(RocksDbKv::open(tmp.path())).value();
+  EXPECT_EQ(kv->applied_index(), 7u);
+  EXPECT_EQ(*kv->get("k"), (KvRecord{"bare", 0, 0, 0, 0}));
+  EXPECT_EQ(*kv->state_hash(), kv_pair_hash("k", "bare"));
+  // set {"k2": "v"} as a release before revisions proposed it.
+  const std::string legacy("\x01\x01\x01\x00\x00\x00\x02\x00\x00\x00k2\x01\x00\x00\x00v", 17);
+  std::vector<ApplyResult> results;
+  Command cmd{8, 2, 1000, legacy};
+  ASSERT_TRUE(kv->apply({&cmd, 1}, &results).ok());
+  EXPECT_EQ(*kv->get("k2"), (KvRecord{"v", 0, 0, 0, 0}));
+  EXPECT_EQ(*kv->state_hash(), kv_pair_hash("k", "bare") + kv_pair_hash("k2", "v"));
+  kv.reset();
+  kv = std::move(RocksDbKv::open(tmp.path())).value();  // upgraded once only
+  EXPECT_EQ(*kv->get("k"), (KvRecord{"bare", 0, 0, 0, 0}));
 }
 
 TEST(KvCommand, EncodingRoundTripsAndRefusesNewerVersions) {
-  KvCommand cmd{KvCommand::Op::kSet, {{"a", "1"}, {"", ""}}, {}};
+  KvCommand cmd;
+  cmd.compares.push_back(KvCompare{"a", KvCompare::Field::kValue, 0, "x"});
+  cmd.success.push_back(KvOp{KvOp::Kind::kPut, "a", "1", 30000});
+  cmd.failure.push_back(KvOp{KvOp::Kind::kGet, "a", {}, 0});
   auto back = decode_kv_command(encode_kv_command(cmd));
   ASSERT_TRUE(back.ok());
-  EXPECT_EQ(back->pairs, cmd.pairs);
+  EXPECT_EQ(*back, cmd);
   std::string newer = encode_kv_command(cmd);
-  newer[0] = 2;
+  newer[0] = 3;
   EXPECT_EQ(decode_kv_command(newer).status().code(), Status::Code::kNotSupported);
+  std::string unknown_op =
+      encode_kv_command(KvCommand{{}, {KvOp{KvOp::Kind::kGet, "a", {}, 0}}, {}, false});
+  unknown_op[1 + 4 + 4] = 9;  // the first success op's kind
+  EXPECT_EQ(decode_kv_command(unknown_op).status().code(), Status::Code::kNotSupported);
+  // A count larger than the bytes that follow could hold is malformed.
+  std::string lying =
+      encode_kv_command(KvCommand{{}, {KvOp{KvOp::Kind::kGet, "a", {}, 0}}, {}, false});
+  lying[1 + 4] = 100;  // the success ops' count
+  EXPECT_EQ(decode_kv_command(lying).status().code(), Status::Code::kInvalidArgument);
+}
+
+TEST(KvCommand, VersionOneCommandsFromOldLogsStillDecode) {
+  // What a release before revisions proposed: set {"a": "1"}, then delete "a".
+  std::string set(
+      "\x01\x01\x01\x00\x00\x00\x01\x00\x00\x00"
+      "a\x01\x00\x00\x00"
+      "1",
+      16);
+  auto decoded = decode_kv_command(set);
+  ASSERT_TRUE(decoded.ok()) << decoded.status().to_string();
+  EXPECT_TRUE(decoded->legacy);
+  ASSERT_EQ(decoded->success.size(), 1u);
+  EXPECT_EQ(decoded->success[0], (KvOp{KvOp::Kind::kPut, "a", "1", 0}));
+  std::string del(
+      "\x01\x02\x01\x00\x00\x00\x01\x00\x00\x00"
+      "a",
+      11);
+  decoded = decode_kv_command(del);
+  ASSERT_TRUE(decoded.ok());
+  EXPECT_EQ(decoded->success[0].kind, KvOp::Kind::kDelete);
 }
 
 }  // namespace

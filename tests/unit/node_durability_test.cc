@@ -54,7 +54,8 @@ struct SingleNode {
   }
 
   std::optional<std::string> get(const std::string& key) {
-    return *static_cast<fsm::KvStore&>(node->state_machine()).get(key);
+    auto record = *static_cast<fsm::KvStore&>(node->state_machine()).get(key);
+    return record ? std::optional<std::string>(record->value) : std::nullopt;
   }
 
   transport::LocalHub hub;

@@ -173,7 +173,7 @@ using raftnginx::testing::set_cmd;
 
 std::string get(Node& n, const std::string& key) {
   auto v = static_cast<fsm::KvStore&>(n.state_machine()).get(key);
-  return v.ok() && v->has_value() ? **v : "<missing>";
+  return v.ok() && v->has_value() ? (*v)->value : "<missing>";
 }
 
 class NodeOverNet : public ::testing::TestWithParam<Net> {};

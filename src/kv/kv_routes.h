@@ -1,0 +1,28 @@
+// The key-value store's HTTP API, over the public Exchange (README, "HTTP API"):
+//
+//   GET    /key/{key}        a key: {"key": "value"}; &detailed adds its revisions
+//   GET    /key?prefix=P     a listing: {"k": "v", ...}; &detailed, &keys, &limit=N, &after=K
+//          both:             &index=N&wait=D blocks until something changed after index N
+//   PUT    /key/{key}        sets it to the body; &ttl=D, &cas=N (only if mod_index is N; 0:
+//                            only if absent; else 412 with the current mod_index)
+//   DELETE /key/{key}        &cas=N
+//   POST   /key              sets {"k": "v", ...} atomically; &ttl=D
+//   POST   /txn              compares, then the success or failure ops, atomically
+//   GET    /watch?prefix=P   the changes after &from=N, as NDJSON or server-sent events
+//
+// Threads: handlers run on server threads; blocking queries answer from the hub's thread.
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "fsm/kv_store.h"
+#include "kv/watch_hub.h"
+#include "raftnginx/routes.h"
+
+namespace raftnginx::kv {
+
+// `kv` and `hub` outlive every request.
+std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub);
+
+}  // namespace raftnginx::kv

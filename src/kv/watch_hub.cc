@@ -1,0 +1,441 @@
+#include "kv/watch_hub.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+namespace raftnginx::kv {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string dump(const json& j) {
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
+}
+
+const char* type_name(fsm::KvEvent::Type type) {
+  switch (type) {
+    case fsm::KvEvent::Type::kPut:
+      return "put";
+    case fsm::KvEvent::Type::kDelete:
+      return "delete";
+    case fsm::KvEvent::Type::kExpire:
+      return "expire";
+  }
+  return "?";
+}
+
+// A message that is not a change (progress, an error) in the stream's format.
+std::string notice(WatchFormat format, const char* event, const json& body) {
+  if (format == WatchFormat::kNdjson)
+    return dump(body) + "\n";
+  return std::string("event: ") + event + "\ndata: " + dump(body) + "\n\n";
+}
+
+uint64_t wall_clock_ms() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+}  // namespace
+
+class WatchHub::Stream final : public http::BodyStream {
+ public:
+  Stream(std::weak_ptr<WatchHub> hub, std::string prefix, raft::Index cursor, WatchFormat format)
+      : hub_(std::move(hub)), prefix(std::move(prefix)), cursor(cursor), format(format) {}
+
+  void next(std::function<void(std::string)> piece) override {
+    std::shared_ptr<WatchHub> hub = hub_.lock();
+    std::string out;
+    if (hub) {
+      std::lock_guard lock(hub->mu_);
+      if (!ended && !hub->stopping_) {
+        out = hub->piece_for(*this, Clock::now());
+        if (out.empty()) {
+          parked = std::move(piece);
+          hub->started_waiting();
+          return;
+        }
+      }
+    }
+    piece(std::move(out));  // "" ends the body
+  }
+
+  void cancel() override {
+    if (std::shared_ptr<WatchHub> hub = hub_.lock()) {
+      std::lock_guard lock(hub->mu_);
+      parked = nullptr;
+      hub->unlist(*this);
+    }
+  }
+
+  // The hub's, under its lock.
+  const std::weak_ptr<WatchHub> hub_;
+  const std::string prefix;
+  raft::Index cursor;  // the first index not yet looked at
+  const WatchFormat format;
+  std::function<void(std::string)> parked;  // the server waits for a piece
+  Clock::time_point last_sent{};            // the epoch: a progress goes out first
+  bool ended = false;                       // its last piece (an error) is out
+  std::optional<std::list<std::shared_ptr<Stream>>::iterator> listed;  // in streams_
+};
+
+std::shared_ptr<WatchHub> WatchHub::start(const fsm::KvStore* store, WatchHubOptions options) {
+  std::shared_ptr<WatchHub> hub(new WatchHub(store, options));
+  hub->thread_ = std::thread([h = hub.get()] { h->run(); });
+  return hub;
+}
+
+WatchHub::WatchHub(const fsm::KvStore* store, WatchHubOptions options)
+    : store_(store), options_(options) {
+  base_ = last_ = incoming_last_ = store->applied_index();
+}
+
+WatchHub::~WatchHub() {
+  attach(nullptr);
+}
+
+void WatchHub::applied(std::vector<fsm::KvEvent> events, raft::Index last) {
+  std::lock_guard lock(mu_);
+  const bool someone_waits = !streams_.empty() || !waiters_.empty();
+  for (fsm::KvEvent& e : events)
+    incoming_.push_back(std::move(e));
+  incoming_last_ = std::max(incoming_last_, last);
+  // Nobody to tell: the hub takes the changes in on its next round, and the apply thread saves
+  // a wake-up per batch.
+  if (someone_waits)
+    wake_.notify_one();
+}
+
+void WatchHub::restored(raft::Index index) {
+  std::lock_guard lock(mu_);
+  incoming_.clear();  // older than the snapshot
+  incoming_last_ = index;
+  restored_at_ = index;
+  wake_.notify_one();
+}
+
+void WatchHub::attach(Replica* replica) {
+  std::unique_lock lock(mu_);
+  if (replica != nullptr) {
+    replica_ = replica;
+    rethink_ = true;
+    wake_.notify_one();
+    return;
+  }
+  replica_ = nullptr;
+  stopping_ = true;
+  wake_.notify_one();
+  lock.unlock();
+  if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
+    thread_.join();
+  std::vector<std::function<void()>> ended;
+  lock.lock();
+  for (auto& s : streams_) {
+    if (s->parked)
+      ended.push_back([f = std::move(s->parked)] { f(std::string()); });
+    s->parked = nullptr;
+    s->listed.reset();
+  }
+  streams_.clear();
+  for (Waiter& w : waiters_)
+    ended.push_back(std::move(w.done));
+  waiters_.clear();
+  lock.unlock();
+  for (auto& f : ended)
+    f();
+}
+
+Result<std::shared_ptr<http::BodyStream>> WatchHub::watch(std::string prefix, raft::Index from,
+                                                          WatchFormat format) {
+  std::lock_guard lock(mu_);
+  if (stopping_)
+    return Status::unavailable("the node is stopping");
+  if (streams_.size() + waiters_.size() >= options_.max_watchers) {
+    return Status::busy("this node already serves " + std::to_string(options_.max_watchers) +
+                        " watches and blocking queries");
+  }
+  if (from != 0 && from <= base_) {
+    return Status::compacted("the changes at index " + std::to_string(from) +
+                             " are no longer kept on this node");
+  }
+  auto stream = std::make_shared<Stream>(weak_from_this(), std::move(prefix),
+                                         from == 0 ? last_ + 1 : from, format);
+  stream->listed = streams_.insert(streams_.end(), stream);
+  return std::shared_ptr<http::BodyStream>(stream);
+}
+
+Status WatchHub::wait(std::string prefix, bool exact, raft::Index index,
+                      std::chrono::steady_clock::time_point deadline, std::function<void()> done) {
+  std::unique_lock lock(mu_);
+  if (streams_.size() + waiters_.size() >= options_.max_watchers) {
+    return Status::busy("this node already serves " + std::to_string(options_.max_watchers) +
+                        " watches and blocking queries");
+  }
+  Waiter w{std::move(prefix), exact, index, deadline, std::move(done)};
+  bool now = stopping_ || index < base_;
+  for (auto it = history_.rbegin(); !now && it != history_.rend() && it->event.index > index; ++it)
+    now = matches(w, it->event.key);
+  if (!now) {
+    waiters_.push_back(std::move(w));
+    started_waiting();
+    return Status();
+  }
+  lock.unlock();
+  w.done();
+  return Status();
+}
+
+raft::Index WatchHub::compacted_index() const {
+  std::lock_guard lock(mu_);
+  return base_;
+}
+
+size_t WatchHub::watchers() const {
+  std::lock_guard lock(mu_);
+  return streams_.size() + waiters_.size();
+}
+
+void WatchHub::started_waiting() {
+  // The hub may be asleep with changes not taken in (nobody waited when they came), and a new
+  // deadline may come before its next round.
+  rethink_ = true;
+  wake_.notify_one();
+}
+
+bool WatchHub::matches(const Waiter& w, const std::string& key) const {
+  return w.exact ? key == w.prefix : std::string_view(key).starts_with(w.prefix);
+}
+
+void WatchHub::run() {
+  std::unique_lock lock(mu_);
+  while (!stopping_) {
+    // Changes no one waits for are taken in within a tenth of a second; progress and expiry
+    // keep their own pace.
+    const auto now = Clock::now();
+    auto next =
+        now + (incoming_.empty() ? options_.progress_interval / 2 : std::chrono::milliseconds(100));
+    if (replica_ != nullptr)
+      next = std::min(next, next_expiry_check_);
+    for (const Waiter& w : waiters_)
+      next = std::min(next, w.deadline);
+    wake_.wait_until(lock, next, [&] {
+      return stopping_ || restored_at_ || rethink_ ||
+             ((!incoming_.empty() || incoming_last_ > last_) &&
+              (!streams_.empty() || !waiters_.empty()));
+    });
+    if (stopping_)
+      break;
+    rethink_ = false;
+    std::vector<std::function<void()>> woken;
+    take_incoming(&woken);
+    const auto at = Clock::now();
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if (it->deadline <= at) {
+        woken.push_back(std::move(it->done));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    wake_streams(at, &woken);
+    const bool expiry_due = replica_ != nullptr && at >= next_expiry_check_;
+    lock.unlock();
+    for (auto& f : woken)
+      f();
+    if (expiry_due)
+      expire_due();
+    lock.lock();
+    if (expiry_due)
+      next_expiry_check_ = Clock::now() + options_.expiry_interval;
+  }
+}
+
+void WatchHub::take_incoming(std::vector<std::function<void()>>* woken) {
+  if (restored_at_) {
+    history_.clear();
+    history_bytes_ = 0;
+    base_ = last_ = *restored_at_;
+    restored_at_.reset();
+  }
+  const size_t first_new = history_.size();
+  for (fsm::KvEvent& e : incoming_) {
+    const size_t bytes =
+        128 + e.key.size() + e.record.value.size() + (e.prev_value ? e.prev_value->size() : 0);
+    history_bytes_ += bytes;
+    history_.push_back(Change{std::move(e), bytes, {}});
+  }
+  incoming_.clear();
+  last_ = std::max(last_, incoming_last_);
+  // Blocking queries woken by the new changes.
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    bool changed = false;
+    for (size_t i = first_new; i < history_.size() && !changed; ++i)
+      changed = history_[i].event.index > it->index && matches(*it, history_[i].event.key);
+    if (changed) {
+      woken->push_back(std::move(it->done));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // Then the history keeps within its bounds, one whole index at a time.
+  while (!history_.empty() &&
+         (history_.size() > options_.history_events || history_bytes_ > options_.history_bytes)) {
+    const raft::Index dropped = history_.front().event.index;
+    while (!history_.empty() && history_.front().event.index == dropped) {
+      history_bytes_ -= history_.front().bytes;
+      history_.pop_front();
+    }
+    base_ = dropped;
+  }
+  // Those whose index the history no longer reaches answer now, with what is there.
+  for (auto it = waiters_.begin(); it != waiters_.end();) {
+    if (it->index < base_) {
+      woken->push_back(std::move(it->done));
+      it = waiters_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void WatchHub::wake_streams(Clock::time_point now, std::vector<std::function<void()>>* woken) {
+  for (auto it = streams_.begin(); it != streams_.end();) {
+    Stream& s = **it++;  // first, as unlist() may erase it
+    if (s.parked) {
+      std::string piece = piece_for(s, now);
+      if (!piece.empty()) {
+        woken->push_back(
+            [f = std::move(s.parked), piece = std::move(piece)]() mutable { f(std::move(piece)); });
+        s.parked = nullptr;
+      }
+    }
+    // One that ended hands the server its end when asked: the hub is done with it.
+    if (s.ended && !s.parked)
+      unlist(s);
+  }
+}
+
+void WatchHub::unlist(Stream& s) {
+  if (s.listed) {
+    streams_.erase(*s.listed);
+    s.listed.reset();
+  }
+}
+
+const std::string& WatchHub::line_of(Change& c) {
+  if (c.line.empty()) {
+    const fsm::KvEvent& e = c.event;
+    json j{{"index", e.index}, {"type", type_name(e.type)}, {"key", e.key}};
+    if (e.type == fsm::KvEvent::Type::kPut) {
+      j["value"] = e.record.value;
+      j["create_index"] = e.record.create_index;
+      j["mod_index"] = e.record.mod_index;
+      j["version"] = e.record.version;
+      if (e.record.expires_at_ms != 0)
+        j["expires_at"] = e.record.expires_at_ms;
+    }
+    if (e.prev_value)
+      j["prev_value"] = *e.prev_value;
+    c.line = dump(j);
+  }
+  return c.line;
+}
+
+std::string WatchHub::piece_for(Stream& s, Clock::time_point now) {
+  if (s.cursor <= base_) {
+    // The history moved on past what this watcher had read.
+    s.ended = true;
+    return notice(
+        s.format, "error",
+        json{{"error", "slow: the changes after index " + std::to_string(s.cursor - 1) +
+                           " are no longer kept on this node; list again, or resume where they "
+                           "are"},
+             {"resume_from", s.cursor},
+             {"compacted_index", base_}});
+  }
+  auto it =
+      std::lower_bound(history_.begin(), history_.end(), s.cursor,
+                       [](const Change& c, raft::Index index) { return c.event.index < index; });
+  std::string out;
+  std::string group;  // the matching changes at one index: sent whole or not at all
+  raft::Index group_index = 0;
+  const auto close_group = [&] {
+    if (group.empty())
+      return;
+    if (s.format == WatchFormat::kEventStream)
+      out += "id: " + std::to_string(group_index) + "\n" + group + "\n";
+    else
+      out += group;
+    group.clear();
+  };
+  for (; it != history_.end(); ++it) {
+    if (it->event.index != group_index) {
+      close_group();
+      if (out.size() >= options_.piece_bytes)
+        break;
+      group_index = it->event.index;
+    }
+    if (!std::string_view(it->event.key).starts_with(s.prefix))
+      continue;
+    if (s.format == WatchFormat::kEventStream)
+      group += "data: " + line_of(*it) + "\n";
+    else
+      group += line_of(*it) + "\n";
+  }
+  close_group();
+  // A watch from a later index than the node has reached keeps its place.
+  s.cursor = it == history_.end() ? std::max(s.cursor, last_ + 1) : it->event.index;
+  if (out.empty() && now - s.last_sent >= options_.progress_interval)
+    out = notice(s.format, "progress", json{{"progress", last_}});
+  if (!out.empty())
+    s.last_sent = now;
+  return out;
+}
+
+void WatchHub::expire_due() {
+  Replica* replica = nullptr;
+  {
+    std::lock_guard lock(mu_);
+    replica = replica_;
+  }
+  if (replica == nullptr || replica->replica_status().role != "leader")
+    return;
+  const std::vector<fsm::KvDue> due = store_->due(wall_clock_ms(), 1024);
+  fsm::KvCommand cmd;
+  std::vector<std::string> keys;
+  const auto propose = [&] {
+    if (cmd.success.empty())
+      return;
+    replica->propose(fsm::encode_kv_command(cmd), std::string(),
+                     [hub = weak_from_this(), keys = std::move(keys)](Result<Outcome> r) {
+                       if (!r.ok())
+                         spdlog::debug("expiry not applied: {}", r.status().to_string());
+                       if (auto h = hub.lock()) {
+                         std::lock_guard lock(h->mu_);
+                         for (const std::string& key : keys)
+                           h->expiring_.erase(key);
+                       }
+                     });
+    cmd.success.clear();
+    keys.clear();
+  };
+  for (const fsm::KvDue& d : due) {
+    {
+      std::lock_guard lock(mu_);
+      if (!expiring_.insert(d.key).second)
+        continue;
+    }
+    cmd.success.push_back(fsm::KvOp{fsm::KvOp::Kind::kExpire, d.key, {}, d.mod_index});
+    keys.push_back(d.key);
+    if (cmd.success.size() == fsm::kMaxTxnOps)
+      propose();
+  }
+  propose();
+}
+
+}  // namespace raftnginx::kv

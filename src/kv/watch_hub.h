@@ -1,0 +1,129 @@
+// WatchHub: the key-value store's recent changes, and everyone waiting for them: watch streams,
+// blocking queries, and the leader's expiry of keys past their deadline.
+//
+// History: the store tells the hub every change as it applies it (fsm::KvObserver). The hub
+// keeps the most recent ones, bounded by count and bytes: every change after compacted_index()
+// is known one by one. After a restart, or a snapshot restored, history begins at the index the
+// store then held. The history is the only buffer: a watch is a cursor into it, so a watcher
+// costs the same few hundred bytes however far behind it is, and a watcher that does not read
+// (a slow client: TCP pushes back) holds nothing. Once the history moves past its cursor, its
+// stream ends with {"error": "slow", "resume_from": N}.
+//
+// Threads: applied() and restored() come from the apply thread and only queue the changes; the
+// hub's own thread takes them into the history and wakes the waiting, so no watcher slows the
+// writes. Stream pieces are taken on server threads. Blocking queries' callbacks, and progress
+// and expiry, run on the hub's thread.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "fsm/kv_store.h"
+#include "raftnginx/http.h"
+#include "raftnginx/replica.h"
+#include "util/defaults.h"
+
+namespace raftnginx::kv {
+
+struct WatchHubOptions {
+  size_t history_events = defaults::kWatchHistoryEvents;
+  uint64_t history_bytes = defaults::kWatchHistoryBytes;
+  size_t max_watchers = defaults::kMaxWatchers;  // streams and blocking queries together
+  std::chrono::milliseconds progress_interval = defaults::kWatchProgressInterval;
+  std::chrono::milliseconds expiry_interval = defaults::kExpiryInterval;
+  size_t piece_bytes = 64 << 10;  // about the most one stream piece carries
+};
+
+enum class WatchFormat { kNdjson, kEventStream };
+
+class WatchHub final : public fsm::KvObserver, public std::enable_shared_from_this<WatchHub> {
+ public:
+  // Starts the hub's thread. `store` outlives the hub's use of it (attach(nullptr) ends that).
+  static std::shared_ptr<WatchHub> start(const fsm::KvStore* store, WatchHubOptions options);
+  ~WatchHub() override;
+
+  void applied(std::vector<fsm::KvEvent> events, raft::Index last) override;
+  void restored(raft::Index index) override;
+
+  // The node: while it leads, the hub proposes the expiry of keys past their deadline. Null
+  // stops the hub: no proposal after it returns, every stream ends, every blocking query is
+  // answered.
+  void attach(Replica* replica);
+
+  // A stream of the changes to keys under `prefix` after index `from` - 1 (0: from now on).
+  // Compacted if the changes at `from` are no longer known (compacted_index() says how far);
+  // Busy if too many already wait.
+  Result<std::shared_ptr<http::BodyStream>> watch(std::string prefix, raft::Index from,
+                                                  WatchFormat format);
+  // Calls `done` once a key under `prefix` (`key` exactly, if `exact`) changed at an index
+  // after `index`, or when `deadline` passes: at once if it is known to have changed already,
+  // or if the changes after `index` are no longer known. Busy if too many already wait.
+  Status wait(std::string prefix, bool exact, raft::Index index,
+              std::chrono::steady_clock::time_point deadline, std::function<void()> done);
+
+  // Every change after this index is known.
+  raft::Index compacted_index() const;
+  size_t watchers() const;
+
+  class Stream;
+
+ private:
+  struct Change {
+    fsm::KvEvent event;
+    size_t bytes = 0;
+    std::string line;  // its JSON, made once, when a watcher first needs it
+  };
+  struct Waiter {
+    std::string prefix;
+    bool exact = false;
+    raft::Index index = 0;
+    std::chrono::steady_clock::time_point deadline;
+    std::function<void()> done;
+  };
+  using Clock = std::chrono::steady_clock;
+
+  WatchHub(const fsm::KvStore* store, WatchHubOptions options);
+  void run();
+  // Takes the queued changes into the history; the waiters they wake go to `woken`.
+  void take_incoming(std::vector<std::function<void()>>* woken);
+  void wake_streams(Clock::time_point now, std::vector<std::function<void()>>* woken);
+  void expire_due();
+  // The next piece for `s`, or "" if it has nothing to send now. Under mu_.
+  std::string piece_for(Stream& s, Clock::time_point now);
+  const std::string& line_of(Change& c);
+  void unlist(Stream& s);  // under mu_
+  void started_waiting();  // under mu_: a stream parked, or a blocking query waits
+  bool matches(const Waiter& w, const std::string& key) const;
+
+  const fsm::KvStore* const store_;
+  const WatchHubOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable wake_;
+  bool stopping_ = false;
+  bool rethink_ = false;  // a new deadline, or a replica: the thread looks at its timing again
+  // From the apply thread, not yet in the history.
+  std::vector<fsm::KvEvent> incoming_;
+  raft::Index incoming_last_ = 0;
+  std::optional<raft::Index> restored_at_;
+  // The history: changes after base_, up to last_.
+  std::deque<Change> history_;
+  uint64_t history_bytes_ = 0;
+  raft::Index base_ = 0;
+  raft::Index last_ = 0;
+  std::list<std::shared_ptr<Stream>> streams_;  // open streams; parked ones wait for changes
+  std::list<Waiter> waiters_;
+  Replica* replica_ = nullptr;
+  std::set<std::string> expiring_;  // keys whose expiry is proposed and not yet applied
+  Clock::time_point next_expiry_check_;
+  std::thread thread_;
+};
+
+}  // namespace raftnginx::kv
