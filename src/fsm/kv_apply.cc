@@ -76,20 +76,28 @@ class Txn {
         if (*found) {
           result.found = true;
           result.record = std::move(**found);
+          const size_t size = result.record.value.size();
+          if (op.number == 1 || value_bytes_ + size > kMaxResultValueBytes) {
+            result.record.value.clear();
+            result.deleted = 1;
+          } else {
+            value_bytes_ += size;
+          }
         }
         return result;
       }
       case KvOp::Kind::kDelete:
-        return remove(op.key, KvEvent::Type::kDelete, std::nullopt);
+        return remove(op.key, KvEvent::Type::kDelete, std::nullopt, true);
       case KvOp::Kind::kExpire:
-        return remove(op.key, KvEvent::Type::kExpire, op.number);
+        return remove(op.key, KvEvent::Type::kExpire, op.number, true);
       case KvOp::Kind::kDeletePrefix: {
-        auto keys = table_.keys_with_prefix(op.key);
+        auto keys = table_.keys_with_prefix(op.key, kMaxDeletePrefixKeys + 1);
         if (!keys.ok())
           return keys.status();
         KvOpResult total;
-        for (const std::string& key : *keys) {
-          auto one = remove(key, KvEvent::Type::kDelete, std::nullopt);
+        total.found = keys->size() > kMaxDeletePrefixKeys;
+        for (size_t i = 0; i < keys->size() && i < kMaxDeletePrefixKeys; ++i) {
+          auto one = remove((*keys)[i], KvEvent::Type::kDelete, std::nullopt, false);
           if (!one.ok())
             return one.status();
           total.deleted += one->deleted;
@@ -128,9 +136,9 @@ class Txn {
   }
 
   // Removes `key` if stored; an expiry only if `expiring` is still its mod_index and its
-  // deadline has passed.
+  // deadline has passed. `with_prev`: the event carries the old value.
   Result<KvOpResult> remove(const std::string& key, KvEvent::Type type,
-                            std::optional<raft::Index> expiring) {
+                            std::optional<raft::Index> expiring, bool with_prev) {
     auto stored = table_.find(key);
     if (!stored.ok())
       return stored.status();
@@ -143,7 +151,9 @@ class Txn {
     if (Status s = table_.erase(key); !s.ok())
       return s;
     changed(key, &before, nullptr);
-    effects_.events->push_back(KvEvent{cmd_.index, type, key, KvRecord{}, before.value});
+    effects_.events->push_back(
+        KvEvent{cmd_.index, type, key, KvRecord{},
+                with_prev ? std::optional<std::string>(before.value) : std::nullopt});
     return KvOpResult{false, KvRecord{}, 1};
   }
 
@@ -159,6 +169,7 @@ class Txn {
   KvTable& table_;
   const KvEffects& effects_;
   const bool legacy_;
+  size_t value_bytes_ = 0;  // the values the gets returned so far
 };
 
 }  // namespace

@@ -8,9 +8,11 @@
 //   * put: create_index and version carry on from the live record (or start at this index and
 //     1); mod_index is this index; a TTL sets the deadline from the command's time, and a put
 //     without one clears it. Version-1 commands write records without revisions.
-//   * delete and delete-prefix remove what is stored; expire removes a key only if its
-//     mod_index is still the one expired and its deadline has passed (a key written again
-//     since is kept).
+//   * delete and delete-prefix remove what is stored (a delete-prefix at most
+//     kMaxDeletePrefixKeys, and without the old values in its events); expire removes a key
+//     only if its mod_index is still the one expired and its deadline has passed (a key
+//     written again since is kept).
+//   * gets return values up to kMaxResultValueBytes together, then revisions only.
 #pragma once
 
 #include <mutex>
@@ -31,8 +33,9 @@ class KvTable {
   virtual Result<std::optional<KvRecord>> find(const std::string& key) = 0;
   virtual Status put(const std::string& key, const KvRecord& record) = 0;
   virtual Status erase(const std::string& key) = 0;
-  // The stored keys that begin with `prefix`, in byte order.
-  virtual Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix) = 0;
+  // The first `limit` stored keys that begin with `prefix`, in byte order.
+  virtual Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix,
+                                                            size_t limit) = 0;
 };
 
 // The deadlines of the keys that have one, by time. Thread-safe.

@@ -60,10 +60,18 @@ struct KvOp {
   Kind kind = Kind::kPut;
   std::string key;  // the prefix, for kDeletePrefix
   std::string value;
-  uint64_t number = 0;  // kPut: TTL in ms (0: none); kExpire: the mod_index being expired
+  // kPut: TTL in ms (0: none); kExpire: the mod_index being expired; kGet: 1 for the
+  // revisions only, without the value.
+  uint64_t number = 0;
 
   bool operator==(const KvOp&) const = default;
 };
+
+// What one command may remove with one delete-prefix op (the result says if more remain), and
+// the values its gets may return together (beyond, a get returns the revisions only and says
+// so): bounds on what one entry makes every replica hold, and on the result kept for retries.
+inline constexpr size_t kMaxDeletePrefixKeys = 10000;
+inline constexpr size_t kMaxResultValueBytes = 1 << 20;
 
 struct KvCommand {
   std::vector<KvCompare> compares;
@@ -77,9 +85,9 @@ struct KvCommand {
 // What one op did. put: the record written; get: the record, if found; delete, delete-prefix,
 // expire: how many keys went.
 struct KvOpResult {
-  bool found = false;
+  bool found = false;  // get: the key exists; delete-prefix: more keys remain under the prefix
   KvRecord record;
-  uint64_t deleted = 0;
+  uint64_t deleted = 0;  // get: 1 if the value was left out (asked, or over the budget)
 
   bool operator==(const KvOpResult&) const = default;
 };

@@ -55,9 +55,10 @@ class KvStore : public StateMachine {
   virtual Result<std::optional<KvRecord>> get(std::string_view key) const = 0;
   // The keys that begin with `prefix` and sort after `after` (all, if empty), in byte order, as
   // of one index: at most `limit` of them, and no more once `max_bytes` of keys and values are
-  // taken (at least one). `keys_only` leaves the values out. Safe from any thread.
+  // taken (at least one). Keys whose deadline is at or before `now_ms` are left out (0: none).
+  // `keys_only` leaves the values out. Safe from any thread.
   virtual Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
-                                 size_t max_bytes, bool keys_only) const = 0;
+                                 size_t max_bytes, bool keys_only, uint64_t now_ms) const = 0;
   // Up to `limit` keys whose deadline is at or before `now_ms`, earliest first. Safe from any
   // thread; kept in memory, rebuilt when the store opens or restores.
   virtual std::vector<KvDue> due(uint64_t now_ms, size_t limit) const = 0;

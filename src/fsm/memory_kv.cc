@@ -52,10 +52,12 @@ class MapTable final : public KvTable {
     data_->erase(key);
     return Status();
   }
-  Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix) override {
+  Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix,
+                                                    size_t limit) override {
     std::vector<std::string> keys;
-    for (auto it = data_->lower_bound(prefix);
-         it != data_->end() && std::string_view(it->first).starts_with(prefix); ++it)
+    for (auto it = data_->lower_bound(prefix); it != data_->end() && keys.size() < limit &&
+                                               std::string_view(it->first).starts_with(prefix);
+         ++it)
       keys.push_back(it->first);
     return keys;
   }
@@ -112,7 +114,7 @@ Result<std::optional<KvRecord>> MemoryKv::get(std::string_view key) const {
 }
 
 Result<KvListing> MemoryKv::list(std::string_view prefix, std::string_view after, size_t limit,
-                                 size_t max_bytes, bool keys_only) const {
+                                 size_t max_bytes, bool keys_only, uint64_t now_ms) const {
   std::shared_lock lock(mu_);
   KvListing page;
   page.index = applied_index_;
@@ -123,6 +125,8 @@ Result<KvListing> MemoryKv::list(std::string_view prefix, std::string_view after
       page.truncated = true;
       break;
     }
+    if (now_ms != 0 && it->second.expires_at_ms != 0 && it->second.expires_at_ms <= now_ms)
+      continue;
     KvRecord record = it->second;
     if (keys_only)
       record.value.clear();

@@ -277,11 +277,13 @@ class BatchTable final : public KvTable {
   Status erase(const std::string& key) override {
     return from_rocksdb(batch_->Delete(data_, key), "rocksdb batch");
   }
-  Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix) override {
+  Result<std::vector<std::string>> keys_with_prefix(const std::string& prefix,
+                                                    size_t limit) override {
     std::unique_ptr<rocksdb::Iterator> it(
         batch_->NewIteratorWithBase(data_, db_->NewIterator(rocksdb::ReadOptions(), data_)));
     std::vector<std::string> keys;
-    for (it->Seek(prefix); it->Valid() && it->key().starts_with(prefix); it->Next())
+    for (it->Seek(prefix); it->Valid() && keys.size() < limit && it->key().starts_with(prefix);
+         it->Next())
       keys.push_back(it->key().ToString());
     if (Status s = from_rocksdb(it->status(), "rocksdb scan"); !s.ok())
       return s;
@@ -362,7 +364,7 @@ Result<std::optional<KvRecord>> RocksDbKv::get(std::string_view key) const {
 }
 
 Result<KvListing> RocksDbKv::list(std::string_view prefix, std::string_view after, size_t limit,
-                                  size_t max_bytes, bool keys_only) const {
+                                  size_t max_bytes, bool keys_only, uint64_t now_ms) const {
   std::shared_lock lock(families_mu_);
   const rocksdb::Snapshot* snap = db_->GetSnapshot();
   rocksdb::ReadOptions read;
@@ -394,6 +396,8 @@ Result<KvListing> RocksDbKv::list(std::string_view prefix, std::string_view afte
       break;
     }
     KvRecord kept = std::move(record).value();
+    if (now_ms != 0 && kept.expires_at_ms != 0 && kept.expires_at_ms <= now_ms)
+      continue;
     if (keys_only)
       kept.value.clear();
     bytes += it->key().size() + kept.value.size();

@@ -65,7 +65,7 @@ class RocksDbKv final : public KvStore {
                  raft::Term term) override;
   Result<std::optional<KvRecord>> get(std::string_view key) const override;
   Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
-                         size_t max_bytes, bool keys_only) const override;
+                         size_t max_bytes, bool keys_only, uint64_t now_ms) const override;
   std::vector<KvDue> due(uint64_t now_ms, size_t limit) const override {
     return expiry_.due(now_ms, limit);
   }

@@ -73,6 +73,10 @@ void Api::Call::read(std::function<Response()> read) {
         // The raft loop only confirms the read index; the read itself runs on the server thread
         // that took the request.
         call->api->server_->post(thread, [call, read = std::move(read)] {
+          // Answered already (the deadline passed): a read now would be thrown away, and one
+          // that holds something (a watch) would hold it for nobody.
+          if (call->done())
+            return;
           call->guarded([&] { call->answer(call->api->with_raft_headers(read(), false)); });
         });
       });

@@ -75,7 +75,7 @@ void add_backends(DaemonHooks* hooks) {
   hooks->flags.push_back(
       {kProgressFlag, "how often an idle watch hears the index this node has reached",
        format_duration(defaults::kWatchProgressInterval), [](const std::string& v) -> Status {
-         auto d = parse_duration(v);
+         auto d = parse_duration(v, defaults::kMaxWatchProgressInterval);
          if (d.ok() && d->count() <= 0)
            return Status::invalid_argument("must be longer than 0");
          return d.status();

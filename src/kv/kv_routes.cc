@@ -71,7 +71,8 @@ Result<uint64_t> ttl_of(const Exchange& ex) {
   return static_cast<uint64_t>(d->count());
 }
 
-// ?cas=N as compares: 0 means absent.
+// ?cas=N as a compare. 0 holds for an absent key, and for one written before revisions (whose
+// mod_index is 0), so that such a key too can be changed by compare-and-set.
 Result<std::vector<KvCompare>> cas_of(const Exchange& ex, const std::string& key) {
   std::optional<std::string> cas = ex.query("cas");
   if (!cas)
@@ -79,8 +80,6 @@ Result<std::vector<KvCompare>> cas_of(const Exchange& ex, const std::string& key
   auto n = parse_count("cas", *cas);
   if (!n.ok())
     return n.status();
-  if (*n == 0)
-    return std::vector<KvCompare>{KvCompare{key, KvCompare::Field::kExists, 0, {}}};
   return std::vector<KvCompare>{KvCompare{key, KvCompare::Field::kModIndex, *n, {}}};
 }
 
@@ -134,7 +133,10 @@ void get_key(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
   if (!ex->may_read(key))
     return;
   const bool with_details = ex->query("detailed").has_value();
-  auto read = [kv, key, with_details]() -> http::Response {
+  auto read = [kv, key, with_details, replica = &ex->replica()]() -> http::Response {
+    // The index before the read: the state read holds at least this. Taken after, it could
+    // name a change the read missed, and a blocking query from it would wait past that change.
+    const raft::Index index = replica->applied_index();
     auto found = kv->get(key);
     if (!found.ok())
       return http::Response::error(500, found.status().to_string());
@@ -144,6 +146,7 @@ void get_key(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
     http::Response response =
         http::Response::json(200, with_details ? detailed(key, r, true) : json{{key, r.value}});
     add_revision_headers(&response, r);
+    response.headers.emplace_back("X-Raft-Index", std::to_string(index));
     return response;
   };
   if (!blocking(ex, hub, key, true, read))
@@ -168,16 +171,11 @@ void list_keys(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
   const bool keys_only = ex->query("keys").has_value();
   const bool with_details = ex->query("detailed").has_value();
   auto read = [=]() -> http::Response {
-    auto page = kv->list(prefix, after, limit, defaults::kMaxListBytes, keys_only);
+    auto page = kv->list(prefix, after, limit, defaults::kMaxListBytes, keys_only, wall_clock_ms());
     if (!page.ok())
       return http::Response::error(500, page.status().to_string());
-    const uint64_t now = wall_clock_ms();
-    json body = keys_only && !with_details ? json::array()
-                : with_details             ? json::array()
-                                           : json::object();
+    json body = keys_only || with_details ? json::array() : json::object();
     for (const auto& [key, record] : page->entries) {
-      if (!live(record, now))
-        continue;
       if (with_details)
         body.push_back(detailed(key, record, !keys_only));
       else if (keys_only)
@@ -260,12 +258,13 @@ void change_key(const ExchangePtr& ex, KvOp::Kind kind) {
   } else if (ex->query("ttl")) {
     return ex->respond(http::Response::error(400, "a delete takes no ttl"));
   }
-  if (!ex->may_write(key))
+  // A compare tells whether the key exists and its revision: that is a read.
+  if (!ex->may_write(key) || (!compares->empty() && !ex->may_read(key)))
     return;
   fsm::KvCommand cmd;
   cmd.compares = std::move(compares).value();
   cmd.success.push_back(KvOp{kind, key, kind == KvOp::Kind::kPut ? ex->request().body : "", ttl});
-  cmd.failure.push_back(KvOp{KvOp::Kind::kGet, key, {}, 0});
+  cmd.failure.push_back(KvOp{KvOp::Kind::kGet, key, {}, 1});  // the revision, not the value
   write(ex, cmd);
 }
 
@@ -362,11 +361,10 @@ class TxnParser {
       return false;
     }
     const std::string kind = o["op"].get<std::string>();
-    const auto only = [&](std::initializer_list<const char*> fields) {
-      for (const auto& [name, value] : o.items()) {
-        if (name != "op" && std::find_if(fields.begin(), fields.end(), [&](const char* f) {
-                              return name == f;
-                            }) == fields.end()) {
+    const auto only = [&](std::initializer_list<std::string_view> fields) {
+      for (const auto& item : o.items()) {
+        const std::string& name = item.key();
+        if (name != "op" && std::find(fields.begin(), fields.end(), name) == fields.end()) {
           fail("unknown field \"" + name + "\" in a " + kind + " op");
           return false;
         }
@@ -461,12 +459,16 @@ void txn(const ExchangePtr& ex) {
         j.update(revisions(r.record));
       } else if (op.kind == KvOp::Kind::kGet) {
         j["found"] = r.found;
-        if (r.found) {
+        if (r.found && r.deleted == 0)
           j["value"] = r.record.value;
+        if (r.found && r.deleted != 0)
+          j["value_omitted"] = true;  // over the values one transaction may return
+        if (r.found)
           j.update(revisions(r.record));
-        }
       } else {
         j["deleted"] = r.deleted;
+        if (op.kind == KvOp::Kind::kDeletePrefix && r.found)
+          j["more"] = true;  // one op removes at most kMaxDeletePrefixKeys: send it again
       }
       results.push_back(std::move(j));
     }
@@ -490,8 +492,8 @@ void watch(WatchHub& hub, const ExchangePtr& ex) {
   } else if (std::string_view last = ex->request().header("Last-Event-ID"); !last.empty()) {
     // A browser's EventSource reconnecting: on from the index after the last one it saw.
     auto n = parse_count("Last-Event-ID", last);
-    if (!n.ok())
-      return ex->respond(http::Response::error(400, n.status().message()));
+    if (!n.ok() || *n == UINT64_MAX)
+      return ex->respond(http::Response::error(400, "Last-Event-ID must be an index"));
     from = *n + 1;
   }
   const bool sse = ex->request().header("Accept").find("text/event-stream") != std::string::npos;

@@ -34,6 +34,13 @@ std::string notice(WatchFormat format, const char* event, const json& body) {
   return std::string("event: ") + event + "\ndata: " + dump(body) + "\n\n";
 }
 
+// What a change costs the history: its bytes twice (the change, and its JSON once a watcher
+// asked for it), and some for the bookkeeping.
+size_t change_bytes(const fsm::KvEvent& e) {
+  return 256 +
+         2 * (e.key.size() + e.record.value.size() + (e.prev_value ? e.prev_value->size() : 0));
+}
+
 uint64_t wall_clock_ms() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -101,9 +108,20 @@ WatchHub::~WatchHub() {
 void WatchHub::applied(std::vector<fsm::KvEvent> events, raft::Index last) {
   std::lock_guard lock(mu_);
   const bool someone_waits = !streams_.empty() || !waiters_.empty();
-  for (fsm::KvEvent& e : events)
+  for (fsm::KvEvent& e : events) {
+    incoming_bytes_ += change_bytes(e);
     incoming_.push_back(std::move(e));
+  }
   incoming_last_ = std::max(incoming_last_, last);
+  if (incoming_.size() > options_.history_events || incoming_bytes_ > options_.history_bytes) {
+    // More than the history could keep: the changes up to here are not known one by one, as
+    // after a snapshot, and watchers behind them hear they are too slow.
+    incoming_.clear();
+    incoming_bytes_ = 0;
+    restored_at_ = incoming_last_;
+    wake_.notify_one();
+    return;
+  }
   // Nobody to tell: the hub takes the changes in on its next round, and the apply thread saves
   // a wake-up per batch.
   if (someone_waits)
@@ -113,6 +131,7 @@ void WatchHub::applied(std::vector<fsm::KvEvent> events, raft::Index last) {
 void WatchHub::restored(raft::Index index) {
   std::lock_guard lock(mu_);
   incoming_.clear();  // older than the snapshot
+  incoming_bytes_ = 0;
   incoming_last_ = index;
   restored_at_ = index;
   wake_.notify_one();
@@ -263,12 +282,12 @@ void WatchHub::take_incoming(std::vector<std::function<void()>>* woken) {
   }
   const size_t first_new = history_.size();
   for (fsm::KvEvent& e : incoming_) {
-    const size_t bytes =
-        128 + e.key.size() + e.record.value.size() + (e.prev_value ? e.prev_value->size() : 0);
+    const size_t bytes = change_bytes(e);
     history_bytes_ += bytes;
     history_.push_back(Change{std::move(e), bytes, {}});
   }
   incoming_.clear();
+  incoming_bytes_ = 0;
   last_ = std::max(last_, incoming_last_);
   // Blocking queries woken by the new changes.
   for (auto it = waiters_.begin(); it != waiters_.end();) {
@@ -321,10 +340,11 @@ void WatchHub::wake_streams(Clock::time_point now, std::vector<std::function<voi
 }
 
 void WatchHub::unlist(Stream& s) {
-  if (s.listed) {
-    streams_.erase(*s.listed);
-    s.listed.reset();
-  }
+  if (!s.listed)
+    return;
+  const auto it = *s.listed;
+  s.listed.reset();
+  streams_.erase(it);  // may drop the last reference to `s`: not touched after this
 }
 
 const std::string& WatchHub::line_of(Change& c) {

@@ -111,6 +111,7 @@ class WatchHub final : public fsm::KvObserver, public std::enable_shared_from_th
   bool rethink_ = false;  // a new deadline, or a replica: the thread looks at its timing again
   // From the apply thread, not yet in the history.
   std::vector<fsm::KvEvent> incoming_;
+  uint64_t incoming_bytes_ = 0;
   raft::Index incoming_last_ = 0;
   std::optional<raft::Index> restored_at_;
   // The history: changes after base_, up to last_.

@@ -73,12 +73,15 @@ inline constexpr std::chrono::milliseconds kRaftIdleTimeout = 60s;
 
 // The key-value store's changes (kv/watch_hub.h): the recent changes kept for watches and
 // blocking queries, by count and by bytes; how many watches and blocking queries may wait at
-// once; how often an idle watch hears how far it is; how long a blocking query may wait; how
-// often the leader looks for keys past their deadline.
+// once (each holds a connection: to the daemon, and two in the gateway's nginx, whose worker
+// takes 1024; raise both limits together); how often an idle watch hears how far it is (at
+// most kMaxWatchProgressInterval: nginx cuts a watch that is quiet for a minute); how long a
+// blocking query may wait; how often the leader looks for keys past their deadline.
 inline constexpr size_t kWatchHistoryEvents = 100000;
 inline constexpr uint64_t kWatchHistoryBytes = 64 << 20;
-inline constexpr size_t kMaxWatchers = 10000;
+inline constexpr size_t kMaxWatchers = 256;
 inline constexpr std::chrono::milliseconds kWatchProgressInterval = 5s;
+inline constexpr std::chrono::milliseconds kMaxWatchProgressInterval = 30s;
 inline constexpr std::chrono::milliseconds kMaxBlockingWait = 5min;
 inline constexpr std::chrono::milliseconds kExpiryInterval = 200ms;
 // The most keys (and bytes of keys and values) one listing answers.

@@ -255,12 +255,12 @@ TEST_P(KvStoreContract, EveryChangeReachesTheObserverInLogOrder) {
       result_of(apply_one(*kv, 3, txn_cmd({}, {KvOp{KvOp::Kind::kDeletePrefix, "a/", {}, 0}})));
   EXPECT_EQ(r.results.at(0).deleted, 2u);
   apply_one(*kv, 4, delete_cmd("nothing here"));
-  ASSERT_EQ(seen.events.size(), 6u);
+  apply_one(*kv, 5, delete_cmd("b/1"));
+  // A delete-prefix's events leave the old values out (it may remove many).
   EXPECT_EQ(seen.describe(),
             "1 put a/1, 1 put a/2, 1 put b/1, 2 put a/1 (was x), "
-            "3 delete a/1 (was x2), 3 delete a/2 (was y)");
-  EXPECT_EQ(seen.last, 4u);
-  EXPECT_EQ(get(*kv, "b/1"), "z");
+            "3 delete a/1, 3 delete a/2, 5 delete b/1 (was z)");
+  EXPECT_EQ(seen.last, 5u);
 }
 
 TEST_P(KvStoreContract, DeadlinesComeFromTheCommandsTimeAndExpiryIsConditional) {
@@ -299,30 +299,66 @@ TEST_P(KvStoreContract, ListingPagesThroughAPrefixAtOneIndex) {
   auto kv = backend.open(tmp.sub("db"));
   apply_one(*kv, 1, set_cmd({{"p/a", "1"}, {"p/b", "22"}, {"p/c", "333"}, {"q/x", "9"}}));
   apply_one(*kv, 2, set_cmd("p", "not under p/"));
-  auto page = kv->list("p/", "", 2, 1 << 20, false);
+  auto page = kv->list("p/", "", 2, 1 << 20, false, 0);
   ASSERT_TRUE(page.ok());
   EXPECT_EQ(page->index, 2u);
   EXPECT_TRUE(page->truncated);
   ASSERT_EQ(page->entries.size(), 2u);
   EXPECT_EQ(page->entries[0].first, "p/a");
   EXPECT_EQ(page->entries[1].second, (KvRecord{"22", 1, 1, 1, 0}));
-  page = kv->list("p/", "p/b", 2, 1 << 20, false);
+  page = kv->list("p/", "p/b", 2, 1 << 20, false, 0);
   ASSERT_TRUE(page.ok());
   EXPECT_FALSE(page->truncated);
   ASSERT_EQ(page->entries.size(), 1u);
   EXPECT_EQ(page->entries[0].first, "p/c");
   // Keys only; a byte budget; an `after` before the prefix; everything.
-  page = kv->list("p/", "", 10, 1 << 20, true);
+  page = kv->list("p/", "", 10, 1 << 20, true, 0);
   ASSERT_EQ(page->entries.size(), 3u);
   EXPECT_EQ(page->entries[2].second.value, "");
   EXPECT_EQ(page->entries[2].second.mod_index, 1u);
-  page = kv->list("p/", "", 10, 4, false);
+  page = kv->list("p/", "", 10, 4, false, 0);
   EXPECT_TRUE(page->truncated);
   EXPECT_EQ(page->entries.size(), 1u);
-  page = kv->list("p/", "a", 10, 1 << 20, false);
+  page = kv->list("p/", "a", 10, 1 << 20, false, 0);
   EXPECT_EQ(page->entries.size(), 3u);
-  page = kv->list("", "", 10, 1 << 20, true);
+  page = kv->list("", "", 10, 1 << 20, true, 0);
   EXPECT_EQ(page->entries.size(), 5u);
+  // Keys past their deadline are left out before the limit counts them.
+  apply_one(*kv, 3, ttl_put("p/0", "gone", 10), 1000);
+  page = kv->list("p/", "", 1, 1 << 20, false, 2000);
+  ASSERT_EQ(page->entries.size(), 1u);
+  EXPECT_EQ(page->entries[0].first, "p/a");
+}
+
+// What one entry makes every replica hold is bounded: the values its gets return, and the keys
+// one delete-prefix removes (the rest in later commands).
+TEST_P(KvStoreContract, OneCommandsResultsAndDeletionsAreBounded) {
+  auto kv = backend.open(tmp.sub("db"));
+  const std::string big(kMaxResultValueBytes / 2 + 1, 'v');
+  apply_one(*kv, 1, set_cmd({{"big1", big}, {"big2", big}}));
+  const KvOp get1{KvOp::Kind::kGet, "big1", {}, 0};
+  const KvOp get2{KvOp::Kind::kGet, "big2", {}, 0};
+  const KvOp revisions_only{KvOp::Kind::kGet, "big1", {}, 1};
+  KvResult r = result_of(apply_one(*kv, 2, txn_cmd({}, {get1, get2, revisions_only})));
+  ASSERT_EQ(r.results.size(), 3u);
+  EXPECT_EQ(r.results[0].record.value, big);
+  EXPECT_EQ(r.results[0].deleted, 0u);
+  EXPECT_TRUE(r.results[1].found);
+  EXPECT_EQ(r.results[1].record.value, "");
+  EXPECT_EQ(r.results[1].deleted, 1u) << "over the budget: revisions only";
+  EXPECT_EQ(r.results[2].record, (KvRecord{"", 1, 1, 1, 0}));
+
+  std::vector<std::pair<std::string, std::string>> many;
+  for (size_t i = 0; i < kMaxDeletePrefixKeys + 5; ++i)
+    many.emplace_back("d/" + std::to_string(i), "x");
+  apply_one(*kv, 3, set_cmd(many));
+  const std::string delete_all = txn_cmd({}, {KvOp{KvOp::Kind::kDeletePrefix, "d/", {}, 0}});
+  r = result_of(apply_one(*kv, 4, delete_all));
+  EXPECT_EQ(r.results.at(0).deleted, kMaxDeletePrefixKeys);
+  EXPECT_TRUE(r.results[0].found) << "more remain";
+  r = result_of(apply_one(*kv, 5, delete_all));
+  EXPECT_EQ(r.results.at(0).deleted, 5u);
+  EXPECT_FALSE(r.results[0].found);
 }
 
 TEST_P(KvStoreContract, SnapshotsCarryRevisionsAndDeadlines) {
