@@ -1,7 +1,7 @@
 -- One wrk script for every load bench/compare.py runs, so that both systems see the same key
 -- space, value size and client. Chosen by environment variables:
---   BENCH_OP           rn_put | rn_get_stale | rn_get_linearizable |
---                      etcd_put | etcd_range_serializable | etcd_range_linearizable |
+--   BENCH_OP           rn_put | rn_get_stale | rn_get_linearizable | rn_txn |
+--                      etcd_put | etcd_range_serializable | etcd_range_linearizable | etcd_txn |
 --                      get_path (GET BENCH_PATH: what a server answers doing nothing)
 --   BENCH_KEYS         keys are k1..kN, picked uniformly at random (default 10000)
 --   BENCH_VALUE_BYTES  value size for writes (default 64)
@@ -50,6 +50,17 @@ local function build(i)
     return wrk.format("POST", "/v3/kv/range", nil, '{"key":"' .. base64(key) .. '","serializable":true}')
   elseif op == "etcd_range_linearizable" then
     return wrk.format("POST", "/v3/kv/range", nil, '{"key":"' .. base64(key) .. '"}')
+  elseif op == "rn_txn" then
+    -- A compare that holds (the guard key is never written), then the put: what a
+    -- compare-and-set costs, answered 200 either way.
+    local body = '{"compare":[{"key":"guard' .. i .. '","exists":false}],' ..
+      '"success":[{"op":"put","key":"' .. key .. '","value":"' .. value .. '"}]}'
+    return wrk.format("POST", "/txn", nil, body)
+  elseif op == "etcd_txn" then
+    local body = '{"compare":[{"key":"' .. base64("guard" .. i) .. '","target":"VERSION",' ..
+      '"result":"EQUAL","version":"0"}],"success":[{"requestPut":{"key":"' .. base64(key) ..
+      '","value":"' .. base64(value) .. '"}}]}'
+    return wrk.format("POST", "/v3/kv/txn", nil, body)
   elseif op == "get_path" then
     return wrk.format("GET", os.getenv("BENCH_PATH"))
   end

@@ -4,15 +4,20 @@ and the history checked for linearizability afterwards.
 
 Each scenario starts a cluster on loopback (each node's raft traffic passes through a
 fault-injecting TCP proxy of this tool), runs concurrent clients that write unique values,
-delete, and read stale and linearizable, and injects faults one at a time on a random schedule:
+delete, compare-and-set (POST /txn on the value they last saw), and read stale and
+linearizable, and watchers that follow every change (GET /watch), reconnecting to a random node
+from where they were, and injects faults one at a time on a random schedule:
 kill -9 and restart (leader or follower), SIGSTOP of the leader longer than an election timeout,
 partitions made at the proxies (the leader isolated, a minority cut off, one direction only), a
 torn record written into a stopped node's log, a follower removed, wiped and added back, and
 (with --integrity) a follower's state-machine files changed behind its back: the replica check
 must name it, it must stop serving reads, and `raft-nginx repair` must rebuild it. Then it heals
 everything and checks:
-  - the history is linearizable per key (an operation whose outcome is unknown may or may not
-    have happened);
+  - the history, compare-and-sets included, is linearizable per key (an operation whose
+    outcome is unknown may or may not have happened);
+  - every watcher saw each index at most once, in order, the same changes at an index as every
+    other watcher, and every acknowledged put at an index its connection covered (a gap only
+    where a node answered 410 or "slow", which the watcher records);
   - stale reads only return values that were written;
   - no acknowledged write is lost (the final reads agree with the writes: an unacknowledged one
     may be what a key holds last);
@@ -24,10 +29,11 @@ everything and checks:
   tests/chaos/chaos.py --binary build/src/raft-nginx --scenarios 4 --seconds 60 [--seed N]
 
 It prints one summary line per scenario and a total (which adds passed=yes|no):
-  ops=N ok=N unknown=N faults=N linearizable=yes|no lost=N diverged=N
+  ops=N ok=N unknown=N faults=N linearizable=yes|no lost=N diverged=N watched=N watch_bad=N
 On failure it keeps the history and the nodes' logs and prints where.
 """
 import argparse
+import http.client
 import json
 import os
 import random
@@ -210,6 +216,8 @@ class Scenario:
         self.stop = threading.Event()
         self.keys = [f"k{i}" for i in range(args.keys)]
         self.damaged = []  # per damaged follower: found, rebuilt, seconds until found
+        self.acked_puts = []  # (index, key, value) of every acknowledged put and compare-and-set
+        self.watch_segments = {}  # watcher id -> its connections (watch_segment dicts)
 
     # -- cluster -------------------------------------------------------------------------
     def start_node(self, name, join=None):
@@ -220,7 +228,7 @@ class Scenario:
         self.network.names[node_id_for(name)] = name
         d.raft = f"127.0.0.1:{real}"
         d.args = ["--raft-advertise", f"127.0.0.1:{proxy.port}", "--snapshot-threshold", "500",
-                  "--trailing-logs", "100"]
+                  "--trailing-logs", "100", "--kv-watch-progress", "300ms"]
         if join is not None:
             d.args += ["-join", join.http]
         self.cluster.nodes[name] = d
@@ -248,19 +256,26 @@ class Scenario:
     def client(self, client_id):
         rng = random.Random(self.seed * 1000 + client_id)
         seq = 0
+        seen = {}  # key -> the value this client last read or wrote
         while not self.stop.is_set():
             nodes = list(self.cluster.nodes.values())
             node = rng.choice(nodes)
             address = node.gateway if self.nginx else node.http
             key = rng.choice(self.keys)
             roll = rng.random()
-            if roll < 0.45:
+            if roll < 0.4:
                 seq += 1
-                self.write(address, client_id, key, f"c{client_id}-{seq}")
-            elif roll < 0.5:
+                seen[key] = f"c{client_id}-{seq}"
+                self.write(address, client_id, key, seen[key])
+            elif roll < 0.45:
+                seen[key] = None
                 self.write(address, client_id, key, None)
+            elif roll < 0.55:
+                seq += 1
+                self.cas(address, client_id, key, seen.get(key), f"c{client_id}-{seq}")
             else:
-                self.read(address, client_id, key, "linearizable" if roll < 0.75 else "stale")
+                seen[key] = self.read(address, client_id, key,
+                                      "linearizable" if roll < 0.75 else "stale")
 
     def request(self, address, method, path, body=None):
         """One request, following one 307 to the leader. None if the outcome is unknown."""
@@ -290,6 +305,30 @@ class Scenario:
         self.history.add(Op("write", key, value, call, ret, client_id))
         if ret is None:
             time.sleep(0.05)
+        elif value is not None:
+            self.acked_puts.append((int(r.header("X-Raft-Mod-Index")), key, value))
+
+    def cas(self, address, client_id, key, expected, value):
+        compare = {"key": key, "value": expected} if expected is not None \
+            else {"key": key, "exists": False}
+        body = json.dumps({"compare": [compare],
+                           "success": [{"op": "put", "key": key, "value": value}]})
+        call = self.history.now()
+        r = self.request(address, "POST", "/txn", body=body)
+        ret = self.history.now()
+        if r is not None and 400 <= r.status < 500:
+            return  # refused: not applied
+        succeeded = None
+        if r is None or r.status != 200:
+            ret = None  # it may still commit
+        else:
+            succeeded = r.json()["succeeded"]
+            if succeeded:
+                self.acked_puts.append((r.json()["index"], key, value))
+        self.history.add(Op("cas", key, value, call, ret, client_id, expected=expected,
+                            succeeded=succeeded))
+        if ret is None:
+            time.sleep(0.05)
 
     def read(self, address, client_id, key, level):
         path = "/key/" + urllib.parse.quote(key, safe="") + f"?level={level}"
@@ -302,6 +341,49 @@ class Scenario:
         value = r.json()[key] if r.status == 200 else None
         kind = "read" if level == "linearizable" else "stale-read"
         self.history.add(Op(kind, key, value, call, ret, client_id))
+        return value
+
+    def watcher(self, watcher_id):
+        """Follows every change from index 1, on a random node each time its connection ends
+        (a fault, or now and then by choice), from where it was."""
+        rng = random.Random(self.seed * 7919 + watcher_id)
+        segments = self.watch_segments.setdefault(watcher_id, [])
+        next_from = 1
+        while not self.stop.is_set():
+            node = rng.choice(list(self.cluster.nodes.values()))
+            seg = watch_segment(node.name, next_from)
+            segments.append(seg)
+            conn = None
+            try:
+                host, port = cluster.address(node.gateway if self.nginx else node.http)
+                conn = http.client.HTTPConnection(host, port, timeout=3)
+                conn.request("GET", f"/watch?from={next_from}")
+                resp = conn.getresponse()
+                if resp.status == 410:
+                    seg["gap"] = json.loads(resp.read())["compacted_index"]
+                elif resp.status == 200:
+                    hang_up = time.monotonic() + rng.uniform(1, 8)
+                    while not self.stop.is_set() and time.monotonic() < hang_up:
+                        line = resp.readline()
+                        if not line:
+                            break
+                        m = json.loads(line)
+                        if "progress" in m:
+                            seg["progress"] = max(seg["progress"], m["progress"])
+                        elif "error" in m:
+                            seg["gap"] = m["compacted_index"]
+                            break
+                        else:
+                            seg["events"].append(m)
+            except (OSError, ValueError, KeyError, http.client.HTTPException):
+                pass
+            finally:
+                if conn is not None:
+                    conn.close()
+            end = covered(seg)
+            next_from = max(next_from, end + 1, seg["gap"] + 1)
+            if end < seg["from"] and seg["gap"] == 0:
+                self.sleep(0.2)
 
     # -- faults --------------------------------------------------------------------------
     def fault(self):
@@ -434,6 +516,8 @@ class Scenario:
     def run(self, seconds):
         self.start()
         clients = [threading.Thread(target=self.client, args=(i,)) for i in range(self.args.clients)]
+        clients += [threading.Thread(target=self.watcher, args=(i,))
+                    for i in range(self.args.watchers)]
         for t in clients:
             t.start()
         deadline = time.monotonic() + seconds
@@ -463,7 +547,7 @@ class Scenario:
         ops = [op for op in self.history.ops if op.kind != "stale-read"]
         written = {}
         for op in self.history.ops:
-            if op.kind == "write":
+            if op.kind in ("write", "cas"):
                 written.setdefault(op.key, set()).add(op.value)
         finals = []
         for key in self.keys:
@@ -480,7 +564,7 @@ class Scenario:
         # unacknowledged write explains (one in flight when the last fault struck, and applied)
         # is no loss; one that no write explains, or an acknowledged write overwritten by none
         # after it, is.
-        writes = [op for op in ops if op.kind == "write"]
+        writes = [op for op in ops if op.kind in ("write", "cas")]
         _, lost_keys = check(writes + finals)
         diverged = 0
         for key in self.keys:
@@ -492,22 +576,26 @@ class Scenario:
         steady = [d for name, d in self.cluster.nodes.items() if name not in self.restarted]
         applied = {d.metric("raftnginx_fsm_applied_entries_total") for d in steady}
         ok_ops = sum(1 for op in self.history.ops if op.ret is not None)
+        watched, watch_bad = check_watches(self.watch_segments, self.acked_puts)
         result = {
             "seed": self.seed, "nodes": self.nodes_count, "nginx": self.nginx,
             "ops": len(self.history.ops), "ok": ok_ops, "unknown": len(self.history.ops) - ok_ops,
             "faults": len(self.faults), "linearizable": linearizable and not stale_bad,
             "lost": len(lost_keys), "diverged": diverged, "bad_keys": bad_keys,
             "stale_never_written": len(stale_bad), "exactly_once": len(applied) <= 1,
-            "damaged": self.damaged,
+            "damaged": self.damaged, "watched": watched, "watch_bad": watch_bad,
         }
         found_all = all(e["found"] and e.get("rebuilt") for e in self.damaged)
         result["passed"] = (result["linearizable"] and not result["lost"] and not diverged
+                            and not watch_bad
                             and result["exactly_once"] and result["faults"] > 0 and found_all
                             and (self.damaged or not self.args.integrity))
         return result
 
     def save(self, folder):
         os.makedirs(folder, exist_ok=True)
+        with open(os.path.join(folder, "watches.json"), "w") as f:
+            json.dump(self.watch_segments, f, indent=0)
         with open(os.path.join(folder, "history.json"), "w") as f:
             json.dump([op.__dict__ for op in self.history.ops], f, indent=0)
         with open(os.path.join(folder, "faults.txt"), "w") as f:
@@ -523,10 +611,54 @@ class Scenario:
             p.close()
 
 
+def watch_segment(node, start):
+    """One watch connection: the changes it delivered, the progress it reported, and the index
+    a node said it could no longer serve from (410 or "slow"), 0 if none."""
+    return {"node": node, "from": start, "events": [], "progress": 0, "gap": 0}
+
+
+def covered(seg):
+    """The last index whose changes the connection delivered whole: what a progress message
+    vouched for, or the index before the last change seen (a connection cut mid-piece may have
+    delivered only some of that index's changes; the next connection reads it again)."""
+    last = seg["events"][-1]["index"] - 1 if seg["events"] else 0
+    return max(seg["progress"], last, seg["from"] - 1)
+
+
+def check_watches(watchers, acked_puts):
+    """(changes seen, problems): each connection in index order with no change twice; every
+    index the same everywhere it was seen; every acknowledged put at an index a connection
+    covered, in that connection."""
+    problems = 0
+    by_index = {}
+    seen = 0
+    for segments in watchers.values():
+        for seg in segments:
+            end = covered(seg)
+            changes = [(e["index"], e["type"], e["key"], e.get("value")) for e in seg["events"]
+                       if seg["from"] <= e["index"] <= end]
+            seen += len(changes)
+            indexes = [c[0] for c in changes]
+            problems += indexes != sorted(indexes)
+            problems += len(set(changes)) != len(changes)
+            problems += any(e["index"] < seg["from"] for e in seg["events"])
+            mine = {}
+            for c in changes:
+                mine.setdefault(c[0], []).append(c[1:])
+            for index, at in mine.items():
+                if by_index.setdefault(index, at) != at:
+                    problems += 1
+            for index, key, value in acked_puts:
+                if seg["from"] <= index <= end and ("put", key, value) not in mine.get(index, []):
+                    problems += 1
+    return seen, problems
+
+
 def summary(r):
     return (f"ops={r['ops']} ok={r['ok']} unknown={r['unknown']} faults={r['faults']} "
             f"linearizable={'yes' if r['linearizable'] else 'no'} lost={r['lost']} "
-            f"diverged={r['diverged']}")
+            f"diverged={r['diverged']} watched={r.get('watched', 0)} "
+            f"watch_bad={r.get('watch_bad', 0)}")
 
 
 def main():
@@ -537,6 +669,7 @@ def main():
     ap.add_argument("--seed", type=int, default=None, help="default: random (printed)")
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--keys", type=int, default=16)
+    ap.add_argument("--watchers", type=int, default=2)
     ap.add_argument("--keep", default=None, help="where to keep failed runs (default: a temp dir)")
     ap.add_argument("--first", type=int, default=1, help="start at this scenario number")
     ap.add_argument("--integrity", action="store_true",
@@ -549,7 +682,7 @@ def main():
     seed = args.seed if args.seed is not None else random.randrange(1 << 30)
     # Scenario i: 3 or 5 nodes, every other one through nginx.
     plans = [(3, False), (5, False), (3, True), (5, True)]
-    totals = dict(ops=0, ok=0, unknown=0, faults=0, lost=0, diverged=0)
+    totals = dict(ops=0, ok=0, unknown=0, faults=0, lost=0, diverged=0, watched=0, watch_bad=0)
     all_passed = all_linearizable = True
     for i in range(args.first - 1, args.first - 1 + args.scenarios):
         nodes, nginx = plans[i % len(plans)]
@@ -561,7 +694,8 @@ def main():
             s.faults.append("error: " + traceback.format_exc())
             r = dict(ops=len(s.history.ops), ok=0, unknown=0, faults=len(s.faults) - 1,
                      linearizable=False, lost=0, diverged=0, passed=False, error=repr(e),
-                     bad_keys=[], stale_never_written=0, exactly_once=True, damaged=s.damaged)
+                     bad_keys=[], stale_never_written=0, exactly_once=True, damaged=s.damaged,
+                     watched=0, watch_bad=0)
         finally:
             s.close()
         print(f"scenario {i + 1}: seed={seed + i} nodes={nodes} nginx={'yes' if nginx else 'no'} "
@@ -583,7 +717,8 @@ def main():
         shutil.rmtree(root, ignore_errors=True)
     print(f"ops={totals['ops']} ok={totals['ok']} unknown={totals['unknown']} faults={totals['faults']} "
           f"linearizable={'yes' if all_linearizable else 'no'} lost={totals['lost']} "
-          f"diverged={totals['diverged']} passed={'yes' if all_passed else 'no'}")
+          f"diverged={totals['diverged']} watched={totals['watched']} "
+          f"watch_bad={totals['watch_bad']} passed={'yes' if all_passed else 'no'}")
     return 0 if all_passed else 1
 
 

@@ -9,6 +9,9 @@ history is linearizable if and only if every key's sub-history is (linearizabili
 Operations:
   Op(kind="write", key, value)       set key to value (value None: delete)
   Op(kind="read", key, value)        observed value (None: not found)
+  Op(kind="cas", key, value, expected, succeeded)
+                                     set key to value if it holds `expected` (None: absent);
+                                     `succeeded` says whether it did
 An operation whose outcome is unknown (a timeout, a dropped connection) has ret=None: it may have
 taken effect at any time after its call, or never. Unknown reads observed nothing and are dropped.
 """
@@ -26,6 +29,8 @@ class Op:
     call: float           # invocation time
     ret: Optional[float]  # completion time; None if the outcome is unknown
     client: int = 0
+    expected: Optional[str] = None     # cas: the value compared against
+    succeeded: Optional[bool] = None   # cas: whether it applied (unknown if ret is None)
 
     def __str__(self):
         end = "?" if self.ret is None else f"{self.ret:.6f}"
@@ -93,6 +98,12 @@ def _check_register(ops, initial=None):
             op = ops[entry.op_id]
             if op.kind == "write":
                 allowed, new_state = True, op.value
+            elif op.kind == "cas" and (op.ret is None or op.succeeded):
+                # An unknown one that took effect at all took effect as a success: a failed
+                # compare changes nothing, the same as never having happened.
+                allowed, new_state = state == op.expected, op.value
+            elif op.kind == "cas":
+                allowed, new_state = state != op.expected, state
             else:
                 allowed, new_state = op.value == state, state
             key = (linearized | (1 << entry.op_id), new_state)
@@ -122,7 +133,7 @@ def check(ops):
     for op in ops:
         if op.kind == "read" and op.ret is None:
             continue  # an unknown read observed nothing
-        if op.kind == "write" and op.ret is None and op.value is not None \
+        if op.kind in ("write", "cas") and op.ret is None and op.value is not None \
                 and (op.key, op.value) not in observed:
             # An unknown write of a value no read saw can be taken as never having happened:
             # placed anywhere, it would have to be followed by another write before any read.

@@ -2,6 +2,7 @@
 verdict on chaos runs means anything."""
 import unittest
 
+from chaos import check_watches, watch_segment
 from linearizability import Op, check
 
 
@@ -11,6 +12,10 @@ def w(key, value, call, ret, client=0):
 
 def r(key, value, call, ret, client=0):
     return Op("read", key, value, call, ret, client)
+
+
+def cas(key, expected, value, succeeded, call, ret, client=0):
+    return Op("cas", key, value, call, ret, client, expected=expected, succeeded=succeeded)
 
 
 class Checker(unittest.TestCase):
@@ -30,6 +35,24 @@ class Checker(unittest.TestCase):
 
     def test_read_of_a_value_never_written_is_caught(self):
         ok, _ = check([w("k", "1", 0, 1), r("k", "7", 2, 3)])
+        self.assertFalse(ok)
+
+    def test_compare_and_set_succeeds_only_on_the_value_it_compares(self):
+        ok, _ = check([w("k", "1", 0, 1), cas("k", "1", "2", True, 2, 3), r("k", "2", 4, 5),
+                       cas("k", "1", "3", False, 6, 7), r("k", "2", 8, 9)])
+        self.assertTrue(ok)
+        # Two compare-and-sets from the same value cannot both succeed.
+        ok, _ = check([w("k", "1", 0, 1), cas("k", "1", "2", True, 2, 5),
+                       cas("k", "1", "3", True, 3, 6)])
+        self.assertFalse(ok)
+        # One that failed although the value held, with nothing concurrent, is caught.
+        ok, _ = check([w("k", "1", 0, 1), cas("k", "1", "2", False, 2, 3)])
+        self.assertFalse(ok)
+        # An unknown one may have applied: a later read of its value is fine.
+        ok, _ = check([cas("k", None, "x", None, 0, None), r("k", "x", 5, 6)])
+        self.assertTrue(ok)
+        # ... but only if its compare could have held.
+        ok, _ = check([w("k", "1", 0, 1), cas("k", None, "x", None, 2, None), r("k", "x", 5, 6)])
         self.assertFalse(ok)
 
     def test_concurrent_operations_may_take_either_order(self):
@@ -81,6 +104,48 @@ class Checker(unittest.TestCase):
             ops.append(r("k", str(i), t + 2.5, t + 4))
             t += 1.0
         self.assertTrue(check(ops)[0])
+
+
+def change(index, key, value="v", kind="put"):
+    return {"index": index, "type": kind, "key": key, "value": value}
+
+
+def segment(start, events, progress=0, gap=0):
+    seg = watch_segment("node1", start)
+    seg.update(events=events, progress=progress, gap=gap)
+    return seg
+
+
+class WatchCheck(unittest.TestCase):
+    """The chaos tool's check of what watchers saw must catch a gap, a duplicate and two nodes
+    disagreeing, and accept a watcher that moved between nodes without either."""
+
+    puts = [(3, "a", "1"), (5, "b", "2")]
+
+    def test_a_watcher_that_moved_between_nodes_passes(self):
+        first = segment(1, [change(3, "a", "1")], progress=4)
+        second = segment(5, [change(5, "b", "2")], progress=5)
+        self.assertEqual(check_watches({0: [first, second]}, self.puts), (2, 0))
+
+    def test_a_missed_acknowledged_put_is_caught(self):
+        self.assertEqual(check_watches({0: [segment(1, [], progress=5)]}, self.puts)[1], 2)
+
+    def test_a_change_seen_twice_or_out_of_order_is_caught(self):
+        twice = segment(1, [change(3, "a", "1"), change(3, "a", "1"), change(5, "b", "2")],
+                        progress=5)
+        self.assertGreater(check_watches({0: [twice]}, self.puts)[1], 0)
+        backwards = segment(1, [change(5, "b", "2"), change(3, "a", "1")], progress=5)
+        self.assertGreater(check_watches({0: [backwards]}, self.puts)[1], 0)
+
+    def test_two_watchers_that_disagree_are_caught(self):
+        one = segment(1, [change(3, "a", "1"), change(5, "b", "2")], progress=5)
+        other = segment(1, [change(3, "a", "other"), change(5, "b", "2")], progress=5)
+        self.assertGreater(check_watches({0: [one], 1: [other]}, [])[1], 0)
+
+    def test_a_gap_a_node_declared_is_not_a_miss(self):
+        after_gap = segment(4, [change(5, "b", "2")], progress=5)
+        declared = segment(1, [], gap=3)
+        self.assertEqual(check_watches({0: [declared, after_gap]}, self.puts)[1], 0)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <functional>
 
 #include "fsm/kv_command.h"
 #include "fsm/memory_kv.h"
@@ -62,6 +63,26 @@ struct Recorder final : KvObserver {
     return out;
   }
 };
+
+// Opens a closed store's RocksDB files directly (creating them if need be), hands `edit` the
+// data and meta families, and closes them: a disk that rots, or a store an older release wrote.
+void edit_rocksdb(const std::string& dir,
+                  const std::function<void(rocksdb::DB*, rocksdb::ColumnFamilyHandle*,
+                                           rocksdb::ColumnFamilyHandle*)>& edit) {
+  rocksdb::Options options;
+  options.create_if_missing = true;
+  options.create_missing_column_families = true;
+  std::vector<rocksdb::ColumnFamilyDescriptor> families{
+      {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(options)},
+      {"meta", rocksdb::ColumnFamilyOptions(options)}};
+  std::vector<rocksdb::ColumnFamilyHandle*> handles;
+  rocksdb::DB* raw = nullptr;
+  ASSERT_TRUE(rocksdb::DB::Open(options, dir, families, &handles, &raw).ok());
+  std::unique_ptr<rocksdb::DB> db(raw);
+  edit(db.get(), handles[0], handles[1]);
+  for (auto* h : handles)
+    ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
+}
 
 // Opens a backend of one kind in a directory, again after a "restart".
 struct Backend {
@@ -401,40 +422,22 @@ TEST(RocksDbKv, ScrubFindsValuesChangedOnDisk) {
     auto kv = std::move(RocksDbKv::open(tmp.path())).value();
     EXPECT_EQ(*kv->state_hash(), hash);
   }
-  {
-    rocksdb::Options options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families{
-        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-        {"meta", rocksdb::ColumnFamilyOptions()}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "a",
+  edit_rocksdb(tmp.path(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* data,
+                              rocksdb::ColumnFamilyHandle*) {
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), data, "a",
                         encode_kv_record(KvRecord{"rotten", 1, 1, 1, 0}))
                     .ok());
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "b", "not a record").ok());
-    for (auto* h : handles)
-      (void)db->DestroyColumnFamilyHandle(h);
-  }
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), data, "b", "not a record").ok());
+  });
   // A record that does not parse is found when the store opens.
   auto refused = RocksDbKv::open(tmp.path());
   EXPECT_EQ(refused.status().code(), Status::Code::kCorruption);
   EXPECT_NE(refused.status().message().find("'b'"), std::string::npos)
       << refused.status().message();
-  {
-    rocksdb::Options options;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families{
-        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions()},
-        {"meta", rocksdb::ColumnFamilyOptions()}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), handles[0], "b").ok());
-    for (auto* h : handles)
-      (void)db->DestroyColumnFamilyHandle(h);
-  }
+  edit_rocksdb(tmp.path(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* data,
+                              rocksdb::ColumnFamilyHandle*) {
+    ASSERT_TRUE(db->Delete(rocksdb::WriteOptions(), data, "b").ok());
+  });
   // One whose value changed is not: a scrub finds it.
   auto kv = std::move(RocksDbKv::open(tmp.path())).value();
   EXPECT_EQ(*kv->state_hash(), hash) << "the hash is what was applied, not what is there";
@@ -467,25 +470,14 @@ TEST(RocksDbKv, AppliedIndexAndDataSurviveReopen) {
 // still compare equal; version-1 commands from an old log go on writing such records.
 TEST(RocksDbKv, AStoreFromBeforeRevisionsIsUpgradedInPlace) {
   raftnginx::testing::TempDir tmp;
-  {
-    rocksdb::Options options;
-    options.create_if_missing = true;
-    options.create_missing_column_families = true;
-    std::vector<rocksdb::ColumnFamilyDescriptor> families{
-        {rocksdb::kDefaultColumnFamilyName, rocksdb::ColumnFamilyOptions(options)},
-        {"meta", rocksdb::ColumnFamilyOptions(options)}};
-    std::vector<rocksdb::ColumnFamilyHandle*> handles;
-    rocksdb::DB* raw = nullptr;
-    ASSERT_TRUE(rocksdb::DB::Open(options, tmp.path(), families, &handles, &raw).ok());
-    std::unique_ptr<rocksdb::DB> db(raw);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[0], "k", "bare").ok());
+  edit_rocksdb(tmp.path(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* data,
+                              rocksdb::ColumnFamilyHandle* meta) {
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), data, "k", "bare").ok());
     std::string applied;
     put_u64(&applied, 7);
     put_u64(&applied, 2);
-    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), handles[1], "applied", applied).ok());
-    for (auto* h : handles)
-      ASSERT_TRUE(db->DestroyColumnFamilyHandle(h).ok());
-  }
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "applied", applied).ok());
+  });
   auto kv = std::move(RocksDbKv::open(tmp.path())).value();
   EXPECT_EQ(kv->applied_index(), 7u);
   EXPECT_EQ(*kv->get("k"), (KvRecord{"bare", 0, 0, 0, 0}));
