@@ -8,6 +8,7 @@
 namespace raftnginx::kv {
 
 using json = nlohmann::json;
+using namespace std::chrono_literals;
 
 namespace {
 
@@ -98,7 +99,7 @@ std::shared_ptr<WatchHub> WatchHub::start(const fsm::KvStore* store, WatchHubOpt
 
 WatchHub::WatchHub(const fsm::KvStore* store, WatchHubOptions options)
     : store_(store), options_(options) {
-  base_ = last_ = incoming_last_ = store->applied_index();
+  base_ = last_ = queue_.last = store->applied_index();
 }
 
 WatchHub::~WatchHub() {
@@ -106,48 +107,50 @@ WatchHub::~WatchHub() {
 }
 
 void WatchHub::applied(std::vector<fsm::KvEvent> events, raft::Index last) {
-  std::lock_guard lock(mu_);
-  const bool someone_waits = !streams_.empty() || !waiters_.empty();
+  std::lock_guard lock(queue_mu_);
   for (fsm::KvEvent& e : events) {
-    incoming_bytes_ += change_bytes(e);
-    incoming_.push_back(std::move(e));
+    queue_.bytes += change_bytes(e);
+    queue_.events.push_back(std::move(e));
   }
-  incoming_last_ = std::max(incoming_last_, last);
-  if (incoming_.size() > options_.history_events || incoming_bytes_ > options_.history_bytes) {
+  queue_.last = std::max(queue_.last, last);
+  if (queue_.events.size() > options_.history_events || queue_.bytes > options_.history_bytes) {
     // More than the history could keep: the changes up to here are not known one by one, as
     // after a snapshot, and watchers behind them hear they are too slow.
-    incoming_.clear();
-    incoming_bytes_ = 0;
-    restored_at_ = incoming_last_;
-    wake_.notify_one();
+    queue_.events.clear();
+    queue_.bytes = 0;
+    queue_.restored_at = queue_.last;
+    queue_cv_.notify_one();
     return;
   }
   // Nobody to tell: the hub takes the changes in on its next round, and the apply thread saves
   // a wake-up per batch.
-  if (someone_waits)
-    wake_.notify_one();
+  if (waiting_.load() > 0)
+    queue_cv_.notify_one();
 }
 
 void WatchHub::restored(raft::Index index) {
-  std::lock_guard lock(mu_);
-  incoming_.clear();  // older than the snapshot
-  incoming_bytes_ = 0;
-  incoming_last_ = index;
-  restored_at_ = index;
-  wake_.notify_one();
+  std::lock_guard lock(queue_mu_);
+  queue_.events.clear();  // older than the snapshot
+  queue_.bytes = 0;
+  queue_.last = index;
+  queue_.restored_at = index;
+  queue_cv_.notify_one();
 }
 
 void WatchHub::attach(Replica* replica) {
   std::unique_lock lock(mu_);
   if (replica != nullptr) {
     replica_ = replica;
-    rethink_ = true;
-    wake_.notify_one();
+    started_waiting();
     return;
   }
   replica_ = nullptr;
   stopping_ = true;
-  wake_.notify_one();
+  {
+    std::lock_guard queue_lock(queue_mu_);
+    queue_.stopping = true;
+    queue_cv_.notify_one();
+  }
   lock.unlock();
   if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id())
     thread_.join();
@@ -163,6 +166,7 @@ void WatchHub::attach(Replica* replica) {
   for (Waiter& w : waiters_)
     ended.push_back(std::move(w.done));
   waiters_.clear();
+  counted();
   lock.unlock();
   for (auto& f : ended)
     f();
@@ -184,6 +188,7 @@ Result<std::shared_ptr<http::BodyStream>> WatchHub::watch(std::string prefix, ra
   auto stream = std::make_shared<Stream>(weak_from_this(), std::move(prefix),
                                          from == 0 ? last_ + 1 : from, format);
   stream->listed = streams_.insert(streams_.end(), stream);
+  counted();
   return std::shared_ptr<http::BodyStream>(stream);
 }
 
@@ -200,6 +205,7 @@ Status WatchHub::wait(std::string prefix, bool exact, raft::Index index,
     now = matches(w, it->event.key);
   if (!now) {
     waiters_.push_back(std::move(w));
+    counted();
     started_waiting();
     return Status();
   }
@@ -221,8 +227,13 @@ size_t WatchHub::watchers() const {
 void WatchHub::started_waiting() {
   // The hub may be asleep with changes not taken in (nobody waited when they came), and a new
   // deadline may come before its next round.
-  rethink_ = true;
-  wake_.notify_one();
+  std::lock_guard queue_lock(queue_mu_);
+  queue_.rethink = true;
+  queue_cv_.notify_one();
+}
+
+void WatchHub::counted() {
+  waiting_ = streams_.size() + waiters_.size();
 }
 
 bool WatchHub::matches(const Waiter& w, const std::string& key) const {
@@ -230,65 +241,70 @@ bool WatchHub::matches(const Waiter& w, const std::string& key) const {
 }
 
 void WatchHub::run() {
-  std::unique_lock lock(mu_);
-  while (!stopping_) {
-    // Changes no one waits for are taken in within a tenth of a second; progress and expiry
-    // keep their own pace.
-    const auto now = Clock::now();
-    auto next =
-        now + (incoming_.empty() ? options_.progress_interval / 2 : std::chrono::milliseconds(100));
-    if (replica_ != nullptr)
-      next = std::min(next, next_expiry_check_);
-    for (const Waiter& w : waiters_)
-      next = std::min(next, w.deadline);
-    wake_.wait_until(lock, next, [&] {
-      return stopping_ || restored_at_ || rethink_ ||
-             ((!incoming_.empty() || incoming_last_ > last_) &&
-              (!streams_.empty() || !waiters_.empty()));
-    });
-    if (stopping_)
-      break;
-    rethink_ = false;
-    std::vector<std::function<void()>> woken;
-    take_incoming(&woken);
-    const auto at = Clock::now();
-    for (auto it = waiters_.begin(); it != waiters_.end();) {
-      if (it->deadline <= at) {
-        woken.push_back(std::move(it->done));
-        it = waiters_.erase(it);
-      } else {
-        ++it;
-      }
+  auto next = Clock::now();
+  for (;;) {
+    Queue taken;
+    {
+      std::unique_lock queue_lock(queue_mu_);
+      queue_cv_.wait_until(queue_lock, next, [&] {
+        return queue_.stopping || queue_.restored_at || queue_.rethink ||
+               (!queue_.events.empty() && waiting_.load() > 0);
+      });
+      if (queue_.stopping)
+        return;
+      taken.events.swap(queue_.events);
+      taken.last = queue_.last;
+      taken.restored_at = std::exchange(queue_.restored_at, std::nullopt);
+      queue_.bytes = 0;
+      queue_.rethink = false;
     }
-    wake_streams(at, &woken);
-    const bool expiry_due = replica_ != nullptr && at >= next_expiry_check_;
-    lock.unlock();
+    std::vector<std::function<void()>> woken;
+    bool expiry_due = false;
+    {
+      std::lock_guard lock(mu_);
+      take_incoming(std::move(taken), &woken);
+      const auto at = Clock::now();
+      for (auto it = waiters_.begin(); it != waiters_.end();) {
+        if (it->deadline <= at) {
+          woken.push_back(std::move(it->done));
+          it = waiters_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+      wake_streams(at, &woken);
+      counted();
+      expiry_due = replica_ != nullptr && at >= next_expiry_check_;
+      if (expiry_due)
+        next_expiry_check_ = at + options_.expiry_interval;
+      // Changes no one waits for are taken in within a tenth of a second; deadlines and expiry
+      // keep their own pace.
+      next = at + std::min<Clock::duration>(options_.progress_interval / 2, 100ms);
+      if (replica_ != nullptr)
+        next = std::min(next, next_expiry_check_);
+      for (const Waiter& w : waiters_)
+        next = std::min(next, w.deadline);
+    }
     for (auto& f : woken)
       f();
     if (expiry_due)
       expire_due();
-    lock.lock();
-    if (expiry_due)
-      next_expiry_check_ = Clock::now() + options_.expiry_interval;
   }
 }
 
-void WatchHub::take_incoming(std::vector<std::function<void()>>* woken) {
-  if (restored_at_) {
+void WatchHub::take_incoming(Queue taken, std::vector<std::function<void()>>* woken) {
+  if (taken.restored_at) {
     history_.clear();
     history_bytes_ = 0;
-    base_ = last_ = *restored_at_;
-    restored_at_.reset();
+    base_ = last_ = *taken.restored_at;
   }
   const size_t first_new = history_.size();
-  for (fsm::KvEvent& e : incoming_) {
+  for (fsm::KvEvent& e : taken.events) {
     const size_t bytes = change_bytes(e);
     history_bytes_ += bytes;
     history_.push_back(Change{std::move(e), bytes, {}});
   }
-  incoming_.clear();
-  incoming_bytes_ = 0;
-  last_ = std::max(last_, incoming_last_);
+  last_ = std::max(last_, taken.last);
   // Blocking queries woken by the new changes.
   for (auto it = waiters_.begin(); it != waiters_.end();) {
     bool changed = false;
@@ -345,6 +361,7 @@ void WatchHub::unlist(Stream& s) {
   const auto it = *s.listed;
   s.listed.reset();
   streams_.erase(it);  // may drop the last reference to `s`: not touched after this
+  counted();
 }
 
 const std::string& WatchHub::line_of(Change& c) {

@@ -15,6 +15,7 @@
 // and expiry, run on the hub's thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
@@ -22,6 +23,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -89,31 +91,43 @@ class WatchHub final : public fsm::KvObserver, public std::enable_shared_from_th
   };
   using Clock = std::chrono::steady_clock;
 
+  // What the apply thread hands over, and what wakes the hub's thread.
+  struct Queue {
+    std::vector<fsm::KvEvent> events;
+    uint64_t bytes = 0;
+    raft::Index last = 0;
+    std::optional<raft::Index>
+        restored_at;       // a snapshot replaced the state (or the queue overflowed)
+    bool rethink = false;  // a new deadline, or a replica: the thread looks at its timing again
+    bool stopping = false;
+  };
+
   WatchHub(const fsm::KvStore* store, WatchHubOptions options);
   void run();
-  // Takes the queued changes into the history; the waiters they wake go to `woken`.
-  void take_incoming(std::vector<std::function<void()>>* woken);
+  // Takes the queued changes into the history; the waiters they wake go to `woken`. Under mu_.
+  void take_incoming(Queue taken, std::vector<std::function<void()>>* woken);
   void wake_streams(Clock::time_point now, std::vector<std::function<void()>>* woken);
   void expire_due();
   // The next piece for `s`, or "" if it has nothing to send now. Under mu_.
   std::string piece_for(Stream& s, Clock::time_point now);
   const std::string& line_of(Change& c);
   void unlist(Stream& s);  // under mu_
-  void started_waiting();  // under mu_: a stream parked, or a blocking query waits
+  void started_waiting();  // a stream parked, or a blocking query waits, or a replica came
+  void counted();          // under mu_: the streams or waiters changed
   bool matches(const Waiter& w, const std::string& key) const;
 
   const fsm::KvStore* const store_;
   const WatchHubOptions options_;
 
+  // The apply thread takes only this lock (never mu_), so no watcher can hold up a write.
+  // Order: mu_, then queue_mu_.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  Queue queue_;
+  std::atomic<size_t> waiting_{0};  // streams and waiters: whether a change should wake the hub
+
   mutable std::mutex mu_;
-  std::condition_variable wake_;
   bool stopping_ = false;
-  bool rethink_ = false;  // a new deadline, or a replica: the thread looks at its timing again
-  // From the apply thread, not yet in the history.
-  std::vector<fsm::KvEvent> incoming_;
-  uint64_t incoming_bytes_ = 0;
-  raft::Index incoming_last_ = 0;
-  std::optional<raft::Index> restored_at_;
   // The history: changes after base_, up to last_.
   std::deque<Change> history_;
   uint64_t history_bytes_ = 0;
