@@ -100,6 +100,8 @@ class Api {
     std::string route = "unknown";
     std::shared_ptr<const Principal> principal;  // who the credentials name, if anyone
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
+    // The server thread that took the request: where its reads run, whoever starts them.
+    size_t thread = Server::current_thread();
     Respond reply;  // the server's, called once
     Api* api = nullptr;
     std::atomic<bool> answered{false};

@@ -61,25 +61,32 @@ void Api::Call::read(std::function<Response()> read) {
             true));
       }
     }
+    if (!Server::on_server_thread()) {
+      // Started elsewhere (a blocking query, woken on the key-value hub's thread): the read
+      // runs on the server thread that took the request, as a read always does.
+      return api->server_->post(thread, [call, read = std::move(read)] {
+        if (!call->done())
+          call->guarded([&] { call->answer(call->api->with_raft_headers(read(), true)); });
+      });
+    }
     return guarded([&] { answer(api->with_raft_headers(read(), true)); });
   }
   if (level != "linearizable")
     return answer(Response::error(400, "level must be stale or linearizable, not '" + level + "'"));
   api->deadline(call, Expiry::kNotDone, "the read could not be confirmed with the leader in time");
-  api->node_->read_barrier(
-      [call, read = std::move(read), thread = Server::current_thread()](Status s) mutable {
-        if (!s.ok())
-          return call->api->fail(call, s);
-        // The raft loop only confirms the read index; the read itself runs on the server thread
-        // that took the request.
-        call->api->server_->post(thread, [call, read = std::move(read)] {
-          // Answered already (the deadline passed): a read now would be thrown away, and one
-          // that holds something (a watch) would hold it for nobody.
-          if (call->done())
-            return;
-          call->guarded([&] { call->answer(call->api->with_raft_headers(read(), false)); });
-        });
-      });
+  api->node_->read_barrier([call, read = std::move(read), thread = this->thread](Status s) mutable {
+    if (!s.ok())
+      return call->api->fail(call, s);
+    // The raft loop only confirms the read index; the read itself runs on the server thread
+    // that took the request.
+    call->api->server_->post(thread, [call, read = std::move(read)] {
+      // Answered already (the deadline passed): a read now would be thrown away, and one
+      // that holds something (a watch) would hold it for nobody.
+      if (call->done())
+        return;
+      call->guarded([&] { call->answer(call->api->with_raft_headers(read(), false)); });
+    });
+  });
 }
 
 void Api::Call::write(std::string command, std::function<Response(const Outcome&)> make_answer) {

@@ -37,6 +37,7 @@ namespace {
 using BeastResponse = bhttp::response<bhttp::string_body>;
 
 thread_local size_t this_server_thread = 0;  // see Server::current_thread()
+thread_local bool is_server_thread = false;
 
 BeastResponse to_beast(const Response& r, unsigned version, bool keep_alive) {
   BeastResponse out{static_cast<bhttp::status>(r.status), version};
@@ -506,6 +507,7 @@ void Server::serve(Handler handler, Screen screen) {
   for (size_t i = 0; i < impl_->contexts.size(); ++i) {
     impl_->threads.emplace_back([io = impl_->contexts[i].get(), i] {
       this_server_thread = i;
+      is_server_thread = true;
       auto guard = asio::make_work_guard(*io);
       io->run();
     });
@@ -536,6 +538,10 @@ void Server::after(std::chrono::milliseconds delay, std::function<void()> fn) {
 
 size_t Server::current_thread() {
   return this_server_thread;
+}
+
+bool Server::on_server_thread() {
+  return is_server_thread;
 }
 
 void Server::post(size_t thread, std::function<void()> fn) {

@@ -70,6 +70,8 @@ class Server {
   void post(size_t thread, std::function<void()> fn);
   // Which server thread is calling (0 on any other thread).
   static size_t current_thread();
+  // Whether a server thread is calling.
+  static bool on_server_thread();
   // Stops accepting and closes every connection; waits for the server's threads.
   void stop();
 
