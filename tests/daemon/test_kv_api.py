@@ -277,5 +277,18 @@ class KvApi(ClusterTest):
         watch.close()
 
 
+
+class KvApiOnMemory(KvApi):
+    """The same on the memory backend, rebuilt from snapshots and the log: what the two stores
+    share is checked in tests/unit/kv_store_test.cc; here, the API end to end."""
+
+    def start3(self, *args):
+        return super().start3("--fsm", "memory", *args)
+
+    # Streams and blocking queries live above the store: once is enough.
+    test_watches_stream_through_nginx_and_resume_on_another_node = None
+    test_blocking_queries_through_nginx = None
+
+
 if __name__ == "__main__":
     unittest.main()
