@@ -15,6 +15,7 @@ constexpr const char* kFlushEntriesFlag = "--fsm-flush-entries";
 constexpr const char* kFlushIntervalFlag = "--fsm-flush-interval";
 constexpr const char* kMaxWatchersFlag = "--kv-max-watchers";
 constexpr const char* kProgressFlag = "--kv-watch-progress";
+constexpr const char* kMaxWaitFlag = "--kv-max-wait";
 
 Result<uint64_t> parse_count(std::string_view text) {
   uint64_t value = 0;
@@ -32,7 +33,8 @@ Backend serve(std::unique_ptr<fsm::KvStore> store, const BackendContext& ctx) {
   options.progress_interval = parse_duration(ctx.flag(kProgressFlag)).value();
   std::shared_ptr<WatchHub> hub = WatchHub::start(store.get(), options);
   store->set_observer(hub.get());
-  std::vector<Route> routes = kv_routes(store.get(), hub);
+  std::vector<Route> routes =
+      kv_routes(store.get(), hub, parse_duration(ctx.flag(kMaxWaitFlag)).value());
   return Backend{std::move(store), std::move(routes),
                  [hub](Replica* replica) { hub->attach(replica); }};
 }
@@ -68,6 +70,13 @@ void add_backends(DaemonHooks* hooks) {
   hooks->flags.push_back({kFlushIntervalFlag, "rocksdb backend: ... or after this long",
                           format_duration(defaults::kFsmFlushInterval),
                           [](const std::string& v) { return parse_duration(v).status(); }});
+  hooks->flags.push_back(
+      {kMaxWaitFlag,
+       "the longest a blocking query waits (at most the default: the gateway's nginx waits "
+       "30 s more)",
+       format_duration(defaults::kMaxBlockingWait), [](const std::string& v) -> Status {
+         return parse_duration(v, defaults::kMaxBlockingWait).status();
+       }});
   hooks->flags.push_back({kMaxWatchersFlag,
                           "the most watches and blocking queries this node serves at once",
                           std::to_string(defaults::kMaxWatchers),

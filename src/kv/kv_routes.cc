@@ -99,9 +99,17 @@ http::Response unknown_result(const Status& why) {
   return http::Response::error(why.code() == Status::Code::kConflict ? 409 : 500, why.message());
 }
 
+// What a read of keys needs: the store, the hub that knows its changes, and how long a blocking
+// query may wait.
+struct Reads {
+  const fsm::KvStore* kv;
+  std::shared_ptr<WatchHub> hub;
+  std::chrono::milliseconds max_wait;
+};
+
 // A blocking query (?index=N&wait=D): runs `read` once something under `prefix` changed after
-// index N, or when the wait ends. False if it answered already (a bad parameter, too many).
-bool blocking(const ExchangePtr& ex, WatchHub& hub, const std::string& prefix, bool exact,
+// index N, or when the wait ends. False if the request is not one (no index).
+bool blocking(const ExchangePtr& ex, const Reads& reads, const std::string& prefix, bool exact,
               std::function<http::Response()> read) {
   std::optional<std::string> index_text = ex->query("index");
   if (!index_text)
@@ -112,28 +120,27 @@ bool blocking(const ExchangePtr& ex, WatchHub& hub, const std::string& prefix, b
     return true;
   }
   auto wait =
-      parse_duration(ex->query("wait").value_or(format_duration(defaults::kMaxBlockingWait)),
-                     defaults::kMaxBlockingWait);
+      parse_duration(ex->query("wait").value_or(format_duration(reads.max_wait)), reads.max_wait);
   if (!wait.ok()) {
     ex->respond(http::Response::error(400, "wait: " + wait.status().message()));
     return true;
   }
-  Status s = hub.wait(prefix, exact, *index, std::chrono::steady_clock::now() + *wait,
-                      [ex, read = std::move(read)] { ex->read(read); });
+  Status s = reads.hub->wait(prefix, exact, *index, std::chrono::steady_clock::now() + *wait,
+                             [ex, read = std::move(read)] { ex->read(read); });
   if (!s.ok())
     ex->respond(http::Response::unavailable(s.message()));
   return true;
 }
 
 // GET /key/{key}
-void get_key(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
+void get_key(const Reads& reads, const ExchangePtr& ex) {
   const std::string& key = ex->path_tail();
   if (key.empty())
     return ex->respond(http::Response::error(400, "empty key"));
   if (!ex->may_read(key))
     return;
   const bool with_details = ex->query("detailed").has_value();
-  auto read = [kv, key, with_details, replica = &ex->replica()]() -> http::Response {
+  auto read = [kv = reads.kv, key, with_details, replica = &ex->replica()]() -> http::Response {
     // The index before the read: the state read holds at least this. Taken after, it could
     // name a change the read missed, and a blocking query from it would wait past that change.
     const raft::Index index = replica->applied_index();
@@ -149,12 +156,12 @@ void get_key(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
     response.headers.emplace_back("X-Raft-Index", std::to_string(index));
     return response;
   };
-  if (!blocking(ex, hub, key, true, read))
+  if (!blocking(ex, reads, key, true, read))
     ex->read(read);
 }
 
 // GET /key?prefix=P
-void list_keys(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
+void list_keys(const Reads& reads, const ExchangePtr& ex) {
   const std::string prefix = ex->query("prefix").value_or("");
   if (!ex->may_read(prefix))
     return;
@@ -170,7 +177,7 @@ void list_keys(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
   const std::string after = ex->query("after").value_or("");
   const bool keys_only = ex->query("keys").has_value();
   const bool with_details = ex->query("detailed").has_value();
-  auto read = [=]() -> http::Response {
+  auto read = [=, kv = reads.kv]() -> http::Response {
     auto page = kv->list(prefix, after, limit, defaults::kMaxListBytes, keys_only, wall_clock_ms());
     if (!page.ok())
       return http::Response::error(500, page.status().to_string());
@@ -190,7 +197,7 @@ void list_keys(const fsm::KvStore* kv, WatchHub& hub, const ExchangePtr& ex) {
       response.headers.emplace_back("X-Raft-Truncated", "true");
     return response;
   };
-  if (!blocking(ex, hub, prefix, false, read))
+  if (!blocking(ex, reads, prefix, false, read))
     ex->read(read);
 }
 
@@ -519,19 +526,19 @@ void watch(WatchHub& hub, const ExchangePtr& ex) {
 
 }  // namespace
 
-std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub) {
-  WatchHub* h = hub.get();
+std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
+                             std::chrono::milliseconds max_wait) {
+  const auto reads = std::make_shared<const Reads>(Reads{kv, hub, max_wait});
   return {
-      {"GET", "/key", Access::kPrincipal, [kv, h, hub](ExchangePtr ex) { list_keys(kv, *h, ex); }},
-      {"GET", "/key/{key}", Access::kPrincipal,
-       [kv, h, hub](ExchangePtr ex) { get_key(kv, *h, ex); }},
+      {"GET", "/key", Access::kPrincipal, [reads](ExchangePtr ex) { list_keys(*reads, ex); }},
+      {"GET", "/key/{key}", Access::kPrincipal, [reads](ExchangePtr ex) { get_key(*reads, ex); }},
       {"POST", "/key", Access::kPrincipal, set_keys},
       {"PUT", "/key/{key}", Access::kPrincipal,
        [](ExchangePtr ex) { change_key(ex, KvOp::Kind::kPut); }},
       {"DELETE", "/key/{key}", Access::kPrincipal,
        [](ExchangePtr ex) { change_key(ex, KvOp::Kind::kDelete); }},
       {"POST", "/txn", Access::kPrincipal, txn},
-      {"GET", "/watch", Access::kPrincipal, [h, hub](ExchangePtr ex) { watch(*h, ex); }},
+      {"GET", "/watch", Access::kPrincipal, [reads](ExchangePtr ex) { watch(*reads->hub, ex); }},
   };
 }
 

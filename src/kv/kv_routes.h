@@ -22,7 +22,8 @@
 
 namespace raftnginx::kv {
 
-// `kv` and `hub` outlive every request.
-std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub);
+// `kv` and `hub` outlive every request. A blocking query waits at most `max_wait` (its default).
+std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
+                             std::chrono::milliseconds max_wait);
 
 }  // namespace raftnginx::kv

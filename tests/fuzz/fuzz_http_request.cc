@@ -27,7 +27,11 @@ testing::OneNodeApi* start_daemon() {
   kv::add_backends(&hooks);
   auto memory = std::find_if(hooks.backends.begin(), hooks.backends.end(),
                              [](const BackendSpec& b) { return b.name == "memory"; });
-  Backend kv = std::move(memory->open(BackendContext{})).value();
+  BackendContext context;
+  for (const Flag& flag : hooks.flags)
+    context.flags[flag.name] = flag.default_value;
+  context.flags["--kv-max-wait"] = "20ms";  // a blocking query must not stall the fuzzer
+  Backend kv = std::move(memory->open(context)).value();
   http::ApiOptions options;
   options.self_name = "fuzz";
   options.write_timeout = std::chrono::milliseconds(2000);
