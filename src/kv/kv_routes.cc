@@ -3,6 +3,7 @@
 #include <charconv>
 #include <nlohmann/json.hpp>
 
+#include "util/clock.h"
 #include "util/duration.h"
 
 namespace raftnginx::kv {
@@ -24,12 +25,6 @@ Result<uint64_t> parse_count(std::string_view name, std::string_view text) {
     return Status::invalid_argument(std::string(name) + " must be a whole number, not '" +
                                     std::string(text) + "'");
   return value;
-}
-
-uint64_t wall_clock_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
 }
 
 // Past its deadline, a key is gone for every read, even before its expiry is applied here.
@@ -147,7 +142,7 @@ void get_key(const Reads& reads, const ExchangePtr& ex) {
     auto found = kv->get(key);
     if (!found.ok())
       return http::Response::error(500, found.status().to_string());
-    if (!*found || !live(**found, wall_clock_ms()))
+    if (!*found || !live(**found, raftnginx::Clock::real()->wall_ms()))
       return http::Response::error(404, "key not found: " + key);
     const KvRecord& r = **found;
     http::Response response =
@@ -178,7 +173,8 @@ void list_keys(const Reads& reads, const ExchangePtr& ex) {
   const bool keys_only = ex->query("keys").has_value();
   const bool with_details = ex->query("detailed").has_value();
   auto read = [=, kv = reads.kv]() -> http::Response {
-    auto page = kv->list(prefix, after, limit, defaults::kMaxListBytes, keys_only, wall_clock_ms());
+    auto page = kv->list(prefix, after, limit, defaults::kMaxListBytes, keys_only,
+                         raftnginx::Clock::real()->wall_ms());
     if (!page.ok())
       return http::Response::error(500, page.status().to_string());
     json body = keys_only || with_details ? json::array() : json::object();

@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "util/clock.h"
+
 namespace raftnginx::kv {
 
 using json = nlohmann::json;
@@ -40,12 +42,6 @@ std::string notice(WatchFormat format, const char* event, const json& body) {
 size_t change_bytes(const fsm::KvEvent& e) {
   return 256 +
          2 * (e.key.size() + e.record.value.size() + (e.prev_value ? e.prev_value->size() : 0));
-}
-
-uint64_t wall_clock_ms() {
-  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   std::chrono::system_clock::now().time_since_epoch())
-                                   .count());
 }
 
 }  // namespace
@@ -442,7 +438,7 @@ void WatchHub::expire_due() {
   }
   if (replica == nullptr || replica->replica_status().role != "leader")
     return;
-  const std::vector<fsm::KvDue> due = store_->due(wall_clock_ms(), 1024);
+  const std::vector<fsm::KvDue> due = store_->due(raftnginx::Clock::real()->wall_ms(), 1024);
   fsm::KvCommand cmd;
   std::vector<std::string> keys;
   const auto propose = [&] {
