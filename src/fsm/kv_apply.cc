@@ -34,14 +34,10 @@ class Txn {
   Txn(const Command& cmd, KvTable& table, const KvEffects& effects, bool legacy)
       : cmd_(cmd), table_(table), effects_(effects), legacy_(legacy) {}
 
-  bool expired(const KvRecord& r) const {
-    return r.expires_at_ms != 0 && r.expires_at_ms <= cmd_.time_ms;
-  }
-
   // The live record of `key`: absent if its deadline has passed by the command's time.
   Result<std::optional<KvRecord>> live(const std::string& key) {
     auto found = table_.find(key);
-    if (found.ok() && *found && expired(**found))
+    if (found.ok() && *found && (*found)->expired_at(cmd_.time_ms))
       return std::optional<KvRecord>();
     return found;
   }
@@ -114,7 +110,8 @@ class Txn {
     if (!stored.ok())
       return stored.status();
     const KvRecord* before = *stored ? &**stored : nullptr;
-    const KvRecord* alive = before != nullptr && !expired(*before) ? before : nullptr;
+    const KvRecord* alive =
+        before != nullptr && !before->expired_at(cmd_.time_ms) ? before : nullptr;
     KvRecord record;
     record.value = op.value;
     if (!legacy_) {

@@ -37,6 +37,8 @@ struct KvRecord {
   uint64_t version = 0;          // writes since it was created (1 after the first)
   uint64_t expires_at_ms = 0;    // its deadline (ms since the Unix epoch), 0: none
 
+  // Whether its deadline has passed at `now_ms`: then every read and compare takes it as absent.
+  bool expired_at(uint64_t now_ms) const { return expires_at_ms != 0 && expires_at_ms <= now_ms; }
   bool operator==(const KvRecord&) const = default;
 };
 

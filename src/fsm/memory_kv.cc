@@ -125,7 +125,7 @@ Result<KvListing> MemoryKv::list(std::string_view prefix, std::string_view after
       page.truncated = true;
       break;
     }
-    if (now_ms != 0 && it->second.expires_at_ms != 0 && it->second.expires_at_ms <= now_ms)
+    if (it->second.expired_at(now_ms))
       continue;
     KvRecord record = it->second;
     if (keys_only)

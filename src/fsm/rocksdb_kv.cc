@@ -396,7 +396,7 @@ Result<KvListing> RocksDbKv::list(std::string_view prefix, std::string_view afte
       break;
     }
     KvRecord kept = std::move(record).value();
-    if (now_ms != 0 && kept.expires_at_ms != 0 && kept.expires_at_ms <= now_ms)
+    if (kept.expired_at(now_ms))
       continue;
     if (keys_only)
       kept.value.clear();

@@ -1,7 +1,5 @@
 #include "kv/kv_backends.h"
 
-#include <charconv>
-
 #include "fsm/memory_kv.h"
 #include "fsm/rocksdb_kv.h"
 #include "kv/kv_routes.h"
@@ -17,19 +15,11 @@ constexpr const char* kMaxWatchersFlag = "--kv-max-watchers";
 constexpr const char* kProgressFlag = "--kv-watch-progress";
 constexpr const char* kMaxWaitFlag = "--kv-max-wait";
 
-Result<uint64_t> parse_count(std::string_view text) {
-  uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-    return Status::invalid_argument("'" + std::string(text) + "' is not a whole number");
-  return value;
-}
-
 // The store, its routes, and the hub that follows its changes.
 Backend serve(std::unique_ptr<fsm::KvStore> store, const BackendContext& ctx) {
   WatchHubOptions options;
   // Both were checked when the command line was parsed.
-  options.max_watchers = parse_count(ctx.flag(kMaxWatchersFlag)).value();
+  options.max_watchers = parse_count(kMaxWatchersFlag, ctx.flag(kMaxWatchersFlag)).value();
   options.progress_interval = parse_duration(ctx.flag(kProgressFlag)).value();
   std::shared_ptr<WatchHub> hub = WatchHub::start(store.get(), options);
   store->set_observer(hub.get());
@@ -43,7 +33,7 @@ Result<Backend> open_rocksdb(const BackendContext& ctx) {
   fsm::RocksDbOptions options;
   options.max_open_files = static_cast<int>(ctx.max_open_files);
   // Both were checked when the command line was parsed.
-  options.flush_entries = parse_count(ctx.flag(kFlushEntriesFlag)).value();
+  options.flush_entries = parse_count(kFlushEntriesFlag, ctx.flag(kFlushEntriesFlag)).value();
   options.flush_interval = parse_duration(ctx.flag(kFlushIntervalFlag)).value();
   auto rocks = fsm::RocksDbKv::open(ctx.dir, options);
   if (!rocks.ok())
@@ -65,8 +55,9 @@ void add_backends(DaemonHooks* hooks) {
   hooks->flags.push_back({kFlushEntriesFlag,
                           "rocksdb backend: make applied commands durable after this many (a "
                           "crash applies at most about this many again)",
-                          std::to_string(defaults::kFsmFlushEntries),
-                          [](const std::string& v) { return parse_count(v).status(); }});
+                          std::to_string(defaults::kFsmFlushEntries), [](const std::string& v) {
+                            return parse_count("the value", v).status();
+                          }});
   hooks->flags.push_back({kFlushIntervalFlag, "rocksdb backend: ... or after this long",
                           format_duration(defaults::kFsmFlushInterval),
                           [](const std::string& v) { return parse_duration(v).status(); }});
@@ -77,10 +68,10 @@ void add_backends(DaemonHooks* hooks) {
        format_duration(defaults::kMaxBlockingWait), [](const std::string& v) -> Status {
          return parse_duration(v, defaults::kMaxBlockingWait).status();
        }});
-  hooks->flags.push_back({kMaxWatchersFlag,
-                          "the most watches and blocking queries this node serves at once",
-                          std::to_string(defaults::kMaxWatchers),
-                          [](const std::string& v) { return parse_count(v).status(); }});
+  hooks->flags.push_back(
+      {kMaxWatchersFlag, "the most watches and blocking queries this node serves at once",
+       std::to_string(defaults::kMaxWatchers),
+       [](const std::string& v) { return parse_count("the value", v).status(); }});
   hooks->flags.push_back(
       {kProgressFlag, "how often an idle watch hears the index this node has reached",
        format_duration(defaults::kWatchProgressInterval), [](const std::string& v) -> Status {

@@ -18,20 +18,6 @@ using ExchangePtr = std::shared_ptr<Exchange>;
 // The longest TTL a key may have.
 constexpr std::chrono::milliseconds kMaxTtl = std::chrono::hours(24 * 365);
 
-Result<uint64_t> parse_count(std::string_view name, std::string_view text) {
-  uint64_t value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
-    return Status::invalid_argument(std::string(name) + " must be a whole number, not '" +
-                                    std::string(text) + "'");
-  return value;
-}
-
-// Past its deadline, a key is gone for every read, even before its expiry is applied here.
-bool live(const KvRecord& r, uint64_t now_ms) {
-  return r.expires_at_ms == 0 || r.expires_at_ms > now_ms;
-}
-
 json revisions(const KvRecord& r) {
   json j{{"create_index", r.create_index}, {"mod_index", r.mod_index}, {"version", r.version}};
   if (r.expires_at_ms != 0)
@@ -142,7 +128,7 @@ void get_key(const Reads& reads, const ExchangePtr& ex) {
     auto found = kv->get(key);
     if (!found.ok())
       return http::Response::error(500, found.status().to_string());
-    if (!*found || !live(**found, raftnginx::Clock::real()->wall_ms()))
+    if (!*found || (*found)->expired_at(raftnginx::Clock::real()->wall_ms()))
       return http::Response::error(404, "key not found: " + key);
     const KvRecord& r = **found;
     http::Response response =
@@ -521,6 +507,15 @@ void watch(WatchHub& hub, const ExchangePtr& ex) {
 }
 
 }  // namespace
+
+Result<uint64_t> parse_count(std::string_view name, std::string_view text) {
+  uint64_t value = 0;
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty())
+    return Status::invalid_argument(std::string(name) + " must be a whole number, not '" +
+                                    std::string(text) + "'");
+  return value;
+}
 
 std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
                              std::chrono::milliseconds max_wait) {

@@ -22,6 +22,9 @@
 
 namespace raftnginx::kv {
 
+// A whole number, for a query parameter or a flag `name`; InvalidArgument says why not.
+Result<uint64_t> parse_count(std::string_view name, std::string_view text);
+
 // `kv` and `hub` outlive every request. A blocking query waits at most `max_wait` (its default).
 std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
                              std::chrono::milliseconds max_wait);
