@@ -61,11 +61,12 @@ def b64(s):
 # Load and process measurements
 
 
-def wrk(address, op, conns, seconds, keys=KEYS, path="", scheme="http", token=""):
+def wrk(address, op, conns, seconds, keys=KEYS, path="", scheme="http", token="",
+        key_format="k%d"):
     """One wrk run; returns requests/s and latency percentiles in ms. With a `token`, every
     request carries it (Authorization: Bearer)."""
     env = dict(os.environ, BENCH_OP=op, BENCH_KEYS=str(keys), BENCH_VALUE_BYTES=str(VALUE_BYTES),
-               BENCH_PATH=path, BENCH_TOKEN=token)
+               BENCH_PATH=path, BENCH_TOKEN=token, BENCH_KEY_FORMAT=key_format)
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
            "-s", LUA, f"{scheme}://{address}"]

@@ -4,12 +4,14 @@
 --                      etcd_put | etcd_range_serializable | etcd_range_linearizable | etcd_txn |
 --                      get_path (GET BENCH_PATH: what a server answers doing nothing)
 --   BENCH_KEYS         keys are k1..kN, picked uniformly at random (default 10000)
+--   BENCH_KEY_FORMAT   the key's name for number i, as string.format sees it (default "k%d")
 --   BENCH_VALUE_BYTES  value size for writes (default 64)
 --   BENCH_TOKEN        if set, every request carries Authorization: Bearer <token>
 -- done() prints one JSON line that compare.py parses: requests, seconds, errors, latency (us).
 
 local op = os.getenv("BENCH_OP") or "rn_put"
 local keys = tonumber(os.getenv("BENCH_KEYS") or "10000")
+local key_format = os.getenv("BENCH_KEY_FORMAT") or "k%d"
 local value = string.rep("v", tonumber(os.getenv("BENCH_VALUE_BYTES") or "64"))
 
 local b64chars = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -36,7 +38,7 @@ end
 local prepared = {}
 
 local function build(i)
-  local key = "k" .. i
+  local key = string.format(key_format, i)
   if op == "rn_put" then
     return wrk.format("PUT", "/key/" .. key, nil, value)
   elseif op == "rn_get_stale" then

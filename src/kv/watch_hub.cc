@@ -82,8 +82,9 @@ class WatchHub::Stream final : public http::BodyStream {
   raft::Index cursor;  // the first index not yet looked at
   const WatchFormat format;
   std::function<void(std::string)> parked;  // the server waits for a piece
-  Clock::time_point last_sent{};            // the epoch: a progress goes out first
-  bool ended = false;                       // its last piece (an error) is out
+  raft::Index match_from = 0;     // parked: the first change since that concerns it (0: none yet)
+  Clock::time_point last_sent{};  // the epoch: a progress goes out first
+  bool ended = false;             // its last piece (an error) is out
   std::optional<std::list<std::shared_ptr<Stream>>::iterator> listed;  // in streams_
 };
 
@@ -159,9 +160,13 @@ void WatchHub::attach(Replica* replica) {
     s->listed.reset();
   }
   streams_.clear();
-  for (Waiter& w : waiters_)
-    ended.push_back(std::move(w.done));
+  stream_index_ = {};
+  ready_.clear();
+  for (auto& [deadline, w] : waiters_)
+    ended.push_back(std::move(w->done));
   waiters_.clear();
+  waiters_by_index_.clear();
+  waiter_index_ = {};
   counted();
   lock.unlock();
   for (auto& f : ended)
@@ -173,7 +178,7 @@ Result<std::shared_ptr<http::BodyStream>> WatchHub::watch(std::string prefix, ra
   std::lock_guard lock(mu_);
   if (stopping_)
     return Status::unavailable("the node is stopping");
-  if (streams_.size() + waiters_.size() >= options_.max_watchers) {
+  if (watching() >= options_.max_watchers) {
     return Status::busy("this node already serves " + std::to_string(options_.max_watchers) +
                         " watches and blocking queries");
   }
@@ -184,6 +189,7 @@ Result<std::shared_ptr<http::BodyStream>> WatchHub::watch(std::string prefix, ra
   auto stream = std::make_shared<Stream>(weak_from_this(), std::move(prefix),
                                          from == 0 ? last_ + 1 : from, format);
   stream->listed = streams_.insert(streams_.end(), stream);
+  stream_index_.add(stream->prefix, stream.get());
   counted();
   return std::shared_ptr<http::BodyStream>(stream);
 }
@@ -191,22 +197,29 @@ Result<std::shared_ptr<http::BodyStream>> WatchHub::watch(std::string prefix, ra
 Status WatchHub::wait(std::string prefix, bool exact, raft::Index index,
                       std::chrono::steady_clock::time_point deadline, std::function<void()> done) {
   std::unique_lock lock(mu_);
-  if (streams_.size() + waiters_.size() >= options_.max_watchers) {
+  if (watching() >= options_.max_watchers) {
     return Status::busy("this node already serves " + std::to_string(options_.max_watchers) +
                         " watches and blocking queries");
   }
-  Waiter w{std::move(prefix), exact, index, deadline, std::move(done)};
+  auto w = std::make_shared<Waiter>();
+  w->prefix = std::move(prefix);
+  w->exact = exact;
+  w->index = index;
+  w->deadline = deadline;
+  w->done = std::move(done);
   bool now = stopping_ || index < base_;
   for (auto it = history_.rbegin(); !now && it != history_.rend() && it->event.index > index; ++it)
-    now = matches(w, it->event.key);
+    now = matches(*w, it->event.key);
   if (!now) {
-    waiters_.push_back(std::move(w));
+    w->by_deadline = waiters_.emplace(deadline, w);
+    w->by_index = waiters_by_index_.emplace(index, w);
+    waiter_index_.add(w->prefix, w);
     counted();
     started_waiting();
     return Status();
   }
   lock.unlock();
-  w.done();
+  w->done();
   return Status();
 }
 
@@ -217,6 +230,10 @@ raft::Index WatchHub::compacted_index() const {
 
 size_t WatchHub::watchers() const {
   std::lock_guard lock(mu_);
+  return watching();
+}
+
+size_t WatchHub::watching() const {
   return streams_.size() + waiters_.size();
 }
 
@@ -229,7 +246,13 @@ void WatchHub::started_waiting() {
 }
 
 void WatchHub::counted() {
-  waiting_ = streams_.size() + waiters_.size();
+  waiting_ = watching();
+}
+
+void WatchHub::drop(const std::shared_ptr<Waiter>& w) {
+  waiter_index_.remove(w->prefix, w);
+  waiters_by_index_.erase(w->by_index);
+  waiters_.erase(w->by_deadline);  // may drop the last reference but the caller's
 }
 
 bool WatchHub::matches(const Waiter& w, const std::string& key) const {
@@ -260,13 +283,10 @@ void WatchHub::run() {
       std::lock_guard lock(mu_);
       take_incoming(std::move(taken), &woken);
       const auto at = Clock::now();
-      for (auto it = waiters_.begin(); it != waiters_.end();) {
-        if (it->deadline <= at) {
-          woken.push_back(std::move(it->done));
-          it = waiters_.erase(it);
-        } else {
-          ++it;
-        }
+      while (!waiters_.empty() && waiters_.begin()->first <= at) {
+        const std::shared_ptr<Waiter> w = waiters_.begin()->second;
+        woken.push_back(std::move(w->done));
+        drop(w);
       }
       wake_streams(at, &woken);
       counted();
@@ -278,8 +298,8 @@ void WatchHub::run() {
       next = at + std::min<Clock::duration>(options_.progress_interval / 2, 100ms);
       if (replica_ != nullptr)
         next = std::min(next, next_expiry_check_);
-      for (const Waiter& w : waiters_)
-        next = std::min(next, w.deadline);
+      if (!waiters_.empty())
+        next = std::min(next, waiters_.begin()->first);
     }
     for (auto& f : woken)
       f();
@@ -293,6 +313,11 @@ void WatchHub::take_incoming(Queue taken, std::vector<std::function<void()>>* wo
     history_.clear();
     history_bytes_ = 0;
     base_ = last_ = *taken.restored_at;
+    // Parked streams behind it lost changes no one knows now: they hear they are too slow.
+    for (const auto& s : streams_) {
+      if (s->cursor <= base_)
+        mark_ready(*s, s->cursor);
+    }
   }
   const size_t first_new = history_.size();
   for (fsm::KvEvent& e : taken.events) {
@@ -301,16 +326,20 @@ void WatchHub::take_incoming(Queue taken, std::vector<std::function<void()>>* wo
     history_.push_back(Change{std::move(e), bytes, {}});
   }
   last_ = std::max(last_, taken.last);
-  // Blocking queries woken by the new changes.
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    bool changed = false;
-    for (size_t i = first_new; i < history_.size() && !changed; ++i)
-      changed = history_[i].event.index > it->index && matches(*it, history_[i].event.key);
-    if (changed) {
-      woken->push_back(std::move(it->done));
-      it = waiters_.erase(it);
-    } else {
-      ++it;
+  // Those the new changes concern: blocking queries answer, parked streams get their piece.
+  std::vector<std::shared_ptr<Waiter>> changed;
+  for (size_t i = first_new; i < history_.size(); ++i) {
+    const fsm::KvEvent& e = history_[i].event;
+    waiter_index_.for_each_match(e.key, [&](const std::shared_ptr<Waiter>& w) {
+      if (e.index > w->index && matches(*w, e.key))
+        changed.push_back(w);
+    });
+    stream_index_.for_each_match(e.key, [&](Stream* s) { mark_ready(*s, e.index); });
+  }
+  for (const std::shared_ptr<Waiter>& w : changed) {
+    if (w->done) {
+      woken->push_back(std::exchange(w->done, nullptr));
+      drop(w);
     }
   }
   // Then the history keeps within its bounds, one whole index at a time.
@@ -324,31 +353,50 @@ void WatchHub::take_incoming(Queue taken, std::vector<std::function<void()>>* wo
     base_ = dropped;
   }
   // Those whose index the history no longer reaches answer now, with what is there.
-  for (auto it = waiters_.begin(); it != waiters_.end();) {
-    if (it->index < base_) {
-      woken->push_back(std::move(it->done));
-      it = waiters_.erase(it);
-    } else {
-      ++it;
-    }
+  while (!waiters_by_index_.empty() && waiters_by_index_.begin()->first < base_) {
+    const std::shared_ptr<Waiter> w = waiters_by_index_.begin()->second;
+    woken->push_back(std::exchange(w->done, nullptr));
+    drop(w);
   }
 }
 
+void WatchHub::mark_ready(Stream& s, raft::Index from) {
+  if (!s.parked || s.match_from != 0 || from < s.cursor || !s.listed)
+    return;
+  s.match_from = from;
+  ready_.push_back(**s.listed);
+}
+
 void WatchHub::wake_streams(Clock::time_point now, std::vector<std::function<void()>>* woken) {
+  for (const std::shared_ptr<Stream>& s : std::exchange(ready_, {})) {
+    // The changes between its cursor and the first that concerns it concern it not.
+    s->cursor = std::max(s->cursor, std::exchange(s->match_from, 0));
+    wake(*s, now, woken);
+  }
+  if (now < next_sweep_)
+    return;
+  next_sweep_ = now + std::min<Clock::duration>(options_.progress_interval / 2, 100ms);
   for (auto it = streams_.begin(); it != streams_.end();) {
     Stream& s = **it++;  // first, as unlist() may erase it
-    if (s.parked) {
-      std::string piece = piece_for(s, now);
-      if (!piece.empty()) {
-        woken->push_back(
-            [f = std::move(s.parked), piece = std::move(piece)]() mutable { f(std::move(piece)); });
-        s.parked = nullptr;
-      }
-    }
-    // One that ended hands the server its end when asked: the hub is done with it.
-    if (s.ended && !s.parked)
-      unlist(s);
+    // Parked, with no change since that concerns it: nothing to look at up to here.
+    if (s.parked)
+      s.cursor = std::max(s.cursor, last_ + 1);
+    wake(s, now, woken);
   }
+}
+
+void WatchHub::wake(Stream& s, Clock::time_point now, std::vector<std::function<void()>>* woken) {
+  if (s.parked) {
+    std::string piece = piece_for(s, now);
+    if (!piece.empty()) {
+      woken->push_back(
+          [f = std::move(s.parked), piece = std::move(piece)]() mutable { f(std::move(piece)); });
+      s.parked = nullptr;
+    }
+  }
+  // One that ended hands the server its end when asked: the hub is done with it.
+  if (s.ended && !s.parked)
+    unlist(s);
 }
 
 void WatchHub::unlist(Stream& s) {
@@ -356,6 +404,7 @@ void WatchHub::unlist(Stream& s) {
     return;
   const auto it = *s.listed;
   s.listed.reset();
+  stream_index_.remove(s.prefix, &s);
   streams_.erase(it);  // may drop the last reference to `s`: not touched after this
   counted();
 }

@@ -9,6 +9,10 @@
 // (a slow client: TCP pushes back) holds nothing. Once the history moves past its cursor, its
 // stream ends with {"error": "slow", "resume_from": N}.
 //
+// Watchers and blocking queries are indexed by prefix (kv/prefix_index.h): a change costs the
+// hub the few it concerns, not a look at every one, and a watcher whose prefix saw no change
+// skips the history in between at once.
+//
 // Threads: applied() and restored() come from the apply thread and only queue the changes; the
 // hub's own thread takes them into the history and wakes the waiting, so no watcher slows the
 // writes. Stream pieces are taken on server threads. Blocking queries' callbacks, and progress
@@ -21,6 +25,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -28,6 +33,7 @@
 #include <thread>
 
 #include "fsm/kv_store.h"
+#include "kv/prefix_index.h"
 #include "raftnginx/http.h"
 #include "raftnginx/replica.h"
 #include "util/defaults.h"
@@ -82,14 +88,16 @@ class WatchHub final : public fsm::KvObserver, public std::enable_shared_from_th
     size_t bytes = 0;
     std::string line;  // its JSON, made once, when a watcher first needs it
   };
+  using Clock = std::chrono::steady_clock;
   struct Waiter {
     std::string prefix;
     bool exact = false;
     raft::Index index = 0;
-    std::chrono::steady_clock::time_point deadline;
+    Clock::time_point deadline;
     std::function<void()> done;
+    std::multimap<Clock::time_point, std::shared_ptr<Waiter>>::iterator by_deadline;
+    std::multimap<raft::Index, std::shared_ptr<Waiter>>::iterator by_index;
   };
-  using Clock = std::chrono::steady_clock;
 
   // What the apply thread hands over, and what wakes the hub's thread.
   struct Queue {
@@ -106,14 +114,21 @@ class WatchHub final : public fsm::KvObserver, public std::enable_shared_from_th
   void run();
   // Takes the queued changes into the history; the waiters they wake go to `woken`. Under mu_.
   void take_incoming(Queue taken, std::vector<std::function<void()>>* woken);
+  // Hands their next piece to the parked streams a change concerns, and, at most every
+  // `sweep` apart, to every parked stream (progress). Under mu_.
   void wake_streams(Clock::time_point now, std::vector<std::function<void()>>* woken);
+  void wake(Stream& s, Clock::time_point now, std::vector<std::function<void()>>* woken);
+  void drop(const std::shared_ptr<Waiter>& w);  // under mu_
+  // What happened at index `from` concerns `s`: if it is parked, it goes to ready_. Under mu_.
+  void mark_ready(Stream& s, raft::Index from);
   void expire_due();
   // The next piece for `s`, or "" if it has nothing to send now. Under mu_.
   std::string piece_for(Stream& s, Clock::time_point now);
   const std::string& line_of(Change& c);
-  void unlist(Stream& s);  // under mu_
-  void started_waiting();  // a stream parked, or a blocking query waits, or a replica came
-  void counted();          // under mu_: the streams or waiters changed
+  void unlist(Stream& s);   // under mu_
+  void started_waiting();   // a stream parked, or a blocking query waits, or a replica came
+  void counted();           // under mu_: the streams or waiters changed
+  size_t watching() const;  // under mu_
   bool matches(const Waiter& w, const std::string& key) const;
 
   const fsm::KvStore* const store_;
@@ -134,7 +149,14 @@ class WatchHub final : public fsm::KvObserver, public std::enable_shared_from_th
   raft::Index base_ = 0;
   raft::Index last_ = 0;
   std::list<std::shared_ptr<Stream>> streams_;  // open streams; parked ones wait for changes
-  std::list<Waiter> waiters_;
+  PrefixIndex<Stream*> stream_index_;           // the listed streams
+  std::vector<std::shared_ptr<Stream>> ready_;  // parked ones a change concerns
+  Clock::time_point next_sweep_;
+  // Blocking queries: answered at their deadline, or once the history no longer reaches their
+  // index, or at a change under their prefix.
+  std::multimap<Clock::time_point, std::shared_ptr<Waiter>> waiters_;
+  std::multimap<raft::Index, std::shared_ptr<Waiter>> waiters_by_index_;
+  PrefixIndex<std::shared_ptr<Waiter>> waiter_index_;
   Replica* replica_ = nullptr;
   std::set<std::string> expiring_;  // keys whose expiry is proposed and not yet applied
   Clock::time_point next_expiry_check_;

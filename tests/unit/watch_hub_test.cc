@@ -5,9 +5,11 @@
 
 #include <condition_variable>
 #include <future>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "fsm/memory_kv.h"
+#include "kv/prefix_index.h"
 #include "kv_commands.h"
 
 namespace raftnginx::kv {
@@ -154,6 +156,32 @@ class WatchHubTest : public ::testing::Test {
   std::shared_ptr<WatchHub> hub;
 };
 
+TEST(PrefixIndexTest, AKeyFindsTheItemsOfEachOfItsPrefixesAndNoOthers) {
+  PrefixIndex<int> index;
+  index.add("", 1);
+  index.add("a/", 2);
+  index.add("a/b", 3);
+  index.add("a/b", 4);
+  index.add("b/", 5);
+  index.add("a/bcdef", 6);  // longer than the key looked up
+  const auto found = [&](std::string_view key) {
+    std::vector<int> out;
+    index.for_each_match(key, [&](int item) { out.push_back(item); });
+    std::sort(out.begin(), out.end());
+    return out;
+  };
+  EXPECT_EQ(found("a/bc"), (std::vector<int>{1, 2, 3, 4}));
+  EXPECT_EQ(found("b"), (std::vector<int>{1}));
+  EXPECT_EQ(found(""), (std::vector<int>{1}));
+  index.remove("a/b", 3);
+  index.remove("a/b", 3);  // twice: nothing more happens
+  index.remove("c/", 9);   // never added
+  index.remove("", 1);
+  EXPECT_EQ(found("a/bc"), (std::vector<int>{2, 4}));
+  index.remove("a/b", 4);
+  EXPECT_EQ(found("a/bcdefg"), (std::vector<int>{2, 6}));
+}
+
 TEST_F(WatchHubTest, AWatchFromAnIndexGetsEveryLaterChangeUnderItsPrefixInOrder) {
   start();
   apply(1, set_cmd("a/1", "x"));
@@ -256,6 +284,80 @@ TEST_F(WatchHubTest, BoundedHistoryAnswersCompactedAndEndsASlowWatcher) {
   EXPECT_EQ(error["resume_from"], 1);
   EXPECT_EQ(error["compacted_index"], compacted);
   EXPECT_EQ(next_piece(*slow), "");
+}
+
+TEST_F(WatchHubTest, AChangeWakesOnlyTheParkedWatchersItConcerns) {
+  constexpr int kWatchers = 1000;
+  WatchHubOptions options;
+  options.max_watchers = kWatchers;
+  start(options);
+  std::vector<std::shared_ptr<http::BodyStream>> streams;
+  // Shared with the callbacks: the hub ends every parked one when the test's fixture stops it.
+  struct Woken {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::map<int, std::string> pieces;  // watcher -> its piece
+  };
+  auto woken = std::make_shared<Woken>();
+  for (int i = 0; i < kWatchers; ++i) {
+    streams.push_back(watch("w" + std::to_string(i) + "/", 0));
+    ASSERT_EQ(describe(next_piece(*streams.back()).value_or("")), "progress 0");
+    streams.back()->next([woken, i](std::string piece) {
+      std::lock_guard lock(woken->mu);
+      woken->pieces[i] = std::move(piece);
+      woken->cv.notify_all();
+    });
+  }
+  const auto wait_for = [&](size_t count) {
+    std::unique_lock lock(woken->mu);
+    return woken->cv.wait_for(lock, 5s, [&] { return woken->pieces.size() >= count; });
+  };
+  apply(1, set_cmd("w7/x", "v"));
+  ASSERT_TRUE(wait_for(1));
+  // A second change, after the hub handed out everything the first one woke.
+  apply(2, set_cmd("w70/x", "v"));
+  ASSERT_TRUE(wait_for(2));
+  std::lock_guard lock(woken->mu);
+  EXPECT_EQ(woken->pieces.size(), 2u);
+  EXPECT_EQ(describe(woken->pieces[7]), "1 put w7/x");
+  EXPECT_EQ(describe(woken->pieces[70]), "2 put w70/x");
+}
+
+TEST_F(WatchHubTest, AQuietWatcherKeepsItsPlaceWhileTheHistoryMovesOnButNotAcrossASnapshot) {
+  WatchHubOptions options;
+  options.history_events = 3;
+  start(options);
+  auto quiet = watch("quiet/", 0);
+  ASSERT_EQ(describe(next_piece(*quiet).value_or("")), "progress 0");
+  // Promises shared with the callbacks, which may outlive the test's body if it fails.
+  auto woken = std::make_shared<std::promise<std::string>>();
+  quiet->next([woken](std::string piece) { woken->set_value(std::move(piece)); });
+  // One at a time, each taken in before the next (a watcher of them sees it): more at once than
+  // the history holds would be lost one by one, as after a snapshot.
+  auto loud = watch("loud/", 0);
+  ASSERT_EQ(describe(next_piece(*loud).value_or("")), "progress 0");
+  for (raft::Index i = 1; i <= 9; ++i) {
+    apply(i, set_cmd("loud/" + std::to_string(i), "v"));
+    ASSERT_EQ(describe(next_piece(*loud).value_or("")),
+              std::to_string(i) + " put loud/" + std::to_string(i));
+  }
+  EXPECT_EQ(hub->compacted_index(), 6u);
+  // Nothing it follows was lost: the first change under its prefix comes, not an error.
+  apply(10, set_cmd("quiet/x", "v"));
+  auto future = woken->get_future();
+  ASSERT_EQ(future.wait_for(5s), std::future_status::ready);
+  const std::string piece = future.get();
+  ASSERT_NE(piece.find("quiet/x"), std::string::npos) << piece;
+  EXPECT_EQ(describe(piece), "10 put quiet/x");
+  // A snapshot replaced the state: what changed in between is not known one by one.
+  auto after = std::make_shared<std::promise<std::string>>();
+  quiet->next([after](std::string piece) { after->set_value(std::move(piece)); });
+  hub->restored(20);
+  auto slow = after->get_future();
+  ASSERT_EQ(slow.wait_for(5s), std::future_status::ready);
+  const std::string ended = slow.get();
+  ASSERT_NE(ended.find("slow"), std::string::npos) << ended;
+  EXPECT_EQ(json::parse(ended)["resume_from"], 11) << ended;
 }
 
 TEST_F(WatchHubTest, ABlockingQueryAnswersOnAChangeToItsKeyOrAtItsDeadline) {
