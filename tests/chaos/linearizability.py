@@ -128,14 +128,17 @@ def _check_register(ops, initial=None):
 
 def check(ops):
     """Returns (ok, bad_keys): whether the history is linearizable, and the keys that are not."""
+    # What someone saw: a read's value, and the value a compare-and-set found and replaced.
     observed = {(op.key, op.value) for op in ops if op.kind == "read" and op.ret is not None}
+    observed |= {(op.key, op.expected) for op in ops
+                 if op.kind == "cas" and op.ret is not None and op.succeeded}
     by_key = defaultdict(list)
     for op in ops:
         if op.kind == "read" and op.ret is None:
             continue  # an unknown read observed nothing
         if op.kind in ("write", "cas") and op.ret is None and op.value is not None \
                 and (op.key, op.value) not in observed:
-            # An unknown write of a value no read saw can be taken as never having happened:
+            # An unknown write of a value nobody saw can be taken as never having happened:
             # placed anywhere, it would have to be followed by another write before any read.
             # Dropping it keeps the verdict and keeps the search from branching on it.
             continue

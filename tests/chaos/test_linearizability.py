@@ -37,6 +37,16 @@ class Checker(unittest.TestCase):
         ok, _ = check([w("k", "1", 0, 1), r("k", "7", 2, 3)])
         self.assertFalse(ok)
 
+    def test_an_unknown_write_that_a_compare_and_set_found_took_effect(self):
+        # Chaos seed 748156129: the put of 2 timed out (its leader was killed), yet committed;
+        # no read saw it, but the compare-and-set that replaced it did.
+        ok, _ = check([w("k", "1", 0, 1), w("k", "2", 2, None), cas("k", "2", "3", True, 4, 5),
+                       r("k", "3", 6, 7)])
+        self.assertTrue(ok)
+        # Without the write, the compare-and-set could not have found 2.
+        ok, _ = check([w("k", "1", 0, 1), cas("k", "2", "3", True, 4, 5)])
+        self.assertFalse(ok)
+
     def test_compare_and_set_succeeds_only_on_the_value_it_compares(self):
         ok, _ = check([w("k", "1", 0, 1), cas("k", "1", "2", True, 2, 3), r("k", "2", 4, 5),
                        cas("k", "1", "3", False, 6, 7), r("k", "2", 8, 9)])
