@@ -8,6 +8,7 @@
 // built-in key-value store the same way (src/kv/kv_backends.h).
 #pragma once
 
+#include <chrono>
 #include <functional>
 #include <map>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <vector>
 
 #include "raftnginx/env.h"
+#include "raftnginx/gateway.h"
 #include "raftnginx/routes.h"
 #include "raftnginx/state_machine.h"
 #include "raftnginx/status.h"
@@ -39,6 +41,9 @@ struct BackendContext {
   size_t max_open_files = 0;    // the backend's share of the process's open files
   // Every Flag's value (given or default), by name: "--audit-sync".
   std::map<std::string, std::string, std::less<>> flags;
+  // This node's nginx, to check the gateways' files before a change to them is proposed; null
+  // if the node has no nginx binary (then such changes are refused).
+  std::shared_ptr<const GatewayCheck> gateway_check;
 
   // The value of a registered flag; "" for a name nobody registered.
   std::string flag(std::string_view name) const {
@@ -56,6 +61,12 @@ struct Backend {
   // (the key-value store expires keys on the leader), and with null before the node stops: once
   // that call returns, the backend must not use the Replica again.
   std::function<void(Replica*)> attach;
+  // Optional: the gateways' files kept in the backend's state (raftnginx/gateway.h). The daemon
+  // calls it from a thread of its own, again and again: it answers with the files once they may
+  // have changed at an index after `after` (at once for 0), or NotFound at `deadline` if not.
+  std::function<Result<GatewayFiles>(raft::Index after,
+                                     std::chrono::steady_clock::time_point deadline)>
+      gateway_files;
 };
 
 struct BackendSpec {

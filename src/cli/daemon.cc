@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <iostream>
+#include <nlohmann/json.hpp>
 
 #include "cli/certs_command.h"
 #include "cli/file_limits.h"
@@ -28,7 +29,9 @@
 #include "http/server.h"
 #include "net/address.h"
 #include "net/tls.h"
+#include "nginx/config_files.h"
 #include "nginx/controller.h"
+#include "nginx/files_follower.h"
 #include "node/node.h"
 #include "transport/tcp_transport.h"
 #include "util/checksum.h"
@@ -99,7 +102,7 @@ cluster::Membership initial_members(const DaemonOptions& options) {
 
 // Opens the backend --fsm names, in <data-dir>/fsm, and checks its routes.
 Result<Backend> open_backend(const DaemonOptions& options, const DaemonHooks& hooks,
-                             const FileBudget& files) {
+                             const FileBudget& files, std::shared_ptr<const GatewayCheck> check) {
   const auto spec = std::find_if(hooks.backends.begin(), hooks.backends.end(),
                                  [&](const BackendSpec& b) { return b.name == options.fsm; });
   RAFTNGINX_CHECK(spec != hooks.backends.end(), "--fsm was checked against the backends");
@@ -108,6 +111,7 @@ Result<Backend> open_backend(const DaemonOptions& options, const DaemonHooks& ho
   context.env = storage::Env::posix();
   context.max_open_files = files.backend_files;
   context.flags = options.program_flags;
+  context.gateway_check = std::move(check);
   if (Status s = context.env->create_dirs(context.dir); !s.ok())
     return s.in_context("cannot create the backend's directory: ");
   // The data directory remembers its backend: another one would misread its state.
@@ -171,19 +175,16 @@ Result<std::string> daemon_socket(const DaemonOptions& options) {
   return path;
 }
 
-// Starts this node's nginx and its controller; nginx dying stops the daemon.
-Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOptions& options,
-                                                                const std::string& socket,
-                                                                const node::NodeStatus& st,
-                                                                http::Client* client,
-                                                                StopSignal* stop) {
+// This node's gateway conf: the members' addresses aside, what the daemon's options say.
+nginx::GatewayConf gateway_conf(const DaemonOptions& options, const std::string& socket,
+                                std::vector<std::string> members) {
   nginx::GatewayConf conf;
   conf.node_name = options.id;
   conf.prefix = options.data_dir + "/nginx";
   conf.listen = options.nginx_listen;
   conf.local_daemon = net::local_address(options.http_bind);
   conf.local_socket = socket;
-  conf.members = nginx::resolvable(st.membership.http_addresses(), nullptr);
+  conf.members = std::move(members);
   conf.max_body = options.max_body;
   conf.run_as_root = geteuid() == 0;
   conf.cluster_name = options.cluster_name;
@@ -193,8 +194,44 @@ Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOpti
     conf.member_tls = {options.http_cert, options.http_key,
                        options.http_ca.empty() ? options.node_ca : options.http_ca, false};
   }
-  auto gateway = nginx::Gateway::start(options.nginx_binary, conf,
-                                       [stop](std::string why) { stop->stop(1, why); });
+  return conf;
+}
+
+// What checks the gateways' files before a change to them is proposed: this node's nginx, or
+// null if it has no nginx binary. A node that runs no gateway checks against the conf it would
+// run, on an address nginx -t never binds.
+std::shared_ptr<const GatewayCheck> gateway_check(const DaemonOptions& options,
+                                                  const std::string& socket) {
+  if (::access(options.nginx_binary.c_str(), X_OK) != 0)
+    return nullptr;
+  nginx::GatewayConf conf = gateway_conf(options, socket, {});
+  if (conf.listen.empty())
+    conf.listen = "127.0.0.1:1";
+  std::error_code ec;
+  std::filesystem::create_directories(conf.prefix + "/logs", ec);
+  return std::make_shared<nginx::NginxCheck>(options.nginx_binary, std::move(conf));
+}
+
+// Starts this node's nginx and its controller; nginx dying stops the daemon.
+Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOptions& options,
+                                                                const std::string& socket,
+                                                                const node::NodeStatus& st,
+                                                                http::Client* client,
+                                                                StopSignal* stop) {
+  nginx::GatewayConf conf =
+      gateway_conf(options, socket, nginx::resolvable(st.membership.http_addresses(), nullptr));
+  auto on_exit = [stop](std::string why) { stop->stop(1, why); };
+  auto gateway = nginx::Gateway::start(options.nginx_binary, conf, on_exit);
+  const std::string files = conf.prefix + "/cluster";
+  std::error_code ec;
+  if (!gateway.ok() && std::filesystem::exists(std::filesystem::symlink_status(files))) {
+    // The gateway files it served last time may be what it refuses now (a name that no longer
+    // resolves): without them, until the cluster's current ones arrive and pass nginx -t.
+    spdlog::error("nginx: {}; starting again without the gateway files of its last run",
+                  gateway.status().message());
+    std::filesystem::remove_all(files, ec);
+    gateway = nginx::Gateway::start(options.nginx_binary, conf, on_exit);
+  }
   if (!gateway.ok())
     return Status::io_error("cannot run nginx: " + gateway.status().message());
   auto probe = [client](const std::string& address,
@@ -211,7 +248,7 @@ Result<std::unique_ptr<nginx::GatewayController>> start_gateway(const DaemonOpti
   };
   spdlog::info("nginx serves {} (prefix {})", options.nginx_listen, conf.prefix);
   return std::make_unique<nginx::GatewayController>(std::move(gateway).value(), std::move(conf),
-                                                    std::move(probe));
+                                                    options.nginx_binary, std::move(probe));
 }
 
 // Where the node keeps its data: made absolute (so that nginx's prefix and the logs name the
@@ -293,6 +330,13 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
     };
   }
   if (gateway != nullptr) {
+    o.gateway_status = [gateway] {
+      const nginx::GatewayFilesState st = gateway->files_state();
+      nlohmann::json j{{"files_index", st.served_index}, {"latest_index", st.latest_index}};
+      if (!st.failure.empty())
+        j["refused"] = {{"key", st.failed_key}, {"index", st.failed_index}, {"error", st.failure}};
+      return j;
+    };
     o.readiness = [gateway, node] {
       return gateway->serves(node->status().membership.http_addresses())
                  ? Status()
@@ -306,7 +350,19 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
 // what its raft port refused, what the integrity checks found.
 void add_readings(http::Metrics& metrics, const DaemonOptions& options, const Trust& trust,
                   const transport::TcpTransport* transport, const node::Node* node,
-                  const http::ReplicaCheck* check) {
+                  const http::ReplicaCheck* check, const nginx::GatewayController* gateway) {
+  if (gateway != nullptr) {
+    metrics.add_gauge("raftnginx_gateway_files_index",
+                      "The index of the gateway files (nginx/ keys) this node's nginx serves.",
+                      "raftnginx_gateway_files_index", [gateway] {
+                        return static_cast<double>(gateway->files_state().served_index);
+                      });
+    metrics.add_gauge("raftnginx_gateway_files_refused",
+                      "1 if this node's nginx refused the latest gateway files (it serves its "
+                      "last good ones).",
+                      "raftnginx_gateway_files_refused",
+                      [gateway] { return gateway->files_state().failure.empty() ? 0.0 : 1.0; });
+  }
   metrics.add_gauge("raftnginx_replica_hash_mismatch",
                     "Peers whose state hash differed from this node's at the last replica check.",
                     "raftnginx_replica_hash_mismatch", [check] {
@@ -488,7 +544,7 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   Opened& opened = daemon.value();
   Trust& trust = opened.trust;
   http::Client client(http::ClientOptions{trust.http_client, options.cluster_name});
-  auto backend = open_backend(options, hooks, opened.files);
+  auto backend = open_backend(options, hooks, opened.files, gateway_check(options, opened.socket));
   if (!backend.ok())
     return give_up(backend.status().message());
   bool was_voter = false;
@@ -522,7 +578,8 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   http::Api api(api_options_for(options, trust, node->get(), gateway.get(), opened.transport.get(),
                                 &replica_check),
                 node->get(), std::move(backend.value().routes), opened.server.get(), &client);
-  add_readings(api.metrics(), options, trust, opened.transport.get(), node->get(), &replica_check);
+  add_readings(api.metrics(), options, trust, opened.transport.get(), node->get(), &replica_check,
+               gateway.get());
   stop_signal.on_reload([&trust, g = gateway.get()] {
     trust.reload();
     if (g != nullptr)
@@ -536,6 +593,12 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   replica_check.start();
   const std::function<void(Replica*)> attach = std::move(backend.value().attach);
   attach_backend(attach, node->get());
+  std::unique_ptr<nginx::FilesFollower> files_follower;
+  if (gateway && backend.value().gateway_files) {
+    files_follower = std::make_unique<nginx::FilesFollower>(
+        std::move(backend.value().gateway_files), gateway.get(), options.nginx_wait_min,
+        options.nginx_wait_max);
+  }
   std::thread joiner;
   if (opened.repairing) {
     joiner = std::thread([&] {
@@ -556,6 +619,8 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   stop_signal.on_reload(nullptr);
   if (joiner.joinable())
     joiner.join();
+  if (files_follower)
+    files_follower->stop();
   attach_backend(attach, nullptr);
   (*node)->shutdown(options.election_timeout * 4);
   opened.server->stop();

@@ -442,6 +442,10 @@ void declare_flags(FlagSet& f, const DaemonHooks& hooks) {
           "Run nginx in front of this node on this address (host:port)");
   f.value("--nginx-binary", &DaemonOptions::nginx_binary, "The nginx to run")
       ->capture_default_str();
+  f.duration("--nginx-wait-min", &DaemonOptions::nginx_wait_min,
+             "Render the gateways' files (nginx/ keys) once they have been quiet this long");
+  f.duration("--nginx-wait-max", &DaemonOptions::nginx_wait_max,
+             "... and at the latest this long after their first change");
   f.value("--node-cert", &DaemonOptions::node_cert,
           "Mutual TLS between nodes: this node's certificate (PEM; it must name the node id)");
   f.value("--node-key", &DaemonOptions::node_key, "Mutual TLS between nodes: this node's key");
@@ -503,6 +507,8 @@ Status complete_and_check(DaemonOptions* o) {
   if (o->heartbeat_timeout.count() <= 0 || o->heartbeat_timeout * 2 > o->election_timeout)
     return Status::invalid_argument(
         "the heartbeat timeout must be positive and at most half the election timeout");
+  if (o->nginx_wait_min > o->nginx_wait_max)
+    return Status::invalid_argument("--nginx-wait-min must be at most --nginx-wait-max");
   if (o->http_advertise.empty())
     o->http_advertise = o->http_bind;
   if (o->raft_advertise.empty())

@@ -58,6 +58,8 @@ struct DaemonOptions {
   // Run an nginx gateway for this node on this address (empty: none), with this binary.
   std::string nginx_listen;
   std::string nginx_binary{defaults::kNginxBinary};
+  std::chrono::milliseconds nginx_wait_min = defaults::kNginxWaitMin;
+  std::chrono::milliseconds nginx_wait_max = defaults::kNginxWaitMax;
   std::chrono::milliseconds http_idle_timeout = defaults::kHttpIdleTimeout;
 
   // Trust (docs/security.md). Mutual TLS between nodes: this node's certificate (naming its id)

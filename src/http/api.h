@@ -46,6 +46,9 @@ struct ApiOptions {
   std::chrono::milliseconds write_timeout = defaults::kWriteTimeout;
   // What else /readyz waits for (the node's nginx), if anything.
   std::function<Status()> readiness;
+  // This node's nginx and the gateways' files it serves (null: no nginx): /status shows it all,
+  // /healthz (and so /nodes) its "files_index" and "refused" without nginx's message.
+  std::function<nlohmann::json()> gateway_status;
   // Who may do what (auth.h); null: anyone may do anything (loopback or --insecure only).
   std::shared_ptr<AuthTable> auth;
   // /status, /nodes and /metrics answer anyone, even with auth.

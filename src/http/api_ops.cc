@@ -16,8 +16,37 @@ void Api::metrics(const CallPtr& call) {
   call->answer(std::move(r));
 }
 
+namespace {
+
+// What /healthz and /nodes tell of a gateway: the index of the files it serves, and the file it
+// refused, if any; rebuilt field by field, since a peer's answer is as hostile as any.
+json gateway_brief(const json& gateway) {
+  json brief = json::object();
+  if (!gateway.is_object())
+    return brief;
+  if (auto index = gateway.find("files_index");
+      index != gateway.end() && index->is_number_unsigned())
+    brief["files_index"] = *index;
+  auto refused = gateway.find("refused");
+  if (refused != gateway.end() && refused->is_object()) {
+    auto key = refused->find("key");
+    auto index = refused->find("index");
+    if (key != refused->end() && key->is_string() &&
+        key->get_ref<const std::string&>().size() <= 256 && index != refused->end() &&
+        index->is_number_unsigned())
+      brief["refused"] = json{{"key", *key}, {"index", *index}};
+  }
+  return brief;
+}
+
+}  // namespace
+
 void Api::healthz(const CallPtr& call) {
-  call->answer(Response::json(200, json{{"status", "ok"}}));
+  json body{{"status", "ok"}};
+  if (options_.gateway_status) {
+    body["gateway"] = gateway_brief(options_.gateway_status());
+  }
+  call->answer(Response::json(200, body));
 }
 
 namespace {
@@ -136,6 +165,8 @@ json Api::status_json() const {
   if (std::optional<std::string> why = integrity_problem())
     integrity["serving_reads"] = false;
   body["integrity"] = std::move(integrity);
+  if (options_.gateway_status)
+    body["gateway"] = options_.gateway_status();
   return body;
 }
 
@@ -170,6 +201,8 @@ void Api::nodes(const CallPtr& call) {
         std::find(mismatched.begin(), mismatched.end(), m["id"]) != mismatched.end();
     const std::string http_addr = m["http_addr"];
     if (id == st.raft.id) {
+      if (options_.gateway_status)
+        m["gateway"] = gateway_brief(options_.gateway_status());
       add(std::move(m), true);
     } else if (http_addr.empty()) {
       add(std::move(m), false);
@@ -179,7 +212,13 @@ void Api::nodes(const CallPtr& call) {
       probe.target = "/healthz";
       client_->fetch(http_addr, std::move(probe), std::chrono::milliseconds(1000),
                      [add, m = std::move(m)](Result<Response> r) mutable {
-                       add(std::move(m), r.ok() && r->status == 200);
+                       const bool up = r.ok() && r->status == 200;
+                       if (up) {
+                         json health = json::parse(r->body, nullptr, false);
+                         if (health.is_object() && health.contains("gateway"))
+                           m["gateway"] = gateway_brief(health["gateway"]);
+                       }
+                       add(std::move(m), up);
                      });
     }
   }

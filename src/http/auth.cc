@@ -62,10 +62,10 @@ Result<Principal> parse_principal(const json& doc, size_t i) {
       if (!list.ok())
         return list.status();
       (key == "read" ? p.read : p.write) = std::move(list).value();
-    } else if (key == "admin" || key == "join") {
+    } else if (key == "admin" || key == "join" || key == "config") {
       if (!value.is_boolean())
         return field_error(i, key + " must be true or false");
-      (key == "admin" ? p.admin : p.join) = value.get<bool>();
+      (key == "admin" ? p.admin : key == "join" ? p.join : p.config) = value.get<bool>();
     } else {
       return field_error(i, "unknown field \"" + key.substr(0, 32) + "\"");
     }
@@ -84,6 +84,8 @@ bool Principal::may_read(std::string_view key) const {
 }
 
 bool Principal::may_write(std::string_view key) const {
+  if (key.starts_with(kGatewayFiles))
+    return admin || config;
   return admin || prefix_covers(write, key);
 }
 

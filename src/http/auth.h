@@ -13,6 +13,8 @@
 //                needs admin and "replace": true in the request
 //   join         may add itself with /join, as a learner, nothing else (a new node's credential;
 //                an admin promotes it to voter with /promote)
+//   config       may write the gateways' files, the keys under nginx/ (raftnginx/gateway.h),
+//                which no "write" prefix grants: only config or admin
 //
 // A client proves who it is with `Authorization: Bearer <token>` (only the token's SHA-256 is
 // stored), or, on the daemon's own TLS port with --http-verify-client, with a client
@@ -34,6 +36,9 @@
 
 namespace raftnginx::http {
 
+// The keys only `config` (or admin) may write.
+inline constexpr std::string_view kGatewayFiles = "nginx/";
+
 struct Principal {
   std::string name;
   std::string token_sha256;  // lower-case hex; empty: only a client certificate names it
@@ -41,6 +46,7 @@ struct Principal {
   std::vector<std::string> write;
   bool admin = false;
   bool join = false;
+  bool config = false;
 
   bool may_read(std::string_view key) const;
   bool may_write(std::string_view key) const;

@@ -2,6 +2,7 @@
 
 #include "fsm/memory_kv.h"
 #include "fsm/rocksdb_kv.h"
+#include "kv/gateway_files.h"
 #include "kv/kv_routes.h"
 #include "kv/watch_hub.h"
 #include "util/duration.h"
@@ -23,10 +24,11 @@ Backend serve(std::unique_ptr<fsm::KvStore> store, const BackendContext& ctx) {
   options.progress_interval = parse_duration(ctx.flag(kProgressFlag)).value();
   std::shared_ptr<WatchHub> hub = WatchHub::start(store.get(), options);
   store->set_observer(hub.get());
-  std::vector<Route> routes =
-      kv_routes(store.get(), hub, parse_duration(ctx.flag(kMaxWaitFlag)).value());
+  std::vector<Route> routes = kv_routes(
+      store.get(), hub, parse_duration(ctx.flag(kMaxWaitFlag)).value(), ctx.gateway_check);
+  auto files = gateway_files_source(store.get(), hub);
   return Backend{std::move(store), std::move(routes),
-                 [hub](Replica* replica) { hub->attach(replica); }};
+                 [hub](Replica* replica) { hub->attach(replica); }, std::move(files)};
 }
 
 Result<Backend> open_rocksdb(const BackendContext& ctx) {

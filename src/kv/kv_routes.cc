@@ -13,7 +13,6 @@ using json = nlohmann::json;
 using fsm::KvCompare;
 using fsm::KvOp;
 using fsm::KvRecord;
-using ExchangePtr = std::shared_ptr<Exchange>;
 
 // The longest TTL a key may have.
 constexpr std::chrono::milliseconds kMaxTtl = std::chrono::hours(24 * 365);
@@ -183,9 +182,17 @@ void list_keys(const Reads& reads, const ExchangePtr& ex) {
     ex->read(read);
 }
 
+// Proposes `cmd`, through `gateway`'s check if it touches the gateways' files.
+void propose(GatewayWrites& gateway, const ExchangePtr& ex, fsm::KvCommand cmd,
+             std::function<http::Response(const Outcome&)> answer) {
+  if (touches_gateway(cmd))
+    return gateway.write(ex, std::move(cmd), std::move(answer));
+  ex->write(fsm::encode_kv_command(cmd), std::move(answer));
+}
+
 // Proposes `cmd`; answers 200 {} with the written revision, or 412 if a compare failed.
-void write(const ExchangePtr& ex, const fsm::KvCommand& cmd) {
-  ex->write(fsm::encode_kv_command(cmd), [](const Outcome& outcome) {
+void write(GatewayWrites& gateway, const ExchangePtr& ex, fsm::KvCommand cmd) {
+  propose(gateway, ex, std::move(cmd), [](const Outcome& outcome) {
     auto result = result_of(outcome);
     if (!result.ok())
       return unknown_result(result.status());
@@ -204,7 +211,7 @@ void write(const ExchangePtr& ex, const fsm::KvCommand& cmd) {
 }
 
 // POST /key: {"k": "v", ...}
-void set_keys(const ExchangePtr& ex) {
+void set_keys(GatewayWrites& gateway, const ExchangePtr& ex) {
   json doc = json::parse(ex->request().body, nullptr, false);
   if (doc.is_discarded())
     return ex->respond(http::Response::error(400, "request body is not valid JSON"));
@@ -227,11 +234,11 @@ void set_keys(const ExchangePtr& ex) {
   }
   if (cmd.success.empty())
     return ex->respond(http::Response::error(400, "no keys to set"));
-  write(ex, cmd);
+  write(gateway, ex, std::move(cmd));
 }
 
 // PUT and DELETE /key/{key}
-void change_key(const ExchangePtr& ex, KvOp::Kind kind) {
+void change_key(GatewayWrites& gateway, const ExchangePtr& ex, KvOp::Kind kind) {
   const std::string& key = ex->path_tail();
   if (key.empty())
     return ex->respond(http::Response::error(400, "empty key"));
@@ -254,7 +261,7 @@ void change_key(const ExchangePtr& ex, KvOp::Kind kind) {
   cmd.compares = std::move(compares).value();
   cmd.success.push_back(KvOp{kind, key, kind == KvOp::Kind::kPut ? ex->request().body : "", ttl});
   cmd.failure.push_back(KvOp{KvOp::Kind::kGet, key, {}, 1});  // the revision, not the value
-  write(ex, cmd);
+  write(gateway, ex, std::move(cmd));
 }
 
 // POST /txn: the body's grammar, checked whole before anything is proposed.
@@ -399,7 +406,10 @@ class TxnParser {
         fail("a delete_prefix's \"prefix\" must be a string");
         return false;
       }
-      if (!ex_.may_write(prefix->get<std::string>()))
+      // A prefix that takes in the gateways' files needs the right to write them too.
+      if (!ex_.may_write(prefix->get<std::string>()) ||
+          (kGatewayPrefix.starts_with(prefix->get<std::string>()) &&
+           !ex_.may_write(kGatewayPrefix)))
         return false;
       out->push_back(KvOp{KvOp::Kind::kDeletePrefix, prefix->get<std::string>(), {}, 0});
     } else {
@@ -429,11 +439,11 @@ const char* op_name(KvOp::Kind kind) {
 }
 
 // POST /txn
-void txn(const ExchangePtr& ex) {
+void txn(GatewayWrites& gateway, const ExchangePtr& ex) {
   std::optional<fsm::KvCommand> cmd = TxnParser(*ex).parse(ex->request().body);
   if (!cmd)
     return;
-  ex->write(fsm::encode_kv_command(*cmd), [cmd = *cmd](const Outcome& outcome) {
+  propose(gateway, ex, *cmd, [cmd = *cmd](const Outcome& outcome) {
     auto result = result_of(outcome);
     if (!result.ok())
       return unknown_result(result.status());
@@ -518,17 +528,19 @@ Result<uint64_t> parse_count(std::string_view name, std::string_view text) {
 }
 
 std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
-                             std::chrono::milliseconds max_wait) {
+                             std::chrono::milliseconds max_wait,
+                             std::shared_ptr<const GatewayCheck> gateway_check) {
   const auto reads = std::make_shared<const Reads>(Reads{kv, hub, max_wait});
+  const auto gateway = std::make_shared<GatewayWrites>(kv, std::move(gateway_check));
   return {
       {"GET", "/key", Access::kPrincipal, [reads](ExchangePtr ex) { list_keys(*reads, ex); }},
       {"GET", "/key/{key}", Access::kPrincipal, [reads](ExchangePtr ex) { get_key(*reads, ex); }},
-      {"POST", "/key", Access::kPrincipal, set_keys},
+      {"POST", "/key", Access::kPrincipal, [gateway](ExchangePtr ex) { set_keys(*gateway, ex); }},
       {"PUT", "/key/{key}", Access::kPrincipal,
-       [](ExchangePtr ex) { change_key(ex, KvOp::Kind::kPut); }},
+       [gateway](ExchangePtr ex) { change_key(*gateway, ex, KvOp::Kind::kPut); }},
       {"DELETE", "/key/{key}", Access::kPrincipal,
-       [](ExchangePtr ex) { change_key(ex, KvOp::Kind::kDelete); }},
-      {"POST", "/txn", Access::kPrincipal, txn},
+       [gateway](ExchangePtr ex) { change_key(*gateway, ex, KvOp::Kind::kDelete); }},
+      {"POST", "/txn", Access::kPrincipal, [gateway](ExchangePtr ex) { txn(*gateway, ex); }},
       {"GET", "/watch", Access::kPrincipal, [reads](ExchangePtr ex) { watch(*reads->hub, ex); }},
   };
 }

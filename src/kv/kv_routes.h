@@ -10,6 +10,10 @@
 //   POST   /txn              compares, then the success or failure ops, atomically
 //   GET    /watch?prefix=P   the changes after &from=N, as NDJSON or server-sent events
 //
+// A write that changes a key under nginx/ (the gateways' files) is proposed only once this
+// node's nginx takes the files it would make (kv/gateway_files.h): 422 with nginx's message if
+// not.
+//
 // Threads: handlers run on server threads; blocking queries answer from the hub's thread.
 #pragma once
 
@@ -17,6 +21,7 @@
 #include <vector>
 
 #include "fsm/kv_store.h"
+#include "kv/gateway_files.h"
 #include "kv/watch_hub.h"
 #include "raftnginx/routes.h"
 
@@ -26,7 +31,9 @@ namespace raftnginx::kv {
 Result<uint64_t> parse_count(std::string_view name, std::string_view text);
 
 // `kv` and `hub` outlive every request. A blocking query waits at most `max_wait` (its default).
+// `gateway_check`: BackendContext::gateway_check.
 std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
-                             std::chrono::milliseconds max_wait);
+                             std::chrono::milliseconds max_wait,
+                             std::shared_ptr<const GatewayCheck> gateway_check);
 
 }  // namespace raftnginx::kv

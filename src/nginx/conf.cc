@@ -162,6 +162,9 @@ http {{
     default "";
 {map_entries}  }}
 
+  # The cluster's own files for every gateway (nginx/http/NAME.conf in the key-value store).
+  include cluster/http/*.conf;
+
   server {{
     listen "{listen}"{listen_ssl};
 {listen_tls}    add_header Idempotency-Key $raftnginx_retry_key always;
@@ -169,6 +172,9 @@ http {{
     # just died (kill -9, before the election) would give the client a 502, not a 503. No loop:
     # @leader intercepts nothing.
     recursive_error_pages on;
+
+    # The cluster's own locations (nginx/server/NAME.conf in the key-value store).
+    include cluster/server/*.conf;
 
     location = {generation_path} {{
       default_type text/plain;

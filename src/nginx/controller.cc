@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <charconv>
+#include <optional>
 
 #include "net/address.h"
+#include "nginx/config_files.h"
 
 namespace raftnginx::nginx {
 
@@ -47,8 +49,11 @@ std::vector<std::string> resolvable(const std::vector<std::string>& members,
 }
 
 GatewayController::GatewayController(std::unique_ptr<Gateway> gateway, GatewayConf conf,
-                                     Probe probe)
-    : gateway_(std::move(gateway)), probe_(std::move(probe)), conf_(std::move(conf)) {
+                                     std::string binary, Probe probe)
+    : gateway_(std::move(gateway)),
+      binary_(std::move(binary)),
+      probe_(std::move(probe)),
+      conf_(std::move(conf)) {
   conf_.members = sorted(std::move(conf_.members));
   wanted_ = conf_.members;
   thread_ = std::thread([this] { run(); });
@@ -65,6 +70,55 @@ void GatewayController::update(GatewayTarget target) {
     has_pending_ = true;
   }
   cv_.notify_all();
+}
+
+void GatewayController::update_files(GatewayFiles files) {
+  {
+    std::lock_guard lock(mu_);
+    files_state_.latest_index = std::max(files_state_.latest_index, files.index);
+    pending_files_ = std::move(files);
+    has_files_ = true;
+  }
+  cv_.notify_all();
+}
+
+GatewayFilesState GatewayController::files_state() const {
+  std::lock_guard lock(mu_);
+  return files_state_;
+}
+
+bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& files) {
+  Status s = test_gateway(binary_, conf, conf.prefix + "/stage", files);
+  if (s.ok())
+    s = install_gateway_files(conf.prefix, files, conf.generation);
+  std::lock_guard lock(mu_);
+  if (s.ok()) {
+    served_files_ = files;
+    installed_ = {files.index, conf.generation};
+    files_state_.failed_key.clear();
+    files_state_.failed_index = 0;
+    files_state_.failure.clear();
+    spdlog::info("nginx: the gateway files of index {} ({} files) pass nginx -t", files.index,
+                 files.files.size());
+    return true;
+  }
+  // Which file: the first one nginx's message names.
+  std::string key;
+  for (const auto& [path, content] : files.files) {
+    if (s.message().find(path + ":") != std::string::npos) {
+      key = "nginx/" + path;
+      break;
+    }
+  }
+  files_state_.failed_key = key;
+  files_state_.failed_index = files.index;
+  files_state_.failure = s.message();
+  spdlog::error(
+      "nginx: the gateway files of index {} are refused here ({}): {}; serving those "
+      "of index {}",
+      files.index, key.empty() ? "no single file named" : key, s.message(),
+      files_state_.served_index);
+  return false;
 }
 
 void GatewayController::reload() {
@@ -86,14 +140,24 @@ void GatewayController::run() {
   auto backoff = 5ms;
   std::unique_lock lock(mu_);
   while (!stopping_) {
-    if (has_pending_ || reload_asked_) {
-      GatewayTarget target = has_pending_ ? std::move(pending_) : GatewayTarget{conf_.members, {}};
+    if (has_pending_ || reload_asked_ || has_files_) {
+      GatewayTarget target = has_pending_ ? std::move(pending_) : GatewayTarget{wanted_, {}};
       const bool forced = reload_asked_;
       has_pending_ = false;
       reload_asked_ = false;
+      std::optional<GatewayFiles> files;
+      if (has_files_ && pending_files_.files != served_files_.files)
+        files = std::move(pending_files_);
+      else if (has_files_) {  // the files nginx has already: whatever was refused is gone
+        installed_.index = pending_files_.index;
+        files_state_ = {files_state_.served_index, files_state_.latest_index, {}, 0, {}};
+        if (confirmed_ >= installed_.generation)
+          files_state_.served_index = installed_.index;
+      }
+      has_files_ = false;
       target.members = sorted(std::move(target.members));
       const bool new_leader = !target.leader.empty() && target.leader != conf_.leader;
-      if (target.members != wanted_ || new_leader || forced) {
+      if (target.members != wanted_ || new_leader || forced || files) {
         GatewayConf next = conf_;
         wanted_ = target.members;
         lock.unlock();
@@ -107,6 +171,9 @@ void GatewayController::run() {
           next.leader = target.leader;
         ++next.generation;
         lock.unlock();
+        // Refused files leave the live ones as they were: the reload still takes the members.
+        if (files)
+          take_files(next, *files);
         Status s = gateway_->reload(next);
         lock.lock();
         if (s.ok()) {
@@ -118,7 +185,7 @@ void GatewayController::run() {
       }
     }
     if (confirmed_ == conf_.generation) {
-      cv_.wait(lock, [this] { return stopping_ || has_pending_ || reload_asked_; });
+      cv_.wait(lock, [this] { return stopping_ || has_pending_ || reload_asked_ || has_files_; });
       continue;
     }
     const uint64_t generation = conf_.generation;
@@ -130,9 +197,12 @@ void GatewayController::run() {
         std::from_chars(served->data(), served->data() + served->size(), value).ec == std::errc() &&
         value == generation) {
       confirmed_ = value;
+      if (confirmed_ >= installed_.generation)
+        files_state_.served_index = installed_.index;
       continue;
     }
-    cv_.wait_for(lock, backoff, [this] { return stopping_ || has_pending_ || reload_asked_; });
+    cv_.wait_for(lock, backoff,
+                 [this] { return stopping_ || has_pending_ || reload_asked_ || has_files_; });
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 500ms);
   }
 }

@@ -1,8 +1,13 @@
 // GatewayController: keeps this node's nginx serving the cluster as it is. The daemon feeds it
-// the members and the leader whenever the node reports a change (Node::observe); the controller
-// renders and reloads nginx on a thread of its own (never on the node's), then confirms that the
-// reload took effect by reading the generation the new conf serves (kGenerationPath), retrying
-// with backoff until nginx's new workers answer. /readyz asks serves().
+// the members and the leader whenever the node reports a change (Node::observe), and the
+// gateways' files from the replicated state (raftnginx/gateway.h); the controller renders and
+// reloads nginx on a thread of its own (never on the node's), then confirms that the reload took
+// effect by reading the generation the new conf serves (kGenerationPath), retrying with backoff
+// until nginx's new workers answer. /readyz asks serves().
+//
+// New files are first tested with nginx -t on a staged copy (config_files.h); files this nginx
+// refuses are not installed: it keeps serving its last good set, and files_state() says which
+// file, at which index, and what nginx said.
 //
 // Thread-safe.
 #pragma once
@@ -16,6 +21,7 @@
 #include <vector>
 
 #include "nginx/gateway.h"
+#include "raftnginx/gateway.h"
 
 namespace raftnginx::nginx {
 
@@ -33,18 +39,31 @@ struct GatewayTarget {
 std::vector<std::string> resolvable(const std::vector<std::string>& members,
                                     std::vector<std::string>* left_out);
 
+struct GatewayFilesState {
+  raft::Index served_index = 0;  // the index of the files nginx is seen serving (0: none yet)
+  raft::Index latest_index = 0;  // the index of the latest files handed over
+  // The latest files nginx refused (then served_index < latest_index); empty: none.
+  std::string failed_key;
+  raft::Index failed_index = 0;
+  std::string failure;  // nginx's message
+};
+
 class GatewayController {
  public:
   // GETs `path` from the nginx at `address`; the body, or why not.
   using Probe =
       std::function<Result<std::string>(const std::string& address, const std::string& path)>;
 
-  // Takes over the running `gateway`, whose conf is `conf`.
-  GatewayController(std::unique_ptr<Gateway> gateway, GatewayConf conf, Probe probe);
+  // Takes over the running `gateway`, whose conf is `conf`; `binary` is its nginx, for tests.
+  GatewayController(std::unique_ptr<Gateway> gateway, GatewayConf conf, std::string binary,
+                    Probe probe);
   ~GatewayController();
 
   // Non-blocking: the controller catches up on its own thread.
   void update(GatewayTarget target);
+  // The gateways' files as of an index; non-blocking.
+  void update_files(GatewayFiles files);
+  GatewayFilesState files_state() const;
   // Makes nginx re-read its conf and the files it names (rotated certificates), non-blocking.
   void reload();
   // nginx serves exactly `members` (they are the latest conf's, and its reload was confirmed).
@@ -54,10 +73,13 @@ class GatewayController {
 
  private:
   void run();
+  // Tests `files` and installs them if nginx takes them; true if it did. Not under mu_.
+  bool take_files(const GatewayConf& conf, const GatewayFiles& files);
 
   std::unique_ptr<Gateway> gateway_;
+  const std::string binary_;
   const Probe probe_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable cv_;
   GatewayConf conf_;  // what nginx was told to serve
   // The members asked for, before unresolvable ones are left out.
@@ -65,6 +87,14 @@ class GatewayController {
   GatewayTarget pending_;  // what it should serve next
   bool has_pending_ = false;
   bool reload_asked_ = false;
+  GatewayFiles pending_files_;
+  bool has_files_ = false;
+  GatewayFiles served_files_;  // the files installed last (nginx serves them once confirmed_)
+  struct {
+    raft::Index index = 0;
+    uint64_t generation = 0;  // the conf generation that first included them
+  } installed_;
+  GatewayFilesState files_state_;
   uint64_t confirmed_ = 0;  // the latest generation nginx was seen serving
   bool stopping_ = false;
   std::thread thread_;

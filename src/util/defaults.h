@@ -90,6 +90,10 @@ inline constexpr uint64_t kMaxListBytes = 64 << 20;
 
 // The gateway.
 inline constexpr std::string_view kNginxBinary = "/usr/sbin/nginx";
+// The gateways' files are rendered once they have been quiet this long, and at the latest this
+// long after the first change (consul-template's min and max wait).
+inline constexpr std::chrono::milliseconds kNginxWaitMin = 1s;
+inline constexpr std::chrono::milliseconds kNginxWaitMax = 10s;
 
 inline constexpr std::string_view kLogLevel = "info";
 

@@ -91,6 +91,26 @@ TEST(ApiRoutes, ARouteThatThrowsOrNeverAnswersIsAnswered500) {
   EXPECT_EQ(d.call("GET", "/healthz").status, 200);  // and the daemon goes on
 }
 
+TEST(ApiRoutes, OnlyConfigOrAdminMayWriteTheGatewayFiles) {
+  auto principals = http::AuthTable::parse(
+      R"([{"name": "all", "read": [""], "write": [""]},
+          {"name": "deployer", "write": ["app/"], "config": true},
+          {"name": "ops", "admin": true}])");
+  ASSERT_TRUE(principals.ok()) << principals.status().to_string();
+  const http::Principal& all = principals->at(0);
+  const http::Principal& deployer = principals->at(1);
+  const http::Principal& ops = principals->at(2);
+  // A write prefix, even the widest, does not reach nginx/.
+  EXPECT_TRUE(all.may_write("app/x"));
+  EXPECT_FALSE(all.may_write("nginx/http/a.conf"));
+  EXPECT_FALSE(all.may_write("nginx/"));
+  EXPECT_TRUE(all.may_write("nginxish/key"));
+  EXPECT_TRUE(deployer.may_write("nginx/http/a.conf"));
+  EXPECT_FALSE(deployer.may_write("other/x"));
+  EXPECT_TRUE(ops.may_write("nginx/maps/m.map"));
+  EXPECT_FALSE(http::AuthTable::parse(R"([{"name": "x", "config": "yes"}])").ok());
+}
+
 TEST(ApiRoutes, AWriteAfterARefusedPermissionProposesNothing) {
   testing::TempDir dir;
   const std::string path = dir.sub("auth.json");

@@ -1,0 +1,73 @@
+// The gateways' files in the key-value store: the keys under nginx/ (raftnginx/gateway.h), key
+// "nginx/http/a.conf" being file "http/a.conf".
+//
+//   gateway_files_source(): Backend::gateway_files, over the store and its change hub.
+//   GatewayWrites: a write that changes them is proposed only once this node's nginx takes the
+//   files it would make (else 422 with nginx's message), one such write at a time from check to
+//   outcome, so that two writes checked against the same files cannot together make a set
+//   nobody checked.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "fsm/kv_store.h"
+#include "http/auth.h"
+#include "kv/watch_hub.h"
+#include "raftnginx/daemon.h"
+#include "raftnginx/routes.h"
+
+namespace raftnginx::kv {
+
+using ExchangePtr = std::shared_ptr<Exchange>;
+
+inline constexpr std::string_view kGatewayPrefix = http::kGatewayFiles;
+
+// Whether applying `cmd` may change a key under nginx/.
+bool touches_gateway(const fsm::KvCommand& cmd);
+
+// The files as the store holds them now; keys whose names are not a file's are left out.
+Result<GatewayFiles> read_gateway_files(const fsm::KvStore& kv);
+
+// `kv` and `hub` outlive every call.
+decltype(Backend::gateway_files) gateway_files_source(const fsm::KvStore* kv,
+                                                      std::shared_ptr<WatchHub> hub);
+
+class GatewayWrites : public std::enable_shared_from_this<GatewayWrites> {
+ public:
+  using Answer = std::function<http::Response(const Outcome&)>;
+
+  // `check` null: every write to nginx/ is refused (503): nothing can check it on this node.
+  GatewayWrites(const fsm::KvStore* kv, std::shared_ptr<const GatewayCheck> check);
+  ~GatewayWrites();  // answers the writes still waiting 503
+
+  // Checks and proposes `cmd` (touches_gateway) through `ex`, on this object's thread; 503 if
+  // too many already wait.
+  void write(ExchangePtr ex, fsm::KvCommand cmd, Answer answer);
+
+ private:
+  struct Job {
+    ExchangePtr ex;
+    fsm::KvCommand cmd;
+    Answer answer;
+  };
+  void run();
+  // OK, or the response that refuses `cmd`.
+  std::optional<http::Response> refusal(const fsm::KvCommand& cmd) const;
+  void released();  // the write in flight has its outcome, or never will
+
+  const fsm::KvStore* const kv_;
+  const std::shared_ptr<const GatewayCheck> check_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job> jobs_;
+  bool in_flight_ = false;  // a checked write is proposed and its outcome not known yet
+  bool stopping_ = false;
+  std::thread thread_;
+};
+
+}  // namespace raftnginx::kv

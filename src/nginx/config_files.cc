@@ -1,0 +1,244 @@
+#include "nginx/config_files.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <vector>
+
+namespace raftnginx::nginx {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '-';
+}
+
+Status write_file(const fs::path& path, std::string_view content) {
+  std::ofstream out(path, std::ios::trunc | std::ios::binary);
+  out.write(content.data(), static_cast<std::streamsize>(content.size()));
+  out.close();
+  if (!out)
+    return Status::io_error("cannot write " + path.string());
+  return Status();
+}
+
+// Writes the files under `dir` (removed first); their paths were checked.
+Status write_tree(const fs::path& dir, const GatewayFiles& files) {
+  std::error_code ec;
+  fs::remove_all(dir, ec);
+  for (const char* kind : {"http", "server", "maps"}) {
+    fs::create_directories(dir / kind, ec);
+    if (ec)
+      return Status::io_error("cannot create " + (dir / kind).string() + ": " + ec.message());
+  }
+  for (const auto& [path, content] : files.files) {
+    if (Status s = write_file(dir / path, content); !s.ok())
+      return s;
+  }
+  return Status();
+}
+
+// Runs argv, its output (stdout and stderr) kept; killed after `timeout`.
+struct Ran {
+  int status = -1;
+  std::string output;
+  bool timed_out = false;
+};
+Result<Ran> run(std::vector<std::string> args, std::chrono::milliseconds timeout) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0)
+    return Status::io_error(std::string("pipe: ") + std::strerror(errno));
+  std::vector<char*> argv;
+  for (std::string& a : args)
+    argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) {
+    close(fds[0]);
+    close(fds[1]);
+    return Status::io_error(std::string("fork: ") + std::strerror(errno));
+  }
+  if (pid == 0) {
+    // Only async-signal-safe calls until exec.
+    dup2(fds[1], 1);
+    dup2(fds[1], 2);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    execvp(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  Ran ran;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        deadline - std::chrono::steady_clock::now());
+    pollfd p{fds[0], POLLIN, 0};
+    const int n = left.count() > 0 ? poll(&p, 1, static_cast<int>(left.count())) : 0;
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      ran.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    const ssize_t got = read(fds[0], buf, sizeof(buf));
+    if (got <= 0)
+      break;
+    if (ran.output.size() < 64 << 10)
+      ran.output.append(buf, static_cast<size_t>(got));
+  }
+  close(fds[0]);
+  while (waitpid(pid, &ran.status, 0) < 0 && errno == EINTR) {
+  }
+  return ran;
+}
+
+void replace_all(std::string* s, const std::string& from, const std::string& to) {
+  for (size_t at = 0; (at = s->find(from, at)) != std::string::npos; at += to.size())
+    s->replace(at, from.size(), to);
+}
+
+// nginx's complaint, its paths made the names users know: "in http/a.conf:3".
+std::string complaint(std::string output, const fs::path& dir) {
+  replace_all(&output, (dir / "cluster").string() + "/", "");
+  replace_all(&output, (dir / "nginx.conf").string(), "the gateway's nginx.conf");
+  std::string out;
+  size_t start = 0;
+  for (size_t end; start < output.size(); start = end + 1) {
+    end = output.find('\n', start);
+    if (end == std::string::npos)
+      end = output.size();
+    std::string_view line(output.data() + start, end - start);
+    if (line.find("[emerg]") == std::string_view::npos &&
+        line.find("[alert]") == std::string_view::npos &&
+        line.find("[crit]") == std::string_view::npos)
+      continue;
+    if (line.starts_with("nginx: "))
+      line.remove_prefix(7);
+    out += (out.empty() ? "" : "; ") + std::string(line);
+  }
+  return out.empty() ? "nginx refused the configuration" : out;
+}
+
+}  // namespace
+
+Status check_gateway_path(std::string_view path) {
+  const auto bad = [&] {
+    return Status::invalid_argument(
+        "a gateway file is http/NAME.conf, server/NAME.conf or maps/NAME.map, NAME being 1 to 64 "
+        "of A-Z a-z 0-9 _ -");
+  };
+  std::string_view name;
+  for (const auto& [kind, suffix] :
+       {std::pair{"http/", ".conf"}, std::pair{"server/", ".conf"}, std::pair{"maps/", ".map"}}) {
+    if (path.starts_with(kind) && path.ends_with(suffix) &&
+        path.size() > std::strlen(kind) + std::strlen(suffix)) {
+      name = path.substr(std::strlen(kind), path.size() - std::strlen(kind) - std::strlen(suffix));
+      break;
+    }
+  }
+  if (name.empty() || name.size() > 64)
+    return bad();
+  for (const char c : name) {
+    if (!name_char(c))
+      return bad();
+  }
+  return Status();
+}
+
+Status check_gateway_files(const GatewayFiles& files) {
+  if (files.files.size() > kMaxGatewayFiles)
+    return Status::invalid_argument("at most " + std::to_string(kMaxGatewayFiles) +
+                                    " gateway files");
+  size_t total = 0;
+  for (const auto& [path, content] : files.files) {
+    if (Status s = check_gateway_path(path); !s.ok())
+      return Status::invalid_argument(path.substr(0, 80) + ": " + s.message());
+    if (content.size() > kMaxGatewayFileBytes)
+      return Status::invalid_argument(path + " is larger than " +
+                                      std::to_string(kMaxGatewayFileBytes) + " bytes");
+    if (content.find('\0') != std::string::npos)
+      return Status::invalid_argument(path + " holds a NUL byte");
+    total += content.size();
+  }
+  if (total > kMaxGatewayBytes)
+    return Status::invalid_argument("the gateway files are larger than " +
+                                    std::to_string(kMaxGatewayBytes) + " bytes together");
+  return Status();
+}
+
+Status test_gateway(const std::string& binary, const GatewayConf& conf, const std::string& dir,
+                    const GatewayFiles& files, std::chrono::milliseconds timeout) {
+  if (Status s = check_gateway_files(files); !s.ok())
+    return s;
+  auto rendered = render_nginx_conf(conf);
+  if (!rendered.ok())
+    return rendered.status();
+  const fs::path root(dir);
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (Status s = write_tree(root / "cluster", files); !s.ok())
+    return s;
+  if (Status s = write_file(root / "nginx.conf", *rendered); !s.ok())
+    return s;
+  auto ran = run({binary, "-t", "-q", "-p", conf.prefix, "-c", (root / "nginx.conf").string(), "-e",
+                  conf.prefix + "/logs/error.log"},
+                 timeout);
+  if (!ran.ok())
+    return Status::io_error("cannot run " + binary + " -t: " + ran.status().message());
+  if (ran->timed_out)
+    return Status::invalid_argument("nginx -t took longer than " + std::to_string(timeout.count()) +
+                                    " ms (a name to resolve?)");
+  if (WIFEXITED(ran->status) && WEXITSTATUS(ran->status) == 127)
+    return Status::io_error("cannot run " + binary);
+  if (!WIFEXITED(ran->status) || WEXITSTATUS(ran->status) != 0)
+    return Status::invalid_argument(complaint(ran->output, root));
+  return Status();
+}
+
+Status install_gateway_files(const std::string& prefix, const GatewayFiles& files,
+                             uint64_t generation) {
+  if (Status s = check_gateway_files(files); !s.ok())
+    return s;
+  const fs::path root(prefix);
+  const std::string name = "cluster." + std::to_string(generation);
+  if (Status s = write_tree(root / name, files); !s.ok())
+    return s;
+  std::error_code ec;
+  const fs::path live = root / "cluster";
+  const fs::path link = root / "cluster.link";
+  fs::remove(link, ec);
+  fs::create_directory_symlink(name, link, ec);
+  if (ec)
+    return Status::io_error("cannot link " + link.string() + ": " + ec.message());
+  if (fs::is_directory(fs::symlink_status(live)))
+    fs::remove_all(live, ec);  // a directory, not a link: from a copy made by hand
+  fs::rename(link, live, ec);
+  if (ec)
+    return Status::io_error("cannot swap in " + live.string() + ": " + ec.message());
+  for (const auto& entry : fs::directory_iterator(root, ec)) {
+    const std::string old = entry.path().filename().string();
+    if (old.starts_with("cluster.") && old != name && old != "cluster.link")
+      fs::remove_all(entry.path(), ec);
+  }
+  return Status();
+}
+
+Status NginxCheck::check(const GatewayFiles& candidate) const {
+  std::lock_guard lock(mu_);
+  return test_gateway(binary_, conf_, conf_.prefix + "/check", candidate);
+}
+
+}  // namespace raftnginx::nginx

@@ -1,0 +1,59 @@
+// The gateways' files (raftnginx/gateway.h) on disk, and nginx's verdict on them.
+//
+// A set of files lives in a directory `cluster` beside the nginx.conf that includes it
+// (conf.h: `include cluster/http/*.conf;` and `include cluster/server/*.conf;`), so that their
+// own includes (`cluster/maps/NAME.map`) resolve against whichever copy nginx reads: a staged
+// candidate under <prefix>/stage or <prefix>/check, or the live one under <prefix>, where
+// `cluster` is a symbolic link swapped in one rename.
+//
+// Everything here treats the files as hostile: their paths follow the grammar below, their sizes
+// are bounded, and they are only ever written below the directory given.
+#pragma once
+
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "nginx/conf.h"
+#include "raftnginx/gateway.h"
+
+namespace raftnginx::nginx {
+
+inline constexpr size_t kMaxGatewayFiles = 1000;
+inline constexpr size_t kMaxGatewayFileBytes = 1 << 20;
+inline constexpr size_t kMaxGatewayBytes = 16 << 20;
+
+// OK if `path` is "http/NAME.conf", "server/NAME.conf" or "maps/NAME.map" (NAME: 1 to 64 of
+// A-Z a-z 0-9 '_' '-'); InvalidArgument otherwise.
+Status check_gateway_path(std::string_view path);
+// The paths, the number and sizes of the files, and no NUL byte in any.
+Status check_gateway_files(const GatewayFiles& files);
+
+// Writes `conf` as <dir>/nginx.conf and `files` under <dir>/cluster (made afresh), then asks
+// `binary` whether it takes them (nginx -t), for at most `timeout`. InvalidArgument carries
+// nginx's message, a file named by its path ("http/a.conf:3").
+Status test_gateway(const std::string& binary, const GatewayConf& conf, const std::string& dir,
+                    const GatewayFiles& files,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(10));
+
+// Makes `files` the live set under conf.prefix: written to a directory of their own, then
+// <prefix>/cluster pointed at it in one rename; older sets are removed.
+Status install_gateway_files(const std::string& prefix, const GatewayFiles& files,
+                             uint64_t generation);
+
+// GatewayCheck with this node's nginx binary, against `conf` (the node's own gateway conf, or
+// one made for checking where the node runs no nginx), in <conf.prefix>/check.
+class NginxCheck final : public GatewayCheck {
+ public:
+  NginxCheck(std::string binary, GatewayConf conf)
+      : binary_(std::move(binary)), conf_(std::move(conf)) {}
+  Status check(const GatewayFiles& candidate) const override;
+
+ private:
+  const std::string binary_;
+  const GatewayConf conf_;
+  mutable std::mutex mu_;  // one candidate at a time in the check directory
+};
+
+}  // namespace raftnginx::nginx
