@@ -68,7 +68,7 @@ chaos: build
 # libFuzzer (clang) on each fuzz target for FUZZ_SECONDS, from the committed corpus; new inputs
 # go to build-fuzz/corpus, crashes to build-fuzz/crashes (copy them to tests/fuzz/regressions/).
 FUZZ_BUILD_DIR ?= build-fuzz
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 FUZZ_TARGETS := raft_message kv_command config http_request raft_frames tls_handshake
 test-fuzz: deps
 	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
