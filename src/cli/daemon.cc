@@ -200,13 +200,14 @@ nginx::GatewayConf gateway_conf(const DaemonOptions& options, const std::string&
 // What checks the gateways' files before a change to them is proposed: this node's nginx, or
 // null if it has no nginx binary. A node that runs no gateway checks against the conf it would
 // run, on an address nginx -t never binds.
-std::shared_ptr<const GatewayCheck> gateway_check(const DaemonOptions& options,
-                                                  const std::string& socket) {
+std::shared_ptr<nginx::NginxCheck> gateway_check(const DaemonOptions& options,
+                                                 const std::string& socket) {
   if (::access(options.nginx_binary.c_str(), X_OK) != 0)
     return nullptr;
   nginx::GatewayConf conf = gateway_conf(options, socket, {});
+  // nginx -t binds the listen addresses, and takes one in use: the daemon's own.
   if (conf.listen.empty())
-    conf.listen = "127.0.0.1:1";
+    conf.listen = net::local_address(options.http_bind);
   std::error_code ec;
   std::filesystem::create_directories(conf.prefix + "/logs", ec);
   return std::make_shared<nginx::NginxCheck>(options.nginx_binary, std::move(conf));
@@ -544,7 +545,8 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   Opened& opened = daemon.value();
   Trust& trust = opened.trust;
   http::Client client(http::ClientOptions{trust.http_client, options.cluster_name});
-  auto backend = open_backend(options, hooks, opened.files, gateway_check(options, opened.socket));
+  const std::shared_ptr<nginx::NginxCheck> check = gateway_check(options, opened.socket);
+  auto backend = open_backend(options, hooks, opened.files, check);
   if (!backend.ok())
     return give_up(backend.status().message());
   bool was_voter = false;
@@ -565,6 +567,8 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
     auto started = start_gateway(options, opened.socket, (*node)->status(), &client, &stop_signal);
     if (started.ok()) {
       gateway = std::move(started).value();
+      if (check)
+        check->follow([g = gateway.get()] { return g->conf(); });
     } else {
       stop_signal.stop(1, started.status().message());
     }

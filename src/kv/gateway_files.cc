@@ -40,6 +40,7 @@ bool apply_ops(const std::vector<KvOp>& ops, GatewayFiles* files) {
         }
         break;
       case KvOp::Kind::kDeletePrefix:
+        // Within nginx/ only (refusal() sees to it): at most kMaxGatewayFiles keys, all removed.
         for (auto it = files->files.begin(); it != files->files.end();) {
           if ((std::string(kGatewayPrefix) + it->first).starts_with(op.key)) {
             it = files->files.erase(it);
@@ -97,9 +98,15 @@ decltype(Backend::gateway_files) gateway_files_source(const fsm::KvStore* kv,
       std::future<void> changed = woken->get_future();
       Status s = hub->wait(std::string(kGatewayPrefix), false, after, deadline,
                            [woken] { woken->set_value(); });
-      if (!s.ok())
+      // Readers hold every waiting place: look again at the deadline instead, whatever changed.
+      if (!s.ok() && s.code() != Status::Code::kBusy)
         return s;
-      changed.wait();
+      if (s.ok())
+        changed.wait();
+      else
+        std::this_thread::sleep_until(deadline);
+      if (!s.ok())
+        return read_gateway_files(*kv);
       if (std::chrono::steady_clock::now() >= deadline)
         return Status::not_found("the gateway files did not change");
     }
@@ -113,13 +120,21 @@ GatewayWrites::GatewayWrites(const fsm::KvStore* kv, std::shared_ptr<const Gatew
 }
 
 GatewayWrites::~GatewayWrites() {
+  stop();
+}
+
+void GatewayWrites::stop() {
+  std::deque<Job> left;
   {
     std::lock_guard lock(mu_);
+    if (stopping_)
+      return;
     stopping_ = true;
+    left.swap(jobs_);
   }
   cv_.notify_all();
   thread_.join();
-  for (Job& job : jobs_)
+  for (Job& job : left)
     job.ex->respond(http::Response::error(503, "the node is stopping"));
 }
 
@@ -158,6 +173,16 @@ std::optional<http::Response> GatewayWrites::refusal(const fsm::KvCommand& cmd) 
             400, op.key + ": a gateway file takes no ttl (its expiry would skip nginx's check)");
     }
   }
+  for (const auto* ops : {&cmd.success, &cmd.failure}) {
+    for (const KvOp& op : *ops) {
+      // One op removes at most fsm::kMaxDeletePrefixKeys: a wider prefix could take some files
+      // and leave the others, a set nobody checked.
+      if (op.kind == KvOp::Kind::kDeletePrefix && kGatewayPrefix.starts_with(op.key) &&
+          op.key != kGatewayPrefix)
+        return http::Response::error(
+            400, "a delete_prefix that takes in nginx/ must be under it: delete nginx/ first");
+    }
+  }
   if (check_ == nullptr) {
     return http::Response::error(503,
                                  "this node has no nginx binary to check a change under nginx/ "
@@ -172,6 +197,8 @@ std::optional<http::Response> GatewayWrites::refusal(const fsm::KvCommand& cmd) 
     GatewayFiles candidate = *current;
     if (!apply_ops(*ops, &candidate))
       continue;
+    if (Status s = nginx::check_gateway_files(candidate); !s.ok())
+      return http::Response::error(422, "the gateway files are refused: " + s.message());
     if (Status s = check_->check(candidate); !s.ok()) {
       const int status = s.code() == Status::Code::kInvalidArgument ? 422 : 503;
       spdlog::info("a write under nginx/ is refused: {}", s.message());
@@ -197,6 +224,13 @@ void GatewayWrites::run() {
       job.ex->respond(std::move(*refused));
       released();
       continue;
+    }
+    {
+      std::lock_guard lock(mu_);
+      if (stopping_) {
+        job.ex->respond(http::Response::error(503, "the node is stopping"));
+        return;
+      }
     }
     // The next write to nginx/ waits until this one's outcome is known, or never will be: the
     // answer's callback is dropped either way.

@@ -43,7 +43,10 @@ class GatewayWrites : public std::enable_shared_from_this<GatewayWrites> {
 
   // `check` null: every write to nginx/ is refused (503): nothing can check it on this node.
   GatewayWrites(const fsm::KvStore* kv, std::shared_ptr<const GatewayCheck> check);
-  ~GatewayWrites();  // answers the writes still waiting 503
+  ~GatewayWrites();  // stop()
+  // Answers the writes still waiting 503 and proposes no more: before the node stops (the
+  // backend's attach(nullptr)), while their requests can still be answered.
+  void stop();
 
   // Checks and proposes `cmd` (touches_gateway) through `ex`, on this object's thread; 503 if
   // too many already wait.

@@ -24,11 +24,17 @@ Backend serve(std::unique_ptr<fsm::KvStore> store, const BackendContext& ctx) {
   options.progress_interval = parse_duration(ctx.flag(kProgressFlag)).value();
   std::shared_ptr<WatchHub> hub = WatchHub::start(store.get(), options);
   store->set_observer(hub.get());
-  std::vector<Route> routes = kv_routes(
-      store.get(), hub, parse_duration(ctx.flag(kMaxWaitFlag)).value(), ctx.gateway_check);
+  auto gateway = std::make_shared<GatewayWrites>(store.get(), ctx.gateway_check);
+  std::vector<Route> routes =
+      kv_routes(store.get(), hub, parse_duration(ctx.flag(kMaxWaitFlag)).value(), gateway);
   auto files = gateway_files_source(store.get(), hub);
-  return Backend{std::move(store), std::move(routes),
-                 [hub](Replica* replica) { hub->attach(replica); }, std::move(files)};
+  // Before the node stops: no blocking query, watch or checked write is left waiting on it.
+  auto attach = [hub, gateway](Replica* replica) {
+    if (replica == nullptr)
+      gateway->stop();
+    hub->attach(replica);
+  };
+  return Backend{std::move(store), std::move(routes), std::move(attach), std::move(files)};
 }
 
 Result<Backend> open_rocksdb(const BackendContext& ctx) {

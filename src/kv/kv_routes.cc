@@ -529,9 +529,8 @@ Result<uint64_t> parse_count(std::string_view name, std::string_view text) {
 
 std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
                              std::chrono::milliseconds max_wait,
-                             std::shared_ptr<const GatewayCheck> gateway_check) {
+                             std::shared_ptr<GatewayWrites> gateway) {
   const auto reads = std::make_shared<const Reads>(Reads{kv, hub, max_wait});
-  const auto gateway = std::make_shared<GatewayWrites>(kv, std::move(gateway_check));
   return {
       {"GET", "/key", Access::kPrincipal, [reads](ExchangePtr ex) { list_keys(*reads, ex); }},
       {"GET", "/key/{key}", Access::kPrincipal, [reads](ExchangePtr ex) { get_key(*reads, ex); }},

@@ -31,9 +31,9 @@ namespace raftnginx::kv {
 Result<uint64_t> parse_count(std::string_view name, std::string_view text);
 
 // `kv` and `hub` outlive every request. A blocking query waits at most `max_wait` (its default).
-// `gateway_check`: BackendContext::gateway_check.
+// Writes to the gateways' files go through `gateway`.
 std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> hub,
                              std::chrono::milliseconds max_wait,
-                             std::shared_ptr<const GatewayCheck> gateway_check);
+                             std::shared_ptr<GatewayWrites> gateway);
 
 }  // namespace raftnginx::kv

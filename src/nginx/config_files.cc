@@ -9,6 +9,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <set>
 #include <vector>
 
 namespace raftnginx::nginx {
@@ -132,7 +133,160 @@ std::string complaint(std::string output, const fs::path& dir) {
   return out.empty() ? "nginx refused the configuration" : out;
 }
 
+// nginx's tokens: words (quotes and escapes removed) and the separators ';', '{', '}'.
+struct Token {
+  std::string text;
+  bool separator = false;
+};
+
+Result<std::vector<Token>> tokenize(std::string_view text) {
+  std::vector<Token> out;
+  size_t i = 0;
+  while (i < text.size()) {
+    const char c = text[i];
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+      ++i;
+    } else if (c == '#') {
+      while (i < text.size() && text[i] != '\n')
+        ++i;
+    } else if (c == ';' || c == '{' || c == '}') {
+      out.push_back(Token{std::string(1, c), true});
+      ++i;
+    } else {
+      Token word;
+      while (i < text.size()) {
+        const char d = text[i];
+        if (d == '"' || d == '\'') {
+          const size_t close = text.find(d, i + 1);
+          size_t j = i + 1;
+          for (; j < text.size() && text[j] != d; ++j) {
+            if (text[j] == '\\' && j + 1 < text.size())
+              ++j;
+            word.text += text[j];
+          }
+          if (j >= text.size() || close == std::string_view::npos)
+            return Status::invalid_argument("an unterminated quoted string");
+          i = j + 1;
+        } else if (d == '\\' && i + 1 < text.size()) {
+          word.text += text[i + 1];
+          i += 2;
+        } else if (d == ' ' || d == '\t' || d == '\r' || d == '\n' || d == ';' || d == '{' ||
+                   d == '}' || d == '#') {
+          break;
+        } else {
+          word.text += d;
+          ++i;
+        }
+      }
+      out.push_back(std::move(word));
+    }
+  }
+  return out;
+}
+
+bool ends_with_any(std::string_view name, std::initializer_list<std::string_view> endings) {
+  for (std::string_view e : endings) {
+    if (name.ends_with(e))
+      return true;
+  }
+  return false;
+}
+
+bool starts_with_any(std::string_view name, std::initializer_list<std::string_view> starts) {
+  for (std::string_view e : starts) {
+    if (name.starts_with(e))
+      return true;
+  }
+  return false;
+}
+
+// Why directive `name` may not appear in a gateway file ("" if it may).
+std::string forbidden(std::string_view name) {
+  static const std::set<std::string_view> kNamed = {"include",
+                                                    "load_module",
+                                                    "listen",
+                                                    "root",
+                                                    "alias",
+                                                    "env",
+                                                    "pid",
+                                                    "lock_file",
+                                                    "user",
+                                                    "daemon",
+                                                    "master_process",
+                                                    "working_directory",
+                                                    "thread_pool",
+                                                    "ssl_engine",
+                                                    "dav_methods",
+                                                    "create_full_put_path",
+                                                    "xslt_stylesheet",
+                                                    "xml_entities",
+                                                    "open_log_file_cache",
+                                                    "google_perftools_profiles",
+                                                    "debug_points",
+                                                    "ssl_dhparam",
+                                                    "ssl_crl",
+                                                    "ssl_stapling_file",
+                                                    "ssl_session_ticket_key"};
+  if (kNamed.count(name) != 0 ||
+      ends_with_any(name, {"_log", "_temp_path", "_cache_path", "_store", "_file", "_certificate",
+                           "_certificate_key", "_crl", "_password_file", "_user_file"}) ||
+      starts_with_any(name, {"perl", "js_", "lua", "geoip", "worker_"}))
+    return "it names a file, a path or a port on the node, or runs code";
+  return "";
+}
+
 }  // namespace
+
+Status check_gateway_directives(std::string_view path, std::string_view text) {
+  auto tokens = tokenize(text);
+  if (!tokens.ok())
+    return Status::invalid_argument(std::string(path) + ": " + tokens.status().message());
+  const bool http_level = path.starts_with("http/");
+  std::vector<std::string> statement;  // the words since the last separator
+  int depth = 0;
+  for (const Token& t : *tokens) {
+    if (!t.separator) {
+      if (t.text.find("raftnginx") != std::string::npos)
+        return Status::invalid_argument(std::string(path) + ": \"" + t.text.substr(0, 64) +
+                                        "\": names holding \"raftnginx\" are the gateway's own");
+      if (t.text.find("unix:") != std::string::npos)
+        return Status::invalid_argument(
+            std::string(path) + ": no Unix socket: a gateway file reaches the network only");
+      statement.push_back(t.text);
+      continue;
+    }
+    if (t.text == "}") {
+      if (!statement.empty() || depth == 0)
+        return Status::invalid_argument(std::string(path) + ": an unbalanced '}'");
+      --depth;
+      continue;
+    }
+    if (statement.empty())
+      return Status::invalid_argument(std::string(path) + ": an empty statement before '" + t.text +
+                                      "'");
+    const std::string& name = statement.front();
+    const bool is_map_include = name == "include" && statement.size() == 2 &&
+                                statement[1].starts_with("cluster/maps/") &&
+                                check_gateway_path(statement[1].substr(8)).ok();
+    // A map file's lines are a key and a value, but for the map block's own directives.
+    const bool checked = !path.starts_with("maps/") || name == "include";
+    if (std::string why = forbidden(name); checked && !why.empty() && !is_map_include)
+      return Status::invalid_argument(std::string(path) + ": \"" + name.substr(0, 64) +
+                                      "\" is not allowed in a gateway file: " + why);
+    if (t.text == "{") {
+      if (name == "server" && http_level && depth == 0)
+        return Status::invalid_argument(
+            std::string(path) +
+            ": no server blocks: a gateway file adds to the gateway's own server (server/) or "
+            "the http level around it");
+      ++depth;
+    }
+    statement.clear();
+  }
+  if (!statement.empty() || depth != 0)
+    return Status::invalid_argument(std::string(path) + ": an unfinished statement or block");
+  return Status();
+}
 
 Status check_gateway_path(std::string_view path) {
   const auto bad = [&] {
@@ -171,6 +325,8 @@ Status check_gateway_files(const GatewayFiles& files) {
                                       std::to_string(kMaxGatewayFileBytes) + " bytes");
     if (content.find('\0') != std::string::npos)
       return Status::invalid_argument(path + " holds a NUL byte");
+    if (Status s = check_gateway_directives(path, content); !s.ok())
+      return s;
     total += content.size();
   }
   if (total > kMaxGatewayBytes)
@@ -213,7 +369,11 @@ Status install_gateway_files(const std::string& prefix, const GatewayFiles& file
   if (Status s = check_gateway_files(files); !s.ok())
     return s;
   const fs::path root(prefix);
-  const std::string name = "cluster." + std::to_string(generation);
+  // Never the name of the live set (generations start again at each start): a unique one.
+  std::string name;
+  for (uint64_t n = 0; name.empty() || fs::exists(fs::symlink_status(root / name)); ++n)
+    name = "cluster." + std::to_string(files.index) + "-" + std::to_string(generation) + "-" +
+           std::to_string(n);
   if (Status s = write_tree(root / name, files); !s.ok())
     return s;
   std::error_code ec;
@@ -228,17 +388,26 @@ Status install_gateway_files(const std::string& prefix, const GatewayFiles& file
   fs::rename(link, live, ec);
   if (ec)
     return Status::io_error("cannot swap in " + live.string() + ": " + ec.message());
-  for (const auto& entry : fs::directory_iterator(root, ec)) {
-    const std::string old = entry.path().filename().string();
-    if (old.starts_with("cluster.") && old != name && old != "cluster.link")
-      fs::remove_all(entry.path(), ec);
+  std::vector<fs::path> old;
+  for (fs::directory_iterator it(root, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string entry = it->path().filename().string();
+    if (entry.starts_with("cluster.") && entry != name && entry != "cluster.link")
+      old.push_back(it->path());
   }
+  for (const fs::path& p : old)
+    fs::remove_all(p, ec);
   return Status();
 }
 
 Status NginxCheck::check(const GatewayFiles& candidate) const {
   std::lock_guard lock(mu_);
-  return test_gateway(binary_, conf_, conf_.prefix + "/check", candidate);
+  const GatewayConf conf = running_ ? running_() : conf_;
+  return test_gateway(binary_, conf, conf.prefix + "/check", candidate);
+}
+
+void NginxCheck::follow(std::function<GatewayConf()> running) {
+  std::lock_guard lock(mu_);
+  running_ = std::move(running);
 }
 
 }  // namespace raftnginx::nginx

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -27,7 +28,15 @@ inline constexpr size_t kMaxGatewayBytes = 16 << 20;
 // OK if `path` is "http/NAME.conf", "server/NAME.conf" or "maps/NAME.map" (NAME: 1 to 64 of
 // A-Z a-z 0-9 '_' '-'); InvalidArgument otherwise.
 Status check_gateway_path(std::string_view path);
-// The paths, the number and sizes of the files, and no NUL byte in any.
+// What a file may say. nginx runs its configuration as the master's user (root, where the
+// daemon runs as root), and the files come from the network: so no directive that names a file
+// or a path on this machine (include, except of cluster/maps/NAME.map; logs; temp and cache
+// paths; root and alias; certificates, keys and password files; perl, js, lua), none that binds a
+// port (listen, and server blocks at http level: their bind could fail a reload), no Unix socket,
+// and none of the conf's own names (anything holding "raftnginx"). Read with nginx's own token
+// rules (quotes, escapes, comments), so that quoting a name does not hide it.
+Status check_gateway_directives(std::string_view path, std::string_view text);
+// The paths, the number and sizes of the files, no NUL byte in any, and what each may say.
 Status check_gateway_files(const GatewayFiles& files);
 
 // Writes `conf` as <dir>/nginx.conf and `files` under <dir>/cluster (made afresh), then asks
@@ -42,18 +51,21 @@ Status test_gateway(const std::string& binary, const GatewayConf& conf, const st
 Status install_gateway_files(const std::string& prefix, const GatewayFiles& files,
                              uint64_t generation);
 
-// GatewayCheck with this node's nginx binary, against `conf` (the node's own gateway conf, or
-// one made for checking where the node runs no nginx), in <conf.prefix>/check.
+// GatewayCheck with this node's nginx binary, in <conf.prefix>/check: against the conf its
+// gateway runs now (follow()), or, where the node runs no nginx, `conf`.
 class NginxCheck final : public GatewayCheck {
  public:
   NginxCheck(std::string binary, GatewayConf conf)
       : binary_(std::move(binary)), conf_(std::move(conf)) {}
   Status check(const GatewayFiles& candidate) const override;
+  // From now on, the conf `running` returns (the gateway's, with its members and leader).
+  void follow(std::function<GatewayConf()> running);
 
  private:
   const std::string binary_;
-  const GatewayConf conf_;
   mutable std::mutex mu_;  // one candidate at a time in the check directory
+  GatewayConf conf_;
+  std::function<GatewayConf()> running_;
 };
 
 }  // namespace raftnginx::nginx

@@ -82,6 +82,11 @@ void GatewayController::update_files(GatewayFiles files) {
   cv_.notify_all();
 }
 
+GatewayConf GatewayController::conf() const {
+  std::lock_guard lock(mu_);
+  return conf_;
+}
+
 GatewayFilesState GatewayController::files_state() const {
   std::lock_guard lock(mu_);
   return files_state_;
@@ -113,6 +118,14 @@ bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& 
   files_state_.failed_key = key;
   files_state_.failed_index = files.index;
   files_state_.failure = s.message();
+  if (!served_files_) {
+    // The first set since start: what a previous run left is no good set to keep. None at all.
+    const GatewayFiles none;
+    if (install_gateway_files(conf.prefix, none, conf.generation).ok()) {
+      served_files_ = none;
+      installed_ = {0, conf.generation};
+    }
+  }
   spdlog::error(
       "nginx: the gateway files of index {} are refused here ({}): {}; serving those "
       "of index {}",
@@ -146,7 +159,7 @@ void GatewayController::run() {
       has_pending_ = false;
       reload_asked_ = false;
       std::optional<GatewayFiles> files;
-      if (has_files_ && pending_files_.files != served_files_.files)
+      if (has_files_ && (!served_files_ || pending_files_.files != served_files_->files))
         files = std::move(pending_files_);
       else if (has_files_) {  // the files nginx has already: whatever was refused is gone
         installed_.index = pending_files_.index;

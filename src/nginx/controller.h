@@ -16,6 +16,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,6 +65,8 @@ class GatewayController {
   // The gateways' files as of an index; non-blocking.
   void update_files(GatewayFiles files);
   GatewayFilesState files_state() const;
+  // The conf nginx was told to serve last.
+  GatewayConf conf() const;
   // Makes nginx re-read its conf and the files it names (rotated certificates), non-blocking.
   void reload();
   // nginx serves exactly `members` (they are the latest conf's, and its reload was confirmed).
@@ -89,7 +92,9 @@ class GatewayController {
   bool reload_asked_ = false;
   GatewayFiles pending_files_;
   bool has_files_ = false;
-  GatewayFiles served_files_;  // the files installed last (nginx serves them once confirmed_)
+  // The files installed last (nginx serves them once confirmed_); none yet: whatever a previous
+  // run left, so the first set is installed whatever it holds.
+  std::optional<GatewayFiles> served_files_;
   struct {
     raft::Index index = 0;
     uint64_t generation = 0;  // the conf generation that first included them

@@ -111,9 +111,35 @@ class GatewayFiles(ClusterTest):
             self.assertEqual(r.status, 400, f"{key}: {r}")
         r = leader.request("PUT", "/key/nginx/http/short.conf?ttl=10s", body="# nothing\n")
         self.assertEqual(r.status, 400, r)
+        # What a file may say: nothing that names a file, a path or a port of the node (nginx
+        # reads its conf as root), nothing of the gateway's own; quotes and escapes hide nothing.
+        hostile = [
+            ("http/log.conf", "access_log /tmp/written-by-nginx.log;"),
+            ("http/quoted.conf", '"access_log" /tmp/x;'),
+            ("http/escaped.conf", "acc\\ess_log /tmp/x;"),
+            ("http/include.conf", "include /etc/passwd;"),
+            ("http/temp.conf", "client_body_temp_path /etc/x;"),
+            ("http/cert.conf", "ssl_certificate /etc/shadow;"),
+            ("http/server.conf", "server { listen 127.0.0.1:22; }"),
+            ("http/own.conf", "upstream raftnginx_member_0 { server 127.0.0.1:9; }"),
+            ("server/alias.conf", "location /k { alias /; }"),
+            ("server/unix.conf", "location /d { proxy_pass http://unix:/run/x.sock:/; }"),
+            ("server/open.conf", "location /d { return 200;"),
+            ("maps/shadow.map", "include /etc/shadow;"),
+        ]
+        for path, text in hostile:
+            r = self.put(leader, "nginx/" + path, text)
+            self.assertEqual(r.status, 422, f"{path}: {r}")
+            self.assertIn("the gateway files are refused", r.json()["error"], path)
+        # A map's keys are data: one that looks like a directive is still a key.
+        r = self.put(leader, "nginx/maps/names.map", "default_log 1;\nroot_file 2;\n")
+        self.assertEqual(r.status, 200, r)
         for n in nodes:
             prefix = os.path.join(n.data_dir, "nginx")
             self.assertFalse(os.path.exists(os.path.join(prefix, "escape.conf")))
+            maps = os.path.join(prefix, "cluster", "maps")
+            wait_until(lambda: sorted(os.listdir(maps)) == ["blocked.map", "names.map"],
+                       timeout=20 * SLOW, what=f"names.map on {n.name}")
             self.assertEqual(sorted(os.listdir(os.path.join(prefix, "cluster", "http"))),
                              ["blocked.conf"])
 
@@ -153,9 +179,12 @@ class GatewayFiles(ClusterTest):
         self.assertEqual(fetch(node2.gateway, "/hello")[0], 200)
         node4 = self.cluster.add("node4", join=leader, nginx=True)
         self.cluster.wait_members(4)
-        wait_until(lambda: fetch(node4.gateway, "/hello")[0] == 200, timeout=20 * SLOW,
-                   what="node4's gateway serving the cluster's files")
-        self.assertEqual(fetch(node4.gateway, "/hello", source="127.0.0.2"), (403, "blocked\n"))
+        # While it catches up it reloads with each set it reaches (old workers may still take a
+        # connection during a reload): wait for the last.
+        self.wait_served([node4], self.served(leader))
+        wait_until(lambda: fetch(node4.gateway, "/hello")[0] == 200 and
+                   fetch(node4.gateway, "/hello", source="127.0.0.2") == (403, "blocked\n"),
+                   timeout=20 * SLOW, what="node4's gateway serving the cluster's files")
 
     def test_a_burst_of_changes_costs_each_gateway_at_most_two_reloads(self):
         leader = self.start_cluster(wait_min="1s", wait_max="60s")
