@@ -1,5 +1,6 @@
 #include "kv/kv_routes.h"
 
+#include <cctype>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -15,6 +16,7 @@ using fsm::KvOp;
 using fsm::KvRecord;
 
 // The longest TTL a key may have.
+constexpr size_t kMaxLookupKey = 4096;
 constexpr std::chrono::milliseconds kMaxTtl = std::chrono::hours(24 * 365);
 
 json revisions(const KvRecord& r) {
@@ -138,6 +140,36 @@ void get_key(const Reads& reads, const ExchangePtr& ex) {
   };
   if (!blocking(ex, reads, key, true, read))
     ex->read(read);
+}
+
+// GET /check?set=NAME[&absent], the key in X-Raft-Lookup-Key (or &key=): 204 if the key is in
+// the set (the keys under sets/NAME/) or, with &absent, if it is not; 403 otherwise. For nginx's
+// auth_request, which reaches it over the daemon's Unix socket: there it needs no credential
+// (the socket is the local gateway's), elsewhere read permission on the set.
+void check_member(const Reads& reads, const ExchangePtr& ex) {
+  const std::string set = ex->query("set").value_or("");
+  bool named = !set.empty() && set.size() <= 64;
+  for (const char c : set)
+    named = named && (std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-');
+  if (!named)
+    return ex->respond(http::Response::error(400, "set must be 1 to 64 of A-Z a-z 0-9 _ -"));
+  const std::string_view header = ex->request().header("X-Raft-Lookup-Key");
+  const std::string key = header.empty() ? ex->query("key").value_or("") : std::string(header);
+  if (ex->request().remote != "unix" && !ex->may_read("sets/" + set + "/"))
+    return;
+  const bool want_present = !ex->query("absent").has_value();
+  // No key (a client that sent none) or one too long for any set is in none.
+  const std::string name =
+      key.empty() || key.size() > kMaxLookupKey ? std::string() : "sets/" + set + "/" + key;
+  ex->read([kv = reads.kv, name, want_present]() -> http::Response {
+    auto found = name.empty() ? Result<std::optional<KvRecord>>(std::nullopt) : kv->get(name);
+    if (!found.ok())
+      return http::Response::error(500, found.status().to_string());
+    const bool present = *found && !(*found)->expired_at(raftnginx::Clock::real()->wall_ms());
+    http::Response r;
+    r.status = present == want_present ? 204 : 403;
+    return r;
+  });
 }
 
 // GET /key?prefix=P
@@ -541,6 +573,7 @@ std::vector<Route> kv_routes(const fsm::KvStore* kv, std::shared_ptr<WatchHub> h
        [gateway](ExchangePtr ex) { change_key(*gateway, ex, KvOp::Kind::kDelete); }},
       {"POST", "/txn", Access::kPrincipal, [gateway](ExchangePtr ex) { txn(*gateway, ex); }},
       {"GET", "/watch", Access::kPrincipal, [reads](ExchangePtr ex) { watch(*reads->hub, ex); }},
+      {"GET", "/check", Access::kAnyone, [reads](ExchangePtr ex) { check_member(*reads, ex); }},
   };
 }
 

@@ -9,6 +9,8 @@
 //   POST   /key              sets {"k": "v", ...} atomically; &ttl=D
 //   POST   /txn              compares, then the success or failure ops, atomically
 //   GET    /watch?prefix=P   the changes after &from=N, as NDJSON or server-sent events
+//   GET    /check?set=NAME   for nginx's auth_request: 204 if X-Raft-Lookup-Key is a key under
+//                            sets/NAME/ (&absent: if it is not), else 403; from this node's copy
 //
 // A write that changes a key under nginx/ (the gateways' files) is proposed only once this
 // node's nginx takes the files it would make (kv/gateway_files.h): 422 with nginx's message if

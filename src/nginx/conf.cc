@@ -162,6 +162,13 @@ http {{
     default "";
 {map_entries}  }}
 
+  # The local daemon, for the cluster's own files: lookups for auth_request (GET /check), over
+  # the daemon's socket when it has one, where they need no credential.
+  upstream cluster_daemon {{
+    server "{local}";
+    keepalive 16;
+  }}
+
   # The cluster's own files for every gateway (nginx/http/NAME.conf in the key-value store).
   include cluster/http/*.conf;
 

@@ -3,15 +3,19 @@ every node's nginx includes, checked by the nginx of the node that takes the wri
 enter the log (422 otherwise), and by each node's nginx again before it swaps them in; a node
 whose nginx refuses them keeps its last good set and says so. Real nginx, real daemons."""
 import http.client
+import http.server
+import json
 import os
 import re
 import shutil
 import stat
+import threading
 import unittest
 
 from cluster import ClusterTest, address, wait_until, SLOW
 
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+RECIPES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy", "gateway")
 
 # An nginx that refuses, in `nginx -t`, any set holding http/only-elsewhere.conf: a node whose
 # nginx lacks a module the others have.
@@ -39,16 +43,46 @@ BLOCKLIST = {
 }
 
 
-def fetch(gateway, path, source="127.0.0.1"):
+def fetch(gateway, path, source="127.0.0.1", headers=None):
     """GET through a gateway from a source address of loopback's: (status, body)."""
     host, port = address(gateway)
     conn = http.client.HTTPConnection(host, port, timeout=5 * SLOW, source_address=(source, 0))
     try:
-        conn.request("GET", path)
+        conn.request("GET", path, headers=headers or {})
         r = conn.getresponse()
         return r.status, r.read().decode()
     finally:
         conn.close()
+
+
+class App(http.server.ThreadingHTTPServer):
+    """The application behind the gateways: answers 200 "app <path>", and keeps the headers of
+    every request it got."""
+
+    def __init__(self):
+        seen = self.seen = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append(dict(self.headers))
+                body = f"app {self.path}".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+        super().__init__(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def address(self):
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+def recipe(name, app):
+    with open(os.path.join(RECIPES, name)) as f:
+        return {k: v.replace("APP_ADDRESS", app.address()) for k, v in json.load(f).items()}
 
 
 class GatewayFiles(ClusterTest):
@@ -185,6 +219,54 @@ class GatewayFiles(ClusterTest):
         wait_until(lambda: fetch(node4.gateway, "/hello")[0] == 200 and
                    fetch(node4.gateway, "/hello", source="127.0.0.2") == (403, "blocked\n"),
                    timeout=20 * SLOW, what="node4's gateway serving the cluster's files")
+
+    def test_the_recipes_guard_an_app_and_change_with_one_write(self):
+        leader = self.start_cluster()
+        nodes = self.cluster.running()
+        app = App()
+        self.addCleanup(app.server_close)
+        self.addCleanup(app.shutdown)
+        r = leader.post("/key", {**recipe("ip-blocklist.json", app), **recipe("api-keys.json", app)})
+        self.assertEqual(r.status, 200, r)
+        self.wait_served(nodes, int(r.header("X-Raft-Mod-Index")))
+
+        def everywhere(path, expected, **kw):
+            wait_until(lambda: all(fetch(n.gateway, path, **kw)[0] == expected for n in nodes),
+                       timeout=10 * SLOW, what=f"{path} answering {expected} on every gateway")
+
+        # The blocklist: one write blocks an address on every gateway, one write lets it in.
+        everywhere("/app/x", 200, source="127.0.0.2")
+        self.assertEqual(leader.request("PUT", "/key/sets/blocklist/127.0.0.2", body="").status,
+                         200)
+        everywhere("/app/x", 403, source="127.0.0.2")
+        self.assertEqual(fetch(nodes[1].gateway, "/app/x"), (200, "app /app/x"))
+        self.assertEqual(leader.request("DELETE", "/key/sets/blocklist/127.0.0.2").status, 200)
+        everywhere("/app/x", 200, source="127.0.0.2")
+
+        # API keys: none, a wrong one, a forged lookup header: 403; a key once written: 200.
+        key = {"X-Api-Key": "k-7f3a"}
+        everywhere("/api/v1", 403)
+        everywhere("/api/v1", 403, headers=key)
+        everywhere("/api/v1", 403, headers={"X-Raft-Lookup-Key": "k-7f3a"})
+        self.assertEqual(leader.request("PUT", "/key/sets/apikeys/k-7f3a", body="ci").status, 200)
+        everywhere("/api/v1", 200, headers=key)
+        everywhere("/api/v1", 403, headers={"X-Raft-Lookup-Key": "k-7f3a"})
+        # The API never sees the key.
+        self.assertTrue(app.seen)
+        self.assertFalse(any("X-Api-Key" in h or "x-api-key" in h for h in app.seen))
+        # Keys expire like any other.
+        r = leader.request("PUT", f"/key/sets/apikeys/short?ttl={3 * SLOW}s", body="")
+        self.assertEqual(r.status, 200, r)
+        everywhere("/api/v1", 200, headers={"X-Api-Key": "short"})
+        everywhere("/api/v1", 403, headers={"X-Api-Key": "short"})
+
+        # The lookup itself, on a daemon's own port: 204 or 403, nothing else said.
+        r = leader.get("/check?set=apikeys&key=k-7f3a")
+        self.assertEqual((r.status, r.body), (204, ""))
+        self.assertEqual(leader.get("/check?set=apikeys&key=nope").status, 403)
+        self.assertEqual(leader.get("/check?set=apikeys&key=nope&absent").status, 204)
+        self.assertEqual(leader.get("/check?set=../x&key=a").status, 400)
+        self.assertEqual(leader.get("/check?set=apikeys").status, 403)
 
     def test_a_burst_of_changes_costs_each_gateway_at_most_two_reloads(self):
         leader = self.start_cluster(wait_min="1s", wait_max="60s")
