@@ -62,11 +62,12 @@ def b64(s):
 
 
 def wrk(address, op, conns, seconds, keys=KEYS, path="", scheme="http", token="",
-        key_format="k%d"):
+        key_format="k%d", close=False):
     """One wrk run; returns requests/s and latency percentiles in ms. With a `token`, every
-    request carries it (Authorization: Bearer)."""
+    request carries it (Authorization: Bearer); with `close`, Connection: close."""
     env = dict(os.environ, BENCH_OP=op, BENCH_KEYS=str(keys), BENCH_VALUE_BYTES=str(VALUE_BYTES),
-               BENCH_PATH=path, BENCH_TOKEN=token, BENCH_KEY_FORMAT=key_format)
+               BENCH_PATH=path, BENCH_TOKEN=token, BENCH_KEY_FORMAT=key_format,
+               BENCH_CLOSE="1" if close else "0")
     threads = 1 if conns == 1 else 2
     cmd = ["wrk", "-t", str(threads), "-c", str(conns), "-d", f"{seconds}s", "--timeout", "10s",
            "-s", LUA, f"{scheme}://{address}"]
@@ -76,7 +77,7 @@ def wrk(address, op, conns, seconds, keys=KEYS, path="", scheme="http", token=""
         raise RuntimeError(f"wrk failed: {out.stdout}\n{out.stderr}")
     r = json.loads(lines[-1])
     return {"conns": conns, "rate": r["requests"] / r["seconds"], "requests": r["requests"],
-            "errors": r["errors"], "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
+            "errors": r["errors"], "status_errors": r["status_errors"], "p50": r["p50_us"] / 1000, "p99": r["p99_us"] / 1000,
             "p999": r["p999_us"] / 1000}
 
 

@@ -7,6 +7,7 @@
 --   BENCH_KEY_FORMAT   the key's name for number i, as string.format sees it (default "k%d")
 --   BENCH_VALUE_BYTES  value size for writes (default 64)
 --   BENCH_TOKEN        if set, every request carries Authorization: Bearer <token>
+--   BENCH_CLOSE        if "1", every request carries Connection: close (a new connection each)
 -- done() prints one JSON line that compare.py parses: requests, seconds, errors, latency (us).
 
 local op = os.getenv("BENCH_OP") or "rn_put"
@@ -78,6 +79,9 @@ end
 function init(args)
   math.randomseed(os.time() * 1000 + (seed or 0))
   wrk.headers["Content-Type"] = "application/json"
+  if os.getenv("BENCH_CLOSE") == "1" then
+    wrk.headers["Connection"] = "close"
+  end
   local token = os.getenv("BENCH_TOKEN") or ""
   if token ~= "" then
     wrk.headers["Authorization"] = "Bearer " .. token

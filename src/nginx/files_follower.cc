@@ -54,11 +54,10 @@ void FilesFollower::run() {
         latest = std::move(more).value();
       }
     }
+    // Unchanged files too: the controller then only notes the index they are current at.
     after = latest.index;
-    if (!handed || latest.files != handed->files) {
-      handed = latest;
-      controller_->update_files(std::move(latest));
-    }
+    handed = latest;
+    controller_->update_files(std::move(latest));
   }
 }
 
