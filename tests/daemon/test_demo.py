@@ -112,6 +112,16 @@ class Demo(unittest.TestCase):
                 wait_until(lambda: request(g, "GET", "/key/user1", **kw).status == 200,
                            what="the write on every node")
                 self.assertEqual(request(g, "GET", "/key/user1", **kw).json(), {"user1": "batman"})
+            # The gateways run on the cluster's state: one write, every nginx serves it.
+            hello = 'location = /hello { return 200 "hello from every gateway\\n"; }'
+            r = request(gateways[0], "PUT", "/key/nginx/server/hello.conf", body=hello, **kw)
+            self.assertEqual(r.status, 200, r)
+            for g in gateways:
+                wait_until(lambda: request(g, "GET", "/hello", tls=kw.get("tls")).status == 200,
+                           timeout=20 * SLOW, what=f"/hello through {g}")
+            r = request(gateways[1], "PUT", "/key/nginx/server/typo.conf",
+                        body="location /t { retrun 200; }", **kw)
+            self.assertEqual(r.status, 422, r)
             os.killpg(proc.pid, signal.SIGINT)
             self.assertEqual(proc.wait(timeout=30 * SLOW), 0, "".join(lines))
         finally:
