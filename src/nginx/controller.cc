@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <optional>
 
 #include "net/address.h"
@@ -56,6 +57,12 @@ GatewayController::GatewayController(std::unique_ptr<Gateway> gateway, GatewayCo
       conf_(std::move(conf)) {
   conf_.members = sorted(std::move(conf_.members));
   wanted_ = conf_.members;
+  // No files from a previous run: nginx serves none, and an empty first set needs no reload.
+  std::error_code ec;
+  if (!std::filesystem::exists(std::filesystem::symlink_status(conf_.prefix + "/cluster", ec))) {
+    served_files_ = GatewayFiles{};
+    confirmed_files_ = served_files_;
+  }
   thread_ = std::thread([this] { run(); });
 }
 
@@ -76,6 +83,7 @@ void GatewayController::update_files(GatewayFiles files) {
   {
     std::lock_guard lock(mu_);
     files_state_.latest_index = std::max(files_state_.latest_index, files.index);
+    latest_files_ = files;
     pending_files_ = std::move(files);
     has_files_ = true;
   }
@@ -100,9 +108,12 @@ bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& 
   if (s.ok()) {
     served_files_ = files;
     installed_ = {files.index, conf.generation};
-    files_state_.failed_key.clear();
-    files_state_.failed_index = 0;
-    files_state_.failure.clear();
+    // The latest set clears a refusal; a roll back to an older one does not.
+    if (!latest_files_ || latest_files_->files == files.files) {
+      files_state_.failed_key.clear();
+      files_state_.failed_index = 0;
+      files_state_.failure.clear();
+    }
     spdlog::info("nginx: the gateway files of index {} ({} files) pass nginx -t", files.index,
                  files.files.size());
     return true;
@@ -118,6 +129,7 @@ bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& 
   files_state_.failed_key = key;
   files_state_.failed_index = files.index;
   files_state_.failure = s.message();
+  refused_files_ = files;
   if (!served_files_) {
     // The first set since start: what a previous run left is no good set to keep. None at all.
     const GatewayFiles none;
@@ -154,14 +166,24 @@ void GatewayController::run() {
   std::unique_lock lock(mu_);
   while (!stopping_) {
     if (has_pending_ || reload_asked_ || has_files_) {
+      if (reload_asked_ && latest_files_) {
+        // SIGHUP: a refused set is tried again (a name may resolve now).
+        refused_files_.reset();
+        if (!has_files_) {
+          pending_files_ = *latest_files_;
+          has_files_ = true;
+        }
+      }
       GatewayTarget target = has_pending_ ? std::move(pending_) : GatewayTarget{wanted_, {}};
       const bool forced = reload_asked_;
       has_pending_ = false;
       reload_asked_ = false;
       std::optional<GatewayFiles> files;
-      if (has_files_ && (!served_files_ || pending_files_.files != served_files_->files))
+      if (has_files_ && refused_files_ && pending_files_.files == refused_files_->files) {
+        // Refused already: nothing to try until the files change.
+      } else if (has_files_ && (!served_files_ || pending_files_.files != served_files_->files)) {
         files = std::move(pending_files_);
-      else if (has_files_) {  // the files nginx has already: whatever was refused is gone
+      } else if (has_files_) {  // the files nginx has already: whatever was refused is gone
         installed_.index = pending_files_.index;
         files_state_ = {files_state_.served_index, files_state_.latest_index, {}, 0, {}};
         if (confirmed_ >= installed_.generation)
@@ -192,6 +214,8 @@ void GatewayController::run() {
         if (s.ok()) {
           conf_ = std::move(next);
           backoff = 5ms;
+          reloaded_at_ = std::chrono::steady_clock::now();
+          rolled_back_ = false;
         } else {
           spdlog::error("nginx: not reloaded: {}", s.message());
         }
@@ -210,9 +234,27 @@ void GatewayController::run() {
         std::from_chars(served->data(), served->data() + served->size(), value).ec == std::errc() &&
         value == generation) {
       confirmed_ = value;
-      if (confirmed_ >= installed_.generation)
+      if (confirmed_ >= installed_.generation) {
         files_state_.served_index = installed_.index;
+        confirmed_files_ = served_files_;
+      }
       continue;
+    }
+    if (!rolled_back_ && std::chrono::steady_clock::now() - reloaded_at_ > kReloadDeadline) {
+      rolled_back_ = true;
+      const std::string why = gateway_->error_log_tail();
+      spdlog::error("nginx: generation {} is not served {} s after its reload: {}", generation,
+                    kReloadDeadline.count(), why);
+      if (served_files_ && (!confirmed_files_ || served_files_->files != confirmed_files_->files)) {
+        // The new files are what changed: back to the last set nginx was seen serving.
+        refused_files_ = served_files_;
+        files_state_.failed_key.clear();
+        files_state_.failed_index = served_files_->index;
+        files_state_.failure = "nginx did not take the reload: " + why;
+        pending_files_ = confirmed_files_.value_or(GatewayFiles{});
+        has_files_ = true;
+        continue;
+      }
     }
     cv_.wait_for(lock, backoff,
                  [this] { return stopping_ || has_pending_ || reload_asked_ || has_files_; });

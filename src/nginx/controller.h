@@ -7,7 +7,9 @@
 //
 // New files are first tested with nginx -t on a staged copy (config_files.h); files this nginx
 // refuses are not installed: it keeps serving its last good set, and files_state() says which
-// file, at which index, and what nginx said.
+// file, at which index, and what nginx said. Files nginx -t passed but whose reload nginx did
+// not take within kReloadDeadline (a shared zone resized, say) are rolled back to the last set
+// it was seen serving. A refused set is not tried again until the files change.
 //
 // Thread-safe.
 #pragma once
@@ -51,6 +53,8 @@ struct GatewayFilesState {
 
 class GatewayController {
  public:
+  static constexpr std::chrono::seconds kReloadDeadline{10};
+
   // GETs `path` from the nginx at `address`; the body, or why not.
   using Probe =
       std::function<Result<std::string>(const std::string& address, const std::string& path)>;
@@ -67,7 +71,8 @@ class GatewayController {
   GatewayFilesState files_state() const;
   // The conf nginx was told to serve last.
   GatewayConf conf() const;
-  // Makes nginx re-read its conf and the files it names (rotated certificates), non-blocking.
+  // Makes nginx re-read its conf and the files it names (rotated certificates), and tries a
+  // refused set of files again; non-blocking.
   void reload();
   // nginx serves exactly `members` (they are the latest conf's, and its reload was confirmed).
   bool serves(std::vector<std::string> members);
@@ -92,8 +97,13 @@ class GatewayController {
   bool reload_asked_ = false;
   GatewayFiles pending_files_;
   bool has_files_ = false;
-  // The files installed last (nginx serves them once confirmed_); none yet: whatever a previous
-  // run left, so the first set is installed whatever it holds.
+  std::optional<GatewayFiles> confirmed_files_;  // the files nginx was seen serving
+  std::optional<GatewayFiles> refused_files_;    // the last set refused, by -t or by the reload
+  std::optional<GatewayFiles> latest_files_;     // the last set handed over
+  std::chrono::steady_clock::time_point reloaded_at_;  // when the unconfirmed reload was asked
+  bool rolled_back_ = false;  // for the unconfirmed generation: its files are refused already
+  // The files installed last (nginx serves them once confirmed_); unknown: a previous run left
+  // some, so the first set is installed whatever it holds.
   std::optional<GatewayFiles> served_files_;
   struct {
     raft::Index index = 0;

@@ -37,12 +37,13 @@ class Gateway {
   Status reload(const GatewayConf& conf);
   // Graceful stop: nginx finishes the requests in flight; killed after `timeout`.
   void stop(std::chrono::milliseconds timeout);
+  // The last line of nginx's error log: why a start or a reload failed.
+  std::string error_log_tail() const;
 
  private:
   Gateway(std::string prefix, std::function<void(std::string)> on_exit)
       : prefix_(std::move(prefix)), on_exit_(std::move(on_exit)) {}
   Status write_conf(const GatewayConf& conf);
-  std::string error_log_tail() const;
   void wait_for_exit();
 
   const std::string prefix_;

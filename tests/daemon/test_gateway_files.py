@@ -283,6 +283,27 @@ class GatewayFiles(ClusterTest):
             self.assertLessEqual(reloads, 2, n.name)
             self.assertGreaterEqual(reloads, 1, n.name)
 
+        # nginx -t passes, but the running nginx will not take the reload (a shared zone that
+        # changes its key): every gateway goes back to its last good files and says so.
+        zone = "limit_req_zone {} zone=cluster_zone:1m rate=100r/s;\n"
+        r = self.put(leader, "nginx/http/zone.conf", zone.format("$binary_remote_addr"))
+        self.assertEqual(r.status, 200, r)
+        good = int(r.header("X-Raft-Mod-Index"))
+        self.wait_served(nodes, good)
+        r = self.put(leader, "nginx/http/zone.conf", zone.format("$remote_addr"))
+        self.assertEqual(r.status, 200, r)
+        bad = int(r.header("X-Raft-Mod-Index"))
+        for n in nodes:
+            wait_until(lambda: "refused" in n.status()["gateway"], timeout=30 * SLOW,
+                       what=f"{n.name} rolling the reload back")
+            st = n.status()["gateway"]
+            self.assertEqual(st["refused"]["index"], bad, st)
+            self.assertIn("did not take the reload", st["refused"]["error"])
+            self.assertGreaterEqual(st["files_index"], good, st)
+            self.assertLess(st["files_index"], bad, st)
+        self.cluster.wait_ready(timeout=30 * SLOW)
+        self.assertEqual(fetch(nodes[0].gateway, "/burst"), (200, "99"))
+
 
 if __name__ == "__main__":
     unittest.main()
