@@ -91,12 +91,17 @@ def cpu_seconds(pids):
     return total
 
 
-def peak_rss_mib(pid):
+def status_mib(pid, field):
+    """A memory line of /proc/PID/status ("VmRSS", "VmHWM": the peak), in MiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmHWM:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return 0
+
+
+def peak_rss_mib(pid):
+    return status_mib(pid, "VmHWM")
 
 
 def fsync_loop(path, seconds):

@@ -34,7 +34,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from compare import Etcd, RaftNginx, cpu_seconds, log, wrk  # noqa: E402
+from compare import Etcd, RaftNginx, cpu_seconds, log, status_mib, wrk  # noqa: E402
 
 KEY_FORMAT = "w%d/x"
 
@@ -212,14 +212,6 @@ async def writer_role(args):
 # The run
 
 
-def rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def role(name, system, address, args):
     return [sys.executable, os.path.abspath(__file__), "--role", name, "--system", system.label,
             "--address", address, "--watchers", str(args.watchers), "--rate", str(args.rate),
@@ -263,7 +255,7 @@ def measure(system, args):
     log(f"{system.label}: writes without watchers, 64 connections")
     out["alone"] = writes(system, target, args, "k%d", servers)
     pid = follower.proc.pid
-    before = rss_mib(pid)
+    before = status_mib(pid, "VmRSS")
     log(f"{system.label}: {args.watchers} watchers on a follower")
     watchers = subprocess.Popen(role("watchers", system, system.client_address(follower), args),
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -282,7 +274,7 @@ def measure(system, args):
             if out["delivered"]["events"] >= out["paced"]["writes"] or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
-        out["rss_per_watcher_kib"] = (rss_mib(pid) - before) * 1024 / args.watchers
+        out["rss_per_watcher_kib"] = (status_mib(pid, "VmRSS") - before) * 1024 / args.watchers
         busy = dict(servers, watchers=watchers.pid)
         log(f"{system.label}: writes to keys no watcher follows, the watchers attached")
         out["idle"] = writes(system, target, args, "k%d", busy)
