@@ -145,7 +145,8 @@ void get_key(const Reads& reads, const ExchangePtr& ex) {
 // GET /check?set=NAME[&absent], the key in X-Raft-Lookup-Key (or &key=): 204 if the key is in
 // the set (the keys under sets/NAME/) or, with &absent, if it is not; 403 otherwise. For nginx's
 // auth_request, which reaches it over the daemon's Unix socket: there it needs no credential
-// (the socket is the local gateway's), elsewhere read permission on the set.
+// (the socket is the local gateway's, and its lookups pass no client header), elsewhere, and for
+// a client's request the gateway relays, read permission on the set.
 void check_member(const Reads& reads, const ExchangePtr& ex) {
   const std::string set = ex->query("set").value_or("");
   bool named = !set.empty() && set.size() <= 64;
@@ -155,7 +156,11 @@ void check_member(const Reads& reads, const ExchangePtr& ex) {
     return ex->respond(http::Response::error(400, "set must be 1 to 64 of A-Z a-z 0-9 _ -"));
   const std::string_view header = ex->request().header("X-Raft-Lookup-Key");
   const std::string key = header.empty() ? ex->query("key").value_or("") : std::string(header);
-  if (ex->request().remote != "unix" && !ex->may_read("sets/" + set + "/"))
+  // The gateway's own lookups come over the socket without X-Raft-Gateway, which nginx puts on
+  // every request it relays for a client: such a request is the client's, and needs its right.
+  const bool lookup =
+      ex->request().remote == "unix" && ex->request().header("X-Raft-Gateway").empty();
+  if (!lookup && !ex->may_read("sets/" + set + "/"))
     return;
   const bool want_present = !ex->query("absent").has_value();
   // No key (a client that sent none) or one too long for any set is in none.

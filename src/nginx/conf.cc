@@ -96,7 +96,7 @@ constexpr std::string_view kConfTemplate =
 # leader change.
 daemon off;
 master_process on;
-{user}worker_processes 1;
+{user}worker_processes {workers};
 pid {p}/nginx.pid;
 error_log {p}/logs/error.log warn;
 
@@ -127,12 +127,12 @@ http {{
   }}
 {upstreams}
   # Reads are served here; writes go first to the leader this conf names ({leader_comment}).
-  map $request_method $first_hop {{
+  map $request_method $raftnginx_first_hop {{
     GET raftnginx_local;
     HEAD raftnginx_local;
     default {write_upstream};
   }}
-  map $first_hop $first_scheme {{
+  map $raftnginx_first_hop $raftnginx_first_scheme {{
     raftnginx_local http;
     default {member_scheme};
   }}
@@ -158,7 +158,7 @@ http {{
   }}
 
   # X-Raft-Leader (host:port) to the upstream of that member; anything else: no upstream.
-  map $leader $leader_upstream {{
+  map $raftnginx_leader $raftnginx_leader_upstream {{
     default "";
 {map_entries}  }}
 
@@ -208,7 +208,7 @@ http {{
         return 418;
       }}
       error_page 418 = @blocking;
-{headers}      proxy_pass $first_scheme://$first_hop;
+{headers}      proxy_pass $raftnginx_first_scheme://$raftnginx_first_hop;
       # A follower's 307 goes to @leader instead of the client.
       proxy_intercept_errors on;
       error_page 307 = @leader;
@@ -225,17 +225,17 @@ http {{
 
     location @leader {{
       # Read the header now: the upstream variables are empty once the next proxy_pass starts.
-      set $leader $upstream_http_x_raft_leader;
+      set $raftnginx_leader $upstream_http_x_raft_leader;
       # Off, so that a stale leader's own 307 reaches the client as it is (error_page does not
       # recurse: no loop), instead of nginx's bare page without Location.
       proxy_intercept_errors off;
       error_page 502 = @unavailable;
-      if ($leader_upstream = "") {{
+      if ($raftnginx_leader_upstream = "") {{
         add_header Retry-After 1 always;
         add_header Idempotency-Key $raftnginx_request_key always;
         return 503 '{{"error":"no known leader to forward the write to; retry shortly"}}';
       }}
-{headers}      proxy_pass {member_scheme}://$leader_upstream;
+{headers}      proxy_pass {member_scheme}://$raftnginx_leader_upstream;
     }}
 
     location @unavailable {{
@@ -300,7 +300,7 @@ std::string render_conf(const GatewayConf& c) {
   return fmt::format(
       kConfTemplate, fmt::arg("name", c.node_name.empty() ? c.listen : c.node_name),
       fmt::arg("user", c.run_as_root ? "user nobody nogroup;\n" : ""), fmt::arg("p", c.prefix),
-      fmt::arg("max_body", c.max_body),
+      fmt::arg("workers", kWorkerProcesses), fmt::arg("max_body", c.max_body),
       fmt::arg("local", c.local_socket.empty() ? c.local_daemon : "unix:" + c.local_socket),
       fmt::arg("keepalive", kKeepalive), fmt::arg("write_upstream", write_upstream),
       fmt::arg("leader_comment", c.leader.empty() ? "none known: the local daemon" : c.leader),

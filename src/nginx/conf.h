@@ -52,6 +52,9 @@ struct GatewayConf {
   bool run_as_root = false;  // then workers run as nobody (they touch no files: see conf.cc)
 };
 
+// nginx's worker processes: one, as the daemon beside it takes the rest of the machine.
+inline constexpr size_t kWorkerProcesses = 1;
+
 // The gateway answers GET here with its conf's generation (text).
 inline constexpr const char* kGenerationPath = "/_raftnginx/generation";
 static_assert(std::string_view(kGenerationPath).starts_with(defaults::kGatewayPaths));

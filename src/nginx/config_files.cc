@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -137,53 +139,95 @@ std::string complaint(std::string output, const fs::path& dir) {
   return out.empty() ? "nginx refused the configuration" : out;
 }
 
-// nginx's tokens: words (quotes and escapes removed) and the separators ';', '{', '}'.
+// nginx's tokens: words and the separators ';', '{', '}', read as ngx_conf_read_token reads
+// them, so that what the filter sees is what nginx will: '#' and quotes are special only where
+// a token starts, '}' only there too, "${" goes on with the word, and a backslash unescapes
+// \" \' \\ \t \r \n (any other pair is kept whole).
 struct Token {
   std::string text;
   bool separator = false;
 };
+
+bool blank(char c) {
+  return c == ' ' || c == '\t' || c == '\r' || c == '\n';
+}
+
+// The word's text as nginx copies it.
+std::string unescaped(std::string_view raw) {
+  std::string out;
+  for (size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == '\\' && i + 1 < raw.size()) {
+      const char next = raw[i + 1];
+      if (next == '"' || next == '\'' || next == '\\') {
+        out += next;
+        ++i;
+        continue;
+      }
+      if (next == 't' || next == 'r' || next == 'n') {
+        out += next == 't' ? '\t' : next == 'r' ? '\r' : '\n';
+        ++i;
+        continue;
+      }
+    }
+    out += raw[i];
+  }
+  return out;
+}
 
 Result<std::vector<Token>> tokenize(std::string_view text) {
   std::vector<Token> out;
   size_t i = 0;
   while (i < text.size()) {
     const char c = text[i];
-    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') {
+    if (blank(c)) {
       ++i;
-    } else if (c == '#') {
+      continue;
+    }
+    if (c == '#') {
       while (i < text.size() && text[i] != '\n')
         ++i;
-    } else if (c == ';' || c == '{' || c == '}') {
+      continue;
+    }
+    if (c == ';' || c == '{' || c == '}') {
       out.push_back(Token{std::string(1, c), true});
       ++i;
-    } else {
-      Token word;
-      while (i < text.size()) {
-        const char d = text[i];
-        if (d == '"' || d == '\'') {
-          const size_t close = text.find(d, i + 1);
-          size_t j = i + 1;
-          for (; j < text.size() && text[j] != d; ++j) {
-            if (text[j] == '\\' && j + 1 < text.size())
-              ++j;
-            word.text += text[j];
-          }
-          if (j >= text.size() || close == std::string_view::npos)
-            return Status::invalid_argument("an unterminated quoted string");
-          i = j + 1;
-        } else if (d == '\\' && i + 1 < text.size()) {
-          word.text += text[i + 1];
-          i += 2;
-        } else if (d == ' ' || d == '\t' || d == '\r' || d == '\n' || d == ';' || d == '{' ||
-                   d == '}' || d == '#') {
-          break;
-        } else {
-          word.text += d;
-          ++i;
-        }
-      }
-      out.push_back(std::move(word));
+      continue;
     }
+    size_t start = i;
+    if (c == '"' || c == '\'') {
+      // A quoted word: up to the same quote, unescaped; then a blank, ';', '{' or ')'.
+      size_t j = i + 1;
+      for (; j < text.size() && text[j] != c; ++j) {
+        if (text[j] == '\\')
+          ++j;
+      }
+      if (j >= text.size())
+        return Status::invalid_argument("an unterminated quoted string");
+      out.push_back(Token{unescaped(text.substr(start + 1, j - start - 1)), false});
+      i = j + 1;
+      if (i < text.size() && !blank(text[i]) && text[i] != ';' && text[i] != '{' && text[i] != ')')
+        return Status::invalid_argument("a quoted string runs into the next word");
+      continue;
+    }
+    // A plain word: up to a blank, ';' or '{' ("${" goes on); a backslash takes the next
+    // character whatever it is.
+    bool variable = false;
+    for (; i < text.size(); ++i) {
+      const char d = text[i];
+      if (d == '\\') {
+        ++i;
+        variable = false;
+        continue;
+      }
+      if (d == '{' && variable) {
+        variable = false;
+        continue;
+      }
+      variable = d == '$';
+      if (blank(d) || d == ';' || d == '{')
+        break;
+    }
+    out.push_back(Token{unescaped(text.substr(start, std::min(i, text.size()) - start)), false});
   }
   return out;
 }
@@ -207,6 +251,12 @@ bool starts_with_any(std::string_view name, std::initializer_list<std::string_vi
 // Why directive `name` may not appear in a gateway file ("" if it may).
 std::string forbidden(std::string_view name) {
   static const std::set<std::string_view> kNamed = {"include",
+                                                    "try_files",
+                                                    "index",
+                                                    "random_index",
+                                                    "autoindex",
+                                                    "ssl_conf_command",
+                                                    "ssi",
                                                     "load_module",
                                                     "listen",
                                                     "root",
@@ -234,6 +284,7 @@ std::string forbidden(std::string_view name) {
   if (kNamed.count(name) != 0 ||
       ends_with_any(name, {"_log", "_temp_path", "_cache_path", "_store", "_file", "_certificate",
                            "_certificate_key", "_crl", "_password_file", "_user_file"}) ||
+      ends_with_any(name, {"_bind"}) ||
       starts_with_any(name, {"perl", "js_", "lua", "geoip", "worker_"}))
     return "it names a file, a path or a port on the node, or runs code";
   return "";
@@ -250,10 +301,14 @@ Status check_gateway_directives(std::string_view path, std::string_view text) {
   int depth = 0;
   for (const Token& t : *tokens) {
     if (!t.separator) {
-      if (t.text.find("raftnginx") != std::string::npos)
+      // nginx reads variable names and "unix:" in any case.
+      std::string lower = t.text;
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (lower.find("raftnginx") != std::string::npos)
         return Status::invalid_argument(std::string(path) + ": \"" + t.text.substr(0, 64) +
                                         "\": names holding \"raftnginx\" are the gateway's own");
-      if (t.text.find("unix:") != std::string::npos)
+      if (lower.find("unix:") != std::string::npos)
         return Status::invalid_argument(
             std::string(path) + ": no Unix socket: a gateway file reaches the network only");
       statement.push_back(t.text);
@@ -269,6 +324,15 @@ Status check_gateway_directives(std::string_view path, std::string_view text) {
       return Status::invalid_argument(std::string(path) + ": an empty statement before '" + t.text +
                                       "'");
     const std::string& name = statement.front();
+    // Where a request goes is fixed in the file: a variable there could name anything at run
+    // time (a Unix socket too).
+    const bool names_a_target =
+        name.ends_with("_pass") || (name == "server" && t.text == ";") || name == "mirror";
+    for (size_t i = 1; names_a_target && i < statement.size(); ++i) {
+      if (statement[i].find('$') != std::string::npos)
+        return Status::invalid_argument(std::string(path) + ": \"" + name +
+                                        "\" takes no variable: where requests go is fixed");
+    }
     const bool is_map_include = name == "include" && statement.size() == 2 &&
                                 statement[1].starts_with("cluster/maps/") &&
                                 check_gateway_path(statement[1].substr(8)).ok();

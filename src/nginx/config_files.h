@@ -31,10 +31,12 @@ Status check_gateway_path(std::string_view path);
 // What a file may say. nginx runs its configuration as the master's user (root, where the
 // daemon runs as root), and the files come from the network: so no directive that names a file
 // or a path on this machine (include, except of cluster/maps/NAME.map; logs; temp and cache
-// paths; root and alias; certificates, keys and password files; perl, js, lua), none that binds a
-// port (listen, and server blocks at http level: their bind could fail a reload), no Unix socket,
-// and none of the conf's own names (anything holding "raftnginx"). Read with nginx's own token
-// rules (quotes, escapes, comments), so that quoting a name does not hide it.
+// paths; root, alias, try_files, index; certificates, keys and password files; ssi, perl, js,
+// lua), none that binds (listen, *_bind, and server blocks at http level: their bind could fail
+// a reload), no Unix socket and no variable where requests go (*_pass, upstream servers), and
+// none of the conf's own names (anything holding "raftnginx", in any case). Read with nginx's
+// own token rules (ngx_conf_read_token: quotes and '#' only where a token starts), so that
+// neither quoting nor a '#' inside a word hides anything.
 Status check_gateway_directives(std::string_view path, std::string_view text);
 // The paths, the number and sizes of the files, no NUL byte in any, and what each may say.
 Status check_gateway_files(const GatewayFiles& files);

@@ -217,7 +217,11 @@ void GatewayController::run() {
           reloaded_at_ = std::chrono::steady_clock::now();
           rolled_back_ = false;
         } else {
+          // Asked again after a pause: until then the files on disk may be ahead of nginx.
           spdlog::error("nginx: not reloaded: {}", s.message());
+          reload_asked_ = true;
+          cv_.wait_for(lock, 1s, [this] { return stopping_; });
+          continue;
         }
       }
     }
@@ -230,9 +234,10 @@ void GatewayController::run() {
     auto served = probe_(net::local_address(conf_.listen), kGenerationPath);
     lock.lock();
     uint64_t value = 0;
+    // Served by the new workers, and no old one takes new connections any more.
     if (served.ok() &&
         std::from_chars(served->data(), served->data() + served->size(), value).ec == std::errc() &&
-        value == generation) {
+        value == generation && gateway_->accepting_workers() <= kWorkerProcesses) {
       confirmed_ = value;
       if (confirmed_ >= installed_.generation) {
         files_state_.served_index = installed_.index;
@@ -240,21 +245,27 @@ void GatewayController::run() {
       }
       continue;
     }
-    if (!rolled_back_ && std::chrono::steady_clock::now() - reloaded_at_ > kReloadDeadline) {
+    if (!rolled_back_ && !has_files_ &&
+        std::chrono::steady_clock::now() - reloaded_at_ > kReloadDeadline) {
+      // (Newer files, if any came meanwhile, replace these anyway.)
       rolled_back_ = true;
-      const std::string why = gateway_->error_log_tail();
       spdlog::error("nginx: generation {} is not served {} s after its reload: {}", generation,
-                    kReloadDeadline.count(), why);
-      if (served_files_ && (!confirmed_files_ || served_files_->files != confirmed_files_->files)) {
+                    kReloadDeadline.count(), gateway_->error_log_tail());
+      if (served_files_ && confirmed_files_ && served_files_->files != confirmed_files_->files) {
         // The new files are what changed: back to the last set nginx was seen serving.
         refused_files_ = served_files_;
         files_state_.failed_key.clear();
         files_state_.failed_index = served_files_->index;
-        files_state_.failure = "nginx did not take the reload: " + why;
-        pending_files_ = confirmed_files_.value_or(GatewayFiles{});
+        files_state_.failure =
+            "nginx did not take the reload of these files (this node's log says why); serving "
+            "the last files it took";
+        pending_files_ = *confirmed_files_;
         has_files_ = true;
         continue;
       }
+      // Not the files: the members, or nginx itself. Asked again.
+      reload_asked_ = true;
+      continue;
     }
     cv_.wait_for(lock, backoff,
                  [this] { return stopping_ || has_pending_ || reload_asked_ || has_files_; });

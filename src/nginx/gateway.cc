@@ -8,6 +8,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <vector>
 
 namespace raftnginx::nginx {
@@ -134,6 +135,41 @@ void Gateway::stop(std::chrono::milliseconds timeout) {
     kill(pid_, SIGKILL);
     exited_cv_.wait(lock, [this] { return exited_; });
   }
+}
+
+size_t Gateway::accepting_workers() const {
+  pid_t master = -1;
+  {
+    std::lock_guard lock(mu_);
+    master = pid_;
+  }
+  size_t count = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it("/proc", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.empty() || name.find_first_not_of("0123456789") != std::string::npos)
+      continue;
+    std::ifstream stat(it->path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ppid ...: comm may hold spaces, so read after the last ')'.
+    const size_t close = line.rfind(')');
+    if (close == std::string::npos)
+      continue;
+    std::istringstream rest(line.substr(close + 1));
+    std::string state;
+    pid_t ppid = 0;
+    rest >> state >> ppid;
+    if (ppid != master)
+      continue;
+    std::ifstream cmdline(it->path() / "cmdline");
+    std::string title;
+    std::getline(cmdline, title, '\0');
+    if (title.starts_with("nginx: worker process") &&
+        title.find("shutting down") == std::string::npos)
+      ++count;
+  }
+  return count;
 }
 
 std::string Gateway::error_log_tail() const {

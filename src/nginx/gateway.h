@@ -39,6 +39,10 @@ class Gateway {
   void stop(std::chrono::milliseconds timeout);
   // The last line of nginx's error log: why a start or a reload failed.
   std::string error_log_tail() const;
+  // nginx's workers that still take new connections: after a reload, the new ones, and old ones
+  // until they have seen the master's order to finish (they then call themselves "shutting
+  // down"). A reload has taken effect for every new connection once this is the conf's count.
+  size_t accepting_workers() const;
 
  private:
   Gateway(std::string prefix, std::function<void(std::string)> on_exit)
@@ -48,7 +52,7 @@ class Gateway {
 
   const std::string prefix_;
   const std::function<void(std::string)> on_exit_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   std::condition_variable exited_cv_;
   pid_t pid_ = -1;
   bool exited_ = false;

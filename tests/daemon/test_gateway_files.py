@@ -160,6 +160,13 @@ class GatewayFiles(ClusterTest):
             ("server/unix.conf", "location /d { proxy_pass http://unix:/run/x.sock:/; }"),
             ("server/open.conf", "location /d { return 200;"),
             ("maps/shadow.map", "include /etc/shadow;"),
+            # nginx reads '#' and quotes inside a word as plain characters: so does the filter.
+            ("server/hash.conf", "add_header X a#; include /etc/shadow;\nadd_header Y b;"),
+            ("server/quote.conf", "add_header X a'; root /; add_header Y b';"),
+            ("server/upper.conf", "location /d { proxy_pass http://UNIX:/run/x.sock:/; }"),
+            ("server/var.conf", "location /d { proxy_pass http://$arg_u; }"),
+            ("server/try.conf", "location = /x { try_files /../../etc/passwd =404; }"),
+            ("http/case.conf", "map $host $RAFTNGINX_request_key { default k; }"),
         ]
         for path, text in hostile:
             r = self.put(leader, "nginx/" + path, text)
