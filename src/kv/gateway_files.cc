@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <future>
+#include <thread>
 
 #include "fsm/kv_command.h"
 #include "nginx/config_files.h"
@@ -98,15 +99,14 @@ decltype(Backend::gateway_files) gateway_files_source(const fsm::KvStore* kv,
       std::future<void> changed = woken->get_future();
       Status s = hub->wait(std::string(kGatewayPrefix), false, after, deadline,
                            [woken] { woken->set_value(); });
-      // Readers hold every waiting place: look again at the deadline instead, whatever changed.
-      if (!s.ok() && s.code() != Status::Code::kBusy)
-        return s;
-      if (s.ok())
-        changed.wait();
-      else
+      if (s.code() == Status::Code::kBusy) {
+        // Readers hold every waiting place: look again at the deadline, whatever changed.
         std::this_thread::sleep_until(deadline);
-      if (!s.ok())
         return read_gateway_files(*kv);
+      }
+      if (!s.ok())
+        return s;
+      changed.wait();
       if (std::chrono::steady_clock::now() >= deadline)
         return Status::not_found("the gateway files did not change");
     }
@@ -164,6 +164,12 @@ void GatewayWrites::released() {
 std::optional<http::Response> GatewayWrites::refusal(const fsm::KvCommand& cmd) const {
   for (const auto* ops : {&cmd.success, &cmd.failure}) {
     for (const KvOp& op : *ops) {
+      // One op removes at most fsm::kMaxDeletePrefixKeys: a wider prefix could take some files
+      // and leave the others, a set nobody checked.
+      if (op.kind == KvOp::Kind::kDeletePrefix && kGatewayPrefix.starts_with(op.key) &&
+          op.key != kGatewayPrefix)
+        return http::Response::error(
+            400, "a delete_prefix that takes in nginx/ must be under it: delete nginx/ first");
       if (op.kind != KvOp::Kind::kPut || !under_gateway(op.key))
         continue;
       if (Status s = nginx::check_gateway_path(op.key.substr(kGatewayPrefix.size())); !s.ok())
@@ -171,16 +177,6 @@ std::optional<http::Response> GatewayWrites::refusal(const fsm::KvCommand& cmd) 
       if (op.number != 0)
         return http::Response::error(
             400, op.key + ": a gateway file takes no ttl (its expiry would skip nginx's check)");
-    }
-  }
-  for (const auto* ops : {&cmd.success, &cmd.failure}) {
-    for (const KvOp& op : *ops) {
-      // One op removes at most fsm::kMaxDeletePrefixKeys: a wider prefix could take some files
-      // and leave the others, a set nobody checked.
-      if (op.kind == KvOp::Kind::kDeletePrefix && kGatewayPrefix.starts_with(op.key) &&
-          op.key != kGatewayPrefix)
-        return http::Response::error(
-            400, "a delete_prefix that takes in nginx/ must be under it: delete nginx/ first");
     }
   }
   if (check_ == nullptr) {

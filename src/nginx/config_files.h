@@ -49,7 +49,8 @@ Status test_gateway(const std::string& binary, const GatewayConf& conf, const st
                     std::chrono::milliseconds timeout = std::chrono::seconds(10));
 
 // Makes `files` the live set under conf.prefix: written to a directory of their own, then
-// <prefix>/cluster pointed at it in one rename; older sets are removed.
+// <prefix>/cluster pointed at it in one rename; older sets are removed. REQUIRES: `files`
+// passed test_gateway() (whose check_gateway_files() makes their paths safe to write).
 Status install_gateway_files(const std::string& prefix, const GatewayFiles& files,
                              uint64_t generation);
 

@@ -100,7 +100,7 @@ GatewayFilesState GatewayController::files_state() const {
   return files_state_;
 }
 
-bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& files) {
+void GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& files) {
   Status s = test_gateway(binary_, conf, conf.prefix + "/stage", files);
   if (s.ok())
     s = install_gateway_files(conf.prefix, files, conf.generation);
@@ -116,7 +116,7 @@ bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& 
     }
     spdlog::info("nginx: the gateway files of index {} ({} files) pass nginx -t", files.index,
                  files.files.size());
-    return true;
+    return;
   }
   // Which file: the first one nginx's message names.
   std::string key;
@@ -143,7 +143,6 @@ bool GatewayController::take_files(const GatewayConf& conf, const GatewayFiles& 
       "of index {}",
       files.index, key.empty() ? "no single file named" : key, s.message(),
       files_state_.served_index);
-  return false;
 }
 
 void GatewayController::reload() {

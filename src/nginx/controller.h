@@ -81,8 +81,8 @@ class GatewayController {
 
  private:
   void run();
-  // Tests `files` and installs them if nginx takes them; true if it did. Not under mu_.
-  bool take_files(const GatewayConf& conf, const GatewayFiles& files);
+  // Tests `files` and installs them if nginx takes them, else notes the refusal. Not under mu_.
+  void take_files(const GatewayConf& conf, const GatewayFiles& files);
 
   std::unique_ptr<Gateway> gateway_;
   const std::string binary_;

@@ -274,6 +274,10 @@ class GatewayFiles(ClusterTest):
         self.assertEqual(leader.get("/check?set=apikeys&key=nope&absent").status, 204)
         self.assertEqual(leader.get("/check?set=../x&key=a").status, 400)
         self.assertEqual(leader.get("/check?set=apikeys").status, 403)
+        # Hostile lookups: a key longer than any set holds, an oversized or unnamed set.
+        self.assertEqual(leader.get("/check?set=apikeys&key=" + "k" * 5000).status, 403)
+        self.assertEqual(leader.get("/check?set=" + "s" * 65 + "&key=a").status, 400)
+        self.assertEqual(leader.get("/check?key=a").status, 400)
 
     def test_a_burst_of_changes_costs_each_gateway_at_most_two_reloads(self):
         leader = self.start_cluster(wait_min="1s", wait_max="60s")
