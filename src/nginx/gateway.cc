@@ -60,11 +60,24 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, const
   }
   g->pid_ = pid;
   g->waiter_ = std::thread([raw = g.get()] { raw->wait_for_exit(); });
-  // nginx fails fast on a bad conf or a taken port: wait that long for an exit.
+  // nginx writes its pid file after it installs its signal handlers: until then a reload's
+  // SIGHUP would kill it. It exits instead on a bad conf or a taken port.
+  const std::string pid_file = conf.prefix + "/nginx.pid";
+  const auto deadline = std::chrono::steady_clock::now() + kStartDeadline;
   std::unique_lock lock(g->mu_);
-  if (g->exited_cv_.wait_for(lock, 500ms, [&] { return g->exited_; }))
-    return Status::io_error("nginx exited at start: " + g->error_log_tail());
-  return g;
+  while (!g->exited_cv_.wait_for(lock, 10ms, [&] { return g->exited_; })) {
+    std::ifstream in(pid_file);
+    pid_t written = -1;
+    if (in >> written && written == pid)
+      return g;
+    if (std::chrono::steady_clock::now() > deadline) {
+      lock.unlock();
+      g->stop(0ms);
+      return Status::io_error("nginx did not start within " +
+                              std::to_string(kStartDeadline.count()) + " s");
+    }
+  }
+  return Status::io_error("nginx exited at start: " + g->error_log_tail());
 }
 
 Gateway::~Gateway() {

@@ -26,11 +26,14 @@ namespace raftnginx::nginx {
 
 class Gateway {
  public:
-  // Writes `conf` and starts `binary` (an nginx); fails if nginx exits at once, with the reason
-  // from its error log. `on_exit` runs (on the Gateway's thread) if nginx exits without stop().
+  // Writes `conf` and starts `binary` (an nginx); returns once nginx runs and takes signals, or
+  // fails if it exits first (with the reason from its error log) or takes over kStartDeadline.
+  // `on_exit` runs (on the Gateway's thread) if nginx exits without stop().
   static Result<std::unique_ptr<Gateway>> start(const std::string& binary, const GatewayConf& conf,
                                                 std::function<void(std::string why)> on_exit);
   ~Gateway();
+
+  static constexpr std::chrono::seconds kStartDeadline{30};
 
   // Writes `conf` and tells nginx to reload it; nginx serves it once its new workers run (the
   // caller sees that at kGenerationPath).
