@@ -65,9 +65,9 @@ class Exchange {
   // Proposes `command` with the request's Idempotency-Key, so a retry is applied once. On a
   // follower, follows --write-policy (307 to the leader, forward it, or 403). Once the command
   // is applied, answers what `answer` makes of its outcome (on the raft loop thread: keep it
-  // quick). A command the state machine refused (a non-ok ApplyResult) is answered 400 (422
-  // for Conflict) with its message instead. Not committed within --write-timeout: 504, and the
-  // client retries with the same Idempotency-Key.
+  // quick). A command the state machine refused (a non-ok ApplyResult) is answered 400 (409
+  // for Busy: the state it was prepared against changed; 422 for Conflict) with its message. Not
+  // committed within --write-timeout: 504, and the client retries with the same Idempotency-Key.
   virtual void write(std::string command, std::function<http::Response(const Outcome&)> answer) = 0;
 
   // The node, for what the above do not cover.

@@ -176,6 +176,16 @@ Result<ApplyResult> apply_kv(const Command& cmd, KvTable& table, const KvEffects
   if (!decoded.ok())
     return ApplyResult{decoded.status(), {}};
   Txn txn(cmd, table, effects, decoded->legacy);
+  for (const KvCompare& g : decoded->guards) {
+    auto held = txn.holds(g);
+    if (!held.ok())
+      return held.status();
+    if (!*held) {
+      return ApplyResult{Status::busy(g.key + " changed after this write was prepared: "
+                                              "nothing was applied; send it again"),
+                         {}};
+    }
+  }
   KvResult result;
   for (const KvCompare& c : decoded->compares) {
     auto held = txn.holds(c);

@@ -7,6 +7,7 @@ namespace {
 
 constexpr uint8_t kLegacyVersion = 1;
 constexpr uint8_t kVersion = 2;
+constexpr uint8_t kGuardedVersion = 3;
 constexpr uint8_t kRecordFormat = 1;
 constexpr uint8_t kLegacySet = 1;
 constexpr uint8_t kLegacyDelete = 2;
@@ -37,6 +38,36 @@ bool read_ops(Reader& r, std::vector<KvOp>* ops, Status* why) {
     }
     op.kind = static_cast<KvOp::Kind>(kind);
     ops->push_back(std::move(op));
+  }
+  return true;
+}
+
+void put_compares(std::string* out, const std::vector<KvCompare>& compares) {
+  put_u32(out, static_cast<uint32_t>(compares.size()));
+  for (const KvCompare& c : compares) {
+    put_bytes(out, c.key);
+    put_u8(out, static_cast<uint8_t>(c.field));
+    put_u64(out, c.number);
+    put_bytes(out, c.value);
+  }
+}
+
+// Reads compares into `compares`; false (with `why`) for a field this release does not know.
+bool read_compares(Reader& r, std::vector<KvCompare>* compares, Status* why) {
+  const uint32_t count = r.count(4 + 1 + 8 + 4, UINT32_MAX);
+  for (uint32_t i = 0; i < count && r.ok(); ++i) {
+    KvCompare c;
+    c.key = std::string(r.bytes());
+    const uint8_t field = r.u8();
+    c.number = r.u64();
+    c.value = std::string(r.bytes());
+    if (r.ok() && (field < static_cast<uint8_t>(KvCompare::Field::kModIndex) ||
+                   field > static_cast<uint8_t>(KvCompare::Field::kExists))) {
+      *why = Status::not_supported("compare field " + std::to_string(field));
+      return false;
+    }
+    c.field = static_cast<KvCompare::Field>(field);
+    compares->push_back(std::move(c));
   }
   return true;
 }
@@ -92,14 +123,13 @@ Result<KvRecord> decode_kv_record(std::string_view stored) {
 
 std::string encode_kv_command(const KvCommand& cmd) {
   std::string out;
-  put_u8(&out, kVersion);
-  put_u32(&out, static_cast<uint32_t>(cmd.compares.size()));
-  for (const KvCompare& c : cmd.compares) {
-    put_bytes(&out, c.key);
-    put_u8(&out, static_cast<uint8_t>(c.field));
-    put_u64(&out, c.number);
-    put_bytes(&out, c.value);
+  if (cmd.guards.empty()) {
+    put_u8(&out, kVersion);
+  } else {
+    put_u8(&out, kGuardedVersion);
+    put_compares(&out, cmd.guards);
   }
+  put_compares(&out, cmd.compares);
   put_ops(&out, cmd.success);
   put_ops(&out, cmd.failure);
   return out;
@@ -112,24 +142,14 @@ Result<KvCommand> decode_kv_command(std::string_view data) {
     return Status::invalid_argument("empty command");
   if (version == kLegacyVersion)
     return decode_legacy(r);
-  if (version != kVersion)
+  if (version != kVersion && version != kGuardedVersion)
     return Status::not_supported("command format version " + std::to_string(version));
   KvCommand cmd;
-  const uint32_t compares = r.count(4 + 1 + 8 + 4, UINT32_MAX);
-  for (uint32_t i = 0; i < compares && r.ok(); ++i) {
-    KvCompare c;
-    c.key = std::string(r.bytes());
-    const uint8_t field = r.u8();
-    c.number = r.u64();
-    c.value = std::string(r.bytes());
-    if (r.ok() && (field < static_cast<uint8_t>(KvCompare::Field::kModIndex) ||
-                   field > static_cast<uint8_t>(KvCompare::Field::kExists)))
-      return Status::not_supported("compare field " + std::to_string(field));
-    c.field = static_cast<KvCompare::Field>(field);
-    cmd.compares.push_back(std::move(c));
-  }
   Status why;
-  if (!read_ops(r, &cmd.success, &why) || !read_ops(r, &cmd.failure, &why))
+  if (version == kGuardedVersion && !read_compares(r, &cmd.guards, &why))
+    return why;
+  if (!read_compares(r, &cmd.compares, &why) || !read_ops(r, &cmd.success, &why) ||
+      !read_ops(r, &cmd.failure, &why))
     return why;
   if (!r.done())
     return Status::invalid_argument("malformed command");

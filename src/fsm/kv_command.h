@@ -2,6 +2,7 @@
 // encodings. Every command is a transaction: compares, then the ops for success or for failure,
 // applied atomically at the command's index (kv_apply.h says what each does).
 //
+//   version 3:  3 (1) | guards | compares | success ops | failure ops  (guards in compares' form)
 //   version 2:  2 (1) | compares | success ops | failure ops
 //     compares:  count (4) | count x [key (4 + n) | field (1) | u64 (8) | value (4 + n)]
 //     ops:       count (4) | count x [kind (1) | key (4 + n) | value (4 + n) | u64 (8)]
@@ -80,6 +81,9 @@ struct KvCommand {
   std::vector<KvOp> success;  // applied if every compare holds
   std::vector<KvOp> failure;  // applied otherwise
   bool legacy = false;        // decoded from version 1: writes carry no revisions
+  // If one fails, the whole command is refused (Busy) and changes nothing: the state it was
+  // prepared against has changed (kv/gateway_files.h). Encoded as version 3, and only if any.
+  std::vector<KvCompare> guards;
 
   bool operator==(const KvCommand&) const = default;
 };

@@ -111,10 +111,13 @@ void Api::Call::write(std::string command, std::function<Response(const Outcome&
         Api* api = call->api;
         if (!r.ok())
           return api->fail(call, r.status());
-        // The state machine refused the command: the request's fault.
+        // The state machine refused the command: the request's fault (Conflict: its id was
+        // used for another), or (Busy) the state it was prepared against changed.
         const Status& refused = r->result.status;
         if (refused.code() == Status::Code::kConflict)
           return api->fail(call, refused);
+        if (refused.code() == Status::Code::kBusy)
+          return call->answer(Response::error(409, refused.message()));
         if (!refused.ok())
           return call->answer(Response::error(400, refused.message()));
         call->guarded([&] { call->answer(api->with_raft_headers(make_answer(*r), false)); });

@@ -1,12 +1,15 @@
 #include "kv/gateway_files.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <future>
 #include <thread>
 
 #include "fsm/kv_command.h"
+#include "kv/kv_routes.h"
 #include "nginx/config_files.h"
+#include "util/checksum.h"
 #include "util/clock.h"
 
 namespace raftnginx::kv {
@@ -58,36 +61,95 @@ bool apply_ops(const std::vector<KvOp>& ops, GatewayFiles* files) {
   return changed;
 }
 
-}  // namespace
-
-bool touches_gateway(const fsm::KvCommand& cmd) {
-  for (const auto* ops : {&cmd.success, &cmd.failure}) {
-    for (const KvOp& op : *ops) {
-      if (op.kind == KvOp::Kind::kGet)
-        continue;
-      if (under_gateway(op.key) ||
-          (op.kind == KvOp::Kind::kDeletePrefix && kGatewayPrefix.starts_with(op.key)))
-        return true;
-    }
+// Whether `ops` may change a key under nginx/.
+bool changes_gateway(const std::vector<KvOp>& ops) {
+  for (const KvOp& op : ops) {
+    if (op.kind == KvOp::Kind::kGet)
+      continue;
+    if (under_gateway(op.key) ||
+        (op.kind == KvOp::Kind::kDeletePrefix && kGatewayPrefix.starts_with(op.key)))
+      return true;
   }
   return false;
 }
 
-Result<GatewayFiles> read_gateway_files(const fsm::KvStore& kv) {
-  auto listing = kv.list(kGatewayPrefix, "", nginx::kMaxGatewayFiles + 1,
+// Whether `cmd` only takes files away, whichever branch it takes.
+bool only_deletes(const fsm::KvCommand& cmd) {
+  for (const auto* ops : {&cmd.success, &cmd.failure}) {
+    for (const KvOp& op : *ops) {
+      if (op.kind == KvOp::Kind::kPut)
+        return false;
+    }
+  }
+  return true;
+}
+
+// The keys under nginx/ at one index: the files, and kGatewayCheckedKey's record.
+struct Namespace {
+  GatewayFiles files;
+  std::optional<fsm::KvRecord> checked;
+};
+
+Result<Namespace> read_namespace(const fsm::KvStore& kv) {
+  // Keys that are not files (left by a release before the grammar) are read too, as many
+  // again as the files may be; beyond that the gateways cannot take the namespace anyway.
+  auto listing = kv.list(kGatewayPrefix, "", 2 * (nginx::kMaxGatewayFiles + 1),
                          2 * nginx::kMaxGatewayBytes, false, Clock::real()->wall_ms());
   if (!listing.ok())
     return listing.status();
-  if (listing->truncated)
-    return Status::invalid_argument("the keys under nginx/ are more than the gateways take");
-  GatewayFiles files;
-  files.index = listing->index;
+  if (listing->truncated) {
+    return Status::invalid_argument(
+        "the keys under nginx/ are more than the gateways take: delete those that are not "
+        "gateway files");
+  }
+  Namespace ns;
+  ns.files.index = listing->index;
   for (auto& [key, record] : listing->entries) {
     std::string path = key.substr(kGatewayPrefix.size());
-    if (nginx::check_gateway_path(path).ok())
-      files.files.emplace(std::move(path), std::move(record.value));
+    if (key == kGatewayCheckedKey)
+      ns.checked = std::move(record);
+    else if (nginx::check_gateway_path(path).ok())
+      ns.files.files.emplace(std::move(path), std::move(record.value));
   }
-  return files;
+  return ns;
+}
+
+std::string request_hash(std::string_view request_key) {
+  return request_key.empty() ? "-" : fmt::format("{:016x}", fnv1a64(request_key));
+}
+
+// What a follower hands to Exchange::write: the Api sends the request on to the leader, which
+// checks it. Should this node have become leader meanwhile, this guard (kGatewayCheckedKey's
+// value is never empty) refuses the command, unchecked, at apply time.
+fsm::KvCommand unchecked(fsm::KvCommand cmd) {
+  cmd.guards = {
+      fsm::KvCompare{std::string(kGatewayCheckedKey), fsm::KvCompare::Field::kValue, 0, ""}};
+  return cmd;
+}
+
+}  // namespace
+
+bool touches_gateway(const fsm::KvCommand& cmd) {
+  return changes_gateway(cmd.success) || changes_gateway(cmd.failure);
+}
+
+Result<GatewayFiles> read_gateway_files(const fsm::KvStore& kv) {
+  auto ns = read_namespace(kv);
+  if (!ns.ok())
+    return ns.status();
+  return std::move(ns->files);
+}
+
+fsm::KvCommand guard_gateway_write(fsm::KvCommand cmd, raft::Index checked,
+                                   std::string_view request_key) {
+  const std::string key(kGatewayCheckedKey);
+  cmd.guards = {fsm::KvCompare{key, fsm::KvCompare::Field::kModIndex, checked, ""}};
+  const std::string value = std::to_string(checked) + " " + request_hash(request_key);
+  for (auto* ops : {&cmd.success, &cmd.failure}) {
+    if (changes_gateway(*ops))
+      ops->push_back(KvOp{KvOp::Kind::kPut, key, value, 0});
+  }
+  return cmd;
 }
 
 decltype(Backend::gateway_files) gateway_files_source(const fsm::KvStore* kv,
@@ -139,6 +201,8 @@ void GatewayWrites::stop() {
 }
 
 void GatewayWrites::write(ExchangePtr ex, fsm::KvCommand cmd, Answer answer) {
+  if (ex->replica().replica_status().role != "leader")
+    return ex->write(fsm::encode_kv_command(unchecked(std::move(cmd))), std::move(answer));
   {
     std::lock_guard lock(mu_);
     if (jobs_.size() < kMaxWaitingWrites) {
@@ -161,7 +225,8 @@ void GatewayWrites::released() {
   cv_.notify_all();
 }
 
-std::optional<http::Response> GatewayWrites::refusal(const fsm::KvCommand& cmd) const {
+std::variant<fsm::KvCommand, http::Response> GatewayWrites::prepare(const Job& job) const {
+  const fsm::KvCommand& cmd = job.cmd;
   for (const auto* ops : {&cmd.success, &cmd.failure}) {
     for (const KvOp& op : *ops) {
       // One op removes at most fsm::kMaxDeletePrefixKeys: a wider prefix could take some files
@@ -184,24 +249,53 @@ std::optional<http::Response> GatewayWrites::refusal(const fsm::KvCommand& cmd) 
                                  "this node has no nginx binary to check a change under nginx/ "
                                  "with (--nginx-binary)");
   }
-  auto current = read_gateway_files(*kv_);
-  if (!current.ok())
+  const std::string request_key(job.ex->request().header("Idempotency-Key"));
+  auto current = read_namespace(*kv_);
+  if (!current.ok()) {
+    // Too many keys: the gateways refuse them all already, and deletes are the way out.
+    auto checked = kv_->get(kGatewayCheckedKey);
+    if (current.status().code() == Status::Code::kInvalidArgument && only_deletes(cmd) &&
+        checked.ok())
+      return guard_gateway_write(cmd, *checked ? (*checked)->mod_index : 0, request_key);
     return http::Response::error(503,
                                  "cannot read the gateway files: " + current.status().message());
-  // Whichever branch the compares choose, nginx must take what it leaves.
-  for (const auto* ops : {&cmd.success, &cmd.failure}) {
-    GatewayFiles candidate = *current;
-    if (!apply_ops(*ops, &candidate))
-      continue;
-    if (Status s = nginx::check_gateway_files(candidate); !s.ok())
-      return http::Response::error(422, "the gateway files are refused: " + s.message());
-    if (Status s = check_->check(candidate); !s.ok()) {
-      const int status = s.code() == Status::Code::kInvalidArgument ? 422 : 503;
-      spdlog::info("a write under nginx/ is refused: {}", s.message());
-      return http::Response::error(status, "nginx refuses the result: " + s.message());
+  }
+  const raft::Index revision = current->checked ? current->checked->mod_index : 0;
+  // The last change of the files was this request's (a retry after its answer was lost): the
+  // same command again, which the node's session table answers with the first result.
+  if (current->checked && !request_key.empty()) {
+    const std::string_view value = current->checked->value;
+    const size_t space = value.find(' ');
+    if (space != std::string::npos && value.substr(space + 1) == request_hash(request_key)) {
+      if (auto first = parse_count("revision", value.substr(0, space)); first.ok())
+        return guard_gateway_write(cmd, *first, request_key);
     }
   }
-  return std::nullopt;
+  // Whichever branch the compares choose, nginx must take what it leaves.
+  for (const auto* ops : {&cmd.success, &cmd.failure}) {
+    GatewayFiles candidate = current->files;
+    if (!apply_ops(*ops, &candidate))
+      continue;
+    Status s = nginx::check_gateway_files(candidate);
+    const bool grammar = !s.ok();
+    if (s.ok())
+      s = check_->check(candidate);
+    if (s.ok())
+      continue;
+    if (s.code() != Status::Code::kInvalidArgument)
+      return http::Response::error(503, "cannot check the result with nginx: " + s.message());
+    // Files that nginx refuses already stay refused (every gateway keeps its last good set):
+    // taking some away cannot make it worse, and must stay possible.
+    if (only_deletes(cmd) && !nginx::check_gateway_files(current->files).ok())
+      continue;
+    if (only_deletes(cmd) && !grammar && !check_->check(current->files).ok())
+      continue;
+    spdlog::info("a write under nginx/ is refused: {}", s.message());
+    return http::Response::error(
+        422,
+        (grammar ? "the gateway files are refused: " : "nginx refuses the result: ") + s.message());
+  }
+  return guard_gateway_write(cmd, revision, request_key);
 }
 
 void GatewayWrites::run() {
@@ -216,7 +310,8 @@ void GatewayWrites::run() {
       jobs_.pop_front();
       in_flight_ = true;
     }
-    if (auto refused = refusal(job.cmd)) {
+    auto prepared = prepare(job);
+    if (auto* refused = std::get_if<http::Response>(&prepared)) {
       job.ex->respond(std::move(*refused));
       released();
       continue;
@@ -238,7 +333,7 @@ void GatewayWrites::run() {
       }
     };
     auto release = std::make_shared<Release>(Release{weak_from_this()});
-    job.ex->write(fsm::encode_kv_command(job.cmd),
+    job.ex->write(fsm::encode_kv_command(std::get<fsm::KvCommand>(prepared)),
                   [release, answer = std::move(job.answer)](const Outcome& outcome) {
                     return answer(outcome);
                   });

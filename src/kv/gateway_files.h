@@ -2,10 +2,12 @@
 // "nginx/http/a.conf" being file "http/a.conf".
 //
 //   gateway_files_source(): Backend::gateway_files, over the store and its change hub.
-//   GatewayWrites: a write that changes them is proposed only once this node's nginx takes the
-//   files it would make (else 422 with nginx's message), one such write at a time from check to
-//   outcome, so that two writes checked against the same files cannot together make a set
-//   nobody checked.
+//   GatewayWrites: a write that changes them is proposed only by the leader, only once its
+//   nginx takes the files the write would make (else 422 with nginx's message), and one such
+//   write at a time from check to outcome. Each is guarded (fsm::KvCommand::guards) by the
+//   revision of the files it was checked against: kGatewayCheckedKey, rewritten by every
+//   checked write. So two writes checked against the same files (by two leaders, one deposed)
+//   cannot together make a set nobody checked: the later is refused at apply time (409).
 #pragma once
 
 #include <condition_variable>
@@ -14,6 +16,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <variant>
 
 #include "fsm/kv_store.h"
 #include "http/auth.h"
@@ -26,12 +29,24 @@ namespace raftnginx::kv {
 using ExchangePtr = std::shared_ptr<Exchange>;
 
 inline constexpr std::string_view kGatewayPrefix = http::kGatewayFiles;
+// Not a file's name, so no client writes it: its mod_index is the revision of the files, and
+// its value "<revision checked against> <hash of the request's Idempotency-Key, or ->".
+inline constexpr std::string_view kGatewayCheckedKey = "nginx/.checked";
 
 // Whether applying `cmd` may change a key under nginx/.
 bool touches_gateway(const fsm::KvCommand& cmd);
 
-// The files as the store holds them now; keys whose names are not a file's are left out.
+// The files as the store holds them now; keys whose names are not a file's are left out (and
+// do not count against the limits). InvalidArgument if the files exceed nginx::kMaxGatewayFiles
+// or kMaxGatewayBytes.
 Result<GatewayFiles> read_gateway_files(const fsm::KvStore& kv);
+
+// `cmd` as the leader proposes it once it has checked it against the files at revision
+// `checked` (kGatewayCheckedKey's mod_index then, 0 if absent) for the request `request_key`
+// (its Idempotency-Key, may be empty). The same arguments make the same bytes, so that a retry
+// of a write that committed is answered from the node's session table.
+fsm::KvCommand guard_gateway_write(fsm::KvCommand cmd, raft::Index checked,
+                                   std::string_view request_key);
 
 // `kv` and `hub` outlive every call.
 decltype(Backend::gateway_files) gateway_files_source(const fsm::KvStore* kv,
@@ -59,8 +74,8 @@ class GatewayWrites : public std::enable_shared_from_this<GatewayWrites> {
     Answer answer;
   };
   void run();
-  // OK, or the response that refuses `cmd`.
-  std::optional<http::Response> refusal(const fsm::KvCommand& cmd) const;
+  // The command to propose for `job` (guarded), or the response that refuses it.
+  std::variant<fsm::KvCommand, http::Response> prepare(const Job& job) const;
   void released();  // the write in flight has its outcome, or never will
 
   const fsm::KvStore* const kv_;

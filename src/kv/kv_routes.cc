@@ -142,8 +142,9 @@ void get_key(const Reads& reads, const ExchangePtr& ex) {
     ex->read(read);
 }
 
-// GET /check?set=NAME[&absent], the key in X-Raft-Lookup-Key (or &key=): 204 if the key is in
-// the set (the keys under sets/NAME/) or, with &absent, if it is not; 403 otherwise. For nginx's
+// GET /check?set=NAME[&absent][&hash=sha256], the key in X-Raft-Lookup-Key (or &key=): 204 if
+// the key (or, with &hash, its SHA-256 in hex, so that the set holds no secret) is in the set
+// (the keys under sets/NAME/) or, with &absent, if it is not; 403 otherwise. For nginx's
 // auth_request, which reaches it over the daemon's Unix socket: there it needs no credential
 // (the socket is the local gateway's, and its lookups pass no client header), elsewhere, and for
 // a client's request the gateway relays, read permission on the set.
@@ -163,9 +164,13 @@ void check_member(const Reads& reads, const ExchangePtr& ex) {
   if (!lookup && !ex->may_read("sets/" + set + "/"))
     return;
   const bool want_present = !ex->query("absent").has_value();
+  const std::optional<std::string> hash = ex->query("hash");
+  if (hash && *hash != "sha256")
+    return ex->respond(http::Response::error(400, "hash must be sha256"));
   // No key (a client that sent none) or one too long for any set is in none.
-  const std::string name =
-      key.empty() || key.size() > kMaxLookupKey ? std::string() : "sets/" + set + "/" + key;
+  const std::string name = key.empty() || key.size() > kMaxLookupKey
+                               ? std::string()
+                               : "sets/" + set + "/" + (hash ? http::sha256_hex(key) : key);
   ex->read([kv = reads.kv, name, want_present]() -> http::Response {
     auto found = name.empty() ? Result<std::optional<KvRecord>>(std::nullopt) : kv->get(name);
     if (!found.ok())

@@ -2,6 +2,7 @@
 every node's nginx includes, checked by the nginx of the node that takes the write before they
 enter the log (422 otherwise), and by each node's nginx again before it swaps them in; a node
 whose nginx refuses them keeps its last good set and says so. Real nginx, real daemons."""
+import hashlib
 import http.client
 import http.server
 import json
@@ -250,26 +251,36 @@ class GatewayFiles(ClusterTest):
         self.assertEqual(leader.request("DELETE", "/key/sets/blocklist/127.0.0.2").status, 200)
         everywhere("/app/x", 200, source="127.0.0.2")
 
-        # API keys: none, a wrong one, a forged lookup header: 403; a key once written: 200.
+        # API keys, stored as their SHA-256: none, a wrong one, a forged lookup header, the key
+        # stored as it is rather than hashed: 403; a key once written: 200.
+        def sha(text):
+            return hashlib.sha256(text.encode()).hexdigest()
+
         key = {"X-Api-Key": "k-7f3a"}
         everywhere("/api/v1", 403)
         everywhere("/api/v1", 403, headers=key)
         everywhere("/api/v1", 403, headers={"X-Raft-Lookup-Key": "k-7f3a"})
         self.assertEqual(leader.request("PUT", "/key/sets/apikeys/k-7f3a", body="ci").status, 200)
+        everywhere("/api/v1", 403, headers=key)
+        self.assertEqual(leader.request("DELETE", "/key/sets/apikeys/k-7f3a").status, 200)
+        self.assertEqual(leader.request("PUT", "/key/sets/apikeys/" + sha("k-7f3a"),
+                                        body="ci").status, 200)
         everywhere("/api/v1", 200, headers=key)
         everywhere("/api/v1", 403, headers={"X-Raft-Lookup-Key": "k-7f3a"})
         # The API never sees the key.
         self.assertTrue(app.seen)
         self.assertFalse(any("X-Api-Key" in h or "x-api-key" in h for h in app.seen))
         # Keys expire like any other.
-        r = leader.request("PUT", f"/key/sets/apikeys/short?ttl={3 * SLOW}s", body="")
+        r = leader.request("PUT", f"/key/sets/apikeys/{sha('short')}?ttl={3 * SLOW}s", body="")
         self.assertEqual(r.status, 200, r)
         everywhere("/api/v1", 200, headers={"X-Api-Key": "short"})
         everywhere("/api/v1", 403, headers={"X-Api-Key": "short"})
 
         # The lookup itself, on a daemon's own port: 204 or 403, nothing else said.
-        r = leader.get("/check?set=apikeys&key=k-7f3a")
+        r = leader.get("/check?set=apikeys&hash=sha256&key=k-7f3a")
         self.assertEqual((r.status, r.body), (204, ""))
+        self.assertEqual(leader.get("/check?set=apikeys&key=" + sha("k-7f3a")).status, 204)
+        self.assertEqual(leader.get("/check?set=apikeys&hash=md5&key=k-7f3a").status, 400)
         self.assertEqual(leader.get("/check?set=apikeys&key=nope").status, 403)
         self.assertEqual(leader.get("/check?set=apikeys&key=nope&absent").status, 204)
         self.assertEqual(leader.get("/check?set=../x&key=a").status, 400)

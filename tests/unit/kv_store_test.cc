@@ -20,7 +20,7 @@ using raftnginx::testing::set_cmd;
 std::string txn_cmd(std::vector<KvCompare> compares, std::vector<KvOp> success,
                     std::vector<KvOp> failure = {}) {
   return encode_kv_command(
-      KvCommand{std::move(compares), std::move(success), std::move(failure), false});
+      KvCommand{std::move(compares), std::move(success), std::move(failure), false, {}});
 }
 
 std::string ttl_put(const std::string& key, const std::string& value, uint64_t ttl_ms) {
@@ -266,6 +266,29 @@ TEST_P(KvStoreContract, ComparesChooseOneBranchAppliedAtomically) {
   EXPECT_EQ(get(*kv, "x"), "2");
 }
 
+TEST_P(KvStoreContract, AFailedGuardRefusesTheWholeCommandWhateverItsBranches) {
+  auto kv = backend.open(tmp.sub("db"));
+  apply_one(*kv, 1, set_cmd("g", "1"));
+  const auto guarded = [](raft::Index g) {
+    KvCommand cmd;
+    cmd.guards = {KvCompare{"g", KvCompare::Field::kModIndex, g, {}}};
+    cmd.compares = {KvCompare{"x", KvCompare::Field::kExists, 1, {}}};
+    cmd.success = {KvOp{KvOp::Kind::kPut, "x", "success", 0}};
+    cmd.failure = {KvOp{KvOp::Kind::kPut, "x", "failure", 0}};
+    return encode_kv_command(cmd);
+  };
+  // Holds: the compares choose the branch as usual.
+  EXPECT_FALSE(result_of(apply_one(*kv, 2, guarded(1))).succeeded);
+  EXPECT_EQ(get(*kv, "x"), "failure");
+  // Does not hold: neither branch runs, and the refusal says what changed.
+  const ApplyResult refused = apply_one(*kv, 3, guarded(2));
+  EXPECT_EQ(refused.status.code(), Status::Code::kBusy);
+  EXPECT_NE(refused.status.message().find("g changed"), std::string::npos);
+  EXPECT_EQ(get(*kv, "x"), "failure");
+  EXPECT_EQ(record(*kv, "x")->mod_index, 2u);
+  EXPECT_EQ(kv->applied_index(), 3u);
+}
+
 TEST_P(KvStoreContract, EveryChangeReachesTheObserverInLogOrder) {
   auto kv = backend.open(tmp.sub("db"));
   Recorder seen;
@@ -502,16 +525,24 @@ TEST(KvCommand, EncodingRoundTripsAndRefusesNewerVersions) {
   auto back = decode_kv_command(encode_kv_command(cmd));
   ASSERT_TRUE(back.ok());
   EXPECT_EQ(*back, cmd);
+  // With guards: version 3, which a release before guards refuses rather than misreads.
+  KvCommand guarded = cmd;
+  guarded.guards.push_back(KvCompare{"g", KvCompare::Field::kModIndex, 7, {}});
+  const std::string guarded_bytes = encode_kv_command(guarded);
+  EXPECT_EQ(guarded_bytes[0], 3);
+  back = decode_kv_command(guarded_bytes);
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(*back, guarded);
   std::string newer = encode_kv_command(cmd);
-  newer[0] = 3;
+  newer[0] = 4;
   EXPECT_EQ(decode_kv_command(newer).status().code(), Status::Code::kNotSupported);
   std::string unknown_op =
-      encode_kv_command(KvCommand{{}, {KvOp{KvOp::Kind::kGet, "a", {}, 0}}, {}, false});
+      encode_kv_command(KvCommand{{}, {KvOp{KvOp::Kind::kGet, "a", {}, 0}}, {}, false, {}});
   unknown_op[1 + 4 + 4] = 9;  // the first success op's kind
   EXPECT_EQ(decode_kv_command(unknown_op).status().code(), Status::Code::kNotSupported);
   // A count larger than the bytes that follow could hold is malformed.
   std::string lying =
-      encode_kv_command(KvCommand{{}, {KvOp{KvOp::Kind::kGet, "a", {}, 0}}, {}, false});
+      encode_kv_command(KvCommand{{}, {KvOp{KvOp::Kind::kGet, "a", {}, 0}}, {}, false, {}});
   lying[1 + 4] = 100;  // the success ops' count
   EXPECT_EQ(decode_kv_command(lying).status().code(), Status::Code::kInvalidArgument);
 }
