@@ -10,9 +10,13 @@ every change is a reload of its own):
   2. per-request lookups: wrk through a gateway to a location guarded by the address blocklist
      recipe (deploy/gateway/ip-blocklist.json: an auth_request to the local daemon's GET /check
      per request), against the same location unguarded, both proxying to the daemon's /healthz.
+  3. propagation, on a second cluster with the default waits: --propagations changes, each
+     written through a different node's gateway once the last one is everywhere, timed from the
+     write's answer until every gateway serves it.
 Prints a Markdown table for docs/benchmarks.md.
 
   bench/gateway.py --binary build-release/src/raft-nginx [--seconds 30] [--changes 100]
+                   [--propagations 50] [--parts reloads,lookups,propagation]
 
 Every process it starts is killed by PID when it ends; it talks only to 127.0.0.1.
 """
@@ -29,6 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 from compare import RaftNginx, log, poll, wrk  # noqa: E402
+import cluster  # noqa: E402  (on the path compare.py sets)
 
 RECIPES = os.path.join(os.path.dirname(HERE), "deploy", "gateway")
 
@@ -129,36 +134,77 @@ def lookups(system, args):
     return out
 
 
+def propagation(system, args):
+    """Seconds from each change's answer until every gateway serves it."""
+    nodes = system.running()
+    took = []
+    for i in range(args.propagations):
+        body = f'location = /probe {{ default_type text/plain; return 200 "change {i}"; }}\n'
+        via = nodes[i % len(nodes)]
+        r = cluster.request(via.gateway, "PUT", "/key/nginx/server/probe.conf", body=body,
+                            timeout=30)
+        answered = time.monotonic()
+        if r.status != 200:
+            raise RuntimeError(f"change {i} through {via.name}'s gateway: {r}")
+        waiting = set(n.gateway for n in nodes)
+        while waiting:
+            for gateway in list(waiting):
+                try:
+                    if cluster.request(gateway, "GET", "/probe", timeout=5).body == f"change {i}":
+                        waiting.discard(gateway)
+                except OSError:
+                    pass
+            if time.monotonic() - answered > 60:
+                raise RuntimeError(f"change {i} not served by {sorted(waiting)} within 60 s")
+            time.sleep(0.002)
+        took.append(time.monotonic() - answered)
+    return took
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--binary", default="build-release/src/raft-nginx")
     ap.add_argument("--seconds", type=int, default=30)
     ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--propagations", type=int, default=50)
+    ap.add_argument("--parts", default="reloads,lookups,propagation")
     args = ap.parse_args()
+    parts = set(args.parts.split(","))
     binary = os.path.abspath(args.binary)
     for tool in ("wrk", "nginx", binary):
         if not shutil.which(tool) and not os.path.exists(tool):
             sys.exit(f"gateway: {tool} not found (make bench installs what is missing)")
     root = tempfile.mkdtemp(prefix="raftnginx-gateway-", dir=os.environ.get("BENCH_DIR", "/var/tmp"))
+    runs, guarded, took = {}, None, []
     try:
-        system = RaftNginx(os.path.join(root, "raft-nginx"), binary,
-                           ["--nginx-wait-min", "100ms", "--nginx-wait-max", "1s"], nginx=True)
-        os.makedirs(system.root)
-        system.start()
-        try:
-            runs = {}
-            for close in (False, True):
-                log(f"reloads under load: {args.changes} changes in {args.seconds} s, "
-                    f"{'a connection per request' if close else 'kept-alive connections'}")
-                runs[close] = reloads_under_load(system, args, close)
-            guarded = lookups(system, args)
-        finally:
-            system.close()
+        if parts & {"reloads", "lookups"}:
+            system = RaftNginx(os.path.join(root, "raft-nginx"), binary,
+                               ["--nginx-wait-min", "100ms", "--nginx-wait-max", "1s"], nginx=True)
+            os.makedirs(system.root)
+            system.start()
+            try:
+                for close in (False, True) if "reloads" in parts else ():
+                    log(f"reloads under load: {args.changes} changes in {args.seconds} s, "
+                        f"{'a connection per request' if close else 'kept-alive connections'}")
+                    runs[close] = reloads_under_load(system, args, close)
+                if "lookups" in parts:
+                    guarded = lookups(system, args)
+            finally:
+                system.close()
+        if "propagation" in parts:
+            system = RaftNginx(os.path.join(root, "defaults"), binary, nginx=True)
+            os.makedirs(system.root)
+            system.start()
+            try:
+                log(f"propagation: {args.propagations} changes with the default waits")
+                took = propagation(system, args)
+            finally:
+                system.close()
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps({"runs": {str(k): v for k, v in runs.items()}, "lookups": guarded}),
-          file=sys.stderr)
+    print(json.dumps({"runs": {str(k): v for k, v in runs.items()}, "lookups": guarded,
+                      "propagation": took}), file=sys.stderr)
     print("| measure | result |")
     print("| --- | --- |")
     for close, (results, changes, made) in runs.items():
@@ -173,6 +219,15 @@ def main():
                   f"{r['p99']:.1f} ms (gateway's log, not 2xx: {logged}) |")
         print(f"| reloads per gateway ({how}) | "
               f"{', '.join(f'{k} {v}' for k, v in sorted(made.items()))} |")
+    if took:
+        ordered = sorted(took)
+        p50 = ordered[len(ordered) // 2]
+        p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+        print(f"| propagation with the default waits: from a change's answer until every gateway "
+              f"serves it, {len(took)} changes through each node's gateway in turn | p50 "
+              f"{p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, max {ordered[-1] * 1000:.0f} ms |")
+    if guarded is None:
+        return 0
     plain, g = guarded["plain"], guarded["guarded"]
     print(f"| a proxied location, 64 connections: unguarded; guarded by the blocklist lookup | "
           f"{plain['rate']:,.0f}/s p50 {plain['p50']:.2f} ms; {g['rate']:,.0f}/s p50 "

@@ -91,8 +91,10 @@ inline constexpr uint64_t kMaxListBytes = 64 << 20;
 // The gateway.
 inline constexpr std::string_view kNginxBinary = "/usr/sbin/nginx";
 // The gateways' files are rendered once they have been quiet this long, and at the latest this
-// long after the first change (consul-template's min and max wait).
-inline constexpr std::chrono::milliseconds kNginxWaitMin = 1s;
+// long after the first change (consul-template's min and max wait). The min is longer than the
+// gap between a script's writes, each checked by the leader's nginx (tens of ms), and short
+// enough that one change reaches every gateway within a second.
+inline constexpr std::chrono::milliseconds kNginxWaitMin = 200ms;
 inline constexpr std::chrono::milliseconds kNginxWaitMax = 10s;
 
 inline constexpr std::string_view kLogLevel = "info";
