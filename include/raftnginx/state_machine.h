@@ -87,6 +87,14 @@ class StateMachine {
   virtual Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                          raft::Term term) = 0;
 
+  // What makes a command the request it is, for a client's retry (node/session_table.h): a
+  // retry with the same request id is answered with the first result if this is the same for
+  // both, and refused (Conflict) if not. The default is the whole command; a backend whose
+  // commands also carry what the node that made them read (the key-value store's guards)
+  // leaves that out, so that a retry made on another node, or later, is still the same request.
+  // Deterministic, and called on the apply thread.
+  virtual std::string_view request_identity(std::string_view command) const { return command; }
+
   // Replica checks (opt in; the defaults take no part). state_hash(): a hash of the whole state
   // as of the last command applied, equal on every replica that applied the same commands, and
   // cheap (kept up to date as commands apply): the node reads it at checkpoints, on the apply

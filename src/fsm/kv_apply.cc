@@ -181,8 +181,9 @@ Result<ApplyResult> apply_kv(const Command& cmd, KvTable& table, const KvEffects
     if (!held.ok())
       return held.status();
     if (!*held) {
-      return ApplyResult{Status::busy(g.key + " changed after this write was prepared: "
-                                              "nothing was applied; send it again"),
+      return ApplyResult{Status::busy(g.key + " changed after this write was prepared: nothing "
+                                              "was applied; send it again with a new "
+                                              "Idempotency-Key"),
                          {}};
     }
   }

@@ -156,6 +156,17 @@ Result<KvCommand> decode_kv_command(std::string_view data) {
   return cmd;
 }
 
+std::string_view kv_request_identity(std::string_view data) {
+  Reader r(data);
+  if (r.u8() != kGuardedVersion)
+    return data;
+  std::vector<KvCompare> guards;
+  Status why;
+  if (!read_compares(r, &guards, &why) || !r.ok())
+    return data;
+  return data.substr(r.position());
+}
+
 std::string encode_kv_result(const KvResult& result) {
   std::string out;
   put_u8(&out, result.succeeded ? 1 : 0);

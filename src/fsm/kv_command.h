@@ -107,6 +107,9 @@ struct KvResult {
 
 std::string encode_kv_command(const KvCommand& cmd);
 Result<KvCommand> decode_kv_command(std::string_view data);
+// What makes `data` (an encoded command) the request it is (StateMachine::request_identity):
+// all of it but its guards, which say what the node that made it had read.
+std::string_view kv_request_identity(std::string_view data);
 
 std::string encode_kv_result(const KvResult& result);
 Result<KvResult> decode_kv_result(std::string_view data);

@@ -51,6 +51,9 @@ struct KvDue {
 
 class KvStore : public StateMachine {
  public:
+  std::string_view request_identity(std::string_view command) const override {
+    return kv_request_identity(command);
+  }
   // The record of `key`, or nullopt if it is not set. Safe from any thread.
   virtual Result<std::optional<KvRecord>> get(std::string_view key) const = 0;
   // The keys that begin with `prefix` and sort after `after` (all, if empty), in byte order, as

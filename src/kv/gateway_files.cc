@@ -1,15 +1,12 @@
 #include "kv/gateway_files.h"
 
-#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <future>
 #include <thread>
 
 #include "fsm/kv_command.h"
-#include "kv/kv_routes.h"
 #include "nginx/config_files.h"
-#include "util/checksum.h"
 #include "util/clock.h"
 
 namespace raftnginx::kv {
@@ -114,8 +111,13 @@ Result<Namespace> read_namespace(const fsm::KvStore& kv) {
   return ns;
 }
 
-std::string request_hash(std::string_view request_key) {
-  return request_key.empty() ? "-" : fmt::format("{:016x}", fnv1a64(request_key));
+// The file nginx's refusal `why` blames that `ops` take away, if any ("... in server/a.conf:3").
+bool takes_away_blamed(const Status& why, const GatewayFiles& before, const GatewayFiles& after) {
+  for (const auto& [path, content] : before.files) {
+    if (!after.files.contains(path) && why.message().find(" in " + path + ":") != std::string::npos)
+      return true;
+  }
+  return false;
 }
 
 // What a follower hands to Exchange::write: the Api sends the request on to the leader, which
@@ -140,14 +142,16 @@ Result<GatewayFiles> read_gateway_files(const fsm::KvStore& kv) {
   return std::move(ns->files);
 }
 
-fsm::KvCommand guard_gateway_write(fsm::KvCommand cmd, raft::Index checked,
-                                   std::string_view request_key) {
-  const std::string key(kGatewayCheckedKey);
-  cmd.guards = {fsm::KvCompare{key, fsm::KvCompare::Field::kModIndex, checked, ""}};
-  const std::string value = std::to_string(checked) + " " + request_hash(request_key);
+fsm::KvOp gateway_revision_bump() {
+  return fsm::KvOp{fsm::KvOp::Kind::kPut, std::string(kGatewayCheckedKey), "checked", 0};
+}
+
+fsm::KvCommand guard_gateway_write(fsm::KvCommand cmd, raft::Index checked) {
+  cmd.guards = {fsm::KvCompare{std::string(kGatewayCheckedKey), fsm::KvCompare::Field::kModIndex,
+                               checked, ""}};
   for (auto* ops : {&cmd.success, &cmd.failure}) {
     if (changes_gateway(*ops))
-      ops->push_back(KvOp{KvOp::Kind::kPut, key, value, 0});
+      ops->push_back(gateway_revision_bump());
   }
   return cmd;
 }
@@ -249,28 +253,17 @@ std::variant<fsm::KvCommand, http::Response> GatewayWrites::prepare(const Job& j
                                  "this node has no nginx binary to check a change under nginx/ "
                                  "with (--nginx-binary)");
   }
-  const std::string request_key(job.ex->request().header("Idempotency-Key"));
   auto current = read_namespace(*kv_);
   if (!current.ok()) {
     // Too many keys: the gateways refuse them all already, and deletes are the way out.
     auto checked = kv_->get(kGatewayCheckedKey);
     if (current.status().code() == Status::Code::kInvalidArgument && only_deletes(cmd) &&
         checked.ok())
-      return guard_gateway_write(cmd, *checked ? (*checked)->mod_index : 0, request_key);
+      return guard_gateway_write(cmd, *checked ? (*checked)->mod_index : 0);
     return http::Response::error(503,
                                  "cannot read the gateway files: " + current.status().message());
   }
   const raft::Index revision = current->checked ? current->checked->mod_index : 0;
-  // The last change of the files was this request's (a retry after its answer was lost): the
-  // same command again, which the node's session table answers with the first result.
-  if (current->checked && !request_key.empty()) {
-    const std::string_view value = current->checked->value;
-    const size_t space = value.find(' ');
-    if (space != std::string::npos && value.substr(space + 1) == request_hash(request_key)) {
-      if (auto first = parse_count("revision", value.substr(0, space)); first.ok())
-        return guard_gateway_write(cmd, *first, request_key);
-    }
-  }
   // Whichever branch the compares choose, nginx must take what it leaves.
   for (const auto* ops : {&cmd.success, &cmd.failure}) {
     GatewayFiles candidate = current->files;
@@ -284,18 +277,25 @@ std::variant<fsm::KvCommand, http::Response> GatewayWrites::prepare(const Job& j
       continue;
     if (s.code() != Status::Code::kInvalidArgument)
       return http::Response::error(503, "cannot check the result with nginx: " + s.message());
-    // Files that nginx refuses already stay refused (every gateway keeps its last good set):
-    // taking some away cannot make it worse, and must stay possible.
-    if (only_deletes(cmd) && !nginx::check_gateway_files(current->files).ok())
-      continue;
-    if (only_deletes(cmd) && !grammar && !check_->check(current->files).ok())
-      continue;
+    // Files refused already stay refused (every gateway keeps its last good set): a delete
+    // cannot make that worse, and must stay possible. Refused by the grammar (the same on
+    // every node): any delete; by this node's nginx (which may be alone in refusing them, a name
+    // that only it cannot resolve): one that takes away the file nginx blames.
+    if (only_deletes(cmd)) {
+      if (!nginx::check_gateway_files(current->files).ok())
+        continue;
+      if (!grammar) {
+        const Status now = check_->check(current->files);
+        if (!now.ok() && takes_away_blamed(now, current->files, candidate))
+          continue;
+      }
+    }
     spdlog::info("a write under nginx/ is refused: {}", s.message());
     return http::Response::error(
         422,
         (grammar ? "the gateway files are refused: " : "nginx refuses the result: ") + s.message());
   }
-  return guard_gateway_write(cmd, revision, request_key);
+  return guard_gateway_write(cmd, revision);
 }
 
 void GatewayWrites::run() {

@@ -29,8 +29,7 @@ namespace raftnginx::kv {
 using ExchangePtr = std::shared_ptr<Exchange>;
 
 inline constexpr std::string_view kGatewayPrefix = http::kGatewayFiles;
-// Not a file's name, so no client writes it: its mod_index is the revision of the files, and
-// its value "<revision checked against> <hash of the request's Idempotency-Key, or ->".
+// Not a file's name, so no client writes it: its mod_index is the revision of the files.
 inline constexpr std::string_view kGatewayCheckedKey = "nginx/.checked";
 
 // Whether applying `cmd` may change a key under nginx/.
@@ -42,11 +41,12 @@ bool touches_gateway(const fsm::KvCommand& cmd);
 Result<GatewayFiles> read_gateway_files(const fsm::KvStore& kv);
 
 // `cmd` as the leader proposes it once it has checked it against the files at revision
-// `checked` (kGatewayCheckedKey's mod_index then, 0 if absent) for the request `request_key`
-// (its Idempotency-Key, may be empty). The same arguments make the same bytes, so that a retry
-// of a write that committed is answered from the node's session table.
-fsm::KvCommand guard_gateway_write(fsm::KvCommand cmd, raft::Index checked,
-                                   std::string_view request_key);
+// `checked` (kGatewayCheckedKey's mod_index then, 0 if absent). The guard is not part of the
+// request's identity (fsm::kv_request_identity): a retry checked later is the same request.
+fsm::KvCommand guard_gateway_write(fsm::KvCommand cmd, raft::Index checked);
+
+// The op that moves the files' revision: in every command that changes a file.
+fsm::KvOp gateway_revision_bump();
 
 // `kv` and `hub` outlive every call.
 decltype(Backend::gateway_files) gateway_files_source(const fsm::KvStore* kv,

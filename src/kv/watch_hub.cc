@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "kv/gateway_files.h"
 #include "util/clock.h"
 
 namespace raftnginx::kv {
@@ -493,6 +494,10 @@ void WatchHub::expire_due() {
   const auto propose = [&] {
     if (cmd.success.empty())
       return;
+    // A file of the gateways' (given a ttl by an older release) moves their revision too, so
+    // that a write checked with it present is not committed after it (kv/gateway_files.h).
+    if (touches_gateway(cmd))
+      cmd.success.push_back(gateway_revision_bump());
     replica->propose(fsm::encode_kv_command(cmd), std::string(),
                      [hub = weak_from_this(), keys = std::move(keys)](Result<Outcome> r) {
                        if (!r.ok())

@@ -35,6 +35,11 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, const
   for (std::string& a : args)
     argv.push_back(a.data());
   argv.push_back(nullptr);
+  // A pid file left by an nginx that was killed could name the pid the new one gets (a
+  // container's pids repeat): only the new nginx may write the file start() waits for.
+  const std::string pid_file = conf.prefix + "/nginx.pid";
+  std::error_code gone;
+  fs::remove(pid_file, gone);
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0)
@@ -62,14 +67,15 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const std::string& binary, const
   g->waiter_ = std::thread([raw = g.get()] { raw->wait_for_exit(); });
   // nginx writes its pid file after it installs its signal handlers: until then a reload's
   // SIGHUP would kill it. It exits instead on a bad conf or a taken port.
-  const std::string pid_file = conf.prefix + "/nginx.pid";
   const auto deadline = std::chrono::steady_clock::now() + kStartDeadline;
   std::unique_lock lock(g->mu_);
   while (!g->exited_cv_.wait_for(lock, 10ms, [&] { return g->exited_; })) {
     std::ifstream in(pid_file);
     pid_t written = -1;
-    if (in >> written && written == pid)
+    if (in >> written && written == pid) {
+      g->started_ = true;
       return g;
+    }
     if (std::chrono::steady_clock::now() > deadline) {
       lock.unlock();
       g->stop(0ms);
@@ -99,7 +105,7 @@ void Gateway::wait_for_exit() {
   {
     std::lock_guard lock(mu_);
     exited_ = true;
-    expected = stopping_;
+    expected = stopping_ || !started_;  // start() reports an exit before it returned
   }
   exited_cv_.notify_all();
   if (!expected && on_exit_)

@@ -58,6 +58,7 @@ class Gateway {
   mutable std::mutex mu_;
   std::condition_variable exited_cv_;
   pid_t pid_ = -1;
+  bool started_ = false;  // start() returned it
   bool exited_ = false;
   bool stopping_ = false;
   std::thread waiter_;

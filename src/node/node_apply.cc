@@ -94,8 +94,10 @@ Status Node::apply_commands(Pending& p) {
   for (size_t i = 0; i < p.batch.size(); ++i) {
     const fsm::Command& cmd = p.batch[i];
     if (!p.batch_ids[i].empty()) {
-      sessions_.record(p.batch_ids[i], SessionTable::Record{cmd.index, cmd.time_ms,
-                                                            fnv1a64(cmd.data), true, results[i]});
+      sessions_.record(
+          p.batch_ids[i],
+          SessionTable::Record{cmd.index, cmd.time_ms, fnv1a64(fsm_->request_identity(cmd.data)),
+                               true, results[i]});
     }
     p.outcomes[cmd.index] = Outcome{cmd.index, std::move(results[i])};
   }
@@ -138,7 +140,7 @@ Status Node::apply(std::span<const raft::Entry> committed) {
     }
     const std::string id(envelope->request_id);
     if (const SessionTable::Record* rec = id.empty() ? nullptr : sessions_.find(id)) {
-      if (rec->command_hash != fnv1a64(envelope->command)) {
+      if (rec->command_hash != fnv1a64(fsm_->request_identity(envelope->command))) {
         p.outcomes[e.index] = Outcome{
             e.index, fsm::ApplyResult{Status::conflict("request id '" + id +
                                                        "' was used before for another request"),

@@ -112,8 +112,11 @@ Status Node::replay_metadata(raft::Index from, raft::Index to) {
     session_time_ms_ = std::max(session_time_ms_, envelope->time_ms);
     sessions_.evict(e.index, session_time_ms_);
     if (!id.empty()) {
-      sessions_.record(id, SessionTable::Record{
-                               e.index, envelope->time_ms, fnv1a64(envelope->command), false, {}});
+      sessions_.record(id, SessionTable::Record{e.index,
+                                                envelope->time_ms,
+                                                fnv1a64(fsm_->request_identity(envelope->command)),
+                                                false,
+                                                {}});
     }
   }
   return Status();

@@ -70,6 +70,7 @@ class Reader {
   void fail() { ok_ = false; }
   bool ok() const { return ok_; }
   bool done() const { return ok_ && pos_ == in_.size(); }
+  size_t position() const { return pos_; }
 
  private:
   bool take(size_t n) {

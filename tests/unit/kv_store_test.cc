@@ -547,6 +547,24 @@ TEST(KvCommand, EncodingRoundTripsAndRefusesNewerVersions) {
   EXPECT_EQ(decode_kv_command(lying).status().code(), Status::Code::kInvalidArgument);
 }
 
+TEST(KvCommand, TheRequestsIdentityLeavesOutOnlyTheGuards) {
+  KvCommand cmd;
+  cmd.success.push_back(KvOp{KvOp::Kind::kPut, "a", "1", 0});
+  const std::string plain = encode_kv_command(cmd);
+  EXPECT_EQ(kv_request_identity(plain), plain);
+  cmd.guards = {KvCompare{"g", KvCompare::Field::kModIndex, 7, {}}};
+  const std::string at7 = encode_kv_command(cmd);
+  cmd.guards[0].number = 9;
+  const std::string at9 = encode_kv_command(cmd);
+  EXPECT_NE(at7, at9);
+  EXPECT_EQ(kv_request_identity(at7), kv_request_identity(at9));
+  cmd.success[0].value = "2";
+  EXPECT_NE(kv_request_identity(encode_kv_command(cmd)), kv_request_identity(at9));
+  // Malformed guards: the whole command is its identity (and it is refused when applied).
+  const std::string cut = at7.substr(0, 8);
+  EXPECT_EQ(kv_request_identity(cut), cut);
+}
+
 TEST(KvCommand, VersionOneCommandsFromOldLogsStillDecode) {
   // What a release before revisions proposed: set {"a": "1"}, then delete "a".
   std::string set(
