@@ -163,6 +163,7 @@ class RaftNginx:
         """With `secure`, every port speaks TLS (certificates from `raft-nginx certs`) and every
         request needs a token (--auth), as docs/security.md sets a cluster up."""
         cluster.BINARY = binary
+        self.binary = binary
         self.root = root
         self.cluster = cluster.Cluster(root)
         self.args = list(args)
