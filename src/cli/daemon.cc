@@ -35,6 +35,7 @@
 #include "node/node.h"
 #include "transport/tcp_transport.h"
 #include "util/checksum.h"
+#include "util/duration.h"
 
 namespace raftnginx::cli {
 
@@ -510,8 +511,9 @@ Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Ope
   if (!node.ok())
     return node.status().in_context("cannot start the node: ");
   spdlog::info(
-      "started: http={} raft={} backend={} data={} {}", options.http_advertise,
-      options.raft_advertise, options.fsm, options.data_dir,
+      "started: http={} raft={} backend={} data={} heartbeat={} election={} {}",
+      options.http_advertise, options.raft_advertise, options.fsm, options.data_dir,
+      format_duration(options.heartbeat_timeout), format_duration(options.election_timeout),
       fresh ? (node_options.bootstrap ? "new cluster" : "waiting to join") : "resuming from disk");
   return node;
 }

@@ -401,6 +401,10 @@ void declare_flags(FlagSet& f, const DaemonHooks& hooks) {
   f.duration("--election-timeout", &DaemonOptions::election_timeout,
              "Election timeout, randomized up to twice this");
   f.duration("--heartbeat-timeout", &DaemonOptions::heartbeat_timeout, "Leader heartbeat interval");
+  f.duration("--rtt", &DaemonOptions::rtt,
+             "Round trip between the farthest members (a WAN link: 150ms, say): unless given, "
+             "the heartbeat becomes the larger of 50ms and it, the election timeout the larger of "
+             "500ms and ten times it");
   f.value("--snapshot-threshold", &DaemonOptions::snapshot_threshold,
           "Snapshot after this many applied entries")
       ->capture_default_str();
@@ -504,6 +508,8 @@ Status check_trust(const DaemonOptions& o) {
 
 // Fills in what defaults to other options, and checks what no single flag can.
 Status complete_and_check(DaemonOptions* o) {
+  if (o->rtt > defaults::kMaxRtt)
+    return Status::invalid_argument("--rtt must be at most " + format_duration(defaults::kMaxRtt));
   if (o->heartbeat_timeout.count() <= 0 || o->heartbeat_timeout * 2 > o->election_timeout)
     return Status::invalid_argument(
         "the heartbeat timeout must be positive and at most half the election timeout");
@@ -640,6 +646,16 @@ ParsedOptions parse_options(int argc, char** argv, const DaemonHooks& hooks) {
       std::cerr << hooks.program << ": warning: " << w << "\n";
   }
   flags.override(&options);
+  // --rtt sets the timeouts that neither a flag nor the config file set.
+  if (options.rtt.count() > 0) {
+    if (app.count("--heartbeat-timeout") == 0 &&
+        options.heartbeat_timeout == defaults::kHeartbeatTimeout)
+      options.heartbeat_timeout = std::max(defaults::kHeartbeatTimeout, options.rtt);
+    if (app.count("--election-timeout") == 0 &&
+        options.election_timeout == defaults::kElectionTimeout)
+      options.election_timeout =
+          std::max(defaults::kElectionTimeout, defaults::kElectionRoundTrips * options.rtt);
+  }
   const bool has_memory = std::any_of(hooks.backends.begin(), hooks.backends.end(),
                                       [](const BackendSpec& b) { return b.name == "memory"; });
   if (options.inmem && has_memory)

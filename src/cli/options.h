@@ -37,6 +37,9 @@ struct DaemonOptions {
   std::string cluster_name{defaults::kClusterName};
   std::chrono::milliseconds election_timeout = defaults::kElectionTimeout;
   std::chrono::milliseconds heartbeat_timeout = defaults::kHeartbeatTimeout;
+  // The round trip between the farthest members (0: loopback or LAN): sets the two timeouts
+  // above where neither a flag nor the config file did (complete_and_check).
+  std::chrono::milliseconds rtt{0};
   uint64_t snapshot_threshold = defaults::kSnapshotThreshold;
   std::chrono::milliseconds snapshot_interval = defaults::kSnapshotInterval;
   size_t snapshot_retain = defaults::kSnapshotRetain;

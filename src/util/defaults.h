@@ -19,6 +19,10 @@ inline constexpr std::string_view kClusterName = "raft-nginx";
 // at most half of it.
 inline constexpr std::chrono::milliseconds kElectionTimeout = 500ms;
 inline constexpr std::chrono::milliseconds kHeartbeatTimeout = 50ms;
+// With --rtt: a heartbeat of about one round trip, an election timeout of about ten (etcd's
+// tuning rule), never below the defaults above; and no round trip longer than this.
+inline constexpr int kElectionRoundTrips = 10;
+inline constexpr std::chrono::milliseconds kMaxRtt = 10s;
 
 // Log and snapshots.
 inline constexpr uint64_t kSnapshotThreshold = 8192;

@@ -73,6 +73,26 @@ class ConfigFile(ClusterTest):
             self.assertEqual(p.returncode, 2, (args, p.stderr))
 
 
+class RoundTrip(ClusterTest):
+    def test_rtt_sets_the_timeouts_that_nothing_else_set(self):
+        for name, extra, expected in (
+                ("wan", [], "heartbeat=150ms election=1500ms"),
+                ("given", ["--election-timeout", "3s"], "heartbeat=150ms election=3s"),
+                ("lan", ["--rtt", "10ms"], "heartbeat=50ms election=500ms")):
+            d = Daemon(self.root, name)
+            self.cluster.nodes[name] = d
+            d.start([BINARY, "-id", name, "-haddr", d.http, "-raddr", d.raft,
+                     *(extra if name == "lan" else ["--rtt", "150ms", *extra]),
+                     os.path.join(self.root, name)])
+            wait_until(lambda: d.get("/readyz").status == 200, what=f"{name} ready")
+            self.assertIn(expected, d.log_tail())
+        for args in (["--rtt", "11s"], ["--rtt", "far"]):
+            p = subprocess.run([BINARY, *args, os.path.join(self.root, "x")], capture_output=True,
+                               text=True, timeout=30)
+            self.assertEqual(p.returncode, 2, (args, p.stderr))
+            self.assertIn("--rtt", p.stderr)
+
+
 class Restarts(ClusterTest):
     def test_restart_every_node_keeps_the_data_and_applies_nothing_twice(self):
         c = self.cluster.start(3, args=["--snapshot-threshold", "50"])
