@@ -59,6 +59,9 @@ class Exchange {
   //     &max_lag=DURATION answers 503 if this node has not heard from a leader within it.
   //   ?level=linearizable: after a read barrier (ReadIndex), so the read sees every write
   //     committed before the request; 503 if the barrier cannot be confirmed in time.
+  //   ?level=auto: stale on a learner and on a follower that heard from its leader within
+  //     max_lag (default: the election timeout), linearizable elsewhere; X-Raft-Read-Level
+  //     says which.
   // A node whose storage is damaged or whose state diverged answers 503 instead. `read` runs
   // on a server thread.
   virtual void read(std::function<http::Response()> read) = 0;

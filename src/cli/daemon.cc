@@ -321,6 +321,7 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
   o.self_name = options.id;
   o.write_policy = options.write_policy;
   o.write_timeout = options.write_timeout;
+  o.recent_contact = options.election_timeout;
   o.auth = trust.auth;
   o.public_status = options.public_status;
   o.insecure = options.insecure;

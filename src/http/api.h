@@ -44,6 +44,9 @@ struct ApiOptions {
   std::string self_name;
   WritePolicy write_policy = WritePolicy::kRedirect;
   std::chrono::milliseconds write_timeout = defaults::kWriteTimeout;
+  // ?level=auto reads a follower's own copy if it heard from its leader within this (the
+  // election timeout: any longer, and another leader may have been elected meanwhile).
+  std::chrono::milliseconds recent_contact = defaults::kElectionTimeout;
   // What else /readyz waits for (the node's nginx), if anything.
   std::function<Status()> readiness;
   // This node's nginx and the gateways' files it serves (null: no nginx): /status shows it all,

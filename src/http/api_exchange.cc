@@ -48,16 +48,35 @@ void Api::Call::read(std::function<Response()> read) {
   if (std::optional<std::string> why = api->integrity_problem())
     return answer(api->with_raft_headers(Response::unavailable(*why), false));
   const auto level_it = params.find("level");
-  const std::string level = level_it == params.end() ? "stale" : level_it->second;
+  std::string level = level_it == params.end() ? "stale" : level_it->second;
+  std::optional<std::chrono::milliseconds> max_lag;
+  if (auto lag = params.find("max_lag"); lag != params.end()) {
+    auto parsed = parse_duration(lag->second);
+    if (!parsed.ok())
+      return answer(Response::error(400, "max_lag: " + parsed.status().message()));
+    max_lag = *parsed;
+  }
+  if (level == "auto") {
+    // A learner's copy is what it is for; a follower's, while it is in touch with its leader
+    // (within max_lag, or an election timeout); anything else asks the leader.
+    const std::string role = api->node_->replica_status().role;
+    const auto recent = max_lag.value_or(api->options_.recent_contact);
+    const bool in_touch = Clock::now() - api->node_->leader_contact() <= recent;
+    level = role == "learner" || (role == "follower" && in_touch) ? "stale" : "linearizable";
+    read = [read = std::move(read), level] {
+      Response r = read();
+      r.headers.emplace_back("X-Raft-Read-Level", level);
+      return r;
+    };
+    if (level == "linearizable")
+      max_lag.reset();
+  }
   if (level == "stale") {
-    if (auto lag = params.find("max_lag"); lag != params.end()) {
-      auto max_lag = parse_duration(lag->second);
-      if (!max_lag.ok())
-        return answer(Response::error(400, "max_lag: " + max_lag.status().message()));
+    if (max_lag) {
       if (Clock::now() - api->node_->leader_contact() > *max_lag) {
         return answer(api->with_raft_headers(
             Response::unavailable("this node has not heard from a leader within max_lag " +
-                                  lag->second),
+                                  format_duration(*max_lag)),
             true));
       }
     }
@@ -71,8 +90,10 @@ void Api::Call::read(std::function<Response()> read) {
     }
     return guarded([&] { answer(api->with_raft_headers(read(), true)); });
   }
-  if (level != "linearizable")
-    return answer(Response::error(400, "level must be stale or linearizable, not '" + level + "'"));
+  if (level != "linearizable") {
+    return answer(
+        Response::error(400, "level must be stale, linearizable or auto, not '" + level + "'"));
+  }
   api->deadline(call, Expiry::kNotDone, "the read could not be confirmed with the leader in time");
   api->node_->read_barrier([call, read = std::move(read), thread = this->thread](Status s) mutable {
     if (!s.ok())

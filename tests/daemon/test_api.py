@@ -164,6 +164,34 @@ class ReadLevels(ClusterTest):
             other.resume()
         wait_until(lambda: follower.get("/readyz").status == 200, what="ready again")
 
+    def test_level_auto_reads_locally_only_while_in_touch_with_the_leader(self):
+        c = self.cluster.start(3)
+        leader = c.leader()
+        self.write(leader, "k", "v")
+        c.wait_converged()
+        follower, other = c.followers()
+        for node, args, level in ((follower, "", "stale"), (leader, "", "linearizable"),
+                                  (follower, "&max_lag=0ms", "linearizable")):
+            r = node.get("/key/k?level=auto" + args)
+            self.assertEqual((r.status, r.header("X-Raft-Read-Level")), (200, level), (node.name, args))
+            self.assertEqual(r.json(), {"k": "v"})
+        self.assertEqual(follower.get("/key/k?level=sometimes").status, 400)
+        learner = self.cluster.add("learner", ["--learner"], join=leader)
+        wait_until(lambda: learner.get("/key/k").status == 200, what="the learner caught up")
+        r = learner.get("/key/k?level=auto&max_lag=1h")
+        self.assertEqual((r.status, r.header("X-Raft-Read-Level")), (200, "stale"))
+        # Cut off from the leader for longer than an election timeout: auto asks the leader,
+        # which cannot answer, rather than serve an old copy.
+        leader.pause()
+        other.pause()
+        try:
+            wait_until(lambda: not follower.status()["leader"], what="the follower out of touch")
+            self.assertEqual(follower.get("/key/k?level=auto", timeout=20).status, 503)
+            self.assertEqual(follower.get("/key/k").status, 200)  # stale still answers
+        finally:
+            leader.resume()
+            other.resume()
+
     def test_readyz_sync_waits_for_the_leaders_commit(self):
         c = self.cluster.start(3)
         self.write(c.leader(), "k", "v")
