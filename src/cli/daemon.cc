@@ -79,6 +79,8 @@ node::NodeOptions node_options_for(const DaemonOptions& options) {
   o.trailing_logs = options.trailing_logs;
   o.retain_snapshots = options.snapshot_retain;
   o.scrub_interval = options.scrub_interval;
+  for (const std::string& name : options.preferred_leaders)
+    o.preferred_leaders.push_back(cluster::node_id_for(name));
   o.scrub_bytes_per_second = options.scrub_rate;
   return o;
 }

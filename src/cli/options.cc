@@ -401,6 +401,10 @@ void declare_flags(FlagSet& f, const DaemonHooks& hooks) {
   f.duration("--election-timeout", &DaemonOptions::election_timeout,
              "Election timeout, randomized up to twice this");
   f.duration("--heartbeat-timeout", &DaemonOptions::heartbeat_timeout, "Leader heartbeat interval");
+  f.value("--preferred-leader", &DaemonOptions::preferred_leader,
+          "Members that should lead, most wanted first (a comma list of ids, the same on every "
+          "node): a leader hands over to the first of them ranked above itself once that one "
+          "is up and caught up");
   f.duration("--rtt", &DaemonOptions::rtt,
              "Round trip between the farthest members (a WAN link: 150ms, say): unless given, "
              "the heartbeat becomes the larger of 50ms and it, the election timeout the larger of "
@@ -508,6 +512,15 @@ Status check_trust(const DaemonOptions& o) {
 
 // Fills in what defaults to other options, and checks what no single flag can.
 Status complete_and_check(DaemonOptions* o) {
+  o->preferred_leaders.clear();
+  for (size_t at = 0; !o->preferred_leader.empty() && at <= o->preferred_leader.size();) {
+    const size_t comma = std::min(o->preferred_leader.find(',', at), o->preferred_leader.size());
+    std::string name = o->preferred_leader.substr(at, comma - at);
+    if (Status s = cluster::validate_name(name); !s.ok())
+      return Status::invalid_argument("--preferred-leader: " + s.message());
+    o->preferred_leaders.push_back(std::move(name));
+    at = comma + 1;
+  }
   if (o->rtt > defaults::kMaxRtt)
     return Status::invalid_argument("--rtt must be at most " + format_duration(defaults::kMaxRtt));
   if (o->heartbeat_timeout.count() <= 0 || o->heartbeat_timeout * 2 > o->election_timeout)

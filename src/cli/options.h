@@ -40,6 +40,8 @@ struct DaemonOptions {
   // The round trip between the farthest members (0: loopback or LAN): sets the two timeouts
   // above where neither a flag nor the config file did (complete_and_check).
   std::chrono::milliseconds rtt{0};
+  std::string preferred_leader;                // --preferred-leader, a comma list
+  std::vector<std::string> preferred_leaders;  // its names, most wanted first (checked)
   uint64_t snapshot_threshold = defaults::kSnapshotThreshold;
   std::chrono::milliseconds snapshot_interval = defaults::kSnapshotInterval;
   size_t snapshot_retain = defaults::kSnapshotRetain;

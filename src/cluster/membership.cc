@@ -97,4 +97,19 @@ raft::NodeId best_transfer_target(const raft::NodeStatus& status,
   return best;
 }
 
+raft::NodeId preferred_transfer_target(const raft::NodeStatus& status,
+                                       const std::vector<raft::NodeId>& preferred) {
+  if (status.role != raft::Role::kLeader || status.lead_transferee != raft::kNoNode)
+    return raft::kNoNode;
+  for (const raft::NodeId id : preferred) {
+    if (id == status.id)
+      return raft::kNoNode;
+    for (const raft::PeerStatus& p : status.peers) {
+      if (p.id == id && p.voter && p.recent_active && p.match_index == status.last_index)
+        return id;
+    }
+  }
+  return raft::kNoNode;
+}
+
 }  // namespace raftnginx::cluster

@@ -10,6 +10,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "cluster/member.h"
 #include "raft/raw_node.h"
@@ -54,5 +55,12 @@ struct Membership {
 // a leader's).
 raft::NodeId best_transfer_target(const raft::NodeStatus& status,
                                   const std::set<raft::NodeId>& excluded = {});
+
+// The voter a leader should hand leadership back to, given the operators' order of preference
+// (--preferred-leader): the first of `preferred` ranked above the leader itself that is recently
+// active and has the leader's whole log. kNoNode if the leader comes first among those ready,
+// none is ready, a transfer is under way, or `status` is not a leader's.
+raft::NodeId preferred_transfer_target(const raft::NodeStatus& status,
+                                       const std::vector<raft::NodeId>& preferred);
 
 }  // namespace raftnginx::cluster

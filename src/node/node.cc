@@ -67,6 +67,7 @@ void Node::run() {
     if (now >= next_tick) {
       core_->tick();
       ++ticks_;
+      prefer_leader();
       expire_reads();
       if (failure_.ok())
         maybe_snapshot();  // the time trigger, also on an idle node
@@ -79,6 +80,30 @@ void Node::run() {
       handle_ready();
     publish_status();
   }
+}
+
+void Node::prefer_leader() {
+  if (options_.preferred_leaders.empty())
+    return;
+  const raft::NodeStatus status = core_->status();
+  if (status.role != raft::Role::kLeader) {
+    ticks_leading_ = 0;
+    return;
+  }
+  const uint64_t hold =
+      static_cast<uint64_t>(options_.election_ticks) * defaults::kPreferredLeaderHoldElections;
+  // Once per election timeout, half-way between the leader's quorum checks: each clears every
+  // follower's recent_active, which the half since sets again for those that answered.
+  const auto every = static_cast<uint64_t>(options_.election_ticks);
+  if (++ticks_leading_ < hold || ticks_leading_ % every != every / 2)
+    return;
+  const raft::NodeId to = cluster::preferred_transfer_target(status, options_.preferred_leaders);
+  if (to == raft::kNoNode)
+    return;
+  const cluster::Member* member = membership().find(to);
+  spdlog::info("handing leadership to {}, preferred over this node (--preferred-leader)",
+               member ? member->name : std::to_string(to));
+  (void)core_->transfer_leadership(to);
 }
 
 void Node::handle_ready() {

@@ -75,6 +75,11 @@ struct NodeOptions {
   // How often a scrub re-reads everything stored (0: never), and how fast (scrub.cc).
   std::chrono::milliseconds scrub_interval{0};
   uint64_t scrub_bytes_per_second = defaults::kScrubBytesPerSecond;
+  // The members that should lead, most wanted first (--preferred-leader): a leader that has
+  // led for kPreferredLeaderHoldElections election timeouts hands over to the first of them
+  // ranked above itself that is ready (cluster::preferred_transfer_target). The same list on
+  // every node.
+  std::vector<raft::NodeId> preferred_leaders;
   // For the first start of a brand-new cluster: its initial members. Ignored when the data
   // directory already holds state.
   std::optional<cluster::Membership> bootstrap;
@@ -217,6 +222,8 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   void count_violation(const std::string& kind, raft::NodeId from);
   void add_waiter(const raft::ProposalId& id, ProposeCallback done);
   void publish_status();
+  // On a tick: hands leadership to a preferred member if it is time to (preferred_leaders).
+  void prefer_leader();
 
   // Reads (node_reads.cc).
   struct ReadBatch {
@@ -285,6 +292,7 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   std::map<raft::Index, Waiter> waiters_;
   uint64_t next_read_id_ = 0;
   uint64_t ticks_ = 0;
+  uint64_t ticks_leading_ = 0;  // since this node last became leader (0 when it is not)
   // At most one ReadIndex round is in flight; reads that arrive meanwhile wait for the next one,
   // so that one heartbeat round confirms many reads under load.
   ReadBatch reads_to_issue_;

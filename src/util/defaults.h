@@ -19,6 +19,9 @@ inline constexpr std::string_view kClusterName = "raft-nginx";
 // at most half of it.
 inline constexpr std::chrono::milliseconds kElectionTimeout = 500ms;
 inline constexpr std::chrono::milliseconds kHeartbeatTimeout = 50ms;
+// A leader hands over to a preferred member only once it has led this many election timeouts,
+// so that a preferred member that comes and goes does not make leadership flap.
+inline constexpr int kPreferredLeaderHoldElections = 4;
 // With --rtt: a heartbeat of about one round trip, an election timeout of about ten (etcd's
 // tuning rule), never below the defaults above; and no round trip longer than this.
 inline constexpr int kElectionRoundTrips = 10;

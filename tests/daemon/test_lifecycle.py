@@ -93,6 +93,24 @@ class RoundTrip(ClusterTest):
             self.assertIn("--rtt", p.stderr)
 
 
+class PreferredLeader(ClusterTest):
+    def test_leadership_goes_back_to_the_preferred_member_once_it_is_back(self):
+        c = self.cluster.start(3, args=["--preferred-leader", "node2,node1"])
+
+        def leads(name):
+            return lambda: c.nodes[name].running() and c.nodes[name].status()["role"] == "leader"
+        wait_until(leads("node2"), timeout=30, what="node2 leading")
+        self.write(c.nodes["node2"], "k", "1")
+        # node2 gone: node1 is next; back: it leads again, and nothing was lost.
+        c.nodes["node2"].kill()
+        wait_until(leads("node1"), timeout=30, what="node1 leading")
+        self.write(c.nodes["node1"], "k", "2")
+        c.nodes["node2"].start()
+        wait_until(leads("node2"), timeout=30, what="node2 leading again")
+        self.assertIn("handing leadership to node2", c.nodes["node1"].log_tail(200))
+        self.assert_value(c.nodes["node2"], "k", "2", level="linearizable")
+
+
 class Restarts(ClusterTest):
     def test_restart_every_node_keeps_the_data_and_applies_nothing_twice(self):
         c = self.cluster.start(3, args=["--snapshot-threshold", "50"])

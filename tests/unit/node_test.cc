@@ -193,6 +193,35 @@ TEST_P(NodeOverNet, WriteOnLeaderIsReadOnEveryNode) {
 
 // A checkpoint makes every node record its state hash at the same point of the log: equal on
 // replicas that applied the same commands, whatever the backend (the audit log opts in too).
+TEST(PreferredLeader, TheFirstReadyMemberRankedAboveTheLeaderIsChosen) {
+  // Leader 3 of voters 1, 2, 3; the operators prefer 1, then 2.
+  raft::NodeStatus st;
+  st.id = 3;
+  st.role = raft::Role::kLeader;
+  st.last_index = 100;
+  st.peers = {{1, true, 100, 101, raft::Progress::State::kReplicate, true},
+              {2, true, 100, 101, raft::Progress::State::kReplicate, true},
+              {3, true, 100, 101, raft::Progress::State::kReplicate, true}};
+  const std::vector<raft::NodeId> order = {1, 2};
+  EXPECT_EQ(cluster::preferred_transfer_target(st, order), 1u);
+  st.peers[0].match_index = 99;  // 1 is behind: the next one
+  EXPECT_EQ(cluster::preferred_transfer_target(st, order), 2u);
+  st.peers[1].recent_active = false;  // 2 is not heard from: nobody
+  EXPECT_EQ(cluster::preferred_transfer_target(st, order), raft::kNoNode);
+  st.peers[1].recent_active = true;
+  // Ranked above the ready ones, the leader stays; so does one already handing over, or a
+  // follower, or a learner that is preferred.
+  EXPECT_EQ(cluster::preferred_transfer_target(st, {3, 2}), raft::kNoNode);
+  st.lead_transferee = 2;
+  EXPECT_EQ(cluster::preferred_transfer_target(st, order), raft::kNoNode);
+  st.lead_transferee = raft::kNoNode;
+  st.peers[1].voter = false;
+  EXPECT_EQ(cluster::preferred_transfer_target(st, order), raft::kNoNode);
+  st.peers[1].voter = true;
+  st.role = raft::Role::kFollower;
+  EXPECT_EQ(cluster::preferred_transfer_target(st, order), raft::kNoNode);
+}
+
 TEST(Node, CheckpointsRecordTheSameHashOnEveryReplica) {
   storage::Env* env = storage::Env::posix();
   for (bool audit : {false, true}) {
