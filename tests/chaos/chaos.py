@@ -33,6 +33,7 @@ It prints one summary line per scenario and a total (which adds passed=yes|no):
 On failure it keeps the history and the nodes' logs and prints where.
 """
 import argparse
+import collections
 import http.client
 import json
 import os
@@ -63,10 +64,38 @@ def node_id_for(name):
     return h or 1
 
 
+class Link:
+    """How one direction between two nodes behaves: a one-way delay with uniform jitter (as a
+    fraction of it), a bandwidth cap, and loss. TCP carries the bytes, so a lost segment shows
+    as a retransmission: a chunk hit by `loss` arrives `rto` later, and everything after it
+    waits (nothing is reordered)."""
+
+    def __init__(self, delay_ms=0.0, jitter=0.0, loss=0.0, bytes_per_s=0, rto_ms=200.0, seed=0):
+        self.delay = delay_ms / 1000
+        self.jitter = jitter
+        self.loss = loss
+        self.bytes_per_s = bytes_per_s
+        self.rto = rto_ms / 1000
+        self.rng = random.Random(seed)
+        self.lock = threading.Lock()
+
+    def due(self, now, size, last_due):
+        """When a chunk of `size` bytes read at `now` is delivered, after the one due at
+        `last_due`."""
+        with self.lock:
+            delay = self.delay * (1 + self.rng.uniform(-self.jitter, self.jitter))
+            if self.loss and self.rng.random() < self.loss:
+                delay += self.rto
+        at = max(now + delay, last_due)
+        if self.bytes_per_s:
+            at = max(at, last_due + size / self.bytes_per_s)
+        return at
+
+
 class Proxy:
     """Listens where the cluster believes a node's raft port is and forwards to the real one.
     It reads each connection's hello frame to learn the sender, so that links can be cut one
-    direction at a time."""
+    direction at a time, and shaped (Network.shape) to emulate a WAN."""
 
     def __init__(self, dst, real_port, network):
         self.dst = dst
@@ -113,8 +142,9 @@ class Proxy:
             return
         with self.lock:
             self.conns.append((src, client, upstream))
-        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
-        self._pump(client, upstream)
+        threading.Thread(target=self._pump, args=(upstream, client, self.network, self.dst, src),
+                         daemon=True).start()
+        self._pump(client, upstream, self.network, src, self.dst)
 
     @staticmethod
     def _read_exact(sock, n):
@@ -127,15 +157,47 @@ class Proxy:
         return data
 
     @staticmethod
-    def _pump(a, b):
+    def _pump(a, b, network, src, dst):
+        """Bytes from `a` (sent by `src`) to `b` (for `dst`), through the link between them if
+        one is shaped, read at once and delivered when due by a thread of their own."""
+        pending = collections.deque()
+        ready = threading.Condition()
+        done = []
+
+        def deliver():
+            try:
+                while True:
+                    with ready:
+                        while not pending and not done:
+                            ready.wait()
+                        if not pending:
+                            return
+                        at, data = pending.popleft()
+                    time.sleep(max(0.0, at - time.monotonic()))
+                    b.sendall(data)
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=deliver, daemon=True)
+        sender.start()
+        last_due = 0.0
         try:
             while True:
                 data = a.recv(65536)
                 if not data:
                     break
-                b.sendall(data)
+                link = network.link(src, dst)
+                now = time.monotonic()
+                last_due = link.due(now, len(data), last_due) if link else max(now, last_due)
+                with ready:
+                    pending.append((last_due, data))
+                    ready.notify()
         except OSError:
             pass
+        with ready:
+            done.append(True)
+            ready.notify()
+        sender.join()
         for s in (a, b):
             try:
                 s.shutdown(socket.SHUT_RDWR)
@@ -168,9 +230,19 @@ class Proxy:
 class Network:
     def __init__(self):
         self.rules = set()  # (src, dst): messages from src to dst are dropped
+        self.links = {}  # (src, dst): the Link bytes from src to dst go through
         self.lock = threading.Lock()
         self.proxies = {}
         self.names = {}
+
+    def shape(self, src, dst, link):
+        """Bytes from `src` to `dst` go through `link` from now on (None: straight)."""
+        with self.lock:
+            self.links[(src, dst)] = link
+
+    def link(self, src, dst):
+        with self.lock:
+            return self.links.get((src, dst))
 
     def blocked(self, src, dst):
         with self.lock:
