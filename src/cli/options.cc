@@ -337,6 +337,8 @@ class FlagSet {
     return opt;
   }
   // Copies the flags given on the command line into `options`.
+  // The values as parsed from the command line (defaults where a flag was not given).
+  const DaemonOptions& given() const { return flags_; }
   void override(DaemonOptions* options) const {
     for (const auto& [opt, copy] : given_) {
       if (opt->count() > 0)
@@ -525,7 +527,10 @@ Status complete_and_check(DaemonOptions* o) {
     return Status::invalid_argument("--rtt must be at most " + format_duration(defaults::kMaxRtt));
   if (o->heartbeat_timeout.count() <= 0 || o->heartbeat_timeout * 2 > o->election_timeout)
     return Status::invalid_argument(
-        "the heartbeat timeout must be positive and at most half the election timeout");
+        "the heartbeat timeout (" + format_duration(o->heartbeat_timeout) +
+        ") must be positive and at most half the election timeout (" +
+        format_duration(o->election_timeout) + ")" +
+        (o->rtt.count() > 0 ? "; --rtt sets both where nothing else does" : ""));
   if (o->nginx_wait_min > o->nginx_wait_max)
     return Status::invalid_argument("--nginx-wait-min must be at most --nginx-wait-max");
   if (o->http_advertise.empty())
@@ -651,6 +656,12 @@ ParsedOptions parse_options(int argc, char** argv, const DaemonHooks& hooks) {
   options.fsm = hooks.backends.front().name;
   for (const Flag& f : hooks.flags)
     options.program_flags[f.name] = f.default_value;
+  // --rtt sets the timeouts' defaults: the config file and the flags given override them.
+  if (const std::chrono::milliseconds rtt = flags.given().rtt; rtt.count() > 0) {
+    options.heartbeat_timeout = std::max(defaults::kHeartbeatTimeout, rtt);
+    options.election_timeout =
+        std::max(defaults::kElectionTimeout, defaults::kElectionRoundTrips * rtt);
+  }
   if (!config_path.empty()) {
     std::vector<std::string> warnings;
     if (Status s = load_config_file(config_path, &options, &warnings); !s.ok())
@@ -659,16 +670,6 @@ ParsedOptions parse_options(int argc, char** argv, const DaemonHooks& hooks) {
       std::cerr << hooks.program << ": warning: " << w << "\n";
   }
   flags.override(&options);
-  // --rtt sets the timeouts that neither a flag nor the config file set.
-  if (options.rtt.count() > 0) {
-    if (app.count("--heartbeat-timeout") == 0 &&
-        options.heartbeat_timeout == defaults::kHeartbeatTimeout)
-      options.heartbeat_timeout = std::max(defaults::kHeartbeatTimeout, options.rtt);
-    if (app.count("--election-timeout") == 0 &&
-        options.election_timeout == defaults::kElectionTimeout)
-      options.election_timeout =
-          std::max(defaults::kElectionTimeout, defaults::kElectionRoundTrips * options.rtt);
-  }
   const bool has_memory = std::any_of(hooks.backends.begin(), hooks.backends.end(),
                                       [](const BackendSpec& b) { return b.name == "memory"; });
   if (options.inmem && has_memory)

@@ -58,8 +58,10 @@ raft::NodeId best_transfer_target(const raft::NodeStatus& status,
 
 // The voter a leader should hand leadership back to, given the operators' order of preference
 // (--preferred-leader): the first of `preferred` ranked above the leader itself that is recently
-// active and has the leader's whole log. kNoNode if the leader comes first among those ready,
-// none is ready, a transfer is under way, or `status` is not a leader's.
+// active and has the leader's whole log (the caller may count a peer that holds everything
+// committed as having it: the transfer catches it up before it hands over). kNoNode if the leader
+// comes first among those ready, none is ready, a transfer is under way, or `status` is not a
+// leader's.
 raft::NodeId preferred_transfer_target(const raft::NodeStatus& status,
                                        const std::vector<raft::NodeId>& preferred);
 

@@ -50,19 +50,21 @@ void Api::Call::read(std::function<Response()> read) {
   const auto level_it = params.find("level");
   std::string level = level_it == params.end() ? "stale" : level_it->second;
   std::optional<std::chrono::milliseconds> max_lag;
-  if (auto lag = params.find("max_lag"); lag != params.end()) {
+  if (auto lag = params.find("max_lag"); lag != params.end() && level != "linearizable") {
     auto parsed = parse_duration(lag->second);
     if (!parsed.ok())
       return answer(Response::error(400, "max_lag: " + parsed.status().message()));
     max_lag = *parsed;
   }
   if (level == "auto") {
-    // A learner's copy is what it is for; a follower's, while it is in touch with its leader
-    // (within max_lag, or an election timeout); anything else asks the leader.
-    const std::string role = api->node_->replica_status().role;
+    // A learner's copy is what it is for; a follower's, while it is in touch with the leader it
+    // knows (within max_lag, or an election timeout) and has applied what that leader told it
+    // is committed; anything else asks the leader.
+    const ReplicaStatus st = api->node_->replica_status();
     const auto recent = max_lag.value_or(api->options_.recent_contact);
-    const bool in_touch = Clock::now() - api->node_->leader_contact() <= recent;
-    level = role == "learner" || (role == "follower" && in_touch) ? "stale" : "linearizable";
+    const bool in_touch = !st.leader.empty() && st.applied_index >= st.commit_index &&
+                          Clock::now() - api->node_->leader_contact() <= recent;
+    level = st.role == "learner" || (st.role == "follower" && in_touch) ? "stale" : "linearizable";
     read = [read = std::move(read), level] {
       Response r = read();
       r.headers.emplace_back("X-Raft-Read-Level", level);

@@ -86,23 +86,39 @@ void Node::prefer_leader() {
   if (options_.preferred_leaders.empty())
     return;
   const raft::NodeStatus status = core_->status();
-  if (status.role != raft::Role::kLeader) {
-    ticks_leading_ = 0;
+  if (status.role != raft::Role::kLeader || status.hard_state.term != leading_term_) {
+    // Led again soon after handing over (the preferred member lost it, or another node's list
+    // differs): wait twice as long before the next hand-over, so leadership cannot flap.
+    if (status.role == raft::Role::kLeader && handed_over_at_tick_ != 0 &&
+        ticks_ - handed_over_at_tick_ < 2 * hold_ticks_)
+      hold_ticks_ = std::min(hold_ticks_ * 2, kMaxPreferredLeaderHoldTicks);
+    leading_term_ = status.role == raft::Role::kLeader ? status.hard_state.term : 0;
+    leading_since_tick_ = ticks_;
     return;
   }
-  const uint64_t hold =
-      static_cast<uint64_t>(options_.election_ticks) * defaults::kPreferredLeaderHoldElections;
-  // Once per election timeout, half-way between the leader's quorum checks: each clears every
-  // follower's recent_active, which the half since sets again for those that answered.
+  if (hold_ticks_ == 0)
+    hold_ticks_ =
+        static_cast<uint64_t>(options_.election_ticks) * defaults::kPreferredLeaderHoldElections;
   const auto every = static_cast<uint64_t>(options_.election_ticks);
-  if (++ticks_leading_ < hold || ticks_leading_ % every != every / 2)
+  const uint64_t led = ticks_ - leading_since_tick_;
+  if (led < hold_ticks_ || led % every != 0)
     return;
-  const raft::NodeId to = cluster::preferred_transfer_target(status, options_.preferred_leaders);
+  // Ready: heard from within an election timeout (this node's own record: the core's
+  // recent_active is cleared at each of its quorum checks), and holding what is committed.
+  raft::NodeStatus ready = status;
+  for (raft::PeerStatus& p : ready.peers) {
+    auto heard = heard_at_tick_.find(p.id);
+    p.recent_active = heard != heard_at_tick_.end() && ticks_ - heard->second <= every;
+    if (p.match_index >= status.hard_state.commit)
+      p.match_index = status.last_index;
+  }
+  const raft::NodeId to = cluster::preferred_transfer_target(ready, options_.preferred_leaders);
   if (to == raft::kNoNode)
     return;
   const cluster::Member* member = membership().find(to);
   spdlog::info("handing leadership to {}, preferred over this node (--preferred-leader)",
                member ? member->name : std::to_string(to));
+  handed_over_at_tick_ = ticks_;
   (void)core_->transfer_leadership(to);
 }
 
@@ -138,6 +154,7 @@ void Node::step_from_network(raft::Message m, transport::Sender sender, bool fro
     return count_violation(s.message(), from);
   if (from == core_->leader() && term == core_->term())
     leader_contact_ = options_.clock->now();
+  heard_at_tick_[from] = ticks_;
 }
 
 void Node::count_violation(const std::string& kind, raft::NodeId from) {

@@ -292,7 +292,15 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   std::map<raft::Index, Waiter> waiters_;
   uint64_t next_read_id_ = 0;
   uint64_t ticks_ = 0;
-  uint64_t ticks_leading_ = 0;  // since this node last became leader (0 when it is not)
+  // prefer_leader(): the term this node leads (0: it does not), since which tick; when it last
+  // handed over; how long it leads before it hands over (doubled when leadership came back to it
+  // soon after); the tick each peer was last heard from.
+  raft::Term leading_term_ = 0;
+  uint64_t leading_since_tick_ = 0;
+  uint64_t handed_over_at_tick_ = 0;
+  uint64_t hold_ticks_ = 0;
+  static constexpr uint64_t kMaxPreferredLeaderHoldTicks = 1 << 16;
+  std::map<raft::NodeId, uint64_t> heard_at_tick_;
   // At most one ReadIndex round is in flight; reads that arrive meanwhile wait for the next one,
   // so that one heartbeat round confirms many reads under load.
   ReadBatch reads_to_issue_;
