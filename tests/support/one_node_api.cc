@@ -39,6 +39,16 @@ OneNodeApi::~OneNodeApi() {
   node_->stop();
 }
 
+http::Response OneNodeApi::call(std::string method, std::string target, std::string body,
+                                http::Headers headers) {
+  http::Request r;
+  r.method = std::move(method);
+  r.target = std::move(target);
+  r.body = std::move(body);
+  r.headers = std::move(headers);
+  return call(std::move(r));
+}
+
 http::Response OneNodeApi::call(http::Request request) {
   auto answered = std::make_shared<std::promise<http::Response>>();
   auto future = answered->get_future();

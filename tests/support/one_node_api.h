@@ -27,6 +27,8 @@ class OneNodeApi {
 
   // The answer to `request`, once the Api gives it.
   http::Response call(http::Request request);
+  http::Response call(std::string method, std::string target, std::string body = {},
+                      http::Headers headers = {});
 
   http::Api& api() { return *api_; }
   node::Node& node() { return *node_; }

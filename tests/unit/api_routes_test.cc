@@ -22,15 +22,9 @@ class Daemon {
       : api_(dir_.path(), std::make_unique<fsm::MemoryKv>(), std::move(routes),
              options(std::move(auth))) {}
 
-  // The answer to one request.
   http::Response call(std::string method, std::string target, std::string body = {},
                       http::Headers headers = {}) {
-    http::Request r;
-    r.method = std::move(method);
-    r.target = std::move(target);
-    r.body = std::move(body);
-    r.headers = std::move(headers);
-    return api_.call(std::move(r));
+    return api_.call(std::move(method), std::move(target), std::move(body), std::move(headers));
   }
 
   http::Api& api() { return api_.api(); }

@@ -69,12 +69,7 @@ class GatewayWritesTest : public ::testing::Test {
 
   http::Response call(std::string method, std::string target, std::string body = {},
                       http::Headers headers = {}) {
-    http::Request r;
-    r.method = std::move(method);
-    r.target = std::move(target);
-    r.body = std::move(body);
-    r.headers = std::move(headers);
-    return api_->call(std::move(r));
+    return api_->call(std::move(method), std::move(target), std::move(body), std::move(headers));
   }
   // Proposes `cmd` as it is, as a deposed leader or an older release would have.
   Result<Outcome> propose(const fsm::KvCommand& cmd) {
