@@ -389,6 +389,13 @@ void add_readings(http::Metrics& metrics, const DaemonOptions& options, const Tr
       "Connections the raft port refused or closed: wrong cluster or identity, "
       "garbage, oversized or stalled frames, over a limit.",
       [transport] { return static_cast<double>(transport->refused_connections()); });
+  metrics.add_counter(
+      "raftnginx_snapshot_sent_bytes_total", "Snapshot bytes streamed to peers.",
+      [transport] { return static_cast<double>(transport->snapshot_bytes_sent()); });
+  metrics.add_counter(
+      "raftnginx_snapshot_resumed_bytes_total",
+      "Snapshot bytes not sent again: the peer kept them from a stream that broke off.",
+      [transport] { return static_cast<double>(transport->snapshot_bytes_resumed()); });
   metrics.add_gauge("raftnginx_insecure",
                     "1 if the node serves beyond loopback without TLS and auth (--insecure).",
                     "raftnginx_insecure", [insecure = options.insecure] { return insecure; });

@@ -8,10 +8,11 @@ namespace {
 constexpr char kMagic[4] = {'R', 'N', 'G', 'X'};
 constexpr size_t kHeaderBytes = 5;  // length (4) | type (1)
 constexpr size_t kKeptCapacity = 1 << 20;
+constexpr uint32_t kMaxResumeFiles = 1000;
 
 bool known_type(uint8_t type) {
   return type >= static_cast<uint8_t>(FrameType::kHello) &&
-         type <= static_cast<uint8_t>(FrameType::kSnapshotAck);
+         type <= static_cast<uint8_t>(FrameType::kSnapshotResume);
 }
 
 }  // namespace
@@ -54,6 +55,35 @@ Result<Hello> decode_hello(std::string_view payload) {
     return Status::invalid_argument("hello from node 0");
   h.cluster_id = std::string(cluster);
   return h;
+}
+
+std::string encode_snapshot_resume(const SnapshotResume& resume) {
+  std::string payload;
+  put_u8(&payload, resume.accepted ? 1 : 0);
+  put_u32(&payload, static_cast<uint32_t>(resume.held.size()));
+  for (const auto& [name, bytes] : resume.held) {
+    put_bytes(&payload, name);
+    put_u64(&payload, bytes);
+  }
+  return encode_frame(FrameType::kSnapshotResume, payload);
+}
+
+Result<SnapshotResume> decode_snapshot_resume(std::string_view payload) {
+  Reader r(payload);
+  SnapshotResume resume;
+  const uint8_t accepted = r.u8();
+  const uint32_t files = r.count(12, kMaxResumeFiles);
+  for (uint32_t i = 0; i < files && r.ok(); ++i) {
+    const std::string name(r.bytes());
+    const uint64_t bytes = r.u64();
+    if (!resume.held.empty() && name <= resume.held.rbegin()->first)
+      r.fail();  // one spelling: names in ascending order, each once
+    resume.held.emplace_hint(resume.held.end(), name, bytes);
+  }
+  if (!r.done() || accepted > 1)
+    return Status::invalid_argument("malformed snapshot resume answer");
+  resume.accepted = accepted == 1;
+  return resume;
 }
 
 FrameReader::~FrameReader() {

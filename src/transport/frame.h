@@ -7,6 +7,14 @@
 //     4 snapshot chunk   file name (4 + n) | bytes (4 + n)
 //     5 snapshot end     the Snapshot message (raft/encoding.h)
 //     6 snapshot ack     1 accepted, 0 refused (receiver to sender)
+//     7 snapshot offer   like snapshot begin, and asks for a snapshot resume answer
+//     8 snapshot resume  accepted (1) | files (4) | per file: name (4 + n) | bytes held (8)
+//                        (receiver to sender: what it kept of an earlier stream of the same
+//                        snapshot that broke off; the sender starts each file there)
+//
+// A sender offers (7) and a receiver answers (8) before any chunk: over a thin link a broken
+// transfer resumes instead of starting again. A receiver of an earlier release does not know 7
+// and closes the connection; the sender then begins (3) on a new one.
 //
 // Every connection opens with a hello that names the protocol version, the cluster and the
 // sender; the sender's id is then bound to the connection: every message on it must come from
@@ -15,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,6 +40,8 @@ enum class FrameType : uint8_t {
   kSnapshotChunk = 4,
   kSnapshotEnd = 5,
   kSnapshotAck = 6,
+  kSnapshotOffer = 7,
+  kSnapshotResume = 8,
 };
 
 inline constexpr uint8_t kProtocolVersion = 2;
@@ -46,6 +57,16 @@ struct Hello {
 std::string encode_hello(const Hello& hello);
 // InvalidArgument says why the payload is not a hello this node speaks.
 Result<Hello> decode_hello(std::string_view payload);
+
+// The receiver's answer to a snapshot offer. `held`: bytes of each file it already has (files it
+// has nothing of are left out).
+struct SnapshotResume {
+  bool accepted = false;
+  std::map<std::string, uint64_t> held;
+};
+std::string encode_snapshot_resume(const SnapshotResume& resume);
+// InvalidArgument on anything but a well-formed answer (names ascending, at most 1,000 files).
+Result<SnapshotResume> decode_snapshot_resume(std::string_view payload);
 
 struct Frame {
   FrameType type = FrameType::kHello;

@@ -115,6 +115,7 @@ awaitable<void> TcpTransport::Impl::serve(std::shared_ptr<Connection> conn) {
   if (sender) {
     inbound[sender->id] = conn;  // where answers to a peer that is no member go
     bool open = true;
+    bool broken = false;  // the connection broke or went quiet, rather than a frame ending it
     while (open) {
       for (Frame& f : frames) {
         open = co_await on_frame(*conn, *sender, f, staging);
@@ -122,15 +123,13 @@ awaitable<void> TcpTransport::Impl::serve(std::shared_ptr<Connection> conn) {
           break;
       }
       frames.clear();
-      open = open && co_await read_frames(*conn, reader, frames, Idle::kTimeout);
+      broken = open && !co_await read_frames(*conn, reader, frames, Idle::kTimeout);
+      open = open && !broken;
     }
     if (auto it = inbound.find(sender->id); it != inbound.end() && it->second.lock() == conn)
       inbound.erase(it);
-  }
-  if (staging) {
-    const std::string dir = staging->dir;
-    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(dir); });
-    --snapshot_streams;
+    if (staging)
+      end_stream(std::move(*staging), broken);
   }
   conn->close();
   release_inbound(*conn);
@@ -149,7 +148,13 @@ awaitable<bool> TcpTransport::Impl::on_frame(Connection& conn, Sender sender, Fr
       co_return true;
     }
     case FrameType::kSnapshotBegin:
-      co_return begin_snapshot(conn, sender, f.payload, staging);
+      co_return begin_snapshot(conn, sender, f.payload, false, staging);
+    case FrameType::kSnapshotOffer: {
+      const bool begun = begin_snapshot(conn, sender, f.payload, true, staging);
+      const std::string answer = resume_answer(begun ? staging : std::nullopt);
+      const bool answered = co_await conn.write(answer);
+      co_return begun&& answered;
+    }
     case FrameType::kSnapshotChunk: {
       const bool written = co_await write_chunk(conn, f.payload, staging);
       co_return written;
@@ -169,7 +174,7 @@ void TcpTransport::Impl::deliver(raft::Message m, Sender sender) {
 }
 
 bool TcpTransport::Impl::begin_snapshot(Connection& conn, Sender sender, const std::string& payload,
-                                        std::optional<Staging>& staging) {
+                                        bool offered, std::optional<Staging>& staging) {
   auto info = storage::decode_snapshot_info(payload);
   if (!info.ok() || staging) {
     note_refused(conn, "malformed snapshot stream");
@@ -192,13 +197,56 @@ bool TcpTransport::Impl::begin_snapshot(Connection& conn, Sender sender, const s
     with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
     return false;
   }
+  ++snapshot_streams;
+  if (offered && kept && kept->announced == payload) {
+    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
+    staging = std::move(kept);
+    kept.reset();
+    spdlog::info("raft port: snapshot {} from node {} resumes at {} of {} bytes",
+                 staging->info.meta.index, sender.id, staging->held(), staging->info.bytes());
+    return true;
+  }
+  if (kept) {
+    const std::string old_dir = kept->dir;
+    kept.reset();
+    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(old_dir); });
+  }
   staging.emplace();
   staging->dir = *dir;
   staging->info = std::move(info).value();
+  staging->announced = payload;
+  staging->resumable = offered;
   for (const storage::SnapshotFile& file : staging->info.files)
     staging->remaining[file.name] = file.size;
-  ++snapshot_streams;
   return true;
+}
+
+std::string TcpTransport::Impl::resume_answer(const std::optional<Staging>& staging) {
+  SnapshotResume answer;
+  answer.accepted = staging.has_value();
+  if (staging) {
+    for (const storage::SnapshotFile& file : staging->info.files) {
+      const uint64_t held = file.size - staging->remaining.at(file.name);
+      if (held > 0)
+        answer.held[file.name] = held;
+    }
+  }
+  return encode_snapshot_resume(answer);
+}
+
+void TcpTransport::Impl::end_stream(Staging staging, bool broken) {
+  --snapshot_streams;
+  if (!broken || !staging.resumable) {
+    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(staging.dir); });
+    return;
+  }
+  if (kept) {
+    const std::string old_dir = kept->dir;
+    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(old_dir); });
+  }
+  spdlog::info("raft port: snapshot {} broke off; the {} bytes received are kept to resume",
+               staging.info.meta.index, staging.held());
+  kept = std::move(staging);
 }
 
 awaitable<bool> TcpTransport::Impl::write_chunk(Connection& conn, const std::string& payload,

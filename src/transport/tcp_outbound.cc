@@ -192,22 +192,25 @@ void TcpTransport::Impl::enqueue(raft::NodeId to, std::string bytes) {
 awaitable<void> TcpTransport::Impl::stream_snapshot(std::string address, raft::Message m,
                                                     storage::SnapshotInfo info,
                                                     std::function<void(bool)> done) {
-  std::shared_ptr<Connection> conn = co_await dial(address, m.to);
+  std::map<std::string, uint64_t> held;
+  std::shared_ptr<Connection> conn = co_await open_snapshot_stream(address, m.to, info, &held);
   bool ok = conn != nullptr;
-  if (ok) {
-    // A peer that vanishes mid-stream must not leave the sender waiting for an ack forever:
-    // the whole transfer gets io_timeout plus one second per 10 MB.
-    conn->arm(opt.io_timeout + std::chrono::milliseconds(info.bytes() / 10000));
-    const std::string begin =
-        encode_frame(FrameType::kSnapshotBegin, storage::encode_snapshot_info(info));
-    ok = co_await conn->write(begin);
+  uint64_t resumed = 0;
+  for (const auto& [name, bytes] : held)
+    resumed += bytes;
+  if (ok && resumed > 0) {
+    spdlog::info("raft port: snapshot {} to node {} resumes at {} of {} bytes", info.meta.index,
+                 m.to, resumed, info.bytes());
+    snapshot_bytes_resumed += resumed;
   }
   for (const storage::SnapshotFile& f : info.files) {
     if (!ok)
       break;
-    ok = co_await stream_file(*conn, info.dir, f.name);
+    ok = co_await stream_file(*conn, info.dir, f.name, held[f.name]);
   }
   if (ok) {
+    // The receiver syncs the files before it answers: one second more per 10 MB.
+    conn->arm(opt.io_timeout + std::chrono::milliseconds(info.bytes() / 10000));
     const std::string end = encode_frame(FrameType::kSnapshotEnd, raft::encode_message(m));
     ok = co_await conn->write(end);
   }
@@ -222,15 +225,69 @@ awaitable<void> TcpTransport::Impl::stream_snapshot(std::string address, raft::M
   done(ok);
 }
 
+awaitable<std::shared_ptr<Connection>> TcpTransport::Impl::open_snapshot_stream(
+    const std::string& address, raft::NodeId peer, const storage::SnapshotInfo& info,
+    std::map<std::string, uint64_t>* held) {
+  const std::string announced = storage::encode_snapshot_info(info);
+  std::shared_ptr<Connection> conn = co_await dial(address, peer);
+  if (!conn)
+    co_return nullptr;
+  conn->arm(opt.io_timeout);
+  const std::string offer = encode_frame(FrameType::kSnapshotOffer, announced);
+  if (!co_await conn->write(offer)) {
+    conn->close();
+    co_return nullptr;
+  }
+  FrameReader reader(opt.max_frame_bytes, &frame_budget);
+  std::vector<Frame> frames;
+  if (co_await read_frames(*conn, reader, frames, Idle::kArmed)) {
+    auto answer = frames.front().type == FrameType::kSnapshotResume
+                      ? decode_snapshot_resume(frames.front().payload)
+                      : Result<SnapshotResume>(Status::invalid_argument("not a resume answer"));
+    bool fits = answer.ok() && answer->accepted;
+    for (const auto& [name, bytes] : fits ? answer->held : std::map<std::string, uint64_t>()) {
+      auto file = std::find_if(info.files.begin(), info.files.end(),
+                               [&name = name](const auto& f) { return f.name == name; });
+      fits = fits && file != info.files.end() && bytes <= file->size;
+    }
+    if (!fits) {
+      conn->close();
+      co_return nullptr;
+    }
+    *held = std::move(answer->held);
+    conn->disarm();
+    co_return conn;
+  }
+  // A receiver of an earlier release closes the connection at a frame type it does not know.
+  conn->close();
+  conn = co_await dial(address, peer);
+  if (!conn)
+    co_return nullptr;
+  const std::string begin = encode_frame(FrameType::kSnapshotBegin, announced);
+  if (!co_await conn->write(begin)) {
+    conn->close();
+    co_return nullptr;
+  }
+  co_return conn;
+}
+
 awaitable<bool> TcpTransport::Impl::stream_file(Connection& conn, const std::string& dir,
-                                                const std::string& name) {
+                                                const std::string& name, uint64_t from) {
   auto file = std::make_shared<std::unique_ptr<storage::SequentialFile>>();
   auto piece = std::make_shared<std::string>();
-  auto open_file = [env = opt.env, file, path = dir + "/" + name] {
+  auto open_file = [env = opt.env, file, piece, from, n = opt.chunk_bytes,
+                    path = dir + "/" + name]() -> Status {
     auto r = env->open_for_read(path);
-    if (r.ok())
-      *file = std::move(r).value();
-    return r.status();
+    if (!r.ok())
+      return r.status();
+    *file = std::move(r).value();
+    for (uint64_t skipped = 0; skipped < from; skipped += piece->size()) {
+      if (Status s = (*file)->read(std::min<uint64_t>(n, from - skipped), piece.get()); !s.ok())
+        return s;
+      if (piece->empty())
+        return Status::corruption(path + " is shorter than the receiver holds");
+    }
+    return Status();
   };
   Status opened = co_await on_file_thread(std::move(open_file));
   if (!opened.ok())
@@ -246,8 +303,11 @@ awaitable<bool> TcpTransport::Impl::stream_file(Connection& conn, const std::str
     put_bytes(&payload, name);
     put_bytes(&payload, *piece);
     const std::string chunk = encode_frame(FrameType::kSnapshotChunk, payload);
+    // Over a thin link a large snapshot takes long: the deadline is for progress, per chunk.
+    conn.arm(opt.io_timeout);
     if (!co_await conn.write(chunk))
       co_return false;
+    snapshot_bytes_sent += piece->size();
   }
 }
 

@@ -91,6 +91,14 @@ size_t TcpTransport::inbound_connections() const {
   return impl_->inbound_open.load();
 }
 
+uint64_t TcpTransport::snapshot_bytes_sent() const {
+  return impl_->snapshot_bytes_sent.load();
+}
+
+uint64_t TcpTransport::snapshot_bytes_resumed() const {
+  return impl_->snapshot_bytes_resumed.load();
+}
+
 void TcpTransport::set_receiver(raft::NodeId self, Receiver* receiver) {
   std::lock_guard lock(impl_->receiver_mu);
   impl_->self = self;

@@ -22,7 +22,9 @@
 // max_queue_bytes of messages wait
 // per peer (newer ones are dropped and the peer reported unreachable; Raft resends), a snapshot
 // stream may write no more than the sizes it announced, and a stream that breaks off has its
-// staged files removed. Accepting backs off while the process is out of file descriptors.
+// staged files removed, except the latest offered one (frame.h), which is kept (one snapshot's
+// size on disk at most) so that the sender resumes it where it stopped. Accepting backs off while
+// the process is out of file descriptors.
 //
 // Threads: one I/O thread runs every connection; one more reads and writes snapshot files. The
 // Receiver is called from those threads.
@@ -75,6 +77,10 @@ class TcpTransport final : public Transport {
   uint64_t refused_connections() const;
   // Inbound connections open now.
   size_t inbound_connections() const;
+  // Snapshot bytes streamed to peers since start, and those not sent again because the peer kept
+  // them from a stream that broke off.
+  uint64_t snapshot_bytes_sent() const;
+  uint64_t snapshot_bytes_resumed() const;
 
   // Connects to `address` and checks that the certificate answering names member `id` (with
   // TLS; plaintext proves nothing and passes), sending nothing: a node about to be added must

@@ -77,10 +77,20 @@ class TcpTransport::Impl {
   struct Staging {
     std::string dir;
     storage::SnapshotInfo info;
+    std::string announced;   // the begin frame's payload: equal payloads, the same snapshot
+    bool resumable = false;  // offered (frame 7): kept if the connection breaks
     std::map<std::string, uint64_t> remaining;  // announced bytes not yet written, by file
     std::shared_ptr<std::unique_ptr<storage::WritableFile>> file =
         std::make_shared<std::unique_ptr<storage::WritableFile>>();
     std::string file_name;
+
+    // Bytes of every file written so far.
+    uint64_t held() const {
+      uint64_t left = 0;
+      for (const auto& [name, bytes] : remaining)
+        left += bytes;
+      return info.bytes() - left;
+    }
   };
 
   std::shared_ptr<asio::ssl::context> tls_context() const {
@@ -153,8 +163,16 @@ class TcpTransport::Impl {
 
   void deliver(raft::Message m, Sender sender);
 
-  bool begin_snapshot(Connection& conn, Sender sender, const std::string& payload,
+  // A snapshot stream begins (or, `offered`, may resume what `kept` holds of it).
+  bool begin_snapshot(Connection& conn, Sender sender, const std::string& payload, bool offered,
                       std::optional<Staging>& staging);
+
+  // The answer to an offer: what `staging` (null: refused) holds already.
+  static std::string resume_answer(const std::optional<Staging>& staging);
+
+  // A stream that ended: kept to resume if it was offered and its connection broke, its files
+  // removed otherwise.
+  void end_stream(Staging staging, bool broken);
 
   // Writes one chunk, within what the stream announced for its file.
   awaitable<bool> write_chunk(Connection& conn, const std::string& payload,
@@ -190,7 +208,16 @@ class TcpTransport::Impl {
   awaitable<void> stream_snapshot(std::string address, raft::Message m, storage::SnapshotInfo info,
                                   std::function<void(bool)> done);
 
-  awaitable<bool> stream_file(Connection& conn, const std::string& dir, const std::string& name);
+  // Opens a snapshot stream to `peer`: offers it, and fills `held` with what the receiver kept
+  // of an earlier stream; a receiver of an earlier release, which closes the connection at an
+  // offer, gets a plain begin on a new one. Null if refused or unreachable.
+  awaitable<std::shared_ptr<Connection>> open_snapshot_stream(
+      const std::string& address, raft::NodeId peer, const storage::SnapshotInfo& info,
+      std::map<std::string, uint64_t>* held);
+
+  // Streams one file from byte `from`.
+  awaitable<bool> stream_file(Connection& conn, const std::string& dir, const std::string& name,
+                              uint64_t from);
 
   TcpTransportOptions opt;
   asio::io_context io;
@@ -215,6 +242,11 @@ class TcpTransport::Impl {
   size_t refusals_unlogged = 0;
   size_t inbound_count = 0;
   size_t snapshot_streams = 0;
+  // The latest offered stream that broke off, kept until the same snapshot is offered again or
+  // another stream begins (a restart's snapshot store removes it otherwise).
+  std::optional<Staging> kept;
+  std::atomic<uint64_t> snapshot_bytes_sent{0};
+  std::atomic<uint64_t> snapshot_bytes_resumed{0};
 };
 
 }  // namespace raftnginx::transport

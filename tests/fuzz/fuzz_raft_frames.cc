@@ -51,8 +51,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else if (f.type == transport::FrameType::kMessage ||
                f.type == transport::FrameType::kSnapshotEnd) {
       (void)raft::decode_message(f.payload);
-    } else if (f.type == transport::FrameType::kSnapshotBegin) {
+    } else if (f.type == transport::FrameType::kSnapshotBegin ||
+               f.type == transport::FrameType::kSnapshotOffer) {
       (void)storage::decode_snapshot_info(f.payload);
+    } else if (f.type == transport::FrameType::kSnapshotResume) {
+      auto resume = transport::decode_snapshot_resume(f.payload);
+      if (resume.ok()) {
+        const std::string again = transport::encode_snapshot_resume(*resume);
+        RAFTNGINX_CHECK(again.substr(5) == f.payload, "a resume answer does not round-trip");
+      }
     }
   }
   return 0;

@@ -131,7 +131,8 @@ std::string address(const TcpTransport& t) {
   return "127.0.0.1:" + std::to_string(t.port());
 }
 
-// A raw client socket to a transport's port.
+// A raw socket speaking to a transport: a client of its port, or a connection a RawListener
+// accepted from it.
 class RawPeer {
  public:
   explicit RawPeer(uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
@@ -141,9 +142,29 @@ class RawPeer {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     connected_ = ::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
   }
+  struct Accepted {
+    int fd;
+  };
+  explicit RawPeer(Accepted accepted) : fd_(accepted.fd), connected_(fd_ >= 0) {}
   ~RawPeer() { ::close(fd_); }
   bool connected() const { return connected_; }
   void send(const std::string& bytes) { (void)!::write(fd_, bytes.data(), bytes.size()); }
+  // The next frame the transport sends, or nullopt if the connection ends first or `timeout`
+  // passes.
+  std::optional<Frame> next_frame(std::chrono::milliseconds timeout = 5s) {
+    timeval tv{static_cast<time_t>(timeout.count() / 1000),
+               static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    while (pending_.empty()) {
+      char buf[64 << 10];
+      const ssize_t n = ::read(fd_, buf, sizeof buf);
+      if (n <= 0 || !reader_.feed(std::string_view(buf, static_cast<size_t>(n)), &pending_).ok())
+        return std::nullopt;
+    }
+    Frame f = std::move(pending_.front());
+    pending_.erase(pending_.begin());
+    return f;
+  }
   // True once the transport hung up (EOF or reset), within `timeout`.
   bool closed_by_peer(std::chrono::milliseconds timeout = 5s) {
     timeval tv{static_cast<time_t>(timeout.count() / 1000),
@@ -162,6 +183,43 @@ class RawPeer {
  private:
   int fd_;
   bool connected_ = false;
+  FrameReader reader_{64 << 20};
+  std::vector<Frame> pending_;
+};
+
+// A listening socket that plays a peer the transport dials.
+class RawListener {
+ public:
+  RawListener() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    EXPECT_EQ(::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(::listen(fd_, 4), 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+  }
+  ~RawListener() { ::close(fd_); }
+  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
+  // The next connection that sends a frame after its hello (a snapshot stream), and that frame.
+  // Connections that only say hello (the peer's message connection) are kept open, idle.
+  std::pair<std::unique_ptr<RawPeer>, std::optional<Frame>> accept_stream() {
+    for (int attempt = 0; attempt < 4; ++attempt) {
+      auto conn = std::make_unique<RawPeer>(RawPeer::Accepted{::accept(fd_, nullptr, nullptr)});
+      auto hello = conn->next_frame();
+      EXPECT_TRUE(hello.has_value() && hello->type == FrameType::kHello);
+      if (auto first = conn->next_frame(2s))
+        return {std::move(conn), std::move(first)};
+      idle_.push_back(std::move(conn));
+    }
+    return {nullptr, std::nullopt};
+  }
+
+ private:
+  int fd_;
+  uint16_t port_ = 0;
+  std::vector<std::unique_ptr<RawPeer>> idle_;
 };
 
 // Waits until `condition` holds, checking every few milliseconds; false after `timeout`.
@@ -261,6 +319,35 @@ TEST(TcpTransport, TricklingAFrameDoesNotExtendItsDeadline) {
 
 // Frames in progress share one budget: a peer (or many) sending most of large frames is cut off
 // once they hold it all, and what a reader held goes back to the budget with it.
+TEST(SnapshotResume, RoundTripsAndRefusesMalformedAnswers) {
+  const SnapshotResume sent{true, {{"a", 1}, {"state.bin", uint64_t{1} << 40}}};
+  const std::string frame = encode_snapshot_resume(sent);
+  auto got = decode_snapshot_resume(std::string_view(frame).substr(5));
+  ASSERT_TRUE(got.ok()) << got.status().to_string();
+  EXPECT_TRUE(got->accepted);
+  EXPECT_EQ(got->held, sent.held);
+
+  auto answer = [](uint8_t accepted, uint32_t count, const std::vector<std::string>& names) {
+    std::string payload;
+    put_u8(&payload, accepted);
+    put_u32(&payload, count);
+    for (const std::string& name : names) {
+      put_bytes(&payload, name);
+      put_u64(&payload, 7);
+    }
+    return payload;
+  };
+  EXPECT_TRUE(decode_snapshot_resume(answer(0, 0, {})).ok());
+  EXPECT_FALSE(decode_snapshot_resume(answer(2, 0, {})).ok());  // not a flag
+  EXPECT_TRUE(decode_snapshot_resume(answer(1, 2, {"a", "b"})).ok());
+  EXPECT_FALSE(decode_snapshot_resume(answer(1, 2, {"a", "a"})).ok());           // names twice
+  EXPECT_FALSE(decode_snapshot_resume(answer(1, 2, {"b", "a"})).ok());           // out of order
+  EXPECT_FALSE(decode_snapshot_resume(answer(1, 0x7fffffff, {"a"})).ok());       // a count it lacks
+  EXPECT_FALSE(decode_snapshot_resume(answer(1, 1, {"a"}) + "x").ok());          // trailing bytes
+  EXPECT_FALSE(decode_snapshot_resume(answer(1, 1, {"a"}).substr(0, 10)).ok());  // cut short
+  EXPECT_FALSE(decode_snapshot_resume("").ok());
+}
+
 TEST(FrameReader, FramesInProgressShareOneBudget) {
   FrameBudget budget{1000};
   std::vector<Frame> frames;
@@ -399,6 +486,185 @@ TEST(TcpTransport, SnapshotStreamsInChunksAndIsVerified) {
   auto bytes = storage::Env::posix()->read_file(received->dir + "/state.bin");
   ASSERT_TRUE(bytes.ok());
   EXPECT_TRUE(*bytes == big);
+}
+
+std::string chunk_frame(const std::string& name, std::string_view bytes) {
+  std::string payload;
+  put_bytes(&payload, name);
+  put_bytes(&payload, bytes);
+  return encode_frame(FrameType::kSnapshotChunk, payload);
+}
+
+std::string snapshot_bytes(size_t n) {
+  std::string bytes(n, '\0');
+  for (size_t i = 0; i < bytes.size(); ++i)
+    bytes[i] = static_cast<char>(i * 7 + i / 251);
+  return bytes;
+}
+
+TEST(TcpTransport, AnOfferedStreamThatBreaksOffResumesWhereItStopped) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  const std::string big = snapshot_bytes(300000);
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, big);
+  const std::string offer =
+      encode_frame(FrameType::kSnapshotOffer, storage::encode_snapshot_info(info));
+  auto b = start();
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+
+  {
+    RawPeer first(b->port());
+    first.send(encode_hello(Hello{"test", 1}) + offer);
+    auto answer = first.next_frame();
+    ASSERT_TRUE(answer.has_value());
+    ASSERT_EQ(answer->type, FrameType::kSnapshotResume);
+    auto resume = decode_snapshot_resume(answer->payload);
+    ASSERT_TRUE(resume.ok());
+    EXPECT_TRUE(resume->accepted);
+    EXPECT_TRUE(resume->held.empty());
+    first.send(chunk_frame("state.bin", std::string_view(big).substr(0, 120000)));
+  }  // the link breaks
+  ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+
+  RawPeer second(b->port());
+  second.send(encode_hello(Hello{"test", 1}) + offer);
+  auto answer = second.next_frame();
+  ASSERT_TRUE(answer.has_value());
+  auto resume = decode_snapshot_resume(answer->payload);
+  ASSERT_TRUE(resume.ok());
+  EXPECT_TRUE(resume->accepted);
+  EXPECT_EQ(resume->held, (std::map<std::string, uint64_t>{{"state.bin", 120000}}));
+  second.send(chunk_frame("state.bin", std::string_view(big).substr(120000)) +
+              encode_frame(FrameType::kSnapshotEnd, raft::encode_message(snapshot_message(info))));
+  auto ack = second.next_frame();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->type, FrameType::kSnapshotAck);
+  EXPECT_EQ(ack->payload, "\1");
+  ASSERT_TRUE(inbox.wait(1).has_value());
+  auto received = inbox.store().latest();
+  ASSERT_TRUE(received.has_value());
+  auto bytes = storage::Env::posix()->read_file(received->dir + "/state.bin");
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_TRUE(*bytes == big);
+}
+
+TEST(TcpTransport, ADifferentSnapshotOfferedDropsWhatWasKept) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, snapshot_bytes(5000));
+  storage::SnapshotInfo newer = info;
+  newer.meta.index = 200;
+  auto b = start();
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+  {
+    RawPeer first(b->port());
+    first.send(encode_hello(Hello{"test", 1}) +
+               encode_frame(FrameType::kSnapshotOffer, storage::encode_snapshot_info(info)) +
+               chunk_frame("state.bin", snapshot_bytes(5000).substr(0, 1000)));
+    ASSERT_TRUE(first.next_frame().has_value());
+  }
+  ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+  EXPECT_TRUE(inbox.aborted().empty());  // kept
+
+  RawPeer second(b->port());
+  second.send(encode_hello(Hello{"test", 1}) +
+              encode_frame(FrameType::kSnapshotOffer, storage::encode_snapshot_info(newer)));
+  auto answer = second.next_frame();
+  ASSERT_TRUE(answer.has_value());
+  auto resume = decode_snapshot_resume(answer->payload);
+  ASSERT_TRUE(resume.ok());
+  EXPECT_TRUE(resume->held.empty());
+  ASSERT_TRUE(inbox.wait_aborted());
+  EXPECT_FALSE(storage::Env::posix()->exists(inbox.aborted().front()));
+}
+
+TEST(TcpTransport, TheSenderStartsEachFileWhereTheReceiverHoldsIt) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  const std::string big = snapshot_bytes(700000);
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, big);
+  RawListener peer;
+  TcpTransportOptions o = options();
+  o.chunk_bytes = 64 << 10;
+  auto a = start(o);
+  a->set_receiver(1, nullptr);
+  a->update_peers({{2, peer.address()}});
+  std::promise<bool> done;
+  a->send_snapshot(snapshot_message(info), info, [&](bool ok) { done.set_value(ok); });
+
+  auto [conn, offer] = peer.accept_stream();
+  ASSERT_TRUE(offer.has_value());
+  ASSERT_EQ(offer->type, FrameType::kSnapshotOffer);
+  EXPECT_EQ(offer->payload, storage::encode_snapshot_info(info));
+  conn->send(encode_snapshot_resume(SnapshotResume{true, {{"state.bin", 250000}}}));
+  std::string streamed;
+  for (;;) {
+    auto f = conn->next_frame();
+    ASSERT_TRUE(f.has_value());
+    if (f->type == FrameType::kSnapshotEnd)
+      break;
+    ASSERT_EQ(f->type, FrameType::kSnapshotChunk);
+    Reader r(f->payload);
+    EXPECT_EQ(r.bytes(), "state.bin");
+    streamed += r.bytes();
+  }
+  EXPECT_TRUE(streamed == big.substr(250000));
+  conn->send(encode_frame(FrameType::kSnapshotAck, "\1"));
+  auto fut = done.get_future();
+  ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(fut.get());
+  EXPECT_EQ(a->snapshot_bytes_resumed(), 250000u);
+  EXPECT_EQ(a->snapshot_bytes_sent(), big.size() - 250000);
+}
+
+TEST(TcpTransport, AReceiverThatDoesNotKnowOffersGetsAPlainStreamAndAnImpossibleAnswerIsRefused) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  const std::string data = snapshot_bytes(9000);
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, data);
+  RawListener peer;
+  auto a = start();
+  a->set_receiver(1, nullptr);
+  a->update_peers({{2, peer.address()}});
+
+  // An earlier release closes the connection at the offer: the stream begins again, plainly.
+  std::promise<bool> done;
+  a->send_snapshot(snapshot_message(info), info, [&](bool ok) { done.set_value(ok); });
+  {
+    auto [old_release, offer] = peer.accept_stream();
+    ASSERT_TRUE(offer.has_value());
+    ASSERT_EQ(offer->type, FrameType::kSnapshotOffer);
+  }
+  auto [plain, begin] = peer.accept_stream();
+  ASSERT_TRUE(begin.has_value());
+  EXPECT_EQ(begin->type, FrameType::kSnapshotBegin);
+  auto chunk = plain->next_frame();
+  ASSERT_TRUE(chunk.has_value());
+  Reader r(chunk->payload);
+  (void)r.bytes();
+  EXPECT_TRUE(r.bytes() == data);
+  EXPECT_EQ(plain->next_frame()->type, FrameType::kSnapshotEnd);
+  plain->send(encode_frame(FrameType::kSnapshotAck, "\1"));
+  auto fut = done.get_future();
+  ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+  EXPECT_TRUE(fut.get());
+
+  // A receiver that claims more than the file holds is not believed.
+  std::promise<bool> second;
+  a->send_snapshot(snapshot_message(info), info, [&](bool ok) { second.set_value(ok); });
+  auto [liar, liar_offer] = peer.accept_stream();
+  ASSERT_TRUE(liar_offer.has_value());
+  ASSERT_EQ(liar_offer->type, FrameType::kSnapshotOffer);
+  liar->send(encode_snapshot_resume(SnapshotResume{true, {{"state.bin", 9001}}}));
+  auto refused = second.get_future();
+  ASSERT_EQ(refused.wait_for(10s), std::future_status::ready);
+  EXPECT_FALSE(refused.get());
 }
 
 TEST(TcpTransport, AStreamThatWritesMoreThanItAnnouncedIsCutAndItsFilesRemoved) {
