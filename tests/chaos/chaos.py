@@ -156,13 +156,18 @@ class Proxy:
             data += chunk
         return data
 
+    # Bytes a link holds in flight, as a TCP window would: a sender on a thin or long link waits
+    # for them to drain rather than handing the proxy everything at once.
+    WINDOW = 1 << 20
+
     @staticmethod
     def _pump(a, b, network, src, dst):
         """Bytes from `a` (sent by `src`) to `b` (for `dst`), through the link between them if
-        one is shaped, read at once and delivered when due by a thread of their own."""
+        one is shaped, delivered when due by a thread of their own, at most WINDOW in flight."""
         pending = collections.deque()
         ready = threading.Condition()
         done = []
+        held = [0]
 
         def deliver():
             try:
@@ -172,11 +177,17 @@ class Proxy:
                             ready.wait()
                         if not pending:
                             return
-                        at, data = pending.popleft()
+                        at, data = pending[0]
                     time.sleep(max(0.0, at - time.monotonic()))
                     b.sendall(data)
+                    with ready:
+                        pending.popleft()
+                        held[0] -= len(data)
+                        ready.notify_all()
             except OSError:
-                pass
+                with ready:
+                    done.append(True)
+                    ready.notify_all()
 
         sender = threading.Thread(target=deliver, daemon=True)
         sender.start()
@@ -186,17 +197,23 @@ class Proxy:
                 data = a.recv(65536)
                 if not data:
                     break
+                with ready:
+                    while held[0] >= Proxy.WINDOW and not done:
+                        ready.wait()
+                    if done:
+                        break
                 link = network.link(src, dst)
                 now = time.monotonic()
                 last_due = link.due(now, len(data), last_due) if link else max(now, last_due)
                 with ready:
                     pending.append((last_due, data))
-                    ready.notify()
+                    held[0] += len(data)
+                    ready.notify_all()
         except OSError:
             pass
         with ready:
             done.append(True)
-            ready.notify()
+            ready.notify_all()
         sender.join()
         for s in (a, b):
             try:
@@ -299,12 +316,16 @@ class Scenario:
         self.network.proxies[name] = proxy
         self.network.names[node_id_for(name)] = name
         d.raft = f"127.0.0.1:{real}"
-        d.args = ["--raft-advertise", f"127.0.0.1:{proxy.port}", "--snapshot-threshold", "500",
-                  "--trailing-logs", "100", "--kv-watch-progress", "300ms"]
+        d.args = ["--raft-advertise", f"127.0.0.1:{proxy.port}", *self.node_flags(name)]
         if join is not None:
             d.args += ["-join", join.http]
         self.cluster.nodes[name] = d
         return d.start()
+
+    def node_flags(self, name):
+        """The flags node `name` runs with, besides its addresses."""
+        return ["--snapshot-threshold", "500", "--trailing-logs", "100",
+                "--kv-watch-progress", "300ms"]
 
     def start(self):
         first = self.start_node("node1")
