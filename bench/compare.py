@@ -248,15 +248,17 @@ class EtcdMember:
         self.data_dir = os.path.join(root, name)
         self.log_path = os.path.join(root, name + ".log")
         self.proc = None
+        self.advertised_peer = self.peer  # where the other members reach it (a proxy, say)
+        self.flags = []  # more etcd flags (timeouts)
 
     def start(self, initial_cluster, state="new"):
         cmd = ["etcd", "--name", self.name, "--data-dir", self.data_dir,
                "--listen-client-urls", f"http://{self.client}",
                "--advertise-client-urls", f"http://{self.client}",
                "--listen-peer-urls", f"http://{self.peer}",
-               "--initial-advertise-peer-urls", f"http://{self.peer}",
+               "--initial-advertise-peer-urls", f"http://{self.advertised_peer}",
                "--initial-cluster", initial_cluster, "--initial-cluster-state", state,
-               "--initial-cluster-token", "raftnginx-bench"]
+               "--initial-cluster-token", "raftnginx-bench", *self.flags]
         with open(self.log_path, "a") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
         return self
@@ -298,10 +300,14 @@ class Etcd:
         self.members = []
 
     def initial_cluster(self):
-        return ",".join(f"{m.name}=http://{m.peer}" for m in self.members)
+        return ",".join(f"{m.name}=http://{m.advertised_peer}" for m in self.members)
 
-    def start(self, count=3):
+    def start(self, count=3, prepare=None):
+        """`prepare(member)`, if given, runs before the members start (a proxy, flags)."""
         self.members = [EtcdMember(self.root, f"etcd{i}") for i in range(1, count + 1)]
+        for m in self.members:
+            if prepare:
+                prepare(m)
         for m in self.members:
             m.start(self.initial_cluster())
         poll(lambda: all(m.healthy() for m in self.members), 60, 0.1, "etcd healthy")

@@ -38,6 +38,8 @@ class SequentialFile {
   virtual ~SequentialFile() = default;
   // Replaces *out with the next up to `n` bytes; fewer than `n` (possibly none) only at the end.
   virtual Status read(size_t n, std::string* out) = 0;
+  // Moves past the next `n` bytes without reading them (past the end: reads then return none).
+  virtual Status skip(uint64_t n) = 0;
 };
 
 class Env {

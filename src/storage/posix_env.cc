@@ -83,6 +83,12 @@ class PosixSequentialFile final : public SequentialFile {
     return Status();
   }
 
+  Status skip(uint64_t n) override {
+    if (::lseek(fd_, static_cast<off_t>(n), SEEK_CUR) < 0)
+      return errno_status("seek " + path_, errno);
+    return Status();
+  }
+
  private:
   std::string path_;
   int fd_;

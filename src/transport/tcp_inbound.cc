@@ -152,8 +152,10 @@ awaitable<bool> TcpTransport::Impl::on_frame(Connection& conn, Sender sender, Fr
     case FrameType::kSnapshotOffer: {
       const bool begun = begin_snapshot(conn, sender, f.payload, true, staging);
       const std::string answer = resume_answer(begun ? staging : std::nullopt);
-      const bool answered = co_await conn.write(answer);
-      co_return begun&& answered;
+      // An answer that cannot be written means a broken connection, which the next read
+      // reports: the stream is then kept, not removed.
+      co_await conn.write(answer);
+      co_return begun;
     }
     case FrameType::kSnapshotChunk: {
       const bool written = co_await write_chunk(conn, f.payload, staging);
@@ -188,28 +190,32 @@ bool TcpTransport::Impl::begin_snapshot(Connection& conn, Sender sender, const s
     note_refused(conn, "snapshot stream: " + dir.status().message());
     return false;
   }
+  // An offer of the snapshot kept resumes it; another offer replaces it. A plain stream leaves
+  // it alone: it does not resume, and the offer it stands in for may follow.
+  const bool resumes = offered && kept && kept->announced == payload;
+  if (offered && kept && !resumes)
+    drop_kept();
+  if (resumes)
+    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
   // Refused at once rather than when the disk fills up: a leader retries later.
-  auto free = opt.env->free_bytes(*dir);
-  if (!free.ok() || info->bytes() > *free) {
-    note_refused(conn, "snapshot stream of " + std::to_string(info->bytes()) + " bytes: " +
+  const uint64_t needed = resumes ? info->bytes() - kept->held() : info->bytes();
+  auto free = opt.env->free_bytes(resumes ? kept->dir : *dir);
+  if (!free.ok() || needed > *free) {
+    note_refused(conn, "snapshot stream needing " + std::to_string(needed) + " bytes: " +
                            (free.ok() ? std::to_string(*free) + " bytes free on the disk"
                                       : free.status().message()));
-    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
+    if (!resumes)
+      with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
     return false;
   }
   ++snapshot_streams;
-  if (offered && kept && kept->announced == payload) {
-    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(*dir); });
+  if (resumes) {
+    kept_expiry.cancel();
     staging = std::move(kept);
     kept.reset();
     spdlog::info("raft port: snapshot {} from node {} resumes at {} of {} bytes",
                  staging->info.meta.index, sender.id, staging->held(), staging->info.bytes());
     return true;
-  }
-  if (kept) {
-    const std::string old_dir = kept->dir;
-    kept.reset();
-    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(old_dir); });
   }
   staging.emplace();
   staging->dir = *dir;
@@ -236,17 +242,33 @@ std::string TcpTransport::Impl::resume_answer(const std::optional<Staging>& stag
 
 void TcpTransport::Impl::end_stream(Staging staging, bool broken) {
   --snapshot_streams;
-  if (!broken || !staging.resumable) {
+  const bool keep =
+      broken && staging.resumable &&
+      !(kept && kept->announced == staging.announced && kept->held() >= staging.held());
+  if (!keep) {
     with_receiver([&](Receiver& r) { r.abort_snapshot_receive(staging.dir); });
     return;
   }
-  if (kept) {
-    const std::string old_dir = kept->dir;
-    with_receiver([&](Receiver& r) { r.abort_snapshot_receive(old_dir); });
-  }
+  drop_kept();
   spdlog::info("raft port: snapshot {} broke off; the {} bytes received are kept to resume",
                staging.info.meta.index, staging.held());
   kept = std::move(staging);
+  // The generation tells this wait from one for an earlier kept stream whose handler was
+  // already queued when it was replaced.
+  kept_expiry.expires_after(defaults::kKeepBrokenSnapshotStream);
+  kept_expiry.async_wait([this, generation = ++kept_generation](boost::system::error_code ec) {
+    if (!ec && generation == kept_generation)
+      drop_kept();
+  });
+}
+
+void TcpTransport::Impl::drop_kept() {
+  if (!kept)
+    return;
+  kept_expiry.cancel();
+  const std::string dir = kept->dir;
+  kept.reset();
+  with_receiver([&](Receiver& r) { r.abort_snapshot_receive(dir); });
 }
 
 awaitable<bool> TcpTransport::Impl::write_chunk(Connection& conn, const std::string& payload,

@@ -240,7 +240,8 @@ awaitable<std::shared_ptr<Connection>> TcpTransport::Impl::open_snapshot_stream(
   }
   FrameReader reader(opt.max_frame_bytes, &frame_budget);
   std::vector<Frame> frames;
-  if (co_await read_frames(*conn, reader, frames, Idle::kArmed)) {
+  const bool answered = co_await read_frames(*conn, reader, frames, Idle::kArmed);
+  if (answered) {
     auto answer = frames.front().type == FrameType::kSnapshotResume
                       ? decode_snapshot_resume(frames.front().payload)
                       : Result<SnapshotResume>(Status::invalid_argument("not a resume answer"));
@@ -254,12 +255,17 @@ awaitable<std::shared_ptr<Connection>> TcpTransport::Impl::open_snapshot_stream(
       conn->close();
       co_return nullptr;
     }
+    offer_speakers.insert(peer);
     *held = std::move(answer->held);
     conn->disarm();
     co_return conn;
   }
-  // A receiver of an earlier release closes the connection at a frame type it does not know.
   conn->close();
+  // A receiver of an earlier release closes the connection at a frame type it does not know. A
+  // peer that answered an offer before only lost this one (a broken link, a timeout): a plain
+  // stream would not resume, so it gets the next offer instead.
+  if (offer_speakers.count(peer))
+    co_return nullptr;
   conn = co_await dial(address, peer);
   if (!conn)
     co_return nullptr;
@@ -275,19 +281,12 @@ awaitable<bool> TcpTransport::Impl::stream_file(Connection& conn, const std::str
                                                 const std::string& name, uint64_t from) {
   auto file = std::make_shared<std::unique_ptr<storage::SequentialFile>>();
   auto piece = std::make_shared<std::string>();
-  auto open_file = [env = opt.env, file, piece, from, n = opt.chunk_bytes,
-                    path = dir + "/" + name]() -> Status {
+  auto open_file = [env = opt.env, file, from, path = dir + "/" + name]() -> Status {
     auto r = env->open_for_read(path);
     if (!r.ok())
       return r.status();
     *file = std::move(r).value();
-    for (uint64_t skipped = 0; skipped < from; skipped += piece->size()) {
-      if (Status s = (*file)->read(std::min<uint64_t>(n, from - skipped), piece.get()); !s.ok())
-        return s;
-      if (piece->empty())
-        return Status::corruption(path + " is shorter than the receiver holds");
-    }
-    return Status();
+    return (*file)->skip(from);
   };
   Status opened = co_await on_file_thread(std::move(open_file));
   if (!opened.ok())
@@ -305,7 +304,9 @@ awaitable<bool> TcpTransport::Impl::stream_file(Connection& conn, const std::str
     const std::string chunk = encode_frame(FrameType::kSnapshotChunk, payload);
     // Over a thin link a large snapshot takes long: the deadline is for progress, per chunk.
     conn.arm(opt.io_timeout);
-    if (!co_await conn.write(chunk))
+    const bool written = co_await conn.write(chunk);
+    conn.disarm();
+    if (!written)
       co_return false;
     snapshot_bytes_sent += piece->size();
   }

@@ -170,9 +170,12 @@ class TcpTransport::Impl {
   // The answer to an offer: what `staging` (null: refused) holds already.
   static std::string resume_answer(const std::optional<Staging>& staging);
 
-  // A stream that ended: kept to resume if it was offered and its connection broke, its files
-  // removed otherwise.
+  // A stream that ended: kept to resume if it was offered and its connection broke (unless
+  // more of the same snapshot is kept already), its files removed otherwise.
   void end_stream(Staging staging, bool broken);
+
+  // Removes the kept stream's files.
+  void drop_kept();
 
   // Writes one chunk, within what the stream announced for its file.
   awaitable<bool> write_chunk(Connection& conn, const std::string& payload,
@@ -245,6 +248,10 @@ class TcpTransport::Impl {
   // The latest offered stream that broke off, kept until the same snapshot is offered again or
   // another stream begins (a restart's snapshot store removes it otherwise).
   std::optional<Staging> kept;
+  asio::steady_timer kept_expiry{io};  // drops `kept` after kKeepBrokenSnapshotStream
+  uint64_t kept_generation = 0;
+  // Peers that answered a snapshot offer: they speak it, and get no plain stream.
+  std::set<raft::NodeId> offer_speakers;
   std::atomic<uint64_t> snapshot_bytes_sent{0};
   std::atomic<uint64_t> snapshot_bytes_resumed{0};
 };

@@ -67,7 +67,11 @@ inline constexpr uint64_t kMaxPeerQueueBytes = 64 << 20;
 inline constexpr uint64_t kMaxFrameBytes = 64 << 20;
 // What the frames being received on the raft port may hold together, whoever sends them.
 inline constexpr uint64_t kMaxBufferedFrameBytes = 128 << 20;
-inline constexpr uint64_t kSnapshotChunkBytes = 1 << 20;
+// A snapshot chunk must cross the link within kRaftIoTimeout, and a broken stream resumes from
+// the last whole chunk: 128 KiB keeps links down to about 13 KB/s moving.
+inline constexpr uint64_t kSnapshotChunkBytes = 128 << 10;
+// How long a receiver keeps what a broken snapshot stream staged, for the sender to resume.
+inline constexpr std::chrono::milliseconds kKeepBrokenSnapshotStream = 10min;
 inline constexpr size_t kMaxRaftConnections = 256;
 // Open files: what the daemon keeps for itself whatever clients hold (cli/file_limits.h), what
 // RocksDB may keep open, and the fewest HTTP connections worth starting with.

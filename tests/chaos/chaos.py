@@ -97,10 +97,13 @@ class Proxy:
     It reads each connection's hello frame to learn the sender, so that links can be cut one
     direction at a time, and shaped (Network.shape) to emulate a WAN."""
 
-    def __init__(self, dst, real_port, network):
+    def __init__(self, dst, real_port, network, source=None):
+        """`source`: every connection is from this name, and carries anything (etcd's peer
+        traffic, say); None: raft-nginx's, whose hello names the sender."""
         self.dst = dst
         self.real_port = real_port
         self.network = network
+        self.source = source
         self.sock = socket.socket()
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
@@ -120,6 +123,8 @@ class Proxy:
             threading.Thread(target=self._serve, args=(client,), daemon=True).start()
 
     def _serve(self, client):
+        if self.source is not None:
+            return self._forward(client, self.source, b"")
         try:
             client.settimeout(5)
             head = self._read_exact(client, 4)
@@ -131,10 +136,19 @@ class Proxy:
             n = struct.unpack("<I", body[6:10])[0]
             sender = struct.unpack("<Q", body[10 + n:18 + n])[0]
             src = self.network.names.get(sender, "?")
+        except OSError:
+            client.close()
+            return
+        self._forward(client, src, head + body)
+
+    def _forward(self, client, src, first):
+        """Connects to the real port, sends `first` (what was read to learn the sender) and
+        pumps both ways."""
+        try:
             if self.network.blocked(src, self.dst):
                 raise OSError("blocked")
             upstream = socket.create_connection(("127.0.0.1", self.real_port), timeout=5)
-            upstream.sendall(head + body)
+            upstream.sendall(first)
             client.settimeout(None)
             upstream.settimeout(None)
         except OSError:
@@ -269,6 +283,14 @@ class Network:
         with self.lock:
             self.rules.add((src, dst))
         self.proxies[dst].cut(src)
+
+    def isolate(self, names):
+        """Cuts every link between `names` and the other nodes, both ways (heal() undoes it)."""
+        for a in names:
+            for b in self.proxies:
+                if b not in names:
+                    self.block(a, b)
+                    self.block(b, a)
 
     def heal(self):
         with self.lock:
@@ -503,10 +525,7 @@ class Scenario:
             self.sleep(hold)
             victim.resume()
         elif kind == "isolate":
-            for other in names:
-                if other != victim.name:
-                    self.network.block(victim.name, other)
-                    self.network.block(other, victim.name)
+            self.network.isolate([victim.name])
             self.sleep(hold)
             self.network.heal()
         elif kind == "minority":

@@ -100,11 +100,9 @@ class WanScenario(Scenario):
         return [n for n in SITES if n != LEARNER]
 
     def isolate_learner(self, blocked):
-        for v in self.voters():
-            if blocked:
-                self.network.block(v, LEARNER)
-                self.network.block(LEARNER, v)
-        if not blocked:
+        if blocked:
+            self.network.isolate([LEARNER])
+        else:
             self.network.heal()
 
     def bulk(self):
@@ -117,19 +115,6 @@ class WanScenario(Scenario):
             r = self.request(leader.http, "POST", "/key", body=json.dumps(body))
             if r is None or r.status != 200:
                 raise AssertionError(f"bulk write: {r and r.status}")
-
-    def staged_bytes(self):
-        """Bytes of snapshot files the learner has staged (tmp- directories)."""
-        root = os.path.join(self.cluster.nodes[LEARNER].data_dir, "snapshots")
-        total = 0
-        for tmp in (e for e in os.listdir(root) if e.startswith("tmp-")):
-            for base, _, files in os.walk(os.path.join(root, tmp)):
-                for f in files:
-                    try:
-                        total += os.path.getsize(os.path.join(base, f))
-                    except OSError:
-                        pass
-        return total
 
     def outage_and_resume(self):
         learner = self.cluster.nodes[LEARNER]
@@ -146,10 +131,10 @@ class WanScenario(Scenario):
             self.network.link(v, LEARNER).bytes_per_s = THIN_UPLINK
         self.faults.append(f"{self.history.now():.1f}s learner back over a thin link")
         self.isolate_learner(False)
-        cluster.wait_until(lambda: self.staged_bytes() > 300 << 10, timeout=60, interval=0.02,
-                           what="the learner staging part of the snapshot")
+        cluster.wait_until(lambda: learner.staged_snapshot_bytes() > 300 << 10, timeout=60,
+                           interval=0.02, what="the learner staging part of the snapshot")
         self.faults.append(f"{self.history.now():.1f}s link cut mid-snapshot "
-                           f"({self.staged_bytes()} bytes staged)")
+                           f"({learner.staged_snapshot_bytes()} bytes staged)")
         self.isolate_learner(True)
         self.sleep(1.0)
         back = time.monotonic()

@@ -279,6 +279,21 @@ class Daemon:
                 return float(line.split()[1])
         raise AssertionError(f"{name} not in /metrics of {self.name}")
 
+    def staged_snapshot_bytes(self):
+        """Bytes of the snapshot files the node is receiving (its snapshot store's tmp-
+        directories)."""
+        root = os.path.join(self.data_dir, "snapshots")
+        total = 0
+        for entry in os.listdir(root) if os.path.isdir(root) else []:
+            if entry.startswith("tmp-"):
+                for base, _, files in os.walk(os.path.join(root, entry)):
+                    for f in files:
+                        try:
+                            total += os.path.getsize(os.path.join(base, f))
+                        except OSError:
+                            pass  # sealed or removed meanwhile
+        return total
+
     def log_tail(self, lines=40):
         try:
             with open(self.log_path) as f:

@@ -17,6 +17,7 @@
 #include <mutex>
 
 #include "cluster/member.h"
+#include "fault_env.h"
 #include "net/certs.h"
 #include "net/tls.h"
 #include "raft/encoding.h"
@@ -550,6 +551,54 @@ TEST(TcpTransport, AnOfferedStreamThatBreaksOffResumesWhereItStopped) {
   EXPECT_TRUE(*bytes == big);
 }
 
+TEST(TcpTransport, APlainStreamLeavesTheKeptOneAloneAndAResumeNeedsRoomOnlyForTheRest) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  const std::string big = snapshot_bytes(300000);
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, big);
+  const std::string announced = storage::encode_snapshot_info(info);
+  storage::testing::FaultEnv env;
+  TcpTransportOptions o = options();
+  o.env = &env;
+  auto b = start(o);
+  Inbox inbox(tmp.sub("b"));
+  b->set_receiver(2, &inbox);
+  {
+    RawPeer first(b->port());
+    first.send(encode_hello(Hello{"test", 1}) + encode_frame(FrameType::kSnapshotOffer, announced) +
+               chunk_frame("state.bin", std::string_view(big).substr(0, 200000)));
+    ASSERT_TRUE(first.next_frame().has_value());
+  }
+  ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+  {
+    RawPeer plain(b->port());
+    plain.send(encode_hello(Hello{"test", 1}) + encode_frame(FrameType::kSnapshotBegin, announced) +
+               chunk_frame("state.bin", std::string_view(big).substr(0, 1000)));
+  }
+  ASSERT_TRUE(inbox.wait_aborted());  // the plain stream's own files, not the kept ones
+  ASSERT_TRUE(eventually([&] { return b->inbound_connections() == 0; }));
+
+  env.disk_full_after(150000);  // room for the missing 100,000 bytes, not for the whole
+  RawPeer resumed(b->port());
+  resumed.send(encode_hello(Hello{"test", 1}) + encode_frame(FrameType::kSnapshotOffer, announced));
+  auto answer = resumed.next_frame();
+  ASSERT_TRUE(answer.has_value());
+  auto resume = decode_snapshot_resume(answer->payload);
+  ASSERT_TRUE(resume.ok());
+  ASSERT_TRUE(resume->accepted);
+  EXPECT_EQ(resume->held, (std::map<std::string, uint64_t>{{"state.bin", 200000}}));
+  resumed.send(chunk_frame("state.bin", std::string_view(big).substr(200000)) +
+               encode_frame(FrameType::kSnapshotEnd, raft::encode_message(snapshot_message(info))));
+  auto ack = resumed.next_frame();
+  ASSERT_TRUE(ack.has_value());
+  EXPECT_EQ(ack->payload, "\1");
+  ASSERT_TRUE(inbox.wait(1).has_value());
+  auto bytes = storage::Env::posix()->read_file(inbox.store().latest()->dir + "/state.bin");
+  ASSERT_TRUE(bytes.ok());
+  EXPECT_TRUE(*bytes == big);
+}
+
 TEST(TcpTransport, ADifferentSnapshotOfferedDropsWhatWasKept) {
   raftnginx::testing::TempDir tmp;
   auto sender_store =
@@ -655,16 +704,60 @@ TEST(TcpTransport, AReceiverThatDoesNotKnowOffersGetsAPlainStreamAndAnImpossible
   ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
   EXPECT_TRUE(fut.get());
 
-  // A receiver that claims more than the file holds is not believed.
-  std::promise<bool> second;
-  a->send_snapshot(snapshot_message(info), info, [&](bool ok) { second.set_value(ok); });
-  auto [liar, liar_offer] = peer.accept_stream();
-  ASSERT_TRUE(liar_offer.has_value());
-  ASSERT_EQ(liar_offer->type, FrameType::kSnapshotOffer);
-  liar->send(encode_snapshot_resume(SnapshotResume{true, {{"state.bin", 9001}}}));
-  auto refused = second.get_future();
-  ASSERT_EQ(refused.wait_for(10s), std::future_status::ready);
-  EXPECT_FALSE(refused.get());
+  // A receiver that claims to hold what the snapshot does not have is not believed: no chunk.
+  for (const SnapshotResume& claim :
+       {SnapshotResume{true, {{"state.bin", 9001}}}, SnapshotResume{true, {{"other.bin", 10}}}}) {
+    std::promise<bool> refused;
+    a->send_snapshot(snapshot_message(info), info, [&](bool ok) { refused.set_value(ok); });
+    auto [liar, liar_offer] = peer.accept_stream();
+    ASSERT_TRUE(liar_offer.has_value());
+    ASSERT_EQ(liar_offer->type, FrameType::kSnapshotOffer);
+    liar->send(encode_snapshot_resume(claim));
+    EXPECT_FALSE(liar->next_frame().has_value());
+    auto fut = refused.get_future();
+    ASSERT_EQ(fut.wait_for(10s), std::future_status::ready);
+    EXPECT_FALSE(fut.get());
+  }
+}
+
+TEST(TcpTransport, APeerThatAnsweredAnOfferIsOfferedAgainAfterALostAnswer) {
+  raftnginx::testing::TempDir tmp;
+  auto sender_store =
+      std::move(storage::SnapshotStore::open(storage::Env::posix(), tmp.sub("a"), 2)).value();
+  const storage::SnapshotInfo info = sealed_snapshot(*sender_store, snapshot_bytes(9000));
+  RawListener peer;
+  auto a = start();
+  a->set_receiver(1, nullptr);
+  a->update_peers({{2, peer.address()}});
+  auto send = [&] {
+    auto done = std::make_shared<std::promise<bool>>();
+    a->send_snapshot(snapshot_message(info), info, [done](bool ok) { done->set_value(ok); });
+    return done->get_future();
+  };
+
+  auto first = send();
+  {
+    auto [conn, offer] = peer.accept_stream();
+    ASSERT_TRUE(offer.has_value());
+    conn->send(encode_snapshot_resume(SnapshotResume{true, {}}));
+    ASSERT_EQ(conn->next_frame()->type, FrameType::kSnapshotChunk);
+  }  // the link breaks mid-stream
+  ASSERT_EQ(first.wait_for(10s), std::future_status::ready);
+  EXPECT_FALSE(first.get());
+
+  auto second = send();
+  {
+    auto [conn, offer] = peer.accept_stream();
+    ASSERT_TRUE(offer.has_value());
+    ASSERT_EQ(offer->type, FrameType::kSnapshotOffer);
+  }  // the link breaks before the answer: no plain stream follows, which could not resume
+  ASSERT_EQ(second.wait_for(5s), std::future_status::ready);
+  EXPECT_FALSE(second.get());
+
+  auto third = send();
+  auto [conn, offer] = peer.accept_stream();
+  ASSERT_TRUE(offer.has_value());
+  EXPECT_EQ(offer->type, FrameType::kSnapshotOffer);
 }
 
 TEST(TcpTransport, AStreamThatWritesMoreThanItAnnouncedIsCutAndItsFilesRemoved) {
