@@ -113,11 +113,17 @@ awaitable<void> TcpTransport::Impl::serve(std::shared_ptr<Connection> conn) {
   std::optional<Sender> sender = co_await greet(*conn, reader, frames);
   std::optional<Staging> staging;
   if (sender) {
-    inbound[sender->id] = conn;  // where answers to a peer that is no member go
     bool open = true;
     bool broken = false;  // the connection broke or went quiet, rather than a frame ending it
+    bool carries_messages = false;
     while (open) {
       for (Frame& f : frames) {
+        // Answers to a peer that is no member go back on the connection its messages came in
+        // on; never on a snapshot stream's, whose sender reads only the stream's answers.
+        if (f.type == FrameType::kMessage && !carries_messages) {
+          inbound[sender->id] = conn;
+          carries_messages = true;
+        }
         open = co_await on_frame(*conn, *sender, f, staging);
         if (!open)
           break;

@@ -329,6 +329,7 @@ class Scenario:
         self.damaged = []  # per damaged follower: found, rebuilt, seconds until found
         self.acked_puts = []  # (index, key, value) of every acknowledged put and compare-and-set
         self.watch_segments = {}  # watcher id -> its connections (watch_segment dicts)
+        self.finals = []  # the reads verify() made last, on the leader (client -1)
 
     # -- cluster -------------------------------------------------------------------------
     def start_node(self, name, join=None):
@@ -667,6 +668,7 @@ class Scenario:
             r = cluster.request(leader.http, "GET", f"/key/{key}?level=linearizable", timeout=10)
             finals.append(Op("read", key, r.json()[key] if r.status == 200 else None, call,
                              self.history.now(), -1))
+        self.finals = finals
         began = time.monotonic()
         linearizable, bad_keys = check(ops + finals)
         self.check_seconds = time.monotonic() - began
@@ -709,7 +711,7 @@ class Scenario:
         with open(os.path.join(folder, "watches.json"), "w") as f:
             json.dump(self.watch_segments, f, indent=0)
         with open(os.path.join(folder, "history.json"), "w") as f:
-            json.dump([op.__dict__ for op in self.history.ops], f, indent=0)
+            json.dump([op.__dict__ for op in self.history.ops + self.finals], f, indent=0)
         with open(os.path.join(folder, "faults.txt"), "w") as f:
             f.write("\n".join(self.faults) + "\n")
         for d in self.cluster.nodes.values():

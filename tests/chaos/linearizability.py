@@ -98,9 +98,11 @@ def _check_register(ops, initial=None):
             op = ops[entry.op_id]
             if op.kind == "write":
                 allowed, new_state = True, op.value
-            elif op.kind == "cas" and (op.ret is None or op.succeeded):
-                # An unknown one that took effect at all took effect as a success: a failed
-                # compare changes nothing, the same as never having happened.
+            elif op.kind == "cas" and op.ret is None:
+                # Unknown: it applies where its compare holds, and changes nothing elsewhere;
+                # one that never happened is the same as one placed last.
+                allowed, new_state = True, op.value if state == op.expected else state
+            elif op.kind == "cas" and op.succeeded:
                 allowed, new_state = state == op.expected, op.value
             elif op.kind == "cas":
                 allowed, new_state = state != op.expected, state
@@ -132,15 +134,22 @@ def check(ops):
     observed = {(op.key, op.value) for op in ops if op.kind == "read" and op.ret is not None}
     observed |= {(op.key, op.expected) for op in ops
                  if op.kind == "cas" and op.ret is not None and op.succeeded}
+    # A failed compare-and-set saw that the key did not hold what it expected, which any value
+    # nobody saw explains: until the last one of a key returned, its unknown writes count.
+    last_failed_cas = defaultdict(lambda: -math.inf)
+    for op in ops:
+        if op.kind == "cas" and op.ret is not None and op.succeeded is False:
+            last_failed_cas[op.key] = max(last_failed_cas[op.key], op.ret)
     by_key = defaultdict(list)
     for op in ops:
         if op.kind == "read" and op.ret is None:
             continue  # an unknown read observed nothing
         if op.kind in ("write", "cas") and op.ret is None and op.value is not None \
-                and (op.key, op.value) not in observed:
-            # An unknown write of a value nobody saw can be taken as never having happened:
-            # placed anywhere, it would have to be followed by another write before any read.
-            # Dropping it keeps the verdict and keeps the search from branching on it.
+                and (op.key, op.value) not in observed and op.call >= last_failed_cas[op.key]:
+            # An unknown write of a value nobody saw, sent after the last failed compare, can
+            # be taken as never having happened: placed anywhere, it would have to be followed
+            # by another write before any read. Dropping it keeps the verdict and keeps the
+            # search from branching on it.
             continue
         by_key[op.key].append(op)
     bad = [key for key, key_ops in sorted(by_key.items()) if not _check_register(key_ops)]

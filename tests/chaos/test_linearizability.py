@@ -93,6 +93,17 @@ class Checker(unittest.TestCase):
         ops.append(r("k", "0", 5000, 5001))
         self.assertTrue(check(ops)[0])
 
+    def test_an_unknown_write_nobody_read_can_explain_a_failed_compare(self):
+        # Chaos seed 594973348: after an acknowledged delete, puts timed out while the leader was
+        # killed; one committed, so a compare-and-set "only if absent" failed. No read saw it.
+        ok, _ = check([w("k", None, 0, 1), w("k", "lost", 2, None),
+                       cas("k", None, "x", False, 3, 4)])
+        self.assertTrue(ok)
+        # Without a write that could have landed before it, the failure is caught.
+        ok, _ = check([w("k", None, 0, 1), cas("k", None, "x", False, 3, 4),
+                       w("k", "late", 5, None)])
+        self.assertFalse(ok)
+
     def test_an_unknown_delete_can_explain_a_missing_key(self):
         self.assertTrue(check([w("k", "1", 0, 1), w("k", None, 2, None), r("k", None, 3, 4)])[0])
 
