@@ -52,7 +52,7 @@ bench:
 
 # Edge conditions (bench/edge.py): WAN links against etcd, elections, 20 learners, a long
 # outage, catch-up over 1 MB/s with a resumed snapshot; rewrites docs/edge.md and its plots.
-# EDGE_MODE=quick (about 8 minutes) or full (10-minute phases, about 40).
+# EDGE_MODE=quick (about 9 minutes) or full (10-minute phases, about 40).
 EDGE_MODE ?= quick
 edge:
 	@scripts/install-deps.sh bench

@@ -27,7 +27,7 @@ Prints one line per measurement and the summary
   voters=3 learners=20 rtt_ms=50-200 elections=E write_p99_ms=P learner_lag_p99_ms=G catchup_s=C
 and, with --docs, writes docs/edge.md (between the edge markers) and docs/img/edge-*.png.
 
-    python3 bench/edge.py --binary build/src/raft-nginx --mode quick [--docs]   # about 8 minutes
+    python3 bench/edge.py --binary build/src/raft-nginx --mode quick [--docs]   # about 9 minutes
 
 Every process it starts is killed by PID when it ends.
 """
@@ -56,8 +56,8 @@ from compare import Etcd, cpu_seconds, replace_between, wrk  # noqa: E402
 MODES = {
     "quick": dict(rtts=["direct", 0, 50, 100, 200], point_s=5, quiet_s=30, learners=[0, 10, 20],
                   load_s=6, outage_s=60, snapshot_mb=8),
-    "full": dict(rtts=["direct", 0, 25, 50, 100, 200], point_s=15, quiet_s=600,
-                 learners=[0, 5, 10, 20], load_s=15, outage_s=600, snapshot_mb=32),
+    "full": dict(rtts=["direct", 0, 25, 50, 100, 200], point_s=8, quiet_s=600,
+                 learners=[0, 5, 10, 20], load_s=10, outage_s=600, snapshot_mb=32),
 }
 JITTER = 0.2
 SITE_RTT_MS = {frozenset("AB"): 50, frozenset("AC"): 100, frozenset("BC"): 200,
@@ -297,7 +297,10 @@ class Staleness:
     def _follow_leader(self):
         while not self.stop.wait(0.005):
             asked = time.monotonic()
-            commit = self.leader.status()["commit_index"]
+            try:
+                commit = self.leader.status()["commit_index"]
+            except (OSError, ValueError):
+                continue
             with self.lock:
                 self.commits.append((asked, commit))
 

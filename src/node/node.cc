@@ -69,6 +69,7 @@ void Node::run() {
       ++ticks_;
       prefer_leader();
       expire_reads();
+      expire_broken_streams();
       if (failure_.ok())
         maybe_snapshot();  // the time trigger, also on an idle node
       next_tick += options_.tick;

@@ -266,6 +266,8 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   void snapshot_written(Result<storage::SnapshotInfo> sealed);
   std::string node_file() const;
   void unpin_snapshot(raft::Index index);
+  // Releases the snapshots of broken streams no peer will resume any more.
+  void expire_broken_streams();
   void seal_received_snapshot(raft::Message m, transport::Sender sender,
                               const std::string& staged_dir, storage::SnapshotInfo info);
 
@@ -279,6 +281,13 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   std::unique_ptr<ReadyPipeline> pipeline_;
   raft::Index applied_ = 0;
   raft::Index last_snapshot_index_ = 0;
+  // Per peer, the snapshot a stream to it was carrying when it broke off, pinned until `until`:
+  // sent again rather than a newer one, the peer resumes what it kept (transport/frame.h).
+  struct BrokenStream {
+    raft::Index index = 0;
+    Clock::time_point until;
+  };
+  std::map<raft::NodeId, BrokenStream> broken_streams_;
   // The membership as of each applied change since the last snapshot (and the one in force at
   // it), to label a snapshot taken at an index between two changes; the last is the current.
   std::map<raft::Index, cluster::Membership> membership_history_;

@@ -91,27 +91,63 @@ void Node::snapshot_written(Result<storage::SnapshotInfo> sealed) {
 void Node::send_snapshot(raft::Message m) {
   const raft::NodeId to = m.to;
   std::optional<storage::SnapshotInfo> info;
+  std::optional<raft::Index> released;
   {
     std::lock_guard lock(store_mu_);
+    // The core asks for its newest snapshot; a peer whose stream broke off gets the one it was
+    // receiving instead, while that is kept and the log still holds every entry after it, so
+    // that it resumes rather than starts over: the core then probes it and sends those entries.
+    raft::Index wanted = m.snapshot.index;
+    if (auto it = broken_streams_.find(to); it != broken_streams_.end()) {
+      if (options_.clock->now() < it->second.until && it->second.index < wanted &&
+          it->second.index + 1 >= log_->first_index())
+        wanted = it->second.index;
+      released = it->second.index;
+      broken_streams_.erase(it);
+    }
     for (const auto& s : snapshots_->snapshots()) {
-      if (s.meta.index == m.snapshot.index)
+      if (s.meta.index == wanted)
         info = s;
     }
     if (info)
       snapshots_->pin(info->meta.index);  // not pruned while it streams
   }
+  if (released)
+    unpin_snapshot(*released);
   if (!info) {
     core_->report_snapshot(to, false);
     return;
   }
+  m.snapshot = info->meta;
   const raft::Index index = info->meta.index;
-  transport_->send_snapshot(std::move(m), std::move(*info),
-                            [mailbox = mailbox_, this, to, index](bool delivered) {
-                              post_to(mailbox, [this, to, index, delivered] {
-                                unpin_snapshot(index);
-                                core_->report_snapshot(to, delivered);
-                              });
-                            });
+  transport_->send_snapshot(
+      std::move(m), std::move(*info), [mailbox = mailbox_, this, to, index](bool delivered) {
+        post_to(mailbox, [this, to, index, delivered] {
+          if (delivered) {
+            unpin_snapshot(index);
+          } else {
+            // Still pinned, for the next attempt, as long as the peer keeps its part (a stream
+            // from an earlier term may have broken meanwhile: its pin goes).
+            if (auto it = broken_streams_.find(to); it != broken_streams_.end())
+              unpin_snapshot(it->second.index);
+            broken_streams_[to] = {index,
+                                   options_.clock->now() + defaults::kKeepBrokenSnapshotStream};
+          }
+          core_->report_snapshot(to, delivered);
+        });
+      });
+}
+
+void Node::expire_broken_streams() {
+  const auto now = options_.clock->now();
+  for (auto it = broken_streams_.begin(); it != broken_streams_.end();) {
+    if (now < it->second.until) {
+      ++it;
+      continue;
+    }
+    unpin_snapshot(it->second.index);
+    it = broken_streams_.erase(it);
+  }
 }
 
 void Node::unpin_snapshot(raft::Index index) {

@@ -49,8 +49,20 @@ class _Entry:
         self.match = None  # the call's return entry
 
 
+# The value of an unknown write nobody saw, kept because a failed compare-and-set may have seen
+# it: its actual value cannot matter, since no read returned it and no compare expected it.
+UNSEEN = object()
+
+
 def _check_register(ops, initial=None):
     """True if `ops` (all on one key) are linearizable as a register that starts at `initial`."""
+    # Unknown writes of UNSEEN are interchangeable: one sent earlier can go wherever a later one
+    # can. They are placed in the order they were sent, so that the search never branches on
+    # which of them took effect (which would be exponential in their number).
+    unseen = sorted((i for i, op in enumerate(ops) if op.kind == "write" and op.value is UNSEEN),
+                    key=lambda i: ops[i].call)
+    unseen_rank = {op_id: n for n, op_id in enumerate(unseen)}
+    unseen_placed = 0
     events = []
     for i, op in enumerate(ops):
         events.append(_Entry(i, True, op.call))
@@ -97,7 +109,8 @@ def _check_register(ops, initial=None):
         if entry.is_call:
             op = ops[entry.op_id]
             if op.kind == "write":
-                allowed, new_state = True, op.value
+                allowed = unseen_rank.get(entry.op_id, unseen_placed) == unseen_placed
+                new_state = op.value
             elif op.kind == "cas" and op.ret is None:
                 # Unknown: it applies where its compare holds, and changes nothing elsewhere;
                 # one that never happened is the same as one placed last.
@@ -114,6 +127,7 @@ def _check_register(ops, initial=None):
                 stack.append((entry, state))
                 state = new_state
                 linearized |= 1 << entry.op_id
+                unseen_placed += entry.op_id in unseen_rank
                 lift(entry)
                 entry = head.next
             else:
@@ -123,6 +137,7 @@ def _check_register(ops, initial=None):
                 return False
             call, state = stack.pop()
             linearized &= ~(1 << call.op_id)
+            unseen_placed -= call.op_id in unseen_rank
             unlift(call)
             entry = call.next
     return True
@@ -130,10 +145,10 @@ def _check_register(ops, initial=None):
 
 def check(ops):
     """Returns (ok, bad_keys): whether the history is linearizable, and the keys that are not."""
-    # What someone saw: a read's value, and the value a compare-and-set found and replaced.
+    # What someone saw: a read's value, and the value a compare-and-set expected (its client saw
+    # it, or wrote it itself, perhaps by a write whose outcome it does not know).
     observed = {(op.key, op.value) for op in ops if op.kind == "read" and op.ret is not None}
-    observed |= {(op.key, op.expected) for op in ops
-                 if op.kind == "cas" and op.ret is not None and op.succeeded}
+    observed |= {(op.key, op.expected) for op in ops if op.kind == "cas"}
     # A failed compare-and-set saw that the key did not hold what it expected, which any value
     # nobody saw explains: until the last one of a key returned, its unknown writes count.
     last_failed_cas = defaultdict(lambda: -math.inf)
@@ -145,12 +160,13 @@ def check(ops):
         if op.kind == "read" and op.ret is None:
             continue  # an unknown read observed nothing
         if op.kind in ("write", "cas") and op.ret is None and op.value is not None \
-                and (op.key, op.value) not in observed and op.call >= last_failed_cas[op.key]:
-            # An unknown write of a value nobody saw, sent after the last failed compare, can
-            # be taken as never having happened: placed anywhere, it would have to be followed
-            # by another write before any read. Dropping it keeps the verdict and keeps the
-            # search from branching on it.
-            continue
+                and (op.key, op.value) not in observed:
+            if op.call > last_failed_cas[op.key]:
+                # Sent after the last failed compare, it can be taken as never having happened:
+                # placed anywhere, it would have to be followed by another write before any read.
+                # Dropping it keeps the verdict and keeps the search from branching on it.
+                continue
+            op = dataclasses.replace(op, value=UNSEEN)
         by_key[op.key].append(op)
     bad = [key for key, key_ops in sorted(by_key.items()) if not _check_register(key_ops)]
     return not bad, bad

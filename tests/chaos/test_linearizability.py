@@ -104,6 +104,22 @@ class Checker(unittest.TestCase):
                        w("k", "late", 5, None)])
         self.assertFalse(ok)
 
+    def test_an_unknown_write_a_compare_and_set_expected_is_kept(self):
+        # The client wrote b (outcome unknown) and then compared against b, also unknown; a read
+        # then saw the compare's value: both took effect.
+        ok, _ = check([w("k", "a", 0, 1), w("k", "b", 2, None), cas("k", "b", "c", None, 3, None),
+                       r("k", "c", 4, 5)])
+        self.assertTrue(ok)
+
+    def test_many_unknown_writes_before_a_failed_compare_are_cheap(self):
+        # Each could be the one the failed compare saw; the search must not try every subset.
+        ops = [w("k", "x", 0, 1)]
+        for i in range(40):
+            ops.append(w("k", f"lost{i}", 2 + i, None))
+        ops += [r("k", "x", 100, 101), cas("k", "z", "y", False, 102, 103), r("k", "x", 104, 105)]
+        self.assertTrue(check(ops)[0])
+        self.assertFalse(check(ops + [r("k", "never", 106, 107)])[0])
+
     def test_an_unknown_delete_can_explain_a_missing_key(self):
         self.assertTrue(check([w("k", "1", 0, 1), w("k", None, 2, None), r("k", None, 3, 4)])[0])
 

@@ -48,6 +48,7 @@ JITTER = 0.2
 LOSS = 0.005
 THIN_UPLINK = 256 << 10  # bytes per second from the voters to the learner, once it is back
 BULK_KEYS, BULK_VALUE = 240, 8 << 10
+TRAILING_LOGS = 150
 
 
 class WanScenario(Scenario):
@@ -64,8 +65,10 @@ class WanScenario(Scenario):
                                                   seed=rng.randrange(1 << 30)))
 
     def node_flags(self, name):
+        # A snapshot every 100 entries while the clients write, and 150 entries kept behind it:
+        # the one a broken stream carried is still the one to resume after the next is taken.
         return ["--rtt", f"{max(RTT_MS.values())}ms", "--snapshot-threshold", "100",
-                "--trailing-logs", "20", "--kv-watch-progress", "300ms",
+                "--trailing-logs", str(TRAILING_LOGS), "--kv-watch-progress", "300ms",
                 *(["--learner"] if name == LEARNER else [])]
 
     def start(self):
@@ -91,7 +94,12 @@ class WanScenario(Scenario):
                 terms.append(d.status()["term"])
             except (OSError, ValueError):
                 pass
+        if not terms:
+            raise AssertionError("no node answered /status")
         return max(terms)
+
+    def agreed_leader(self):
+        return cluster.wait_until(self.leader, timeout=30, what="a leader")
 
     def status(self, name):
         return self.cluster.nodes[name].status()
@@ -108,13 +116,13 @@ class WanScenario(Scenario):
     def bulk(self):
         """Writes BULK_KEYS values of random bytes, in posts of 20 keys."""
         rng = random.Random(self.seed)
-        leader = self.leader()
         for start in range(0, BULK_KEYS, 20):
             body = {f"bulk/{i}": base64.b64encode(rng.randbytes(BULK_VALUE * 3 // 4)).decode()
                     for i in range(start, min(BULK_KEYS, start + 20))}
-            r = self.request(leader.http, "POST", "/key", body=json.dumps(body))
-            if r is None or r.status != 200:
-                raise AssertionError(f"bulk write: {r and r.status}")
+            r = cluster.request(self.agreed_leader().http, "POST", "/key", body=json.dumps(body),
+                                timeout=30)
+            if r.status != 200:
+                raise AssertionError(f"bulk write: {r}")
 
     def outage_and_resume(self):
         learner = self.cluster.nodes[LEARNER]
@@ -123,10 +131,10 @@ class WanScenario(Scenario):
         self.isolate_learner(True)
         offline_at = self.status(LEARNER)["applied_index"]
         self.bulk()
-        leader = self.leader()
+        leader = self.agreed_leader()
         cluster.wait_until(
-            lambda: leader.status()["snapshot_index"] > offline_at + 100, timeout=60,
-            what="the leader's log compacted past the learner")
+            lambda: leader.status()["snapshot_index"] > offline_at + TRAILING_LOGS + 50,
+            timeout=60, what="the leader's log compacted past the learner")
         for v in self.voters():
             self.network.link(v, LEARNER).bytes_per_s = THIN_UPLINK
         self.faults.append(f"{self.history.now():.1f}s learner back over a thin link")
@@ -152,7 +160,7 @@ class WanScenario(Scenario):
             self.network.link(v, LEARNER).bytes_per_s = 0
 
     def leader_kill(self):
-        old = self.leader()
+        old = self.agreed_leader()
         before = self.term()
         self.faults.append(f"{self.history.now():.1f}s kill -9 {old.name}")
         old.kill()
