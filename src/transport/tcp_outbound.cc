@@ -193,8 +193,11 @@ awaitable<void> TcpTransport::Impl::stream_snapshot(std::string address, raft::M
                                                     storage::SnapshotInfo info,
                                                     std::function<void(bool)> done) {
   std::map<std::string, uint64_t> held;
+  const auto began = std::chrono::steady_clock::now();
+  const uint64_t sent_before = snapshot_bytes_sent;
   std::shared_ptr<Connection> conn = co_await open_snapshot_stream(address, m.to, info, &held);
   bool ok = conn != nullptr;
+  const char* stage = "opening the stream";
   uint64_t resumed = 0;
   for (const auto& [name, bytes] : held)
     resumed += bytes;
@@ -203,12 +206,15 @@ awaitable<void> TcpTransport::Impl::stream_snapshot(std::string address, raft::M
                  m.to, resumed, info.bytes());
     snapshot_bytes_resumed += resumed;
   }
+  if (ok)
+    stage = "streaming the files";
   for (const storage::SnapshotFile& f : info.files) {
     if (!ok)
       break;
     ok = co_await stream_file(*conn, info.dir, f.name, held[f.name]);
   }
   if (ok) {
+    stage = "waiting for the receiver to take it";
     // The receiver syncs the files before it answers: one second more per 10 MB.
     conn->arm(opt.io_timeout + std::chrono::milliseconds(info.bytes() / 10000));
     const std::string end = encode_frame(FrameType::kSnapshotEnd, raft::encode_message(m));
@@ -222,6 +228,16 @@ awaitable<void> TcpTransport::Impl::stream_snapshot(std::string address, raft::M
   }
   if (conn)
     conn->close();
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::steady_clock::now() - began)
+                      .count();
+  if (ok) {
+    spdlog::info("raft port: snapshot {} sent to node {} ({} bytes streamed in {} ms)",
+                 info.meta.index, m.to, snapshot_bytes_sent - sent_before, ms);
+  } else {
+    spdlog::warn("raft port: snapshot {} to node {} failed after {} ms, {}", info.meta.index, m.to,
+                 ms, stage);
+  }
   done(ok);
 }
 
