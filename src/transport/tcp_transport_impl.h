@@ -52,6 +52,27 @@ inline bool is_node_certificate(const net::PeerIdentity& peer, raft::NodeId id,
          peer.names_cluster(cluster);
 }
 
+// A snapshot being received on one connection. At namespace scope: Impl holds an optional of it,
+// which clang cannot instantiate for a class nested in one still being defined.
+struct Staging {
+  std::string dir;
+  storage::SnapshotInfo info;
+  std::string announced;   // the begin frame's payload: equal payloads, the same snapshot
+  bool resumable = false;  // offered (frame 7): kept if the connection breaks
+  std::map<std::string, uint64_t> remaining;  // announced bytes not yet written, by file
+  std::shared_ptr<std::unique_ptr<storage::WritableFile>> file =
+      std::make_shared<std::unique_ptr<storage::WritableFile>>();
+  std::string file_name;
+
+  // Bytes of every file written so far.
+  uint64_t held() const {
+    uint64_t left = 0;
+    for (const auto& [name, bytes] : remaining)
+      left += bytes;
+    return info.bytes() - left;
+  }
+};
+
 class TcpTransport::Impl {
  public:
   explicit Impl(TcpTransportOptions options) : opt(std::move(options)) {}
@@ -71,26 +92,6 @@ class TcpTransport::Impl {
     uint64_t queued_bytes = 0;
     asio::steady_timer wake;
     bool removed = false;
-  };
-
-  // A snapshot being received on one connection.
-  struct Staging {
-    std::string dir;
-    storage::SnapshotInfo info;
-    std::string announced;   // the begin frame's payload: equal payloads, the same snapshot
-    bool resumable = false;  // offered (frame 7): kept if the connection breaks
-    std::map<std::string, uint64_t> remaining;  // announced bytes not yet written, by file
-    std::shared_ptr<std::unique_ptr<storage::WritableFile>> file =
-        std::make_shared<std::unique_ptr<storage::WritableFile>>();
-    std::string file_name;
-
-    // Bytes of every file written so far.
-    uint64_t held() const {
-      uint64_t left = 0;
-      for (const auto& [name, bytes] : remaining)
-        left += bytes;
-      return info.bytes() - left;
-    }
   };
 
   std::shared_ptr<asio::ssl::context> tls_context() const {
