@@ -369,19 +369,23 @@ void Node::publish_status() {
     status_.raft = std::move(raft);
     status_.applied = applied_;
     status_.snapshot_index = last_snapshot_index_;
-    status_.membership = membership();
+    if (published_membership_version_ != membership_version_) {
+      status_.membership = membership();
+      published_membership_version_ = membership_version_;
+    }
     status_.sessions = sessions_.size();
     if (observers_.empty())
       return;
+    const Observed now{status_.raft.role,       status_.raft.leader,
+                       status_.raft.learner,    status_.raft.hard_state.term,
+                       membership_version_,     status_.failure.ok(),
+                       status_.damage.ok(),     status_.checkpoint_index,
+                       status_.snapshots_taken, status_.snapshots_installed};
+    if (now == observed_)
+      return;
+    observed_ = now;
     copy = status_;
   }
-  const Observed now{
-      copy.raft.role,       copy.raft.leader,        copy.raft.learner, copy.raft.hard_state.term,
-      copy.membership,      copy.failure.ok(),       copy.damage.ok(),  copy.checkpoint_index,
-      copy.snapshots_taken, copy.snapshots_installed};
-  if (now == observed_)
-    return;
-  observed_ = now;
   for (const StatusObserver& observer : observers_)
     observer(copy);
 }

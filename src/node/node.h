@@ -250,6 +250,8 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   Status apply_commands(Pending& pending);
   void answer_waiters(std::span<const raft::Entry> entries, std::map<raft::Index, Outcome>& done);
   void apply_membership_change(const raft::Entry& e);
+  // Makes `m` the membership in force from `index` on (the newest in the history).
+  void record_membership(raft::Index index, cluster::Membership m);
   void record_checkpoint(raft::Index index);
   const cluster::Membership& membership() const { return membership_history_.rbegin()->second; }
 
@@ -291,6 +293,9 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   // The membership as of each applied change since the last snapshot (and the one in force at
   // it), to label a snapshot taken at an index between two changes; the last is the current.
   std::map<raft::Index, cluster::Membership> membership_history_;
+  // Counts the changes of the membership in force, so that status copies it only when it moved.
+  uint64_t membership_version_ = 0;
+  uint64_t published_membership_version_ = 0;
   SessionTable sessions_;
   // The latest proposal time among the commands that changed the session table (envelope.h).
   uint64_t session_time_ms_ = 0;
@@ -331,7 +336,7 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
     raft::NodeId leader = raft::kNoNode;
     bool learner = false;
     raft::Term term = 0;
-    cluster::Membership membership;
+    uint64_t membership_version = 0;
     bool healthy = true;
     bool undamaged = true;
     raft::Index checkpoint = 0;

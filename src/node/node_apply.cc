@@ -41,7 +41,7 @@ Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
   if (Status s = log_->apply_snapshot(meta); !s.ok())
     return s;
   membership_history_.clear();
-  membership_history_[meta.index] = cluster::Membership::from(meta.conf, info->member_contexts);
+  record_membership(meta.index, cluster::Membership::from(meta.conf, info->member_contexts));
   transport_->update_peers(membership().raft_addresses());
   applied_ = meta.index;
   last_snapshot_index_ = meta.index;
@@ -74,7 +74,12 @@ void Node::apply_membership_change(const raft::Entry& e) {
     return;
   cluster::Membership next = membership();
   if (next.apply(*cc))  // the core skips a change it refuses the same way
-    membership_history_[e.index] = std::move(next);
+    record_membership(e.index, std::move(next));
+}
+
+void Node::record_membership(raft::Index index, cluster::Membership m) {
+  membership_history_[index] = std::move(m);
+  ++membership_version_;
 }
 
 // Commands on their way to the state machine: the batch in hand, and every entry's outcome.

@@ -65,8 +65,9 @@ Status Node::open_storage() {
     return Status::corruption("the state machine applied up to " + std::to_string(applied) +
                               " but the log ends at " + std::to_string(log_->last_index()));
   }
-  membership_history_[snap.index] = cluster::Membership::from(
-      snap.conf, latest ? latest->member_contexts : std::map<raft::NodeId, std::string>{});
+  record_membership(snap.index, cluster::Membership::from(
+                                    snap.conf, latest ? latest->member_contexts
+                                                      : std::map<raft::NodeId, std::string>{}));
   if (Status s = replay_metadata(snap.index + 1, applied + 1); !s.ok())
     return s;
 
