@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san test-fuzz sim bench edge bench-core bench-node chaos demo demo-secure demo-clean format clean
+.PHONY: all deps build test test-plain test-san test-fuzz sim bench edge deb bench-core bench-node chaos demo demo-secure demo-clean format clean
 
 all: build
 
@@ -49,6 +49,11 @@ bench:
 	@cmake -S . -B $(BENCH_BUILD_DIR) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BENCH_BUILD_DIR) -j $(JOBS) --target raft-nginx
 	@python3 bench/compare.py --binary $(BENCH_BUILD_DIR)/src/raft-nginx --mode $(BENCH_MODE)
+
+# The Debian package (scripts/make-deb.sh, deploy/debian/): the Release binary, a systemd unit
+# of Type=notify, a default config and a man page; written to dist/.
+deb: build
+	@scripts/make-deb.sh $(BUILD_DIR)/src/raft-nginx dist
 
 # Edge conditions (bench/edge.py): WAN links against etcd, elections, 20 learners, a long
 # outage, catch-up over 1 MB/s with a resumed snapshot; rewrites docs/edge.md and its plots.

@@ -21,6 +21,7 @@
 #include "cli/joining.h"
 #include "cli/nginx_conf_command.h"
 #include "cli/repair.h"
+#include "cli/service_manager.h"
 #include "cli/status_log.h"
 #include "cli/stop_signal.h"
 #include "cli/trust.h"
@@ -541,6 +542,21 @@ void attach_backend(const std::function<void(Replica*)>& attach, Replica* replic
   }
 }
 
+void warn_if_failed(const Status& notified) {
+  if (!notified.ok())
+    spdlog::warn("could not tell systemd: {}", notified.message());
+}
+
+// Type=notify: READY=1 once the node would answer /readyz with 200 (polled: readiness also
+// waits for the log to be applied, which no status change announces).
+void notify_when_ready(const http::Api& api, const std::string& socket, StopSignal* stop) {
+  while (!api.ready().ok()) {
+    if (stop->wait_for(defaults::kReadyPoll))
+      return;
+  }
+  warn_if_failed(notify_service_manager(socket, "READY=1"));
+}
+
 // Runs the daemon to completion; returns the process exit code.
 int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   DaemonOptions options = given;
@@ -626,7 +642,15 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
         [&] { join_cluster(&client, options, trust.own_authorization, stop_signal.stopping()); });
   }
 
+  std::thread ready_notifier;
+  if (const std::string socket = service_manager_socket(); !socket.empty())
+    ready_notifier = std::thread([&api, socket] { notify_when_ready(api, socket, &stop_signal); });
+
   const auto [exit_code, why] = stop_signal.wait();
+  if (ready_notifier.joinable()) {
+    ready_notifier.join();
+    warn_if_failed(notify_service_manager(service_manager_socket(), "STOPPING=1"));
+  }
   if (exit_code == 0) {
     spdlog::info("{}: handing over and stopping", why);
   } else {

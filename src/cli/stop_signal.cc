@@ -50,6 +50,11 @@ void StopSignal::stop(int exit_code, std::string why) {
   cv_.notify_all();
 }
 
+bool StopSignal::wait_for(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [this] { return stopping_.load(); });
+}
+
 std::pair<int, std::string> StopSignal::wait() {
   std::unique_lock lock(mu_);
   cv_.wait(lock, [this] { return stopping_.load(); });

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
@@ -21,6 +22,8 @@ class StopSignal {
   void stop(int exit_code, std::string why);
   // Waits for a stop; returns the exit code and the reason.
   std::pair<int, std::string> wait();
+  // Waits at most `timeout` for a stop; true if one came.
+  bool wait_for(std::chrono::milliseconds timeout);
   // What SIGHUP does (on the signal thread); nothing until set.
   void on_reload(std::function<void()> reload);
 

@@ -84,6 +84,9 @@ class Api {
   std::optional<Response> screen(const Request& head) const;
   // Where the daemon adds gauges of its own (TLS certificate expiry, --insecure).
   Metrics& metrics() { return metrics_; }
+  // What /readyz answers: OK once the node is healthy, knows a leader and applied what it knows
+  // committed, and what else the daemon waits for (its nginx) is up; otherwise why not.
+  Status ready() const;
 
  private:
   struct Call;
@@ -200,6 +203,8 @@ class Api {
   void hash(const CallPtr& call);
   void nodes(const CallPtr& call);
   void readyz(const CallPtr& call);
+  // Whether the node has not failed and what the daemon waits for is up (/readyz's first half).
+  Status serving(const node::NodeStatus& st) const;
   void metrics(const CallPtr& call);
   void healthz(const CallPtr& call);
 

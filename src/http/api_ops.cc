@@ -224,25 +224,35 @@ void Api::nodes(const CallPtr& call) {
   }
 }
 
+Status Api::serving(const node::NodeStatus& st) const {
+  if (!st.failure.ok())
+    return Status::unavailable(st.failure.to_string());
+  return options_.readiness ? options_.readiness() : Status();
+}
+
+Status Api::ready() const {
+  const node::NodeStatus st = node_->status();
+  if (Status s = serving(st); !s.ok())
+    return s;
+  if (st.raft.leader == raft::kNoNode)
+    return Status::unavailable("no leader is known");
+  if (st.applied < st.raft.hard_state.commit)
+    return Status::unavailable("applying the log: " + std::to_string(st.applied) + " of " +
+                               std::to_string(st.raft.hard_state.commit));
+  return Status();
+}
+
 void Api::readyz(const CallPtr& call) {
   auto not_ready = [call](const std::string& why) {
     call->answer(Response::json(503, json{{"ready", false}, {"error", why}}));
   };
-  const node::NodeStatus st = node_->status();
-  if (!st.failure.ok())
-    return not_ready(st.failure.to_string());
-  if (options_.readiness) {
-    if (Status s = options_.readiness(); !s.ok())
-      return not_ready(s.message());
-  }
   if (call->params.count("sync") == 0) {
-    if (st.raft.leader == raft::kNoNode)
-      return not_ready("no leader is known");
-    if (st.applied < st.raft.hard_state.commit)
-      return not_ready("applying the log: " + std::to_string(st.applied) + " of " +
-                       std::to_string(st.raft.hard_state.commit));
+    if (Status s = ready(); !s.ok())
+      return not_ready(s.message());
     return call->answer(Response::json(200, json{{"ready", true}}));
   }
+  if (Status s = serving(node_->status()); !s.ok())
+    return not_ready(s.message());
   std::chrono::milliseconds timeout{5000};
   if (auto t = call->params.find("timeout"); t != call->params.end()) {
     auto parsed = parse_duration(t->second, std::chrono::minutes(10));

@@ -40,6 +40,8 @@ inline constexpr std::chrono::milliseconds kFsmFlushInterval = 2s;
 // Integrity: how often the leader proposes a replica check, and how often, and how fast, each
 // node re-reads everything it stores.
 inline constexpr std::chrono::milliseconds kVerifyInterval = 60s;
+// Under systemd (Type=notify), how often a starting daemon checks whether it is ready yet.
+inline constexpr std::chrono::milliseconds kReadyPoll = 100ms;
 inline constexpr std::chrono::milliseconds kScrubInterval = 1h;
 inline constexpr uint64_t kScrubBytesPerSecond = 32 << 20;
 
