@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/certs_command.h"
+#include "cli/client_command.h"
 #include "cli/file_limits.h"
 #include "cli/joining.h"
 #include "cli/nginx_conf_command.h"
@@ -681,7 +682,9 @@ int run_daemon(int argc, char** argv, const DaemonHooks& hooks) {
   static const std::pair<std::string_view, Command> kCommands[] = {
       {"nginx-conf", cli::run_nginx_conf_command},
       {"certs", cli::run_certs_command},
-      {"repair", cli::run_repair_command}};
+      {"repair", cli::run_repair_command},
+      {"kv", cli::run_kv_command},
+      {"cluster", cli::run_cluster_command}};
   for (const auto& [name, run] : kCommands) {
     if (argc > 1 && argv[1] == name)
       return run(argc - 1, argv + 1);

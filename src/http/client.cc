@@ -33,12 +33,21 @@ class Client::Impl {
     thread.join();
   }
 
+  // With a sink, the body goes to it as it arrives (stream()); the answer then has none.
   asio::awaitable<void> exchange(std::string address, Request request,
                                  std::chrono::milliseconds timeout,
-                                 std::function<void(Result<Response>)> done);
+                                 std::function<void(Result<Response>)> done,
+                                 const Sink* sink = nullptr);
   template <typename Stream>
   static asio::awaitable<Result<Response>> roundtrip(Stream& stream, const std::string& address,
-                                                     Request request);
+                                                     Request request,
+                                                     std::chrono::milliseconds timeout,
+                                                     const Sink* sink);
+  template <typename Stream>
+  static asio::awaitable<Result<Response>> read_streamed(Stream& stream, beast::flat_buffer& buffer,
+                                                         const std::string& address,
+                                                         std::chrono::milliseconds idle,
+                                                         const Sink& sink);
 
   const ClientOptions options;
   asio::io_context io;
@@ -47,7 +56,8 @@ class Client::Impl {
 
 asio::awaitable<void> Client::Impl::exchange(std::string address, Request request,
                                              std::chrono::milliseconds timeout,
-                                             std::function<void(Result<Response>)> done) {
+                                             std::function<void(Result<Response>)> done,
+                                             const Sink* sink) {
   auto parsed = net::parse_address(address);
   if (!parsed.ok()) {
     done(parsed.status());
@@ -70,7 +80,7 @@ asio::awaitable<void> Client::Impl::exchange(std::string address, Request reques
     co_return;
   }
   if (!options.tls) {
-    Result<Response> r = co_await roundtrip(stream, address, std::move(request));
+    Result<Response> r = co_await roundtrip(stream, address, std::move(request), timeout, sink);
     done(std::move(r));
     co_return;
   }
@@ -82,14 +92,16 @@ asio::awaitable<void> Client::Impl::exchange(std::string address, Request reques
     done(Status::unavailable("TLS with " + address + ": " + ec.message()));
     co_return;
   }
-  Result<Response> r = co_await roundtrip(tls, address, std::move(request));
+  Result<Response> r = co_await roundtrip(tls, address, std::move(request), timeout, sink);
   done(std::move(r));
 }
 
 template <typename Stream>
 asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
                                                           const std::string& address,
-                                                          Request request) {
+                                                          Request request,
+                                                          std::chrono::milliseconds timeout,
+                                                          const Sink* sink) {
   beast::error_code ec;
   bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(request.method), request.target, 11};
   req.set(bhttp::field::host, address);
@@ -100,6 +112,8 @@ asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
   if (ec)
     co_return Status::unavailable("cannot send to " + address + ": " + ec.message());
   beast::flat_buffer buffer;
+  if (sink != nullptr)
+    co_return co_await read_streamed(stream, buffer, address, timeout, *sink);
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(1ull << 30);
   co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
@@ -112,6 +126,44 @@ asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
   response.body = std::move(message.body());
   beast::get_lowest_layer(stream).close();
   co_return response;
+}
+
+template <typename Stream>
+asio::awaitable<Result<Response>> Client::Impl::read_streamed(Stream& stream,
+                                                              beast::flat_buffer& buffer,
+                                                              const std::string& address,
+                                                              std::chrono::milliseconds idle,
+                                                              const Sink& sink) {
+  beast::error_code ec;
+  bhttp::response_parser<bhttp::buffer_body> parser;
+  parser.body_limit(boost::none);  // a stream has no end in view; each piece is bounded below
+  beast::get_lowest_layer(stream).expires_after(idle);
+  co_await bhttp::async_read_header(stream, buffer, parser,
+                                    asio::redirect_error(use_awaitable, ec));
+  if (ec)
+    co_return Status::unavailable("no answer from " + address + ": " + ec.message());
+  Response head;
+  head.status = static_cast<int>(parser.get().result_int());
+  head.headers = headers_from_beast(parser.get().base());
+  if (!sink.on_head(head))
+    co_return head;
+  char piece[16 * 1024];
+  while (!parser.is_done()) {
+    parser.get().body().data = piece;
+    parser.get().body().size = sizeof piece;
+    beast::get_lowest_layer(stream).expires_after(idle);
+    co_await bhttp::async_read_some(stream, buffer, parser,
+                                    asio::redirect_error(use_awaitable, ec));
+    if (ec == bhttp::error::need_buffer)
+      ec = {};
+    if (ec)
+      co_return Status::unavailable("the stream from " + address + " broke: " + ec.message());
+    const size_t got = sizeof piece - parser.get().body().size;
+    if (got > 0 && !sink.on_data(std::string_view(piece, got)))
+      break;
+  }
+  beast::get_lowest_layer(stream).close();
+  co_return head;
 }
 
 Client::Client(ClientOptions options) : impl_(std::make_unique<Impl>(std::move(options))) {}
@@ -131,6 +183,18 @@ Result<Response> Client::fetch(const std::string& address, Request request,
   fetch(address, std::move(request), timeout,
         [answer](Result<Response> r) { answer->set_value(std::move(r)); });
   return future.get();
+}
+
+Status Client::stream(const std::string& address, Request request, std::chrono::milliseconds idle,
+                      Sink sink) {
+  auto answer = std::make_shared<std::promise<Status>>();
+  auto future = answer->get_future();
+  asio::co_spawn(impl_->io,
+                 impl_->exchange(
+                     address, std::move(request), idle,
+                     [answer](Result<Response> r) { answer->set_value(r.status()); }, &sink),
+                 asio::detached);
+  return future.get();  // `sink` outlives the exchange: it ends before the promise is kept
 }
 
 }  // namespace raftnginx::http

@@ -38,6 +38,18 @@ class Client {
   Result<Response> fetch(const std::string& address, Request request,
                          std::chrono::milliseconds timeout);
 
+  // A body read as it arrives (a watch), waiting until it ends. `on_head` gets the status and
+  // headers (no body) once they arrive, then `on_data` each piece of the body, both on the
+  // client's thread; either may return false to stop reading. `idle` bounds the wait for the
+  // head and between pieces. OK once the body ended or a callback stopped it; Unavailable if
+  // the member could not be reached, or the connection broke or went quiet for `idle`.
+  struct Sink {
+    std::function<bool(const Response& head)> on_head;
+    std::function<bool(std::string_view piece)> on_data;
+  };
+  Status stream(const std::string& address, Request request, std::chrono::milliseconds idle,
+                Sink sink);
+
   class Impl;
 
  private:

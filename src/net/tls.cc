@@ -60,15 +60,18 @@ Result<std::shared_ptr<ssl::context>> TlsContext::build(
   SSL_CTX_set_ciphersuites(
       native, "TLS_AES_128_GCM_SHA256:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384");
   boost::system::error_code ec;
-  ctx->use_certificate_chain_file(files_.cert, ec);
-  if (ec)
-    return Status::invalid_argument("TLS certificate " + files_.cert + ": " + ec.message());
-  ctx->use_private_key_file(files_.key, ssl::context::pem, ec);
-  if (ec)
-    return Status::invalid_argument("TLS key " + files_.key + ": " + ec.message());
-  if (SSL_CTX_check_private_key(native) != 1)
-    return Status::invalid_argument("TLS key " + files_.key + " does not match certificate " +
-                                    files_.cert);
+  const bool presents = !files_.cert.empty() || !files_.key.empty();
+  if (presents) {
+    ctx->use_certificate_chain_file(files_.cert, ec);
+    if (ec)
+      return Status::invalid_argument("TLS certificate " + files_.cert + ": " + ec.message());
+    ctx->use_private_key_file(files_.key, ssl::context::pem, ec);
+    if (ec)
+      return Status::invalid_argument("TLS key " + files_.key + ": " + ec.message());
+    if (SSL_CTX_check_private_key(native) != 1)
+      return Status::invalid_argument("TLS key " + files_.key + " does not match certificate " +
+                                      files_.cert);
+  }
   if (peers_ != PeerCertificate::kNotAsked) {
     ctx->load_verify_file(files_.ca, ec);
     if (ec)
@@ -76,6 +79,10 @@ Result<std::shared_ptr<ssl::context>> TlsContext::build(
     ctx->set_verify_mode(peers_ == PeerCertificate::kRequired
                              ? ssl::verify_peer | ssl::verify_fail_if_no_peer_cert
                              : ssl::verify_peer);
+  }
+  if (!presents) {
+    *not_after = std::chrono::system_clock::time_point::max();
+    return ctx;
   }
   X509* cert = SSL_CTX_get0_certificate(native);
   if (cert == nullptr)

@@ -23,7 +23,7 @@
 namespace raftnginx::net {
 
 struct TlsFiles {
-  std::string cert;  // PEM certificate chain
+  std::string cert;  // PEM certificate chain; with `key`, empty for a client that presents none
   std::string key;   // PEM private key
   std::string ca;    // PEM CA certificates that peers' certificates must chain to
 };

@@ -1,0 +1,185 @@
+"""`raft-nginx kv` and `raft-nginx cluster` as an operator's shell uses them: through any member
+(a dead endpoint skipped, a follower's redirect followed), both output forms, every documented
+exit code, transactions from standard input, membership changes, and a secured cluster reached
+with a CA and a token from the environment."""
+import json
+import os
+import queue
+import subprocess
+import threading
+import unittest
+
+from cluster import BINARY, SLOW, Certs, ClusterTest, free_port, wait_until
+
+
+class Cli(ClusterTest):
+    def cli(self, *args, endpoints=None, stdin=None, env=None, expect=0):
+        environment = dict(os.environ, **(env or {}))
+        if endpoints is not None:
+            environment["RAFTNGINX_ENDPOINTS"] = ",".join(endpoints)
+        r = subprocess.run([BINARY, *args], capture_output=True, text=True, input=stdin,
+                           env=environment, timeout=60 * SLOW)
+        self.assertEqual(r.returncode, expect, f"{args}: {r.stdout}{r.stderr}")
+        return r
+
+    def test_kv_through_any_member_with_every_exit_code(self):
+        c = self.cluster.start(3, args=["--fsm", "memory"])
+        follower = c.followers()[0]
+        # The first endpoint is down, the second a follower: the write reaches the leader.
+        via = [f"127.0.0.1:{free_port()}", follower.http]
+        out = self.cli("kv", "put", "app/a", "one two", endpoints=via).stdout
+        self.assertRegex(out, r"^OK \(index \d+\)\n$")
+        self.cli("kv", "put", "app/b", "2", "--ttl", "1h", endpoints=via)
+        self.cli("kv", "put", "other", "x", endpoints=via)
+        for node in c.nodes.values():
+            wait_until(lambda: node.get("/key/app/a").status == 200, what="replicated")
+            self.assertEqual(self.cli("kv", "get", "app/a", endpoints=[node.http]).stdout,
+                             "one two\n")
+        got = json.loads(self.cli("kv", "get", "app/a", "-o", "json", endpoints=via).stdout)
+        self.assertEqual((got["key"], got["value"], got["version"]), ("app/a", "one two", 1))
+        mod = got["mod_index"]
+        self.assertIsInstance(mod, int)
+
+        table = self.cli("kv", "list", "app/", endpoints=via).stdout.splitlines()
+        self.assertEqual(table[0].split(), ["KEY", "VALUE", "MOD_INDEX", "VERSION"])
+        self.assertEqual([line.split()[0] for line in table[1:]], ["app/a", "app/b"])
+        rows = json.loads(self.cli("kv", "list", "app/", "-o", "json", endpoints=via).stdout)
+        self.assertEqual([r["key"] for r in rows], ["app/a", "app/b"])
+        self.assertIn("expires_at", rows[1])
+        page = self.cli("kv", "list", "--keys", "--limit", "1", endpoints=via)
+        self.assertEqual(page.stdout, "app/a\n")
+        self.assertIn("(more: --after app/a)", page.stderr)
+        self.assertEqual(self.cli("kv", "list", "--keys", "--after", "app/a",
+                                  endpoints=via).stdout, "app/b\nother\n")
+
+        missing = self.cli("kv", "get", "nope", endpoints=via, expect=3)
+        self.assertIn("404", missing.stderr)
+        stale = self.cli("kv", "put", "app/a", "new", "--cas", str(mod - 1), endpoints=via,
+                         expect=4)
+        self.assertIn(f"mod_index is {mod}", stale.stderr)
+        self.cli("kv", "put", "app/a", "new", "--cas", str(mod), endpoints=via)
+        self.cli("kv", "put", "app/new", "v", "--cas", "0", endpoints=via)
+        self.cli("kv", "put", "app/new", "v", "--cas", "0", endpoints=via, expect=4)
+        self.cli("kv", "del", "other", endpoints=via)
+        self.cli("kv", "get", "other", endpoints=via, expect=3)
+        bad = self.cli("kv", "put", "k", "v", "--ttl", "soon", endpoints=via, expect=1)
+        self.assertIn("400", bad.stderr)
+        self.cli("kv", "get", endpoints=via, expect=2)
+        self.cli("kv", "get", "k", "--timeout", "never", endpoints=via, expect=2)
+        down = self.cli("kv", "get", "app/a", endpoints=via[:1], expect=5)
+        self.assertIn(via[0], down.stderr)
+
+    def test_watch_moves_to_the_next_endpoint_missing_and_repeating_nothing(self):
+        c = self.cluster.start(3, args=["--fsm", "memory"])
+        leader = c.leader()
+        first, second = c.followers()
+        for i in range(5):
+            self.cli("kv", "put", f"w/{i}", str(i), endpoints=[leader.http])
+        self.cli("kv", "put", "elsewhere", "x", endpoints=[leader.http])
+        watch = subprocess.Popen([BINARY, "kv", "watch", "w/", "--from", "1", "--count", "10",
+                                  "-o", "json", "--endpoints", f"{first.http},{second.http}"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: watch.poll() is None and watch.kill())
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in watch.stdout],
+                         daemon=True).start()
+
+        def events(n):
+            got = []
+            while len(got) < n:
+                message = json.loads(lines.get(timeout=30 * SLOW))
+                if "index" in message:
+                    got.append(message)
+            return got
+        seen = events(5)
+        first.kill()  # the member the watch follows goes away mid-stream
+        for i in range(5, 10):
+            self.cli("kv", "put", f"w/{i}", str(i), endpoints=[leader.http])
+        seen += events(5)
+        self.assertEqual(watch.wait(timeout=30 * SLOW), 0, watch.stderr.read())
+        self.assertEqual([e["key"] for e in seen], [f"w/{i}" for i in range(10)])
+        self.assertEqual([e["type"] for e in seen], ["put"] * 10)
+        indexes = [e["index"] for e in seen]
+        self.assertEqual(indexes, sorted(set(indexes)))
+
+        table = self.cli("kv", "watch", "w/", "--from", "1", "--count", "2",
+                         endpoints=[second.http]).stdout.splitlines()
+        self.assertEqual([line.split()[1:] for line in table], [["put", "w/0", "0"],
+                                                                ["put", "w/1", "1"]])
+        gone = self.cli("kv", "watch", "w/", "--endpoints", first.http, expect=5)
+        self.assertIn(first.http, gone.stderr)
+
+    def test_transactions_from_standard_input(self):
+        c = self.cluster.start(1, args=["--fsm", "memory"])
+        at = [c["node1"].http]
+        self.cli("kv", "put", "t", "1", endpoints=at)
+        mod = json.loads(self.cli("kv", "get", "t", "-o", "json", endpoints=at).stdout)["mod_index"]
+        body = {"compare": [{"key": "t", "mod_index": mod}],
+                "success": [{"op": "put", "key": "t", "value": "2"}],
+                "failure": [{"op": "get", "key": "t"}]}
+        done = json.loads(self.cli("kv", "txn", stdin=json.dumps(body), endpoints=at).stdout)
+        self.assertTrue(done["succeeded"])
+        again = self.cli("kv", "txn", "-", stdin=json.dumps(body), endpoints=at, expect=4)
+        self.assertFalse(json.loads(again.stdout)["succeeded"])
+        self.assertEqual(self.cli("kv", "get", "t", endpoints=at).stdout, "2\n")
+        self.cli("kv", "txn", stdin="{not json", endpoints=at, expect=1)
+        self.cli("kv", "txn", os.path.join(self.root, "absent.json"), endpoints=at, expect=2)
+
+    def test_cluster_members_promote_transfer_and_remove(self):
+        c = self.cluster.start(3, args=["--fsm", "memory"])
+        leader = c.leader()
+        learner = c.add("node4", ["--fsm", "memory", "--learner"], join=leader)
+        c.wait_members(4)
+        at = [c.followers()[0].http]
+        members = self.cli("cluster", "members", endpoints=at).stdout.splitlines()
+        self.assertEqual(members[0].split(), ["ID", "ROLE", "HTTP", "RAFT", "REACHABLE"])
+        roles = {line.split()[0]: line.split()[1] for line in members[1:]}
+        self.assertEqual(roles, {"node1": "voter", "node2": "voter", "node3": "voter",
+                                 "node4": "learner"})
+        status = dict(line.split(None, 1) for line in
+                      self.cli("cluster", "status", endpoints=at).stdout.splitlines()[1:])
+        self.assertEqual(status["leader"], leader.name)
+        self.assertEqual(json.loads(self.cli("cluster", "status", "-o", "json",
+                                             endpoints=at).stdout)["leader"]["id"], leader.name)
+
+        self.cli("cluster", "promote", "node4", endpoints=at)
+        wait_until(lambda: learner.status()["role"] in ("follower", "leader"), what="promoted")
+        self.cli("cluster", "promote", "node4", endpoints=at, expect=1)  # 409: a voter already
+        self.cli("cluster", "promote", "node9", endpoints=at, expect=3)
+        target = next(n for n in ("node2", "node3") if n != leader.name)
+        self.cli("cluster", "transfer", target, endpoints=at)
+        wait_until(lambda: c[target].status()["role"] == "leader", what="transferred")
+        self.cli("cluster", "remove", "node4", endpoints=at)
+        wait_until(lambda: "node4" not in self.cli("cluster", "members", endpoints=at).stdout,
+                   what="node4 removed")
+
+    def test_a_secured_cluster_with_a_ca_and_a_token_from_the_environment(self):
+        certs = Certs.make(os.path.join(self.root, "certs"), ["node1"])
+        c = self.cluster.start(1, args=certs.flags("node1"), context=certs.context(),
+                               headers=certs.bearer())
+        at = [c["node1"].http]
+        secured = {"RAFTNGINX_CACERT": certs.ca, "RAFTNGINX_TOKEN": certs.token}
+        self.cli("kv", "put", "s", "v", endpoints=at, env=secured)
+        self.assertEqual(self.cli("kv", "get", "s", endpoints=at, env=secured).stdout, "v\n")
+        anonymous = self.cli("kv", "get", "s", endpoints=at, env={"RAFTNGINX_CACERT": certs.ca},
+                             expect=1)
+        self.assertIn("401", anonymous.stderr)
+        other = Certs.make(os.path.join(self.root, "other"), ["x"])
+        self.cli("kv", "get", "s", endpoints=at, expect=5,
+                 env={"RAFTNGINX_CACERT": other.ca, "RAFTNGINX_TOKEN": certs.token})
+        self.cli("kv", "get", "s", "--cert", certs.pair("admin")[0], endpoints=at, expect=2,
+                 env=secured)
+
+    def test_help_names_every_verb_and_the_exit_codes(self):
+        for command, verbs in (("kv", ["get", "put", "del", "list", "watch", "txn"]),
+                               ("cluster", ["status", "members", "join", "remove", "promote",
+                                            "transfer"])):
+            out = self.cli(command, "--help").stdout
+            self.assertIn("Exit codes", out)
+            for verb in verbs:
+                self.assertIn(verb, out)
+                self.assertIn("Usage", self.cli(command, verb, "--help").stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
