@@ -4,6 +4,7 @@
 # Usage: scripts/make-deb.sh BINARY OUT_DIR      (make deb runs it on the Release build)
 # Prints the path of the .deb it wrote.
 set -euo pipefail
+umask 022  # the files' modes in the package must not depend on the builder's umask
 
 binary=${1:?usage: make-deb.sh BINARY OUT_DIR}
 out=${2:?usage: make-deb.sh BINARY OUT_DIR}
@@ -29,11 +30,12 @@ help2man --no-info --name "replicated state for a fleet of nginx gateways" \
 gzip -9n "$root/usr/share/man/man1/raft-nginx.1"
 install -m 0644 "$here/README.md" "$root/usr/share/doc/raft-nginx/README.md"
 gzip -9n "$root/usr/share/doc/raft-nginx/README.md"
+install -m 0644 "$src/copyright" "$root/usr/share/doc/raft-nginx/copyright"
 
 # The shared libraries the binary links, as Debian names their packages.
 mkdir -p "$work/shlibs/debian"
 printf 'Source: raft-nginx\n\nPackage: raft-nginx\nArchitecture: any\n' > "$work/shlibs/debian/control"
-depends=$(cd "$work/shlibs" && dpkg-shlibdeps -O -e"$root/usr/bin/raft-nginx" 2>/dev/null |
+depends=$(cd "$work/shlibs" && dpkg-shlibdeps -O -e"$root/usr/bin/raft-nginx" |
   sed -n 's/^shlibs:Depends=//p')
 [ -n "$depends" ] || { echo "make-deb: dpkg-shlibdeps found no dependencies" >&2; exit 2; }
 
@@ -45,7 +47,7 @@ Package: raft-nginx
 Version: $version
 Architecture: $arch
 Maintainer: raft-nginx developers <raft-nginx@localhost>
-Depends: $depends, adduser
+Depends: $depends, adduser, procps
 Recommends: nginx
 Section: net
 Priority: optional

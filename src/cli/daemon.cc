@@ -12,9 +12,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/certs_command.h"
 #include "cli/client_command.h"
@@ -543,19 +545,36 @@ void attach_backend(const std::function<void(Replica*)>& attach, Replica* replic
   }
 }
 
-void warn_if_failed(const Status& notified) {
-  if (!notified.ok())
-    spdlog::warn("could not tell systemd: {}", notified.message());
-}
+// Tells systemd `state`; logs the first failure only (a socket that is not there stays so).
+class ServiceManager {
+ public:
+  explicit ServiceManager(std::string socket) : socket_(std::move(socket)) {}
+  void tell(std::string_view state) {
+    Status s = notify_service_manager(socket_, state);
+    if (!s.ok() && !warned_.exchange(true))
+      spdlog::warn("could not tell systemd: {}", s.message());
+  }
+
+ private:
+  const std::string socket_;
+  std::atomic<bool> warned_{false};
+};
 
 // Type=notify: READY=1 once the node would answer /readyz with 200 (polled: readiness also
-// waits for the log to be applied, which no status change announces).
-void notify_when_ready(const http::Api& api, const std::string& socket, StopSignal* stop) {
-  while (!api.ready().ok()) {
+// waits for the log to be applied, which no status change announces); until then STATUS= says
+// why not, for `systemctl status`.
+void notify_when_ready(const http::Api& api, ServiceManager* manager, StopSignal* stop) {
+  std::string said;
+  for (Status ready = api.ready(); !ready.ok(); ready = api.ready()) {
+    if (ready.message() != said) {
+      said = ready.message();
+      manager->tell("STATUS=" + said);
+    }
     if (stop->wait_for(defaults::kReadyPoll))
       return;
   }
-  warn_if_failed(notify_service_manager(socket, "READY=1"));
+  if (!*stop->stopping())
+    manager->tell("READY=1\nSTATUS=ready");
 }
 
 // Runs the daemon to completion; returns the process exit code.
@@ -643,14 +662,18 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
         [&] { join_cluster(&client, options, trust.own_authorization, stop_signal.stopping()); });
   }
 
+  std::optional<ServiceManager> manager;
   std::thread ready_notifier;
-  if (const std::string socket = service_manager_socket(); !socket.empty())
-    ready_notifier = std::thread([&api, socket] { notify_when_ready(api, socket, &stop_signal); });
+  if (std::string socket = service_manager_socket(); !socket.empty()) {
+    manager.emplace(std::move(socket));
+    ready_notifier =
+        std::thread([&api, &manager] { notify_when_ready(api, &*manager, &stop_signal); });
+  }
 
   const auto [exit_code, why] = stop_signal.wait();
-  if (ready_notifier.joinable()) {
+  if (manager) {
     ready_notifier.join();
-    warn_if_failed(notify_service_manager(service_manager_socket(), "STOPPING=1"));
+    manager->tell("STOPPING=1\nSTATUS=" + why);
   }
   if (exit_code == 0) {
     spdlog::info("{}: handing over and stopping", why);

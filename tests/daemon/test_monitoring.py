@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import unittest
 
@@ -88,6 +89,15 @@ class Dashboard(unittest.TestCase):
                 yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}, f)
             r = promtool("check", "rules", path)
         self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
+    def test_the_json_is_what_dashboard_py_writes(self):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "dashboard.json")
+            subprocess.run([sys.executable, os.path.join(MONITORING, "dashboard.py"), out],
+                           check=True, timeout=60)
+            with open(out) as f, open(DASHBOARD) as shipped:
+                self.assertEqual(json.load(f), json.load(shipped),
+                                 "run deploy/monitoring/dashboard.py after changing it")
 
     def test_panels_are_placed_once_and_use_the_chosen_source(self):
         with open(DASHBOARD) as f:
