@@ -1,4 +1,6 @@
 // Snapshots: taken beside the raft loop, streamed to followers, received from the leader.
+#include <spdlog/spdlog.h>
+
 #include "node/backend_call.h"
 #include "node/node.h"
 
@@ -202,6 +204,10 @@ void Node::seal_received_snapshot(raft::Message m, transport::Sender sender,
     // A damaged transfer is dropped here; the leader, hearing nothing, sends it again.
     auto sealed = snapshots_->commit(staged_dir, std::move(info), &expected);
     if (!sealed.ok()) {
+      spdlog::warn(
+          "snapshot {} from node {} failed its check and was dropped ({}); the leader "
+          "sends it again",
+          index, status().membership.name_of(sender.id), sealed.status().message());
       snapshots_->abort(staged_dir);
       return;
     }
