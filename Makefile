@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Seeds per cluster size for the simulator test under the sanitizers (slower than a plain build).
 SAN_SIM_SEEDS ?= 60
 
-.PHONY: all deps build test test-plain test-san test-fuzz sim bench edge deb bench-core bench-node chaos demo demo-secure demo-clean format clean
+.PHONY: all deps build test test-plain test-san test-fuzz sim bench edge deb docker docker-test bench-core bench-node chaos demo demo-secure demo-clean format clean
 
 all: build
 
@@ -54,6 +54,17 @@ bench:
 # of Type=notify, a default config and a man page; written to dist/.
 deb: build
 	@scripts/make-deb.sh $(BUILD_DIR)/src/raft-nginx dist
+
+# The container image, from that package (deploy/docker/), and the compose cluster run for real:
+# the walkthrough through three gateways, a leader's container killed and started again. Needs a
+# running Docker daemon and docker-compose; the base image is made with debootstrap if no
+# registry can be reached. Not part of `make test`.
+docker: deb
+	@deploy/docker/make-base-image.sh
+	@docker-compose -f deploy/docker/docker-compose.yml build
+
+docker-test: docker
+	@python3 tests/docker/compose_test.py --no-build
 
 # Edge conditions (bench/edge.py): WAN links against etcd, elections, 20 learners, a long
 # outage, catch-up over 1 MB/s with a resumed snapshot; rewrites docs/edge.md and its plots.
