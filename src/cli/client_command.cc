@@ -3,21 +3,27 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <fstream>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
-#include <sstream>
+#include <thread>
 
 #include "http/client.h"
+#include "net/address.h"
 #include "net/tls.h"
 #include "util/duration.h"
+#include "util/printable.h"
 
 namespace raftnginx::cli {
 namespace {
 
 using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
 
 enum Exit : int {
   kDone = 0,
@@ -31,7 +37,8 @@ enum Exit : int {
 
 constexpr const char* kExitCodes =
     "Exit codes: 0 done; 1 refused (an HTTP error); 2 bad usage; 3 no such key or member; "
-    "4 a compare failed; 5 no endpoint could serve it; 6 outcome unknown (it may still apply).";
+    "4 a compare failed; 5 no endpoint could serve it (nothing was done); 6 outcome unknown (it "
+    "may have applied).";
 
 // What every verb needs to reach the cluster.
 struct Connection {
@@ -45,14 +52,22 @@ struct Connection {
   std::string timeout = "10s";
 };
 
+CLI::Validator not_empty() {
+  return CLI::Validator(
+      [](const std::string& v) { return v.empty() ? std::string("must not be empty") : ""; },
+      "NONEMPTY");
+}
+
 void add_connection_options(CLI::App& app, Connection& c) {
   app.fallthrough();  // these may also follow the verb
   app.add_option("--endpoints", c.endpoints,
                  "Members' HTTP addresses (host:port), comma separated, tried in order")
       ->delimiter(',')
+      ->allow_extra_args(false)  // after a verb, the next word is the verb's, not an endpoint
       ->envname("RAFTNGINX_ENDPOINTS")
       ->capture_default_str();
-  app.add_option("--token", c.token, "Bearer token of a principal (--auth)")
+  app.add_option("--token", c.token,
+                 "Bearer token of a principal (--auth); sent only over HTTPS or to loopback")
       ->envname("RAFTNGINX_TOKEN");
   app.add_option("--cacert", c.cacert, "CA the members' certificates chain to: speak HTTPS")
       ->envname("RAFTNGINX_CACERT");
@@ -64,7 +79,9 @@ void add_connection_options(CLI::App& app, Connection& c) {
   app.add_option("-o,--output", c.output, "table (for people) or json (for scripts)")
       ->check(CLI::IsMember({"table", "json"}))
       ->capture_default_str();
-  app.add_option("--timeout", c.timeout, "How long each request may take")->capture_default_str();
+  app.add_option("--timeout", c.timeout,
+                 "How long to keep trying the endpoints (a leader election takes about a second)")
+      ->capture_default_str();
 }
 
 std::string percent_encode(std::string_view s) {
@@ -82,10 +99,18 @@ std::string percent_encode(std::string_view s) {
   return out;
 }
 
+// A JSON value for a terminal: strings with control bytes (and any non-ASCII byte) escaped, so
+// that a stored key or value can neither forge a line nor send the terminal an escape sequence.
 std::string cell(const json& value) {
   if (value.is_string())
-    return value.get<std::string>();
-  return value.is_null() ? "" : value.dump();
+    return printable(value.get<std::string>(), SIZE_MAX);
+  return value.is_null() ? "" : value.dump(-1, ' ', true, json::error_handler_t::replace);
+}
+
+std::optional<uint64_t> index_in(const json& message, const char* field) {
+  if (!message.is_object() || !message.contains(field) || !message[field].is_number_unsigned())
+    return std::nullopt;
+  return message[field].get<uint64_t>();
 }
 
 std::string random_request_id() {
@@ -97,7 +122,37 @@ std::string random_request_id() {
   return id;
 }
 
-// Sends requests the way the header describes: endpoints in order, redirects followed.
+// One verb: its request, whether sending it again is safe (a read, or a key-value write, which
+// carries an Idempotency-Key), and how to show a successful answer.
+struct Verb {
+  std::string method;
+  std::string target;
+  std::string body;
+  bool resendable = true;
+  std::function<int(const http::Response&, const Connection&)> show;
+};
+
+std::string error_text(const http::Response& r) {
+  const json body = json::parse(r.body, nullptr, false);
+  if (body.is_object() && body.contains("error") && body["error"].is_string())
+    return "HTTP " + std::to_string(r.status) + ": " + cell(body["error"]);
+  return "HTTP " + std::to_string(r.status);
+}
+
+// The exit code for an answer that is not a success, after saying why on stderr.
+int failed(const http::Response& r, bool write) {
+  std::cerr << "raft-nginx: " << error_text(r) << "\n";
+  if (r.status == 404)
+    return kNotFound;
+  if (r.status == 412)
+    return kCompareFailed;
+  if (r.status == 504 || (write && (r.status == 500 || r.status == 502)))
+    return kOutcomeUnknown;
+  return kRefused;
+}
+
+// Sends requests the way the header describes: endpoints in order, redirects followed, passes
+// over them repeated with a growing pause until --timeout.
 class Caller {
  public:
   static Result<std::unique_ptr<Caller>> open(const Connection& c) {
@@ -106,107 +161,159 @@ class Caller {
       return Status::invalid_argument("--timeout: " + timeout.status().message());
     if (c.cert.empty() != c.key.empty())
       return Status::invalid_argument("--cert and --key go together");
-    if (!c.cert.empty() && c.cacert.empty())
+    const bool tls = !c.cacert.empty();
+    if (!c.cert.empty() && !tls)
       return Status::invalid_argument("--cert needs --cacert (HTTPS)");
     http::ClientOptions options;
-    if (!c.cacert.empty()) {
-      auto tls = net::TlsContext::load(net::TlsFiles{c.cert, c.key, c.cacert},
-                                       net::TlsContext::PeerCertificate::kRequired);
-      if (!tls.ok())
-        return tls.status();
-      options.tls = std::move(tls).value();
+    if (tls) {
+      if (!net::valid_dns_name(c.cluster_name))
+        return Status::invalid_argument("--cluster-name: not a name certificates can carry");
+      auto context = net::TlsContext::load(net::TlsFiles{c.cert, c.key, c.cacert},
+                                           net::TlsContext::PeerCertificate::kRequired);
+      if (!context.ok())
+        return context.status();
+      options.tls = std::move(context).value();
       options.server_name = c.cluster_name;
     }
     std::vector<std::string> endpoints;
     for (std::string e : c.endpoints) {
-      for (std::string_view scheme : {"http://", "https://"}) {
-        if (e.starts_with(scheme))
-          e.erase(0, scheme.size());
+      for (auto [scheme, wants_tls] : {std::pair{"http://", false}, {"https://", true}}) {
+        if (!e.starts_with(scheme))
+          continue;
+        if (wants_tls != tls)
+          return Status::invalid_argument(
+              e + ": " +
+              (tls ? "plain HTTP, but --cacert asks for HTTPS"
+                   : "HTTPS needs --cacert (the CA the members' certificates chain to)"));
+        e.erase(0, std::string_view(scheme).size());
       }
       while (e.ends_with('/'))
         e.pop_back();
-      if (e.empty() || e.find_first_of("/?# ") != std::string::npos)
-        return Status::invalid_argument("--endpoints: not host:port: " + e);
+      if (auto parsed = net::parse_address(e); !parsed.ok())
+        return Status::invalid_argument("--endpoints: " + parsed.status().message());
       endpoints.push_back(e);
     }
     if (endpoints.empty())
       return Status::invalid_argument("--endpoints: none given");
-    return std::unique_ptr<Caller>(new Caller(std::move(options), std::move(endpoints),
-                                              c.token.empty() ? "" : "Bearer " + c.token,
-                                              *timeout));
+    auto caller = std::unique_ptr<Caller>(new Caller(std::move(options), std::move(endpoints),
+                                                     c.token.empty() ? "" : "Bearer " + c.token,
+                                                     *timeout, tls));
+    for (const std::string& e : caller->endpoints_) {
+      if (Status s = caller->may_send_to(e); !s.ok())
+        return s;
+    }
+    return caller;
   }
 
-  // Unavailable, naming each endpoint's failure, when none could serve the request.
-  Result<http::Response> call(const std::string& method, const std::string& target,
-                              const std::string& body = "") {
-    const bool write = method != "GET";
+  // Unavailable if no endpoint took the request; OutcomeUnknown if one may have and it could
+  // not be sent again; InvalidArgument if a redirect led where the token must not go.
+  Result<http::Response> call(const Verb& verb) {
+    const bool write = verb.method != "GET";
+    const auto deadline = Clock::now() + timeout_;
+    bool maybe_delivered = false;
     std::string failures;
-    for (const std::string& endpoint : endpoints_) {
-      std::string address = endpoint;
-      for (int hop = 0; hop <= kMaxRedirects; ++hop) {
-        http::Request request;
-        request.method = method;
-        request.target = target;
-        request.body = body;
-        if (!body.empty())
-          request.headers.emplace_back("Content-Type", "application/json");
-        if (!authorization_.empty())
-          request.headers.emplace_back("Authorization", authorization_);
-        if (write)
-          request.headers.emplace_back("Idempotency-Key", request_id_);
-        auto answer = client_.fetch(address, std::move(request), timeout_);
-        if (!answer.ok()) {
-          failures += "\n  " + address + ": " + answer.status().message();
-          break;
-        }
-        if (answer->status == 307 && !answer->header("X-Raft-Leader").empty()) {
-          address = std::string(answer->header("X-Raft-Leader"));
-          continue;
-        }
-        if (answer->status == 503) {
+    for (auto pause = 100ms;; pause = std::min<std::chrono::milliseconds>(pause * 2, 1s)) {
+      for (const std::string& endpoint : endpoints_) {
+        std::string address = endpoint;
+        for (int hop = 0; hop <= kMaxRedirects; ++hop) {
+          if (Status s = may_send_to(address); !s.ok())
+            return s;
+          auto answer = client_.fetch(address, request(verb), left(deadline));
+          if (!answer.ok()) {
+            failures += "\n  " + address + ": " + answer.status().message();
+            if (answer.status().code() == Status::Code::kOutcomeUnknown && write) {
+              maybe_delivered = true;
+              if (!verb.resendable)
+                return Status::outcome_unknown("sent to " + address +
+                                               ", no answer: " + answer.status().message());
+            }
+            break;
+          }
+          if (answer->status == 307 && !answer->header("X-Raft-Leader").empty()) {
+            address = std::string(answer->header("X-Raft-Leader"));
+            if (hop == kMaxRedirects)
+              failures +=
+                  "\n  " + endpoint + ": more than " + std::to_string(kMaxRedirects) + " redirects";
+            continue;
+          }
+          const bool unsure =
+              write && (answer->status == 500 || answer->status == 502 || answer->status == 504);
+          if (answer->status != 503 && !(unsure && verb.resendable))
+            return answer;
+          maybe_delivered = maybe_delivered || unsure;
           failures += "\n  " + address + ": " + error_text(*answer);
           break;
         }
-        return answer;
       }
+      if (Clock::now() + pause >= deadline)
+        break;
+      std::this_thread::sleep_for(pause);  // an election, or a member restarting
     }
-    return Status::unavailable("no endpoint could serve " + method + " " + target + ":" + failures);
+    const std::string what = verb.method + " " + verb.target;
+    if (maybe_delivered)
+      return Status::outcome_unknown(what +
+                                     " may have applied; no member confirmed it:" + failures);
+    return Status::unavailable("no endpoint could serve " + what + ":" + failures);
   }
 
   // Follows a watch (see kv watch) across endpoints; returns the exit code.
   int watch(const std::string& prefix, uint64_t from, size_t count, bool raw);
 
-  static std::string error_text(const http::Response& r) {
-    const json body = json::parse(r.body, nullptr, false);
-    if (body.is_object() && body.contains("error") && body["error"].is_string())
-      return "HTTP " + std::to_string(r.status) + ": " + body["error"].get<std::string>();
-    return "HTTP " + std::to_string(r.status);
-  }
-
  private:
   static constexpr int kMaxRedirects = 3;
   // A member sends progress every few seconds (--kv-watch-progress, 5 s by default): a watch
-  // quiet for longer than this has lost its member.
-  static constexpr std::chrono::milliseconds kWatchIdle{30000};
-  static constexpr size_t kMaxLine = 8 << 20;  // a whole index, values included
+  // that hears nothing for this long moves on. It gives up after --timeout without a member
+  // that moves it on.
+  static constexpr std::chrono::milliseconds kWatchIdle = 30s;
+  static constexpr size_t kMaxLine = 16 << 20;  // one change: a 4 MiB value escaped in JSON
   static constexpr size_t kMaxErrorBody = 64 << 10;
 
   Caller(http::ClientOptions options, std::vector<std::string> endpoints, std::string authorization,
-         std::chrono::milliseconds timeout)
+         std::chrono::milliseconds timeout, bool tls)
       : client_(std::move(options)),
         endpoints_(std::move(endpoints)),
         authorization_(std::move(authorization)),
         timeout_(timeout),
+        tls_(tls),
         request_id_(random_request_id()) {}
+
+  // The token goes over TLS (to a member whose certificate names the cluster) or to loopback.
+  Status may_send_to(const std::string& address) const {
+    if (authorization_.empty() || tls_)
+      return Status();
+    auto parsed = net::parse_address(address);
+    if (parsed.ok() && net::resolves_to_loopback_only(parsed->host))
+      return Status();
+    return Status::invalid_argument("refusing to send the token unencrypted to " + address +
+                                    ": give --cacert (HTTPS)");
+  }
+
+  http::Request request(const Verb& verb) const {
+    http::Request r;
+    r.method = verb.method;
+    r.target = verb.target;
+    r.body = verb.body;
+    if (!verb.body.empty())
+      r.headers.emplace_back("Content-Type", "application/json");
+    if (!authorization_.empty())
+      r.headers.emplace_back("Authorization", authorization_);
+    if (verb.method != "GET")
+      r.headers.emplace_back("Idempotency-Key", request_id_);
+    return r;
+  }
+
+  static std::chrono::milliseconds left(Clock::time_point deadline) {
+    return std::max<std::chrono::milliseconds>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()), 100ms);
+  }
 
   http::Client client_;
   const std::vector<std::string> endpoints_;
   const std::string authorization_;
   const std::chrono::milliseconds timeout_;
+  const bool tls_;
   const std::string request_id_;  // one per run: a retry on another endpoint applies once
 };
-
-int failed(const http::Response& r);
 
 // Prints one event: a line of its own in table form, "INDEX TYPE KEY [VALUE]".
 void print_event(const json& event) {
@@ -217,120 +324,142 @@ void print_event(const json& event) {
   std::cout << line << "\n" << std::flush;
 }
 
+// Where a watch is: every change before `next` is shown, and `shown_at_next` of those at `next`
+// (one transaction's changes share an index, and a connection may break among them).
+struct WatchPosition {
+  uint64_t next = 0;  // 0: from now on, until the first answer says where now is
+  uint64_t shown_at_next = 0;
+};
+
 int Caller::watch(const std::string& prefix, uint64_t from, size_t count, bool raw) {
-  uint64_t next = from;  // 0: from now on, until the first answer says where now is
+  WatchPosition at{from, 0};
   size_t shown = 0;
-  size_t failures_in_a_row = 0;
   std::string failures;
+  auto give_up_at = Clock::now() + timeout_;
+  auto pause = 100ms;
   for (size_t turn = 0;; ++turn) {
     const std::string& address = endpoints_[turn % endpoints_.size()];
+    if (Status s = may_send_to(address); !s.ok()) {
+      std::cerr << "raft-nginx: " << s.message() << "\n";
+      return kUsage;
+    }
     http::Request request;
     request.method = "GET";
     request.target = "/watch?prefix=" + percent_encode(prefix) +
-                     (next > 0 ? "&from=" + std::to_string(next) : "");
+                     (at.next > 0 ? "&from=" + std::to_string(at.next) : "");
     if (!authorization_.empty())
       request.headers.emplace_back("Authorization", authorization_);
     int status = 0;
-    std::string pending;  // a line not yet whole, or an error's body
+    std::string pending;               // a line not yet whole, or an error's body
+    size_t scanned = 0;                // of `pending`, the bytes known to hold no newline
+    uint64_t skip = at.shown_at_next;  // changes at at.next this connection repeats
+    const WatchPosition before = at;
     bool done = false;
-    bool delivered = false;
+    bool oversized = false;
+    auto on_line = [&](std::string_view line) {
+      const json message = json::parse(line, nullptr, false);
+      if (auto progress = index_in(message, "progress")) {
+        if (*progress >= at.next)
+          at = {*progress + 1, 0};
+        if (raw)
+          std::cout << line << "\n" << std::flush;
+        return true;
+      }
+      if (message.is_object() && message.contains("error")) {
+        // Too slow for the member's history: on from where this watch is, on a new stream.
+        std::cerr << "raft-nginx: the watch fell behind (" << cell(message["error"])
+                  << "); resuming\n";
+        return false;
+      }
+      const std::optional<uint64_t> index = index_in(message, "index");
+      if (!index || *index < at.next)
+        return true;
+      if (*index == at.next && skip > 0) {
+        --skip;
+        return true;
+      }
+      at = *index == at.next ? WatchPosition{at.next, at.shown_at_next + 1}
+                             : WatchPosition{*index, 1};
+      if (raw) {
+        std::cout << line << "\n" << std::flush;
+      } else {
+        print_event(message);
+      }
+      done = count > 0 && ++shown >= count;
+      return !done;
+    };
     http::Client::Sink sink{
         [&](const http::Response& head) {
           status = head.status;
-          if (status == 200 && next == 0 && !head.header("X-Raft-Index").empty())
-            next = std::stoull(std::string(head.header("X-Raft-Index"))) + 1;
+          if (status == 200 && at.next == 0) {
+            uint64_t index = 0;
+            const std::string_view text = head.header("X-Raft-Index");
+            if (std::from_chars(text.data(), text.data() + text.size(), index).ec == std::errc())
+              at = {index + 1, 0};
+          }
           return true;
         },
         [&](std::string_view piece) {
           pending += piece;
           if (status != 200)
             return pending.size() < kMaxErrorBody;
-          delivered = true;
           size_t start = 0;
-          for (size_t end; (end = pending.find('\n', start)) != std::string::npos;
-               start = end + 1) {
-            const std::string line = pending.substr(start, end - start);
-            const json message = json::parse(line, nullptr, false);
-            if (!message.is_object())
-              continue;
-            if (message.contains("progress")) {
-              next = std::max<uint64_t>(next, message["progress"].get<uint64_t>() + 1);
-              if (raw)
-                std::cout << line << "\n" << std::flush;
-            } else if (message.contains("error")) {
-              // Too slow for the history: on from where the member says, on a new stream.
-              std::cerr << "raft-nginx: the watch fell behind (" << cell(message["error"])
-                        << "); resuming\n";
-              next = message.value("resume_from", next);
+          for (size_t end; (end = pending.find('\n', scanned)) != std::string::npos;) {
+            const bool go_on = on_line(std::string_view(pending).substr(start, end - start));
+            start = scanned = end + 1;
+            if (!go_on)
               return false;
-            } else {
-              next = message.value("index", next) + 1;
-              if (raw) {
-                std::cout << line << "\n" << std::flush;
-              } else {
-                print_event(message);
-              }
-              if (count > 0 && ++shown >= count) {
-                done = true;
-                return false;
-              }
-            }
           }
           pending.erase(0, start);
-          return pending.size() < kMaxLine;
+          scanned = pending.size();
+          oversized = pending.size() > kMaxLine;
+          return !oversized;
         }};
     Status s = client_.stream(address, std::move(request), kWatchIdle, sink);
     if (done)
       return kDone;
-    if (status != 0 && status != 200 && status != 503) {
+    if (oversized) {
+      std::cerr << "raft-nginx: " << address << " sent a change over " << (kMaxLine >> 20)
+                << " MiB: not a watch this client follows\n";
+      return kRefused;
+    }
+    if (status != 0 && status != 200 && status != 503 && status != 410) {
       http::Response answer;
       answer.status = status;
       answer.body = pending;
-      return failed(answer);
+      return failed(answer, false);
     }
-    if (delivered) {
-      failures_in_a_row = 0;
+    if (at.next != before.next || at.shown_at_next != before.shown_at_next) {
+      give_up_at = Clock::now() + timeout_;  // this one moved the watch on
       failures.clear();
+      pause = 100ms;
     }
     failures += "\n  " + address + ": " +
-                (s.ok() ? (status == 503 ? "HTTP 503" : "the stream ended") : s.message());
-    if (++failures_in_a_row >= 2 * endpoints_.size()) {
+                (status == 410 ? "HTTP 410: its history no longer holds index " +
+                                     std::to_string(at.next) + " (list again)"
+                 : status == 503 ? std::string("HTTP 503")
+                 : s.ok()        ? std::string("the stream ended")
+                                 : s.message());
+    if (Clock::now() >= give_up_at) {
       std::cerr << "raft-nginx: no endpoint could serve the watch:" << failures << "\n";
-      return kUnreachable;
+      return status == 410 ? kRefused : kUnreachable;
+    }
+    if ((turn + 1) % endpoints_.size() == 0) {
+      std::this_thread::sleep_for(pause);  // every member was tried: wait before the next pass
+      pause = std::min<std::chrono::milliseconds>(pause * 2, 1s);
     }
   }
 }
-
-// The exit code for an answer that is not a success, after saying why on stderr.
-int failed(const http::Response& r) {
-  std::cerr << "raft-nginx: " << Caller::error_text(r) << "\n";
-  switch (r.status) {
-    case 404:
-      return kNotFound;
-    case 412:
-      return kCompareFailed;
-    case 504:
-      return kOutcomeUnknown;
-    default:
-      return kRefused;
-  }
-}
-
-// One verb: how to make its request, and how to show a successful answer.
-struct Verb {
-  std::string method;
-  std::string target;
-  std::string body;
-  std::function<int(const http::Response&, const Connection&)> show;
-};
 
 int show_json(const http::Response& r, const Connection&) {
   const json body = json::parse(r.body, nullptr, false);
-  std::cout << (body.is_discarded() ? r.body : body.dump(2)) << "\n";
+  std::cout << (body.is_discarded() ? printable(r.body, SIZE_MAX)
+                                    : body.dump(2, ' ', false, json::error_handler_t::replace))
+            << "\n";
   return kDone;
 }
 
-// Prints rows under a header, each column as wide as its widest cell.
+// Prints rows under a header, each column but the last as wide as its widest cell.
 void print_table(const std::vector<std::string>& header,
                  const std::vector<std::vector<std::string>>& rows) {
   std::vector<size_t> width(header.size());
@@ -359,14 +488,26 @@ int run(const Connection& c, const Verb& verb) {
     std::cerr << "raft-nginx: " << caller.status().message() << "\n";
     return kUsage;
   }
-  auto answer = (*caller)->call(verb.method, verb.target, verb.body);
+  auto answer = (*caller)->call(verb);
   if (!answer.ok()) {
     std::cerr << "raft-nginx: " << answer.status().message() << "\n";
-    return kUnreachable;
+    switch (answer.status().code()) {
+      case Status::Code::kInvalidArgument:
+        return kUsage;
+      case Status::Code::kOutcomeUnknown:
+        return kOutcomeUnknown;
+      default:
+        return kUnreachable;
+    }
   }
   if (answer->status >= 300)
-    return failed(*answer);
-  return verb.show(*answer, c);
+    return failed(*answer, verb.method != "GET");
+  try {
+    return verb.show(*answer, c);
+  } catch (const json::exception& e) {
+    std::cerr << "raft-nginx: an answer this client cannot read: " << e.what() << "\n";
+    return kRefused;
+  }
 }
 
 // Adds ?name=value pairs, skipping empty values.
@@ -387,9 +528,13 @@ int show_written(const http::Response& r, const Connection& c) {
     std::cout << json{{"index", json::parse(r.header("X-Raft-Index"), nullptr, false)}}.dump()
               << "\n";
   } else {
-    std::cout << "OK (index " << r.header("X-Raft-Index") << ")\n";
+    std::cout << "OK (index " << printable(r.header("X-Raft-Index"), 32) << ")\n";
   }
   return kDone;
+}
+
+std::string body_of(const json& body) {
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 // -1 once the command line parsed; otherwise the exit code (0 for --help, kUsage for a mistake,
@@ -402,6 +547,8 @@ int parse(CLI::App& app, int argc, char** argv) {
     return app.exit(e) == 0 ? kDone : kUsage;
   }
 }
+
+constexpr const char* kLevels = "stale (the default), linearizable or auto";
 
 }  // namespace
 
@@ -419,9 +566,9 @@ int run_kv_command(int argc, char** argv) {
 
   auto* get = app.add_subcommand("get", "Print a key's value (json: with its revisions)");
   get->add_option("key", key, "The key")->required();
-  get->add_option("--level", level, "stale, default, linearizable or auto");
+  get->add_option("--level", level, kLevels);
   get->callback([&] {
-    verb = {"GET", with_query("/key/" + percent_encode(key), {{"level", level}}), "",
+    verb = {"GET", with_query("/key/" + percent_encode(key), {{"level", level}}), "", true,
             [&key](const http::Response& r, const Connection& c) {
               const json body = json::parse(r.body, nullptr, false);
               if (!body.is_object() || !body.contains(key))
@@ -438,7 +585,7 @@ int run_kv_command(int argc, char** argv) {
                 if (!r.header(header).empty())
                   out[field] = json::parse(r.header(header), nullptr, false);
               }
-              std::cout << out.dump() << "\n";
+              std::cout << body_of(out) << "\n";
               return int{kDone};
             }};
   });
@@ -446,18 +593,21 @@ int run_kv_command(int argc, char** argv) {
   auto* put = app.add_subcommand("put", "Set a key");
   put->add_option("key", key, "The key")->required();
   put->add_option("value", value, "The value")->required();
-  put->add_option("--ttl", ttl, "Delete the key this long after the write (30s, 5m)");
-  put->add_option("--cas", cas, "Only if the key's mod_index is this (0: only if absent)");
+  put->add_option("--ttl", ttl, "Delete the key this long after the write (30s, 5m)")
+      ->check(not_empty());
+  put->add_option("--cas", cas, "Only if the key's mod_index is this (0: only if absent)")
+      ->check(not_empty());
   put->callback([&] {
     verb = {"PUT", with_query("/key/" + percent_encode(key), {{"ttl", ttl}, {"cas", cas}}), value,
-            show_written};
+            true, show_written};
   });
 
   auto* del = app.add_subcommand("del", "Delete a key");
   del->add_option("key", key, "The key")->required();
-  del->add_option("--cas", cas, "Only if the key's mod_index is this");
+  del->add_option("--cas", cas, "Only if the key's mod_index is this")->check(not_empty());
   del->callback([&] {
-    verb = {"DELETE", with_query("/key/" + percent_encode(key), {{"cas", cas}}), "", show_written};
+    verb = {"DELETE", with_query("/key/" + percent_encode(key), {{"cas", cas}}), "", true,
+            show_written};
   });
 
   auto* list = app.add_subcommand("list", "List the keys under a prefix, at one index");
@@ -465,31 +615,37 @@ int run_kv_command(int argc, char** argv) {
   list->add_flag("--keys", keys_only, "Names only");
   list->add_option("--limit", limit, "At most this many (the member's limit applies)");
   list->add_option("--after", after, "Only keys after this one (the next page)");
-  list->add_option("--level", level, "stale, default, linearizable or auto");
+  list->add_option("--level", level, kLevels);
   list->callback([&] {
     verb = {
         "GET",
         with_query(
-            "/key?prefix=" + percent_encode(prefix) + "&detailed",
+            "/key?prefix=" + percent_encode(prefix) + (keys_only ? "&keys" : "&detailed"),
             {{"limit", limit ? std::to_string(limit) : ""}, {"after", after}, {"level", level}}),
-        "", [&keys_only](const http::Response& r, const Connection& c) {
+        "", true, [&keys_only](const http::Response& r, const Connection& c) {
           const json rows = json::parse(r.body, nullptr, false);
           if (c.output == "json" || !rows.is_array())
             return show_json(r, c);
+          std::string last;
           if (keys_only) {
-            for (const json& row : rows)
-              std::cout << cell(row.value("key", json())) << "\n";
+            for (const json& name : rows) {
+              last = cell(name);
+              std::cout << last << "\n";
+            }
           } else {
             std::vector<std::vector<std::string>> table;
             for (const json& row : rows) {
-              table.push_back({cell(row.value("key", json())), cell(row.value("value", json())),
-                               cell(row.value("mod_index", json())),
-                               cell(row.value("version", json()))});
+              if (!row.is_object())
+                continue;
+              last = cell(row.value("key", json()));
+              table.push_back({last, cell(row.value("mod_index", json())),
+                               cell(row.value("version", json())),
+                               cell(row.value("value", json()))});
             }
-            print_table({"KEY", "VALUE", "MOD_INDEX", "VERSION"}, table);
+            print_table({"KEY", "MOD_INDEX", "VERSION", "VALUE"}, table);
           }
-          if (!r.header("X-Raft-Truncated").empty() && !rows.empty())
-            std::cerr << "(more: --after " << cell(rows.back().value("key", json())) << ")\n";
+          if (!r.header("X-Raft-Truncated").empty() && !last.empty())
+            std::cerr << "(more: --after " << last << ")\n";
           return int{kDone};
         }};
   });
@@ -519,7 +675,7 @@ int run_kv_command(int argc, char** argv) {
       in = &in_file;
     }
     std::string body((std::istreambuf_iterator<char>(*in)), std::istreambuf_iterator<char>());
-    verb = {"POST", "/txn", body, [](const http::Response& r, const Connection& c) {
+    verb = {"POST", "/txn", body, true, [](const http::Response& r, const Connection& c) {
               show_json(r, c);
               const json body = json::parse(r.body, nullptr, false);
               const bool failed_compare =
@@ -554,7 +710,7 @@ int run_cluster_command(int argc, char** argv) {
 
   app.add_subcommand("status", "The answering member's view: role, term, leader, indexes")
       ->callback([&] {
-        verb = {"GET", "/status", "", [](const http::Response& r, const Connection& c) {
+        verb = {"GET", "/status", "", true, [](const http::Response& r, const Connection& c) {
                   const json st = json::parse(r.body, nullptr, false);
                   if (c.output == "json" || !st.is_object())
                     return show_json(r, c);
@@ -563,7 +719,7 @@ int run_cluster_command(int argc, char** argv) {
                     if (field == "leader" && value.is_object()) {
                       rows.push_back({field, cell(value.value("id", json()))});
                     } else if (!value.is_structured()) {
-                      rows.push_back({field, cell(value)});
+                      rows.push_back({cell(field), cell(value)});
                     }
                   }
                   print_table({"FIELD", "VALUE"}, rows);
@@ -573,22 +729,27 @@ int run_cluster_command(int argc, char** argv) {
 
   app.add_subcommand("members", "Every member, with its addresses and whether it answers")
       ->callback([&] {
-        verb = {"GET", "/nodes", "", [](const http::Response& r, const Connection& c) {
+        verb = {"GET", "/nodes", "", true, [](const http::Response& r, const Connection& c) {
                   const json nodes = json::parse(r.body, nullptr, false);
                   if (c.output == "json" || !nodes.is_array())
                     return show_json(r, c);
                   std::vector<std::vector<std::string>> rows;
                   for (const json& n : nodes) {
-                    rows.push_back(
-                        {cell(n.value("id", json())), n.value("voter", false) ? "voter" : "learner",
-                         cell(n.value("http_addr", json())), cell(n.value("raft_addr", json())),
-                         n.value("reachable", false) ? "yes" : "no"});
+                    if (!n.is_object())
+                      continue;
+                    rows.push_back({cell(n.value("id", json())),
+                                    n.value("voter", json()) == true ? "voter" : "learner",
+                                    cell(n.value("http_addr", json())),
+                                    cell(n.value("raft_addr", json())),
+                                    n.value("reachable", json()) == true ? "yes" : "no"});
                   }
                   print_table({"ID", "ROLE", "HTTP", "RAFT", "REACHABLE"}, rows);
                   return int{kDone};
                 }};
       });
 
+  // Membership calls carry no Idempotency-Key: one that may have been delivered is not sent
+  // again (exit 6), since a second remove or promote would answer as if the first had failed.
   auto* join = app.add_subcommand("join", "Add a member (or move one, with --replace)");
   join->add_option("id", id, "The new member's id")->required();
   join->add_option("--raft-addr", raft_addr, "Its raft address (host:port)")->required();
@@ -599,22 +760,22 @@ int run_cluster_command(int argc, char** argv) {
     json body{{"id", id}, {"addr", raft_addr}, {"http_addr", http_addr}, {"voter", !learner}};
     if (replace)
       body["replace"] = true;
-    verb = {"POST", "/join", body.dump(), show_json};
+    verb = {"POST", "/join", body_of(body), false, show_json};
   });
 
   auto* remove = app.add_subcommand("remove", "Remove a member");
   remove->add_option("id", id, "The member's id")->required();
-  remove->callback([&] { verb = {"POST", "/remove", json{{"id", id}}.dump(), show_json}; });
+  remove->callback([&] { verb = {"POST", "/remove", body_of({{"id", id}}), false, show_json}; });
 
   auto* promote = app.add_subcommand("promote", "Make a learner a voter");
   promote->add_option("id", id, "The learner's id")->required();
-  promote->callback([&] { verb = {"POST", "/promote", json{{"id", id}}.dump(), show_json}; });
+  promote->callback([&] { verb = {"POST", "/promote", body_of({{"id", id}}), false, show_json}; });
 
   auto* transfer =
       app.add_subcommand("transfer", "Hand leadership to a voter (the most up-to-date if none)");
   transfer->add_option("id", id, "The voter's id");
   transfer->callback([&] {
-    verb = {"POST", "/leader/transfer", id.empty() ? "" : json{{"id", id}}.dump(), show_json};
+    verb = {"POST", "/leader/transfer", id.empty() ? "" : body_of({{"id", id}}), false, show_json};
   });
 
   if (int code = parse(app, argc, argv); code >= 0)

@@ -545,6 +545,12 @@ void attach_backend(const std::function<void(Replica*)>& attach, Replica* replic
   }
 }
 
+// A text for a STATUS= line: a newline in it would start another assignment.
+std::string one_line(std::string text) {
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text;
+}
+
 // Tells systemd `state`; logs the first failure only (a socket that is not there stays so).
 class ServiceManager {
  public:
@@ -568,7 +574,7 @@ void notify_when_ready(const http::Api& api, ServiceManager* manager, StopSignal
   for (Status ready = api.ready(); !ready.ok(); ready = api.ready()) {
     if (ready.message() != said) {
       said = ready.message();
-      manager->tell("STATUS=" + said);
+      manager->tell("STATUS=" + one_line(said));
     }
     if (stop->wait_for(defaults::kReadyPoll))
       return;
@@ -673,7 +679,7 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
   const auto [exit_code, why] = stop_signal.wait();
   if (manager) {
     ready_notifier.join();
-    manager->tell("STOPPING=1\nSTATUS=" + why);
+    manager->tell("STOPPING=1\nSTATUS=" + one_line(why));
   }
   if (exit_code == 0) {
     spdlog::info("{}: handing over and stopping", why);

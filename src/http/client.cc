@@ -109,8 +109,9 @@ asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
   req.body() = std::move(request.body);
   req.prepare_payload();
   co_await bhttp::async_write(stream, req, asio::redirect_error(use_awaitable, ec));
+  // From here on the member may have taken the request: a failure leaves its outcome unknown.
   if (ec)
-    co_return Status::unavailable("cannot send to " + address + ": " + ec.message());
+    co_return Status::outcome_unknown("cannot send to " + address + ": " + ec.message());
   beast::flat_buffer buffer;
   if (sink != nullptr)
     co_return co_await read_streamed(stream, buffer, address, timeout, *sink);
@@ -118,7 +119,7 @@ asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
   parser.body_limit(1ull << 30);
   co_await bhttp::async_read(stream, buffer, parser, asio::redirect_error(use_awaitable, ec));
   if (ec)
-    co_return Status::unavailable("no answer from " + address + ": " + ec.message());
+    co_return Status::outcome_unknown("no answer from " + address + ": " + ec.message());
   auto& message = parser.get();
   Response response;
   response.status = static_cast<int>(message.result_int());
@@ -126,6 +127,18 @@ asio::awaitable<Result<Response>> Client::Impl::roundtrip(Stream& stream,
   response.body = std::move(message.body());
   beast::get_lowest_layer(stream).close();
   co_return response;
+}
+
+// Runs a sink's callback: its answer, or false with `error` set if it threw (a coroutine spawned
+// detached would swallow the exception and its caller would wait forever).
+template <typename Callback>
+bool deliver(Callback callback, std::string* error) {
+  try {
+    return callback();
+  } catch (const std::exception& e) {
+    *error = e.what();
+    return false;
+  }
 }
 
 template <typename Stream>
@@ -141,12 +154,16 @@ asio::awaitable<Result<Response>> Client::Impl::read_streamed(Stream& stream,
   co_await bhttp::async_read_header(stream, buffer, parser,
                                     asio::redirect_error(use_awaitable, ec));
   if (ec)
-    co_return Status::unavailable("no answer from " + address + ": " + ec.message());
+    co_return Status::outcome_unknown("no answer from " + address + ": " + ec.message());
   Response head;
   head.status = static_cast<int>(parser.get().result_int());
   head.headers = headers_from_beast(parser.get().base());
-  if (!sink.on_head(head))
-    co_return head;
+  std::string refused;  // what a callback threw at
+  if (!deliver([&] { return sink.on_head(head); }, &refused))
+    co_return refused.empty()
+        ? Result<Response>(head)
+        : Result<Response>(
+              Status::corruption("an answer from " + address + " the reader refused: " + refused));
   char piece[16 * 1024];
   while (!parser.is_done()) {
     parser.get().body().data = piece;
@@ -157,12 +174,14 @@ asio::awaitable<Result<Response>> Client::Impl::read_streamed(Stream& stream,
     if (ec == bhttp::error::need_buffer)
       ec = {};
     if (ec)
-      co_return Status::unavailable("the stream from " + address + " broke: " + ec.message());
+      co_return Status::outcome_unknown("the stream from " + address + " broke: " + ec.message());
     const size_t got = sizeof piece - parser.get().body().size;
-    if (got > 0 && !sink.on_data(std::string_view(piece, got)))
+    if (got > 0 && !deliver([&] { return sink.on_data(std::string_view(piece, got)); }, &refused))
       break;
   }
   beast::get_lowest_layer(stream).close();
+  if (!refused.empty())
+    co_return Status::corruption("an answer from " + address + " the reader refused: " + refused);
   co_return head;
 }
 

@@ -31,7 +31,8 @@ class Client {
   Client& operator=(const Client&) = delete;
 
   // Sends `request` to `address` (host:port). `done` runs on the client's thread with the
-  // answer, or Unavailable if the member could not be reached or answered within `timeout`.
+  // answer; Unavailable if the member could not be reached (nothing was sent), OutcomeUnknown if
+  // the request went out but no whole answer came within `timeout`.
   void fetch(const std::string& address, Request request, std::chrono::milliseconds timeout,
              std::function<void(Result<Response>)> done);
   // The same, waiting for the answer.
@@ -42,7 +43,8 @@ class Client {
   // headers (no body) once they arrive, then `on_data` each piece of the body, both on the
   // client's thread; either may return false to stop reading. `idle` bounds the wait for the
   // head and between pieces. OK once the body ended or a callback stopped it; Unavailable if
-  // the member could not be reached, or the connection broke or went quiet for `idle`.
+  // the member could not be reached, OutcomeUnknown if the connection broke or went quiet for
+  // `idle`, Corruption if a callback threw.
   struct Sink {
     std::function<bool(const Response& head)> on_head;
     std::function<bool(std::string_view piece)> on_data;

@@ -5,6 +5,8 @@ with a CA and a token from the environment."""
 import json
 import os
 import queue
+import signal
+import socket
 import subprocess
 import threading
 import unittest
@@ -40,16 +42,19 @@ class Cli(ClusterTest):
         mod = got["mod_index"]
         self.assertIsInstance(mod, int)
 
-        table = self.cli("kv", "list", "app/", endpoints=via).stdout.splitlines()
-        self.assertEqual(table[0].split(), ["KEY", "VALUE", "MOD_INDEX", "VERSION"])
+        lin = ["--level", "linearizable"]
+        table = self.cli("kv", "list", "app/", *lin, endpoints=via).stdout.splitlines()
+        self.assertEqual(table[0].split(), ["KEY", "MOD_INDEX", "VERSION", "VALUE"])
         self.assertEqual([line.split()[0] for line in table[1:]], ["app/a", "app/b"])
-        rows = json.loads(self.cli("kv", "list", "app/", "-o", "json", endpoints=via).stdout)
+        self.assertTrue(table[1].endswith("one two"), table[1])
+        rows = json.loads(self.cli("kv", "list", "app/", "-o", "json", *lin,
+                                   endpoints=via).stdout)
         self.assertEqual([r["key"] for r in rows], ["app/a", "app/b"])
         self.assertIn("expires_at", rows[1])
-        page = self.cli("kv", "list", "--keys", "--limit", "1", endpoints=via)
+        page = self.cli("kv", "list", "--keys", "--limit", "1", *lin, endpoints=via)
         self.assertEqual(page.stdout, "app/a\n")
         self.assertIn("(more: --after app/a)", page.stderr)
-        self.assertEqual(self.cli("kv", "list", "--keys", "--after", "app/a",
+        self.assertEqual(self.cli("kv", "list", "--keys", "--after", "app/a", *lin,
                                   endpoints=via).stdout, "app/b\nother\n")
 
         missing = self.cli("kv", "get", "nope", endpoints=via, expect=3)
@@ -61,13 +66,26 @@ class Cli(ClusterTest):
         self.cli("kv", "put", "app/new", "v", "--cas", "0", endpoints=via)
         self.cli("kv", "put", "app/new", "v", "--cas", "0", endpoints=via, expect=4)
         self.cli("kv", "del", "other", endpoints=via)
-        self.cli("kv", "get", "other", endpoints=via, expect=3)
+        self.cli("kv", "get", "other", *lin, endpoints=via, expect=3)
         bad = self.cli("kv", "put", "k", "v", "--ttl", "soon", endpoints=via, expect=1)
         self.assertIn("400", bad.stderr)
         self.cli("kv", "get", endpoints=via, expect=2)
-        self.cli("kv", "get", "k", "--timeout", "never", endpoints=via, expect=2)
-        down = self.cli("kv", "get", "app/a", endpoints=via[:1], expect=5)
+        self.assertIn("--timeout", self.cli("kv", "get", "k", "--timeout", "never",
+                                            endpoints=via, expect=2).stderr)
+        self.cli("kv", "put", "k", "v", "--cas", "", endpoints=via, expect=2)
+        down = self.cli("kv", "get", "app/a", "--timeout", "1s", endpoints=via[:1], expect=5)
         self.assertIn(via[0], down.stderr)
+
+        # Any bytes in a key; a value that would forge a line or drive the terminal is escaped
+        # in tables, exact in JSON.
+        odd_key, odd_value = "a b?c#d%e+f&g=h/\u00fc", "line1\nfake 2\x1b[31m"
+        self.cli("kv", "put", odd_key, odd_value, endpoints=via)
+        got = json.loads(self.cli("kv", "get", odd_key, "-o", "json", *lin, endpoints=via).stdout)
+        self.assertEqual((got["key"], got["value"]), (odd_key, odd_value))
+        shown = self.cli("kv", "get", odd_key, *lin, endpoints=via).stdout
+        self.assertEqual(shown, "line1\\x0afake 2\\x1b[31m\n")
+        # An option after the verb does not take the verb's word.
+        self.assertEqual(self.cli("kv", "get", "--endpoints", via[1], "app/a").stdout, "new\n")
 
     def test_watch_moves_to_the_next_endpoint_missing_and_repeating_nothing(self):
         c = self.cluster.start(3, args=["--fsm", "memory"])
@@ -79,6 +97,8 @@ class Cli(ClusterTest):
         watch = subprocess.Popen([BINARY, "kv", "watch", "w/", "--from", "1", "--count", "10",
                                   "-o", "json", "--endpoints", f"{first.http},{second.http}"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(watch.stderr.close)
+        self.addCleanup(watch.stdout.close)
         self.addCleanup(lambda: watch.poll() is None and watch.kill())
         lines = queue.Queue()
         threading.Thread(target=lambda: [lines.put(line) for line in watch.stdout],
@@ -92,22 +112,61 @@ class Cli(ClusterTest):
                     got.append(message)
             return got
         seen = events(5)
-        first.kill()  # the member the watch follows goes away mid-stream
-        for i in range(5, 10):
-            self.cli("kv", "put", f"w/{i}", str(i), endpoints=[leader.http])
+        # The member the watch follows goes away while the watch is stopped, and changes are
+        # made meanwhile: resuming "from now" would miss them.
+        watch.send_signal(signal.SIGSTOP)
+        first.kill()
+        self.cli("kv", "put", "w/5", "5", endpoints=[leader.http])
+        three = {"success": [{"op": "put", "key": f"w/{i}", "value": str(i)} for i in (6, 7, 8)]}
+        self.cli("kv", "txn", stdin=json.dumps(three), endpoints=[leader.http])
+        watch.send_signal(signal.SIGCONT)
+        self.cli("kv", "put", "w/9", "9", endpoints=[leader.http])
         seen += events(5)
         self.assertEqual(watch.wait(timeout=30 * SLOW), 0, watch.stderr.read())
         self.assertEqual([e["key"] for e in seen], [f"w/{i}" for i in range(10)])
         self.assertEqual([e["type"] for e in seen], ["put"] * 10)
         indexes = [e["index"] for e in seen]
-        self.assertEqual(indexes, sorted(set(indexes)))
+        self.assertEqual(indexes[6], indexes[8])  # one transaction, one index
+        self.assertEqual(indexes, sorted(indexes))
+        self.assertEqual(len({(e["index"], e["key"]) for e in seen}), 10)
 
         table = self.cli("kv", "watch", "w/", "--from", "1", "--count", "2",
                          endpoints=[second.http]).stdout.splitlines()
         self.assertEqual([line.split()[1:] for line in table], [["put", "w/0", "0"],
                                                                 ["put", "w/1", "1"]])
-        gone = self.cli("kv", "watch", "w/", "--endpoints", first.http, expect=5)
+        gone = self.cli("kv", "watch", "w/", "--timeout", "1s", "--endpoints", first.http,
+                        expect=5)
         self.assertIn(first.http, gone.stderr)
+
+    def test_a_write_whose_answer_never_comes_exits_6(self):
+        """A member that takes the request and closes without answering: a key-value write is
+        sent again (its Idempotency-Key makes that safe) until --timeout, then exit 6; a
+        membership call is not sent again."""
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(16)
+            address = f"127.0.0.1:{listener.getsockname()[1]}"
+            taken = []
+
+            def swallow():
+                while True:
+                    try:
+                        conn, _ = listener.accept()
+                    except OSError:
+                        return
+                    with conn:
+                        taken.append(conn.recv(65536))
+            threading.Thread(target=swallow, daemon=True).start()
+            lost = self.cli("kv", "put", "k", "v", "--timeout", "1s", endpoints=[address],
+                            expect=6)
+            self.assertIn("may have applied", lost.stderr)
+            keys = {line.split(b":", 1)[1].strip() for r in taken for line in r.split(b"\r\n")
+                    if line.lower().startswith(b"idempotency-key:")}
+            self.assertGreater(len(taken), 1)
+            self.assertEqual(len(keys), 1)  # every attempt the same write
+            before = len(taken)
+            self.cli("cluster", "remove", "node9", endpoints=[address], expect=6)
+            self.assertEqual(len(taken), before + 1)
 
     def test_transactions_from_standard_input(self):
         c = self.cluster.start(1, args=["--fsm", "memory"])
@@ -147,7 +206,7 @@ class Cli(ClusterTest):
         self.cli("cluster", "promote", "node4", endpoints=at, expect=1)  # 409: a voter already
         self.cli("cluster", "promote", "node9", endpoints=at, expect=3)
         target = next(n for n in ("node2", "node3") if n != leader.name)
-        self.cli("cluster", "transfer", target, endpoints=at)
+        self.cli("cluster", "transfer", "--endpoints", at[0], target)
         wait_until(lambda: c[target].status()["role"] == "leader", what="transferred")
         self.cli("cluster", "remove", "node4", endpoints=at)
         wait_until(lambda: "node4" not in self.cli("cluster", "members", endpoints=at).stdout,
@@ -169,6 +228,13 @@ class Cli(ClusterTest):
                  env={"RAFTNGINX_CACERT": other.ca, "RAFTNGINX_TOKEN": certs.token})
         self.cli("kv", "get", "s", "--cert", certs.pair("admin")[0], endpoints=at, expect=2,
                  env=secured)
+        self.cli("kv", "get", "s", endpoints=["https://" + at[0]],
+                 env={"RAFTNGINX_TOKEN": certs.token}, expect=2)
+        self.cli("kv", "get", "s", endpoints=["http://" + at[0]], env=secured, expect=2)
+        clear = self.cli("kv", "get", "s", endpoints=["node.invalid:11000"],
+                         env={"RAFTNGINX_TOKEN": certs.token}, expect=2)
+        self.assertIn("refusing to send the token unencrypted", clear.stderr)
+        self.cli("kv", "get", "s", "--cluster-name", "", endpoints=at, env=secured, expect=2)
 
     def test_help_names_every_verb_and_the_exit_codes(self):
         for command, verbs in (("kv", ["get", "put", "del", "list", "watch", "txn"]),
