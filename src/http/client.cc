@@ -159,13 +159,9 @@ asio::awaitable<Result<Response>> Client::Impl::read_streamed(Stream& stream,
   head.status = static_cast<int>(parser.get().result_int());
   head.headers = headers_from_beast(parser.get().base());
   std::string refused;  // what a callback threw at
-  if (!deliver([&] { return sink.on_head(head); }, &refused))
-    co_return refused.empty()
-        ? Result<Response>(head)
-        : Result<Response>(
-              Status::corruption("an answer from " + address + " the reader refused: " + refused));
+  bool reading = deliver([&] { return sink.on_head(head); }, &refused);
   char piece[16 * 1024];
-  while (!parser.is_done()) {
+  while (reading && !parser.is_done()) {
     parser.get().body().data = piece;
     parser.get().body().size = sizeof piece;
     beast::get_lowest_layer(stream).expires_after(idle);
@@ -176,8 +172,8 @@ asio::awaitable<Result<Response>> Client::Impl::read_streamed(Stream& stream,
     if (ec)
       co_return Status::outcome_unknown("the stream from " + address + " broke: " + ec.message());
     const size_t got = sizeof piece - parser.get().body().size;
-    if (got > 0 && !deliver([&] { return sink.on_data(std::string_view(piece, got)); }, &refused))
-      break;
+    if (got > 0)
+      reading = deliver([&] { return sink.on_data(std::string_view(piece, got)); }, &refused);
   }
   beast::get_lowest_layer(stream).close();
   if (!refused.empty())

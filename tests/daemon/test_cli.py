@@ -168,6 +168,55 @@ class Cli(ClusterTest):
             self.cli("cluster", "remove", "node9", endpoints=[address], expect=6)
             self.assertEqual(len(taken), before + 1)
 
+    def answering(self, answer):
+        """A hostile member: every request gets `answer` (raw bytes, or a function of the
+        member's own address that makes them), then the connection closes. Returns its
+        address."""
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        self.addCleanup(listener.close)
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+        if callable(answer):
+            answer = answer(address)
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = listener.accept()
+                except OSError:
+                    return
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+        threading.Thread(target=serve, daemon=True).start()
+        return address
+
+    def test_hostile_answers_neither_hang_crash_nor_reach_the_terminal_raw(self):
+        def reply(status, body, headers=""):
+            return (f"HTTP/1.1 {status}\r\nContent-Length: {len(body)}\r\n{headers}"
+                    f"Connection: close\r\n\r\n").encode() + body
+
+        garbage = self.answering(reply("200 OK", b"not json \x1b[2J"))
+        self.assertEqual(self.cli("kv", "get", "k", endpoints=[garbage]).stdout,
+                         "not json \\x1b[2J\n")
+        members = self.answering(reply("200 OK", json.dumps(
+            [1, "x", {"id": "\x1b[2Jevil\nnode9", "voter": "yes"}]).encode()))
+        table = self.cli("cluster", "members", endpoints=[members]).stdout.splitlines()
+        self.assertEqual(len(table), 2)
+        self.assertTrue(table[1].startswith("\\x1b[2Jevil\\x0anode9  learner"), table[1])
+        # A redirect to itself, forever: bounded, nothing done.
+        loop = self.answering(lambda me: reply("307 Temporary Redirect", b"",
+                                               f"X-Raft-Leader: {me}\r\n"))
+        self.cli("kv", "get", "k", "--timeout", "1s", endpoints=[loop], expect=5)
+        # A watch whose member answers with nonsense: no index taken from it, no event shown.
+        nonsense = self.answering(reply("200 OK", b'garbage\n{"progress": "12"}\n'
+                                        b'{"index": "x", "type": "put", "key": "k"}\n'
+                                        b'{"index": -3, "type": "put", "key": "k"}\n',
+                                        "X-Raft-Index: abc\r\n"))
+        watched = self.cli("kv", "watch", "--timeout", "1s", endpoints=[nonsense], expect=5)
+        self.assertEqual(watched.stdout, "")
+
     def test_transactions_from_standard_input(self):
         c = self.cluster.start(1, args=["--fsm", "memory"])
         at = [c["node1"].http]
