@@ -83,9 +83,11 @@ class WatchHub::Stream final : public http::BodyStream {
   raft::Index cursor;  // the first index not yet looked at
   const WatchFormat format;
   std::function<void(std::string)> parked;  // the server waits for a piece
-  raft::Index match_from = 0;     // parked: the first change since that concerns it (0: none yet)
-  Clock::time_point last_sent{};  // the epoch: a progress goes out first
-  bool ended = false;             // its last piece (an error) is out
+  raft::Index match_from = 0;  // parked: the first change since that concerns it (0: none yet)
+  // When it was last sent something; none yet: a progress goes out first (however long the
+  // machine has been up: the steady clock's epoch is its boot).
+  std::optional<Clock::time_point> last_sent;
+  bool ended = false;  // its last piece (an error) is out
   std::optional<std::list<std::shared_ptr<Stream>>::iterator> listed;  // in streams_
 };
 
@@ -473,7 +475,7 @@ std::string WatchHub::piece_for(Stream& s, Clock::time_point now) {
   close_group();
   // A watch from a later index than the node has reached keeps its place.
   s.cursor = it == history_.end() ? std::max(s.cursor, last_ + 1) : it->event.index;
-  if (out.empty() && now - s.last_sent >= options_.progress_interval)
+  if (out.empty() && (!s.last_sent || now - *s.last_sent >= options_.progress_interval))
     out = notice(s.format, "progress", json{{"progress", last_}});
   if (!out.empty())
     s.last_sent = now;
