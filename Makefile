@@ -95,7 +95,7 @@ chaos: build
 # go to build-fuzz/corpus, crashes to build-fuzz/crashes (copy them to tests/fuzz/regressions/).
 FUZZ_BUILD_DIR ?= build-fuzz
 FUZZ_SECONDS ?= 20
-FUZZ_TARGETS := raft_message kv_command config http_request raft_frames tls_handshake
+FUZZ_TARGETS := raft_message kv_command config http_request raft_frames tls_handshake backup
 test-fuzz: deps
 	@CXX=clang++ cmake -S . -B $(FUZZ_BUILD_DIR) -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DRAFTNGINX_FUZZ=ON -DRAFTNGINX_BENCH=OFF >/dev/null

@@ -86,6 +86,17 @@ class StateMachine {
   // which cover the log up to (index, term).
   virtual Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                          raft::Term term) = 0;
+  // Replaces the state with the snapshot files in `dir` taken at another point of some log (a
+  // backup, restored in place by POST /restore) as the effect of the command at (index, term):
+  // afterwards applied_index() is `index`. A durable backend makes that index durable only with
+  // the new state, and reports 0 if it stopped halfway (the node then restores its latest
+  // snapshot and replays the log, this command included). NotSupported (the default) changes
+  // nothing, and the command is answered with the error on every node.
+  virtual Status replace(storage::Env* env, const std::string& dir, raft::Index index,
+                         raft::Term term) {
+    (void)env, (void)dir, (void)index, (void)term;
+    return Status::not_supported("the " + name() + " backend cannot replace its state in place");
+  }
 
   // What makes a command the request it is, for a client's retry (node/session_table.h): a
   // retry with the same request id is answered with the first result if this is the same for

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -12,9 +13,11 @@
 #include <random>
 #include <thread>
 
+#include "cli/restore.h"
 #include "http/client.h"
 #include "net/address.h"
 #include "net/tls.h"
+#include "storage/backup.h"
 #include "util/duration.h"
 #include "util/printable.h"
 
@@ -130,6 +133,7 @@ struct Verb {
   std::string body;
   bool resendable = true;
   std::function<int(const http::Response&, const Connection&)> show;
+  std::string content_type = "application/json";
 };
 
 std::string error_text(const http::Response& r) {
@@ -258,6 +262,9 @@ class Caller {
 
   // Follows a watch (see kv watch) across endpoints; returns the exit code.
   int watch(const std::string& prefix, uint64_t from, size_t count, bool raw);
+  // Saves GET `target` (a backup) into `file`, from the first endpoint that serves it whole;
+  // the file is replaced only by a backup that passed its checks. Returns the exit code.
+  int download(const std::string& target, const std::string& file, const Connection& c);
 
  private:
   static constexpr int kMaxRedirects = 3;
@@ -294,7 +301,7 @@ class Caller {
     r.target = verb.target;
     r.body = verb.body;
     if (!verb.body.empty())
-      r.headers.emplace_back("Content-Type", "application/json");
+      r.headers.emplace_back("Content-Type", verb.content_type);
     if (!authorization_.empty())
       r.headers.emplace_back("Authorization", authorization_);
     if (verb.method != "GET")
@@ -449,6 +456,86 @@ int Caller::watch(const std::string& prefix, uint64_t from, size_t count, bool r
       pause = std::min<std::chrono::milliseconds>(pause * 2, 1s);
     }
   }
+}
+
+int Caller::download(const std::string& target, const std::string& file, const Connection& c) {
+  const std::string part = file + ".part";
+  const auto deadline = Clock::now() + timeout_;
+  std::string failures;
+  for (auto pause = 100ms;; pause = std::min<std::chrono::milliseconds>(pause * 2, 1s)) {
+    for (const std::string& address : endpoints_) {
+      if (Status s = may_send_to(address); !s.ok()) {
+        std::cerr << "raft-nginx: " << s.message() << "\n";
+        return kUsage;
+      }
+      std::ofstream out(part, std::ios::binary | std::ios::trunc);
+      if (!out) {
+        std::cerr << "raft-nginx: cannot write " << part << "\n";
+        return kUsage;
+      }
+      http::Response head;
+      http::Client::Sink sink{[&](const http::Response& h) {
+                                head = h;
+                                return true;
+                              },
+                              [&](std::string_view piece) {
+                                if (head.status != 200) {
+                                  head.body += piece;
+                                  return head.body.size() < kMaxErrorBody;
+                                }
+                                out.write(piece.data(), static_cast<std::streamsize>(piece.size()));
+                                return static_cast<bool>(out);
+                              }};
+      const Status s =
+          client_.stream(address, request(Verb{"GET", target, "", true, {}}), left(deadline), sink);
+      out.close();
+      if (head.status != 200) {
+        std::remove(part.c_str());
+        if (head.status != 0 && head.status != 503)
+          return failed(head, false);
+        failures += "\n  " + address + ": " + (head.status == 503 ? error_text(head) : s.message());
+        continue;
+      }
+      if (!s.ok() || !out) {
+        std::remove(part.c_str());
+        failures += "\n  " + address + ": " + (s.ok() ? "cannot write " + part : s.message());
+        continue;
+      }
+      std::ifstream in(part, std::ios::binary);
+      const std::string data{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+      auto backup = storage::decode_backup(data);
+      if (!backup.ok()) {
+        std::remove(part.c_str());
+        failures += "\n  " + address + ": " + backup.status().message();
+        continue;
+      }
+      if (std::rename(part.c_str(), file.c_str()) != 0) {
+        std::cerr << "raft-nginx: cannot move " << part << " to " << file << "\n";
+        std::remove(part.c_str());
+        return kUsage;
+      }
+      const storage::BackupHeader& h = backup->header;
+      if (c.output == "json") {
+        std::cout
+            << json{{"file", file},          {"index", h.index},           {"term", h.term},
+                    {"bytes", data.size()},  {"cluster_id", h.cluster_id}, {"backend", h.fsm_name},
+                    {"taken_by", h.taken_by}}
+                   .dump(-1, ' ', false, json::error_handler_t::replace)
+            << "\n";
+      } else {
+        std::cout << "backup of index " << h.index << " (" << data.size() << " bytes, "
+                  << printable(h.fsm_name, 64) << " backend, cluster "
+                  << printable(h.cluster_id, 128) << ", taken by " << printable(h.taken_by, 64)
+                  << ") written to " << file << "\n";
+      }
+      return kDone;
+    }
+    if (Clock::now() + pause >= deadline)
+      break;
+    std::this_thread::sleep_for(pause);
+  }
+  std::cerr << "raft-nginx: no endpoint could serve " << target << ":" << failures << "\n";
+  return kUnreachable;
 }
 
 int show_json(const http::Response& r, const Connection&) {
@@ -781,6 +868,95 @@ int run_cluster_command(int argc, char** argv) {
   if (int code = parse(app, argc, argv); code >= 0)
     return code;
   return run(c, verb);
+}
+
+int run_backup_command(int argc, char** argv) {
+  CLI::App app{
+      "raft-nginx backup: save a point-in-time copy of the cluster's state into FILE, "
+      "from any member. The file carries the index it was taken at, a SHA-256 and the "
+      "cluster's id; it is written as FILE.part and moved into place once whole and "
+      "checked.\n" +
+      std::string(kExitCodes)};
+  app.name("raft-nginx backup");
+  Connection c;
+  add_connection_options(app, c);
+  std::string file, level = "stale";
+  app.add_option("file", file, "Where to save the backup")->required()->check(not_empty());
+  app.add_option("--level", level,
+                 "stale: the answering member's state as it is; linearizable: that member first "
+                 "catches up with everything committed before the call")
+      ->check(CLI::IsMember({"stale", "linearizable"}))
+      ->capture_default_str();
+  if (int code = parse(app, argc, argv); code >= 0)
+    return code;
+  auto caller = Caller::open(c);
+  if (!caller.ok()) {
+    std::cerr << "raft-nginx: " << caller.status().message() << "\n";
+    return kUsage;
+  }
+  return (*caller)->download(level == "stale" ? "/backup" : "/backup?level=" + level, file, c);
+}
+
+int run_restore_command(int argc, char** argv) {
+  CLI::App app{
+      "raft-nginx restore: bring a backup (raft-nginx backup, GET /backup) back.\n"
+      "  restore FILE DATA_DIR --id ID --raft-addr A --http-addr B\n"
+      "    seeds the first node of a new cluster: the backup's state at its index, this node the "
+      "only member, and a new cluster id (members of the old cluster are strangers to it). Start "
+      "the daemon on DATA_DIR with the same id and addresses; other nodes join it with -join.\n"
+      "  restore FILE --in-place [--endpoints ...]\n"
+      "    replaces the running cluster's state with the backup's, through the log, on every "
+      "member (admin). Writes made since the backup are gone. Not sent twice: exit 6 if the "
+      "outcome is unknown.\n"
+      "Both check the backup's checksum first and refuse a damaged file.\n" +
+      std::string(kExitCodes)};
+  app.name("raft-nginx restore");
+  Connection c;
+  add_connection_options(app, c);
+  SeedOptions seed;
+  bool in_place = false;
+  app.add_option("file", seed.backup_file, "The backup")->required()->check(not_empty());
+  app.add_option("data_dir", seed.data_dir, "The new node's data directory (missing or empty)");
+  app.add_flag("--in-place", in_place, "Replace the running cluster's state (POST /restore)");
+  app.add_option("--id", seed.member.name, "The new node's id (its -id)");
+  app.add_option("--raft-addr", seed.member.raft_address, "Its raft address (its -raft-advertise)");
+  app.add_option("--http-addr", seed.member.http_address, "Its HTTP address (its -http-advertise)");
+  app.add_option("--log-dir", seed.log_dir, "Its -log-dir, if not DATA_DIR/log");
+  if (int code = parse(app, argc, argv); code >= 0)
+    return code;
+  if (in_place) {
+    if (!seed.data_dir.empty() || !seed.member.name.empty()) {
+      std::cerr << "raft-nginx: --in-place takes no DATA_DIR or --id\n";
+      return kUsage;
+    }
+    std::ifstream in(seed.backup_file, std::ios::binary);
+    if (!in) {
+      std::cerr << "raft-nginx: cannot read " << seed.backup_file << "\n";
+      return kUsage;
+    }
+    std::string data{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    if (auto checked = storage::decode_backup(data); !checked.ok()) {
+      std::cerr << "raft-nginx: " << seed.backup_file << ": " << checked.status().message() << "\n";
+      return kRefused;
+    }
+    return run(
+        c, Verb{"POST", "/restore", std::move(data), false, show_json, "application/octet-stream"});
+  }
+  if (seed.data_dir.empty() || seed.member.name.empty() || seed.member.raft_address.empty() ||
+      seed.member.http_address.empty()) {
+    std::cerr << "raft-nginx: give DATA_DIR, --id, --raft-addr and --http-addr (or --in-place)\n";
+    return kUsage;
+  }
+  seed.cluster_name = c.cluster_name;
+  auto id = seed_from_backup(storage::Env::posix(), seed);
+  if (!id.ok()) {
+    std::cerr << "raft-nginx: " << id.status().message() << "\n";
+    return id.status().code() == Status::Code::kCorruption ? kRefused : kUsage;
+  }
+  std::cout << "seeded " << seed.data_dir << " as " << seed.member.name << ", the only member of "
+            << "cluster " << *id << "; start it with -id " << seed.member.name << ", then let "
+            << "the other nodes -join it\n";
+  return kDone;
 }
 
 }  // namespace raftnginx::cli

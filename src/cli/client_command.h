@@ -1,5 +1,5 @@
-// `raft-nginx kv ...` and `raft-nginx cluster ...`: the HTTP API from a shell, for operators
-// and scripts. Each run sends its requests to the first endpoint of --endpoints (or
+// `raft-nginx kv ...`, `raft-nginx cluster ...`, `backup` and `restore`: the HTTP API from a shell,
+// for operators and scripts. Each run sends its requests to the first endpoint of --endpoints (or
 // RAFTNGINX_ENDPOINTS) that answers, follows a follower's redirect to the leader, and moves on
 // to the next endpoint when one cannot be reached or has no leader. Writes carry an
 // Idempotency-Key of their own, so that such a retry applies once.
@@ -14,5 +14,8 @@ namespace raftnginx::cli {
 // Run with argv as given after "kv" or "cluster"; return the exit code.
 int run_kv_command(int argc, char** argv);
 int run_cluster_command(int argc, char** argv);
+// `raft-nginx backup FILE` and `raft-nginx restore FILE (DATA_DIR ... | --in-place)`.
+int run_backup_command(int argc, char** argv);
+int run_restore_command(int argc, char** argv);
 
 }  // namespace raftnginx::cli

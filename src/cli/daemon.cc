@@ -24,6 +24,7 @@
 #include "cli/joining.h"
 #include "cli/nginx_conf_command.h"
 #include "cli/repair.h"
+#include "cli/restore.h"
 #include "cli/service_manager.h"
 #include "cli/status_log.h"
 #include "cli/stop_signal.h"
@@ -311,10 +312,12 @@ http::ServerOptions server_options_for(const DaemonOptions& options, const Trust
 }
 
 transport::TcpTransportOptions transport_options_for(const DaemonOptions& options,
-                                                     const Trust& trust, const FileBudget& files) {
+                                                     const Trust& trust, const FileBudget& files,
+                                                     std::string cluster_id) {
   transport::TcpTransportOptions o;
   o.listen = options.raft_bind;
-  o.cluster_id = options.cluster_name;
+  o.cluster_name = options.cluster_name;
+  o.cluster_id = std::move(cluster_id);
   o.tls = trust.node;
   o.max_inbound_connections = files.raft_connections;
   return o;
@@ -333,6 +336,10 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
   o.insecure = options.insecure;
   o.https = trust.http_server != nullptr;
   o.replica_check = check;
+  o.cluster_id = [transport, name = options.cluster_name] {
+    std::string id = transport->cluster_id();
+    return id.empty() ? name : id;
+  };
   if (trust.node) {
     o.verify_joining = [transport](const cluster::Member& m, std::function<void(Status)> done) {
       transport->verify_member(m.raft_address, cluster::node_id_for(m.name), std::move(done));
@@ -454,6 +461,10 @@ Result<Opened> open_daemon(DaemonOptions* options) {
   auto data_dir = DataDir::prepare(options);
   if (!data_dir.ok())
     return data_dir.status();
+  // Read before a repair sets the data aside: a node rebuilt from its peers stays in its cluster.
+  auto recorded_id = read_cluster_id(storage::Env::posix(), options->data_dir);
+  if (!recorded_id.ok())
+    return recorded_id.status();
   const bool repairing = repair_requested(*options);
   if (repairing) {
     auto aside = set_aside(options->data_dir, options->log_dir);
@@ -461,7 +472,16 @@ Result<Opened> open_daemon(DaemonOptions* options) {
       return aside.status().in_context("repair: ");
     spdlog::warn("repair: rebuilding this node from its peers{}",
                  aside->empty() ? "" : "; its data was moved to " + *aside);
+    if (*recorded_id) {
+      if (Status s = write_cluster_id(storage::Env::posix(), options->data_dir, **recorded_id);
+          !s.ok())
+        return s;
+    }
   }
+  // A new node that joins takes the id of the cluster that adds it (adopt_cluster_id).
+  const bool joining = !options->join.empty() && !has_state(options->data_dir, options->log_dir);
+  const std::string cluster_id =
+      recorded_id->value_or(joining && !repairing ? "" : options->cluster_name);
   auto trust = Trust::load(*options);
   if (!trust.ok())
     return trust.status();
@@ -487,7 +507,8 @@ Result<Opened> open_daemon(DaemonOptions* options) {
   }
   // The raft port first: once the HTTP port takes connections, both are bound (supervisors and
   // tests wait on the HTTP port).
-  auto transport = transport::TcpTransport::start(transport_options_for(*options, *trust, *files));
+  auto transport =
+      transport::TcpTransport::start(transport_options_for(*options, *trust, *files, cluster_id));
   if (!transport.ok())
     return transport.status();
   auto server = http::Server::listen(server_options_for(*options, *trust, socket, *files));
@@ -530,6 +551,25 @@ Result<std::unique_ptr<node::Node>> start_node(const DaemonOptions& options, Ope
       format_duration(options.heartbeat_timeout), format_duration(options.election_timeout),
       fresh ? (node_options.bootstrap ? "new cluster" : "waiting to join") : "resuming from disk");
   return node;
+}
+
+// After a join: the node goes by the id of the cluster that took it in, from now on and after a
+// restart. A node whose data belongs to another cluster must not serve this one.
+Status adopt_cluster_id(const std::string& id, const DaemonOptions& options,
+                        transport::TcpTransport* transport) {
+  const std::string ours = transport->cluster_id();
+  if (ours == id)
+    return Status();
+  if (!ours.empty()) {
+    return Status::invalid_argument("the cluster at " + options.join + " goes by '" + id +
+                                    "', and this node's data belongs to '" + ours +
+                                    "': give it an empty data directory to join");
+  }
+  if (Status s = write_cluster_id(storage::Env::posix(), options.data_dir, id); !s.ok())
+    return s;
+  transport->set_cluster_id(id);
+  spdlog::info("joined cluster '{}'", id);
+  return Status();
 }
 
 // Hands the backend its node (or takes it back: null), if it asked. What it throws is logged.
@@ -664,8 +704,13 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
                     stop_signal.stopping());
     });
   } else if (!options.join.empty()) {
-    joiner = std::thread(
-        [&] { join_cluster(&client, options, trust.own_authorization, stop_signal.stopping()); });
+    joiner = std::thread([&] {
+      auto id = join_cluster(&client, options, trust.own_authorization, stop_signal.stopping());
+      if (!id)
+        return;
+      if (Status s = adopt_cluster_id(*id, options, opened.transport.get()); !s.ok())
+        stop_signal.stop(1, s.message());
+    });
   }
 
   std::optional<ServiceManager> manager;
@@ -709,11 +754,10 @@ namespace raftnginx {
 int run_daemon(int argc, char** argv, const DaemonHooks& hooks) {
   using Command = int (*)(int, char**);
   static const std::pair<std::string_view, Command> kCommands[] = {
-      {"nginx-conf", cli::run_nginx_conf_command},
-      {"certs", cli::run_certs_command},
-      {"repair", cli::run_repair_command},
-      {"kv", cli::run_kv_command},
-      {"cluster", cli::run_cluster_command}};
+      {"nginx-conf", cli::run_nginx_conf_command}, {"certs", cli::run_certs_command},
+      {"repair", cli::run_repair_command},         {"kv", cli::run_kv_command},
+      {"cluster", cli::run_cluster_command},       {"backup", cli::run_backup_command},
+      {"restore", cli::run_restore_command}};
   for (const auto& [name, run] : kCommands) {
     if (argc > 1 && argv[1] == name)
       return run(argc - 1, argv + 1);

@@ -9,8 +9,9 @@ namespace raftnginx::cli {
 
 using namespace std::chrono_literals;
 
-void join_cluster(http::Client* client, const DaemonOptions& options,
-                  const std::string& authorization, const std::atomic<bool>* stop) {
+std::optional<std::string> join_cluster(http::Client* client, const DaemonOptions& options,
+                                        const std::string& authorization,
+                                        const std::atomic<bool>* stop) {
   const std::string body = nlohmann::json{
       {"id", options.id},
       {"addr", options.raft_advertise},
@@ -30,7 +31,10 @@ void join_cluster(http::Client* client, const DaemonOptions& options,
     auto r = client->fetch(target, std::move(request), 5s);
     if (r.ok() && r->status == 200) {
       spdlog::info("joined the cluster through {}", target);
-      return;
+      const auto answer = nlohmann::json::parse(r->body, nullptr, false);
+      if (answer.is_object() && answer.contains("cluster_id") && answer["cluster_id"].is_string())
+        return answer["cluster_id"].get<std::string>();
+      return options.cluster_name;
     }
     if (r.ok() && r->status == 307 && !r->header("X-Raft-Leader").empty() &&
         r->header("X-Raft-Leader") != target) {
@@ -46,6 +50,7 @@ void join_cluster(http::Client* client, const DaemonOptions& options,
       std::this_thread::sleep_for(50ms);
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
   }
+  return std::nullopt;
 }
 
 bool wait_for_peers(http::Client* client, const DaemonOptions& options,

@@ -22,6 +22,8 @@ class MemoryKv final : public KvStore {
   Result<std::unique_ptr<Snapshot>> snapshot() override;
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
+  Status replace(storage::Env* env, const std::string& dir, raft::Index index,
+                 raft::Term term) override;
   Result<std::optional<KvRecord>> get(std::string_view key) const override;
   Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
                          size_t max_bytes, bool keys_only, uint64_t now_ms) const override;
@@ -33,6 +35,11 @@ class MemoryKv final : public KvStore {
   std::optional<uint64_t> state_hash() const override;
 
  private:
+  // The state in the snapshot file in `dir`, which must cover (index, term) if `files_at_index`,
+  // as of (index, term).
+  Status load(storage::Env* env, const std::string& dir, raft::Index index, raft::Term term,
+              bool files_at_index);
+
   mutable std::shared_mutex mu_;
   std::map<std::string, KvRecord, std::less<>> data_;
   ExpiryIndex expiry_;

@@ -1,5 +1,6 @@
 #include "fsm/rocksdb_kv.h"
 
+#include <rocksdb/sst_file_reader.h>
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
@@ -423,41 +424,8 @@ Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index
   restoring_ = true;
   std::unique_lock lock(families_mu_);
   restoring_ = false;
-  for (size_t f = 0; f < families_.size(); ++f) {
-    // Emptying a family in one step: drop it (the default family cannot be dropped, so its keys
-    // are deleted by range over everything).
-    if (f == kData) {
-      std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[f]));
-      it->SeekToFirst();
-      if (it->Valid()) {
-        std::string first = it->key().ToString();
-        it->SeekToLast();
-        std::string last = it->key().ToString() + '\0';
-        if (Status s = from_rocksdb(
-                db_->DeleteRange(rocksdb::WriteOptions(), families_[f], first, last), "clear data");
-            !s.ok())
-          return s;
-      }
-    } else {
-      if (Status s = from_rocksdb(db_->DropColumnFamily(families_[f]), "drop family"); !s.ok())
-        return s;
-      (void)db_->DestroyColumnFamilyHandle(families_[f]);
-      rocksdb::ColumnFamilyHandle* fresh = nullptr;
-      if (Status s = from_rocksdb(
-              db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), kFamilyNames[f], &fresh),
-              "create family");
-          !s.ok())
-        return s;
-      families_[f] = fresh;
-    }
-    const std::string path = dir + "/" + kFamilyNames[f] + ".sst";
-    if (!env->exists(path))
-      continue;
-    rocksdb::IngestExternalFileOptions ingest;
-    ingest.move_files = false;
-    if (Status s =
-            from_rocksdb(db_->IngestExternalFile(families_[f], {path}, ingest), "ingest " + path);
-        !s.ok())
+  for (size_t f : {kMeta, kData}) {
+    if (Status s = load_family(env, dir, f); !s.ok())
       return s;
   }
   if (Status s = load_meta(); !s.ok())
@@ -471,6 +439,109 @@ Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index
   if (observer_ != nullptr)
     observer_->restored(index);
   return Status();
+}
+
+Status RocksDbKv::replace(storage::Env* env, const std::string& dir, raft::Index index,
+                          raft::Term term) {
+  // The files come from an operator: each is read through before anything changes, and one
+  // that is not sound (or holds a record that does not decode) is refused.
+  std::string format;
+  for (size_t f : {kData, kMeta}) {
+    const std::string path = dir + "/" + kFamilyNames[f] + ".sst";
+    if (!env->exists(path))
+      continue;
+    const std::string what = "the backup's " + std::string(kFamilyNames[f]) + ".sst: ";
+    rocksdb::SstFileReader reader{rocksdb::Options{}};
+    rocksdb::Status checked = reader.Open(path);
+    if (checked.ok())
+      checked = reader.VerifyChecksum();
+    if (!checked.ok())
+      return Status::invalid_argument(what + checked.ToString());
+    std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(rocksdb::ReadOptions()));
+    for (it->SeekToFirst(); it->Valid(); it->Next()) {
+      const rocksdb::Slice value = it->value();
+      if (f == kMeta && it->key() == rocksdb::Slice(kFormatKey))
+        format = value.ToString();
+      if (f == kData && !decode_kv_record(std::string_view(value.data(), value.size())).ok())
+        return Status::invalid_argument(what + "a record does not decode");
+    }
+    if (!it->status().ok())
+      return Status::invalid_argument(what + it->status().ToString());
+  }
+  // The files' own meta (their applied index) is not taken: the one written last, synced, says
+  // `index`. Until then "meta" is empty and the applied index reads 0 after a crash.
+  if (format != kFormat)
+    return Status::not_supported("a rocksdb backup of format '" + format +
+                                 "' cannot replace the state in place: restore it into a new "
+                                 "cluster");
+  restoring_ = true;
+  std::unique_lock lock(families_mu_);
+  restoring_ = false;
+  if (Status s = load_family(env, "", kMeta); !s.ok())
+    return s;
+  if (Status s = load_family(env, dir, kData); !s.ok())
+    return s;
+  auto hash = hash_of_pairs(rocksdb::ReadOptions(), [](uint64_t) { return true; });
+  if (!hash.ok())
+    return hash.status();
+  std::string encoded_hash;
+  put_u64(&encoded_hash, *hash);
+  rocksdb::WriteBatch batch;
+  for (const auto& [key, value] :
+       {std::pair<const char*, std::string>{kAppliedKey, encode_applied(index, term)},
+        {kFormatKey, kFormat},
+        {kHashKey, encoded_hash}}) {
+    if (Status s = from_rocksdb(batch.Put(families_[kMeta], key, value), "rocksdb batch"); !s.ok())
+      return s;
+  }
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  if (Status s = from_rocksdb(db_->Write(synced, &batch), "write the replaced state's index");
+      !s.ok())
+    return s;
+  if (Status s = load_meta(); !s.ok())
+    return s;
+  lock.unlock();
+  if (observer_ != nullptr)
+    observer_->restored(index);
+  return Status();
+}
+
+Status RocksDbKv::load_family(storage::Env* env, const std::string& dir, size_t f) {
+  // Emptying a family in one step: drop it (the default family cannot be dropped, so its keys
+  // are deleted by range over everything).
+  if (f == kData) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[f]));
+    it->SeekToFirst();
+    if (it->Valid()) {
+      std::string first = it->key().ToString();
+      it->SeekToLast();
+      std::string last = it->key().ToString() + '\0';
+      if (Status s = from_rocksdb(
+              db_->DeleteRange(rocksdb::WriteOptions(), families_[f], first, last), "clear data");
+          !s.ok())
+        return s;
+    }
+  } else {
+    if (Status s = from_rocksdb(db_->DropColumnFamily(families_[f]), "drop family"); !s.ok())
+      return s;
+    (void)db_->DestroyColumnFamilyHandle(families_[f]);
+    rocksdb::ColumnFamilyHandle* fresh = nullptr;
+    if (Status s = from_rocksdb(
+            db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), kFamilyNames[f], &fresh),
+            "create family");
+        !s.ok())
+      return s;
+    families_[f] = fresh;
+  }
+  if (dir.empty())
+    return Status();
+  const std::string path = dir + "/" + kFamilyNames[f] + ".sst";
+  if (!env->exists(path))
+    return Status();
+  rocksdb::IngestExternalFileOptions ingest;
+  ingest.move_files = false;
+  return from_rocksdb(db_->IngestExternalFile(families_[f], {path}, ingest), "ingest " + path);
 }
 
 }  // namespace raftnginx::fsm

@@ -63,6 +63,8 @@ class RocksDbKv final : public KvStore {
   Result<std::unique_ptr<Snapshot>> snapshot() override;
   Status restore(storage::Env* env, const std::string& dir, raft::Index index,
                  raft::Term term) override;
+  Status replace(storage::Env* env, const std::string& dir, raft::Index index,
+                 raft::Term term) override;
   Result<std::optional<KvRecord>> get(std::string_view key) const override;
   Result<KvListing> list(std::string_view prefix, std::string_view after, size_t limit,
                          size_t max_bytes, bool keys_only, uint64_t now_ms) const override;
@@ -80,6 +82,9 @@ class RocksDbKv final : public KvStore {
   // and rebuilds the deadlines.
   Status load_meta();
   Status upgrade_values();
+  // Empties family `f` and ingests its file from the snapshot in `dir`, if it holds one ("": only
+  // empties it). REQUIRES: families_mu_ held exclusively.
+  Status load_family(storage::Env* env, const std::string& dir, size_t f);
   // The sum of every record's hash, read through `read` (a snapshot, or the current state);
   // `pace` is called with each pair's size and may stop the scan by returning false. Rebuilds
   // the deadlines as well if `deadlines` is given.

@@ -211,6 +211,8 @@ std::span<const Api::OwnRoute> Api::own_routes() {
       {"DELETE", "/remove", Need::kAdmin, &Api::remove},
       {"POST", "/promote", Need::kAdmin, &Api::promote},
       {"POST", "/leader/transfer", Need::kAdmin, &Api::transfer},
+      {"GET", "/backup", Need::kAdmin, &Api::backup},
+      {"POST", "/restore", Need::kAdmin, &Api::restore},
       {"GET", "/status", Need::kStatus, &Api::status},
       {"GET", "/hash", Need::kStatus, &Api::hash},
       {"GET", "/nodes", Need::kStatus, &Api::nodes},

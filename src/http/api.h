@@ -9,9 +9,9 @@
 // did not commit within write_timeout, or its node stopped: retry with the same Idempotency-Key).
 //
 // The code is split by kind of route: api.cc (routing, deadlines, error answers),
-// api_exchange.cc (what a backend's route may do: read levels and writes), api_members.cc and
-// api_ops.cc. Handlers run on the server's threads or, for answers that wait on the node, on its
-// raft loop: they never block.
+// api_exchange.cc (what a backend's route may do: read levels and writes), api_members.cc,
+// api_backup.cc and api_ops.cc. Handlers run on the server's threads or, for answers that wait on
+// the node, on its raft loop: they never block.
 #pragma once
 
 #include <atomic>
@@ -42,6 +42,10 @@ namespace raftnginx::http {
 
 struct ApiOptions {
   std::string self_name;
+  // What the cluster's members say to each other to tell it from another (transport/frame.h's
+  // hello): backups carry it, /join tells it to a new member, /status shows it.
+  // Null: the cluster goes by defaults::kClusterName.
+  std::function<std::string()> cluster_id;
   WritePolicy write_policy = WritePolicy::kRedirect;
   std::chrono::milliseconds write_timeout = defaults::kWriteTimeout;
   // ?level=auto reads a follower's own copy if it heard from its leader within this (the
@@ -196,6 +200,14 @@ class Api {
   void rejoin_as_learner(const CallPtr& call, const cluster::Member& member, bool was_voter);
   void wait_for_leader(const CallPtr& call, raft::NodeId target,
                        std::chrono::steady_clock::time_point until);
+
+  std::string cluster_id() const {
+    return options_.cluster_id ? options_.cluster_id() : std::string(defaults::kClusterName);
+  }
+
+  // api_backup.cc
+  void backup(const CallPtr& call);
+  void restore(const CallPtr& call);
 
   // api_ops.cc
   void status(const CallPtr& call);

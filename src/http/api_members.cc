@@ -94,8 +94,9 @@ void Api::join(const CallPtr& call) {
           Response::error(409, "id \"" + member.name + "\" collides with member " + known->name));
     }
     if (known != nullptr && *known == member) {
-      return call->answer(
-          Response::json(200, json{{"id", member.name}, {"result", "already a member"}}));
+      return call->answer(Response::json(
+          200,
+          json{{"id", member.name}, {"result", "already a member"}, {"cluster_id", cluster_id()}}));
     }
     // Moving a member takes it away from where it was: only on purpose, and only by an admin.
     if (!replace) {
@@ -192,8 +193,9 @@ void Api::change_membership(const CallPtr& call, raft::ConfChange cc) {
       members.push_back(member_json(m, st));
     for (raft::NodeId m : st.membership.conf.learners)
       members.push_back(member_json(m, st));
-    call->answer(
-        Response::json(200, json{{"id", st.membership.name_of(id)}, {"members", members}}));
+    call->answer(Response::json(200, json{{"id", st.membership.name_of(id)},
+                                          {"members", members},
+                                          {"cluster_id", cluster_id()}}));
   });
 }
 

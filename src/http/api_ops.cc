@@ -125,6 +125,7 @@ json Api::status_json() const {
     leader = std::move(l);
   }
   json body{{"id", options_.self_name},
+            {"cluster_id", cluster_id()},
             {"role", node::role_label(st.raft)},
             {"term", st.raft.hard_state.term},
             {"leader", leader},

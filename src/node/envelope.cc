@@ -7,6 +7,7 @@ namespace {
 
 constexpr uint8_t kVersion = 2;
 constexpr char kCheckpoint = 3;
+constexpr char kReplacement = 4;
 
 }  // namespace
 
@@ -27,6 +28,18 @@ std::string encode_checkpoint() {
 
 bool is_checkpoint(std::string_view data) {
   return data.size() == 1 && data[0] == kCheckpoint;
+}
+
+std::string encode_replacement(std::string_view backup) {
+  std::string out(1, kReplacement);
+  out.append(backup);
+  return out;
+}
+
+std::optional<std::string_view> replacement_of(std::string_view data) {
+  if (data.empty() || data[0] != kReplacement)
+    return std::nullopt;
+  return data.substr(1);
 }
 
 Result<Envelope> decode_envelope(std::string_view data) {

@@ -9,9 +9,13 @@
 // A checkpoint is an entry of one byte, 3: no command. Every node records its state machine's
 // hash as of the entry before it when it applies one, so that replicas compare their state at
 // the same point of the log (replica checks).
+//
+// A replacement is 4 followed by a backup (storage/backup.h): every node replaces its state
+// machine's whole state with the backup's when it applies it (POST /restore).
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -32,5 +36,9 @@ Result<Envelope> decode_envelope(std::string_view data);
 
 std::string encode_checkpoint();
 bool is_checkpoint(std::string_view data);
+
+std::string encode_replacement(std::string_view backup);
+// The backup a replacement carries, or nullopt if `data` is not one.
+std::optional<std::string_view> replacement_of(std::string_view data);
 
 }  // namespace raftnginx::node

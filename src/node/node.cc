@@ -5,6 +5,7 @@
 
 #include <future>
 
+#include "node/backend_call.h"
 #include "node/envelope.h"
 #include "node/inbound.h"
 
@@ -201,6 +202,68 @@ void Node::propose_checkpoint(ProposeCallback done) {
   });
 }
 
+void Node::propose_replacement(std::string backup, ProposeCallback done) {
+  submit(std::move(done), [this, backup = std::move(backup)](ProposeCallback& done) {
+    if (draining_)
+      return done(Status::unavailable("the node is shutting down"));
+    auto r = core_->propose(encode_replacement(backup));
+    if (!r.ok())
+      return done(r.status());
+    add_waiter(*r, std::move(done));
+  });
+}
+
+void Node::stage_view(std::function<void(Result<StagedView>)> done) {
+  submit(std::move(done), [this](std::function<void(Result<StagedView>)>& done) {
+    if (staging_view_)
+      return done(Status::busy("a backup is being written on this node; retry when it is done"));
+    const auto start = std::chrono::steady_clock::now();
+    Result<std::unique_ptr<fsm::Snapshot>> view = Status::io_error("no view");
+    if (Status s = backend_call("snapshot",
+                                [&] {
+                                  view = fsm_->snapshot();
+                                  return Status();
+                                });
+        !s.ok())
+      return done(s);
+    if (!view.ok())
+      return done(view.status());
+    StagedView staged{"", (*view)->index(), (*view)->term(), fsm_->name(),
+                      std::chrono::duration_cast<std::chrono::microseconds>(
+                          std::chrono::steady_clock::now() - start)};
+    staging_view_ = true;
+    if (backup_thread_.joinable())
+      backup_thread_.join();
+    backup_thread_ = std::thread([this, view = std::move(view).value(), staged, done]() mutable {
+      Result<std::string> dir = Status::io_error("no staging directory");
+      {
+        std::lock_guard lock(store_mu_);
+        dir = snapshots_->begin();
+      }
+      Status written = dir.status();
+      if (dir.ok()) {
+        written =
+            backend_call("snapshot writer", [&] { return view->write_to(options_.env, *dir); });
+        if (!written.ok())
+          (void)options_.env->remove_all(*dir);
+      }
+      view.reset();  // released before the node may stop and close the state machine
+      post([this] { staging_view_ = false; });
+      if (!written.ok())
+        return done(written);
+      staged.dir = *dir;
+      done(std::move(staged));
+    });
+  });
+}
+
+void Node::join_state_readers() {
+  if (snapshot_thread_.joinable())
+    snapshot_thread_.join();
+  if (backup_thread_.joinable())
+    backup_thread_.join();
+}
+
 std::optional<uint64_t> Node::checkpoint_hash(raft::Index index) const {
   std::lock_guard lock(status_mu_);
   auto it = checkpoint_hashes_.find(index);
@@ -314,8 +377,7 @@ void Node::stop() {
         spdlog::warn("log: could not seal it at shutdown: {}", s.to_string());
     }
     transport_->close(options_.id);
-    if (snapshot_thread_.joinable())
-      snapshot_thread_.join();
+    join_state_readers();
     {
       std::lock_guard lock(receive_mu_);
       if (receive_thread_.joinable())

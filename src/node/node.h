@@ -147,6 +147,24 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   // applied it yet, or took no hash there (the backend does not take part, or the node was not
   // there: it caught up by snapshot). The last kKeptCheckpoints are kept.
   std::optional<uint64_t> checkpoint_hash(raft::Index index) const;
+  // Proposes replacing the state machine's whole state with that of `backup` (storage/backup.h,
+  // decoded and checked by the caller) on every node, as of the entry that carries it. Answered
+  // once applied here: an error in the outcome if every node refused it (a damaged backup, one of
+  // another backend, a backend that cannot replace its state), and nothing changed.
+  void propose_replacement(std::string backup, ProposeCallback done);
+  // Writes a point-in-time view of the state machine (a backup's files) into a fresh directory
+  // beside the snapshots, on a thread of its own. The view is taken on the raft loop between two
+  // batches: `stall` is how long writers waited for it. The caller removes the directory (a
+  // start after a crash removes what is left). One at a time: Busy while another is written.
+  struct StagedView {
+    std::string dir;
+    raft::Index index = 0;
+    raft::Term term = 0;
+    std::string fsm_name;
+    std::chrono::microseconds stall{0};
+  };
+  void stage_view(std::function<void(Result<StagedView>)> done);
+  storage::Env* env() const { return options_.env; }
   void transfer_leadership(raft::NodeId to, StatusCallback done);
   // Calls `observer` with the current status now, and after every change (see StatusObserver).
   void observe(StatusObserver observer);
@@ -253,6 +271,9 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   // Makes `m` the membership in force from `index` on (the newest in the history).
   void record_membership(raft::Index index, cluster::Membership m);
   void record_checkpoint(raft::Index index);
+  // Applies a replacement (envelope.h) at `e`: a failure of the backend is returned (the node
+  // stops); a refusal every node makes alike goes to *refused, and nothing changes.
+  Status replace_state(std::string_view backup, const raft::Entry& e, Status* refused);
   const cluster::Membership& membership() const { return membership_history_.rbegin()->second; }
 
   // Scrubbing (scrub.cc): a thread that re-reads what the node stores now and then.
@@ -321,9 +342,14 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   std::map<std::string, ReadBatch> reads_waiting_index_;
   std::multimap<raft::Index, StatusCallback> reads_waiting_apply_;
   bool snapshot_in_progress_ = false;
+  bool staging_view_ = false;  // stage_view() is writing one on backup_thread_
   Clock::time_point last_snapshot_time_;
   bool draining_ = false;
   std::thread snapshot_thread_;
+  std::thread backup_thread_;  // writes the view stage_view() took
+  // Waits for the threads that read the state machine beside the raft loop (a snapshot being
+  // written, a staged view), before it is replaced.
+  void join_state_readers();
   Status failure_;
   Clock::time_point leader_contact_;
   Clock::time_point last_violation_log_;

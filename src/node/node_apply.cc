@@ -1,9 +1,13 @@
 // The node as the ReadyPipeline's sink: the log, the transport, and committed entries applied
 // through the session table to the state machine.
+#include <spdlog/spdlog.h>
+
 #include "node/backend_call.h"
 #include "node/envelope.h"
 #include "node/node.h"
+#include "storage/backup.h"
 #include "util/checksum.h"
+#include "util/printable.h"
 
 namespace raftnginx::node {
 
@@ -17,9 +21,8 @@ void Node::send(std::vector<raft::Message> messages) {
 }
 
 Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
-  // A local snapshot may still be reading the state machine that restore() replaces.
-  if (snapshot_thread_.joinable())
-    snapshot_thread_.join();
+  // A local snapshot or a backup may still be reading the state machine restore() replaces.
+  join_state_readers();
   std::optional<storage::SnapshotInfo> info;
   {
     std::lock_guard lock(store_mu_);
@@ -53,6 +56,46 @@ Status Node::install_snapshot(const raft::SnapshotMeta& meta) {
   }
   std::lock_guard lock(status_mu_);
   ++status_.snapshots_installed;
+  return Status();
+}
+
+Status Node::replace_state(std::string_view data, const raft::Entry& e, Status* refused) {
+  auto backup = storage::decode_backup(data);
+  if (!backup.ok()) {
+    *refused = Status::invalid_argument(backup.status().message());
+    return Status();
+  }
+  if (backup->header.fsm_name != fsm_->name()) {
+    *refused =
+        Status::invalid_argument("the backup holds the state of the \"" + backup->header.fsm_name +
+                                 "\" backend, and the cluster runs \"" + fsm_->name() + "\"");
+    return Status();
+  }
+  Result<std::string> dir = Status::io_error("no staging directory");
+  {
+    std::lock_guard lock(store_mu_);
+    dir = snapshots_->begin();
+  }
+  if (!dir.ok())
+    return dir.status();
+  Status s = storage::write_backup_files(options_.env, *dir, *backup);
+  if (s.ok()) {
+    join_state_readers();  // what still reads the state machine that replace() changes
+    s = backend_call("replace", [&] { return fsm_->replace(options_.env, *dir, e.index, e.term); });
+  }
+  {
+    std::lock_guard lock(store_mu_);
+    snapshots_->abort(*dir);
+  }
+  if (s.code() == Status::Code::kInvalidArgument || s.code() == Status::Code::kNotSupported) {
+    *refused = s;
+    return Status();
+  }
+  if (!s.ok())
+    return s;
+  spdlog::warn("the state was replaced at index {} by a backup of index {} taken by {} ({} files)",
+               e.index, backup->header.index, printable(backup->header.taken_by, 64),
+               backup->header.files.size());
   return Status();
 }
 
@@ -136,6 +179,15 @@ Status Node::apply(std::span<const raft::Entry> committed) {
         return s;
       record_checkpoint(e.index);
       p.outcomes[e.index] = Outcome{e.index, {}};
+      continue;
+    }
+    if (const auto backup = replacement_of(e.data.view())) {
+      if (Status s = apply_commands(p); !s.ok())
+        return s;
+      Status refused;
+      if (Status s = replace_state(*backup, e, &refused); !s.ok())
+        return s;
+      p.outcomes[e.index] = Outcome{e.index, fsm::ApplyResult{refused, {}}};
       continue;
     }
     auto envelope = decode_envelope(e.data.view());

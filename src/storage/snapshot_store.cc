@@ -52,6 +52,26 @@ bool is_sealed_name(const std::string& name) {
 
 }  // namespace
 
+bool valid_snapshot_file_name(std::string_view name) {
+  return !name.empty() && name.size() <= 255 && name != "." && name != ".." && name != kMetaFile &&
+         name.find('/') == std::string_view::npos && name.find('\0') == std::string_view::npos;
+}
+
+Result<std::vector<SnapshotFile>> scan_snapshot_files(Env* env, const std::string& dir,
+                                                      Pace* pace) {
+  auto names = env->list_dir(dir);
+  if (!names.ok())
+    return names.status();
+  std::vector<SnapshotFile> files;
+  for (const std::string& name : *names) {
+    auto file = scan_file(env, dir, name, pace);
+    if (!file.ok())
+      return file.status();
+    files.push_back(std::move(file).value());
+  }
+  return files;
+}
+
 uint64_t SnapshotInfo::bytes() const {
   uint64_t total = 0;
   for (const SnapshotFile& f : files)  // saturating: sizes come from the network too
@@ -105,7 +125,7 @@ Result<SnapshotInfo> decode_snapshot_info(std::string_view data) {
     f.name = std::string(r.bytes());
     f.size = r.u64();
     f.crc = r.u32();
-    if (f.name.empty() || f.name.find('/') != std::string::npos || f.name == kMetaFile)
+    if (!valid_snapshot_file_name(f.name))
       return Status::corruption("snapshot meta: bad file name '" + f.name + "'");
     info.files.push_back(std::move(f));
   }
@@ -177,22 +197,18 @@ void SnapshotStore::abort(const std::string& tmp_dir) {
 
 Result<SnapshotInfo> SnapshotStore::commit(const std::string& tmp_dir, SnapshotInfo info,
                                            const std::vector<SnapshotFile>* expected) {
-  auto names = env_->list_dir(tmp_dir);
-  if (!names.ok())
-    return names.status();
-  info.files.clear();
-  for (const std::string& name : *names) {
-    auto file = scan_file(env_, tmp_dir, name);
-    if (!file.ok())
-      return file.status();
+  auto files = scan_snapshot_files(env_, tmp_dir);
+  if (!files.ok())
+    return files.status();
+  info.files = std::move(files).value();
+  for (const SnapshotFile& file : info.files) {
     // The files must be durable before the rename that makes the snapshot visible.
     uint64_t size = 0;
-    auto handle = env_->open_for_append(tmp_dir + "/" + name, &size);
+    auto handle = env_->open_for_append(tmp_dir + "/" + file.name, &size);
     if (!handle.ok())
       return handle.status();
     if (Status s = (*handle)->sync(); !s.ok())
       return s;
-    info.files.push_back(std::move(file).value());
   }
   if (expected) {
     auto same = [](const SnapshotFile& a, const SnapshotFile& b) {

@@ -91,6 +91,13 @@ class SnapshotStore {
   std::vector<SnapshotInfo> snapshots_;
 };
 
+// Whether `name` may name a file of a snapshot: not empty, at most 255 bytes, no '/' or NUL, not
+// "." or "..", and not the store's own "meta". Names come from peers and backups too.
+bool valid_snapshot_file_name(std::string_view name);
+// The size and crc32 of every file in `dir`, read in pieces (each handed to `pace`, if any).
+Result<std::vector<SnapshotFile>> scan_snapshot_files(Env* env, const std::string& dir,
+                                                      Pace* pace = nullptr);
+
 // The encoding of a snapshot's meta file, also used to send snapshot metadata to a peer.
 std::string encode_snapshot_info(const SnapshotInfo& info);
 Result<SnapshotInfo> decode_snapshot_info(std::string_view data);

@@ -89,12 +89,11 @@ awaitable<std::optional<Sender>> TcpTransport::Impl::greet(Connection& conn, Fra
   std::string why;
   if (!hello.ok()) {
     why = hello.status().message();
-  } else if (hello->cluster_id != opt.cluster_id) {
-    why = "cluster '" + printable(hello->cluster_id, 64) + "' (this cluster is '" + opt.cluster_id +
-          "')";
+  } else if (const std::string ours = cluster_id(); !ours.empty() && hello->cluster_id != ours) {
+    why = "cluster '" + printable(hello->cluster_id, 64) + "' (this cluster is '" + ours + "')";
   } else if (hello->from == self) {
     why = "a hello that claims to be this node";
-  } else if (conn.tls() && !is_node_certificate(conn.identity(), hello->from, opt.cluster_id)) {
+  } else if (conn.tls() && !is_node_certificate(conn.identity(), hello->from, opt.cluster_name)) {
     why = "its certificate (" + conn.identity().describe() +
           ") is not a node certificate of this cluster for the node it claims to be";
   }

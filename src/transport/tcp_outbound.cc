@@ -69,13 +69,13 @@ awaitable<std::shared_ptr<Connection>> TcpTransport::Impl::dial(const std::strin
   std::shared_ptr<Connection> conn = co_await connect(address);
   if (!conn)
     co_return nullptr;
-  if (conn->tls() && !is_node_certificate(conn->identity(), peer, opt.cluster_id)) {
+  if (conn->tls() && !is_node_certificate(conn->identity(), peer, opt.cluster_name)) {
     spdlog::warn("raft port: {} presented a certificate ({}) that is not the member's", address,
                  conn->identity().describe());
     conn->close();
     co_return nullptr;
   }
-  const std::string hello = encode_hello(Hello{opt.cluster_id, self});
+  const std::string hello = hello_from_self();
   const bool sent = co_await conn->write(hello);
   conn->disarm();
   if (!sent) {
@@ -92,7 +92,7 @@ awaitable<void> TcpTransport::Impl::verify_member(std::string address, raft::Nod
     done(Status::unavailable("nothing answered with the cluster's TLS at " + address));
     co_return;
   }
-  if (conn->tls() && !is_node_certificate(conn->identity(), id, opt.cluster_id)) {
+  if (conn->tls() && !is_node_certificate(conn->identity(), id, opt.cluster_name)) {
     conn->close();
     done(Status::invalid_argument("the node at " + address + " presents a certificate (" +
                                   conn->identity().describe() +
@@ -100,7 +100,7 @@ awaitable<void> TcpTransport::Impl::verify_member(std::string address, raft::Nod
     co_return;
   }
   // A hello, so that the node sees a peer that said who it is rather than a refused stranger.
-  const std::string hello = encode_hello(Hello{opt.cluster_id, self});
+  const std::string hello = hello_from_self();
   co_await conn->write(hello);
   conn->close();
   done(Status());

@@ -143,6 +143,15 @@ void TcpTransport::send(std::vector<raft::Message> messages) {
   });
 }
 
+void TcpTransport::set_cluster_id(const std::string& id) {
+  std::lock_guard lock(impl_->cluster_id_mu);
+  impl_->opt.cluster_id = id;
+}
+
+std::string TcpTransport::cluster_id() const {
+  return impl_->cluster_id();
+}
+
 void TcpTransport::verify_member(const std::string& address, raft::NodeId id,
                                  std::function<void(Status)> done) {
   asio::co_spawn(impl_->io, impl_->verify_member(address, id, std::move(done)), asio::detached);

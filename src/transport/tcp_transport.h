@@ -48,6 +48,11 @@ namespace raftnginx::transport {
 struct TcpTransportOptions {
   // host:port to listen on; port 0 picks a free one (see TcpTransport::port()).
   std::string listen;
+  // The name the members' certificates carry (--cluster-name).
+  std::string cluster_name{defaults::kClusterName};
+  // What hellos carry, so that members of another cluster are refused: the name, unless the
+  // cluster was made from a backup (cli/restore.h). Empty: a new node not in a cluster yet, which
+  // takes a hello from any cluster, and introduces itself by the name, until set_cluster_id.
   std::string cluster_id{defaults::kClusterName};
   // Mutual TLS with the cluster's node certificates; null: plaintext.
   std::shared_ptr<net::TlsContext> tls;
@@ -87,6 +92,10 @@ class TcpTransport final : public Transport {
   // be the node it says. `done` runs on the I/O thread with OK, Unavailable (no TLS answer in
   // time) or InvalidArgument (a certificate for someone else).
   void verify_member(const std::string& address, raft::NodeId id, std::function<void(Status)> done);
+
+  // The cluster this node joined (see TcpTransportOptions::cluster_id). Any thread.
+  void set_cluster_id(const std::string& id);
+  std::string cluster_id() const;
 
   void set_receiver(raft::NodeId self, Receiver* receiver) override;
   void update_peers(const std::map<raft::NodeId, std::string>& raft_addresses) override;

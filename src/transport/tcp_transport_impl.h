@@ -223,7 +223,18 @@ class TcpTransport::Impl {
   awaitable<bool> stream_file(Connection& conn, const std::string& dir, const std::string& name,
                               uint64_t from);
 
-  TcpTransportOptions opt;
+  // The hello's cluster id (opt.cluster_id at first; set_cluster_id may change it).
+  std::string cluster_id() const {
+    std::lock_guard lock(cluster_id_mu);
+    return opt.cluster_id;
+  }
+  std::string hello_from_self() const {
+    const std::string id = cluster_id();
+    return encode_hello(Hello{id.empty() ? opt.cluster_name : id, self});
+  }
+
+  TcpTransportOptions opt;  // cluster_id guarded by cluster_id_mu
+  mutable std::mutex cluster_id_mu;
   asio::io_context io;
   tcp::acceptor acceptor{io};
   std::thread thread;

@@ -424,6 +424,53 @@ TEST_P(KvStoreContract, SnapshotsCarryRevisionsAndDeadlines) {
   EXPECT_EQ(*other->state_hash(), *kv->state_hash());
 }
 
+// A backup restored in place (POST /restore): the files of another point of history become the
+// state as of the replacing entry, durably, and files that do not decode change nothing.
+TEST_P(KvStoreContract, ReplaceTakesAnotherPointsStateAsOfTheReplacingEntry) {
+  auto source = backend.open(tmp.sub("source"));
+  apply_one(*source, 10, set_cmd({{"a", "1"}, {"b", "2"}}));
+  auto snap = source->snapshot();
+  ASSERT_TRUE(snap.ok());
+  const std::string dir = tmp.sub("backup");
+  std::filesystem::create_directories(dir);
+  ASSERT_TRUE((*snap)->write_to(storage::Env::posix(), dir).ok());
+
+  const std::string db = tmp.sub("db");
+  {
+    auto kv = backend.open(db);
+    apply_one(*kv, 50, set_cmd({{"a", "later"}, {"c", "3"}}));
+    Recorder seen;
+    kv->set_observer(&seen);
+    ASSERT_TRUE(kv->replace(storage::Env::posix(), dir, 60, 4).ok());
+    EXPECT_EQ(seen.restored_at, std::vector<raft::Index>{60});
+    EXPECT_EQ(kv->applied_index(), 60u);
+    EXPECT_EQ(kv->applied_term(), 4u);
+    EXPECT_EQ(record(*kv, "a"), record(*source, "a"));  // its revisions come with it
+    EXPECT_EQ(get(*kv, "c"), std::nullopt);
+    EXPECT_EQ(*kv->state_hash(), *source->state_hash());
+
+    // Garbage where the files were: refused as the operator's mistake, and nothing changed.
+    const std::string bad = tmp.sub("bad");
+    std::filesystem::create_directories(bad);
+    for (const auto& f : std::filesystem::directory_iterator(dir)) {
+      std::string bytes(std::filesystem::file_size(f.path()), 'x');
+      ASSERT_TRUE(storage::Env::posix()
+                      ->write_file_atomically(bad + "/" + f.path().filename().string(), bytes)
+                      .ok());
+    }
+    EXPECT_EQ(kv->replace(storage::Env::posix(), bad, 61, 4).code(),
+              Status::Code::kInvalidArgument);
+    EXPECT_EQ(kv->applied_index(), 60u);
+    EXPECT_EQ(get(*kv, "b"), "2");
+  }
+  if (GetParam() == "rocksdb") {  // durable: the new index and state survive a restart
+    auto reopened = backend.open(db);
+    EXPECT_EQ(reopened->applied_index(), 60u);
+    EXPECT_EQ(get(*reopened, "a"), "1");
+    EXPECT_EQ(get(*reopened, "c"), std::nullopt);
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, KvStoreContract, ::testing::Values("memory", "rocksdb"));
 
 // The hash is kept with the applied index: a reopened store has it without reading every pair,

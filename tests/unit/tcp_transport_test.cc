@@ -103,6 +103,7 @@ class Inbox final : public Receiver {
 TcpTransportOptions options(const std::string& cluster = "test", uint16_t port = 0) {
   TcpTransportOptions o;
   o.listen = "127.0.0.1:" + std::to_string(port);
+  o.cluster_name = cluster;
   o.cluster_id = cluster;
   return o;
 }
@@ -276,6 +277,36 @@ TEST(TcpTransport, GarbageOtherClustersAndImpostorsAreRefusedAndHarmless) {
   a->update_peers({{2, address(*b)}});
   a->send({heartbeat(1, 2, 3)});
   ASSERT_TRUE(inbox.wait(1).has_value());
+}
+
+// A cluster made from a backup has an id of its own: the old cluster's members are strangers to
+// it. A new node that has not joined yet takes the cluster that adds it, then only that one.
+TEST(TcpTransport, ClusterIdsKeepARestoredClusterApartAndANewNodeLearnsItsOwn) {
+  raftnginx::testing::TempDir tmp;
+  auto fresh = start(options(""));
+  Inbox inbox(tmp.sub("fresh"));
+  fresh->set_receiver(2, &inbox);
+  TcpTransportOptions restored_options = options("test");
+  restored_options.cluster_id = "test/0123456789abcdef";
+  auto restored = start(restored_options);
+  restored->set_receiver(1, nullptr);
+  restored->update_peers({{2, address(*fresh)}});
+  restored->send({heartbeat(1, 2, 3)});
+  ASSERT_TRUE(inbox.wait(1).has_value());
+
+  fresh->set_cluster_id("test/0123456789abcdef");
+  auto old_member = start(options("test"));
+  old_member->set_receiver(3, nullptr);
+  old_member->update_peers({{2, address(*fresh)}});
+  const uint64_t refused_before = fresh->refused_connections();
+  old_member->send({heartbeat(3, 2, 4)});
+  for (int i = 0; i < 500 && fresh->refused_connections() == refused_before; ++i)
+    std::this_thread::sleep_for(10ms);
+  EXPECT_GT(fresh->refused_connections(), refused_before);
+  restored->send({heartbeat(1, 2, 5)});
+  auto got = inbox.wait(2);
+  ASSERT_TRUE(got.has_value());
+  EXPECT_EQ(got->from, 1u);  // the old member's heartbeat never arrived
 }
 
 TEST(TcpTransport, AnnouncedBytesThatNeverArriveCostNothingAndTimeOut) {
