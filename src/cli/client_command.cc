@@ -5,6 +5,7 @@
 #include <cctype>
 #include <charconv>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -274,6 +275,7 @@ class Caller {
   static constexpr std::chrono::milliseconds kWatchIdle = 30s;
   static constexpr size_t kMaxLine = 16 << 20;  // one change: a 4 MiB value escaped in JSON
   static constexpr size_t kMaxErrorBody = 64 << 10;
+  static constexpr std::chrono::milliseconds kBackupIdle = 2min;
 
   Caller(http::ClientOptions options, std::vector<std::string> endpoints, std::string authorization,
          std::chrono::milliseconds timeout, bool tls)
@@ -469,7 +471,10 @@ int Caller::download(const std::string& target, const std::string& file, const C
         return kUsage;
       }
       std::ofstream out(part, std::ios::binary | std::ios::trunc);
-      if (!out) {
+      std::error_code ec;  // the whole state: for its owner's eyes only
+      std::filesystem::permissions(
+          part, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write, ec);
+      if (!out || ec) {
         std::cerr << "raft-nginx: cannot write " << part << "\n";
         return kUsage;
       }
@@ -487,7 +492,9 @@ int Caller::download(const std::string& target, const std::string& file, const C
                                 return static_cast<bool>(out);
                               }};
       const Status s =
-          client_.stream(address, request(Verb{"GET", target, "", true, {}}), left(deadline), sink);
+          // The member writes the whole state out before it answers: patience past --timeout.
+          client_.stream(address, request(Verb{"GET", target, "", true, {}}),
+                         std::max(left(deadline), kBackupIdle), sink);
       out.close();
       if (head.status != 200) {
         std::remove(part.c_str());

@@ -705,10 +705,10 @@ int serve(const DaemonOptions& given, const DaemonHooks& hooks) {
     });
   } else if (!options.join.empty()) {
     joiner = std::thread([&] {
-      auto id = join_cluster(&client, options, trust.own_authorization, stop_signal.stopping());
-      if (!id)
-        return;
-      if (Status s = adopt_cluster_id(*id, options, opened.transport.get()); !s.ok())
+      auto id = join_cluster(&client, options, opened.transport->cluster_id(),
+                             trust.own_authorization, stop_signal.stopping());
+      Status s = id.ok() ? adopt_cluster_id(*id, options, opened.transport.get()) : id.status();
+      if (!s.ok() && s.code() != Status::Code::kUnavailable)
         stop_signal.stop(1, s.message());
     });
   }

@@ -5,19 +5,23 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "util/printable.h"
+
 namespace raftnginx::cli {
 
 using namespace std::chrono_literals;
 
-std::optional<std::string> join_cluster(http::Client* client, const DaemonOptions& options,
-                                        const std::string& authorization,
-                                        const std::atomic<bool>* stop) {
-  const std::string body = nlohmann::json{
-      {"id", options.id},
-      {"addr", options.raft_advertise},
-      {"http_addr", options.http_advertise},
-      {"voter", !options.learner},
-      {"replace", true}}.dump();
+Result<std::string> join_cluster(http::Client* client, const DaemonOptions& options,
+                                 const std::string& cluster_id, const std::string& authorization,
+                                 const std::atomic<bool>* stop) {
+  nlohmann::json request_body{{"id", options.id},
+                              {"addr", options.raft_advertise},
+                              {"http_addr", options.http_advertise},
+                              {"voter", !options.learner},
+                              {"replace", true}};
+  if (!cluster_id.empty())
+    request_body["cluster_id"] = cluster_id;
+  const std::string body = request_body.dump();
   auto backoff = 200ms;
   std::string target = options.join;
   for (int attempt = 1; !*stop; ++attempt) {
@@ -29,13 +33,16 @@ std::optional<std::string> join_cluster(http::Client* client, const DaemonOption
       request.headers.emplace_back("Authorization", authorization);
     request.body = body;
     auto r = client->fetch(target, std::move(request), 5s);
+    const auto answer = r.ok() ? nlohmann::json::parse(r->body, nullptr, false) : nlohmann::json();
+    const bool names_cluster =
+        answer.is_object() && answer.contains("cluster_id") && answer["cluster_id"].is_string();
     if (r.ok() && r->status == 200) {
       spdlog::info("joined the cluster through {}", target);
-      const auto answer = nlohmann::json::parse(r->body, nullptr, false);
-      if (answer.is_object() && answer.contains("cluster_id") && answer["cluster_id"].is_string())
-        return answer["cluster_id"].get<std::string>();
-      return options.cluster_name;
+      return names_cluster ? answer["cluster_id"].get<std::string>() : options.cluster_name;
     }
+    if (r.ok() && r->status == 409 && names_cluster)
+      return Status::invalid_argument("join through " + target +
+                                      " refused: " + printable(r->body, 512));
     if (r.ok() && r->status == 307 && !r->header("X-Raft-Leader").empty() &&
         r->header("X-Raft-Leader") != target) {
       target = std::string(r->header("X-Raft-Leader"));
@@ -50,7 +57,7 @@ std::optional<std::string> join_cluster(http::Client* client, const DaemonOption
       std::this_thread::sleep_for(50ms);
     backoff = std::min<std::chrono::milliseconds>(backoff * 2, 5s);
   }
-  return std::nullopt;
+  return Status::unavailable("stopped before joining");
 }
 
 bool wait_for_peers(http::Client* client, const DaemonOptions& options,

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <optional>
 #include <string>
 
 #include "cli/options.h"
@@ -13,16 +12,15 @@
 namespace raftnginx::cli {
 
 // Asks the cluster at options.join to add this node (or move it to its new addresses),
-// presenting `authorization` (may be empty), following redirects to the leader, with backoff,
-// until it answers 200. Idempotent: the leader answers 200 for a member it knows. Returns the
-// cluster's id from the answer (its --cluster-name if the answer names none: an older release),
-// or nullopt if stopped first.
-std::optional<std::string> join_cluster(http::Client* client, const DaemonOptions& options,
-                                        const std::string& authorization,
-                                        const std::atomic<bool>* stop);
+// presenting `authorization` (may be empty) and the id of the cluster its data belongs to
+// (`cluster_id`; empty for a new node), following redirects to the leader, with backoff, until
+// it answers 200. Idempotent: the leader answers 200 for a member it knows. Returns the
+// cluster's id from the answer (its --cluster-name if the answer names none: an older release);
+// InvalidArgument if the cluster refused the node as another cluster's, Unavailable if stopped.
+Result<std::string> join_cluster(http::Client* client, const DaemonOptions& options,
+                                 const std::string& cluster_id, const std::string& authorization,
+                                 const std::atomic<bool>* stop);
 
-// bootstrap_expect: waits until every listed peer's HTTP port accepts connections. False if
-// stopped first.
 bool wait_for_peers(http::Client* client, const DaemonOptions& options,
                     const std::atomic<bool>* stop);
 

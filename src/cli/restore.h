@@ -23,7 +23,7 @@
 
 namespace raftnginx::cli {
 
-// Printable ASCII without spaces, 1 to 128 bytes.
+// Printable ASCII without spaces, 1 to 300 bytes.
 Status validate_cluster_id(std::string_view id);
 // The id recorded in `data_dir`, nullopt if none; Corruption if the file is not a valid id.
 Result<std::optional<std::string>> read_cluster_id(storage::Env* env, const std::string& data_dir);
@@ -38,7 +38,8 @@ struct SeedOptions {
 };
 
 // Seeds options.data_dir (missing or empty) from the backup; returns the new cluster's id.
-// The backup is checked whole first: a damaged one is refused (Corruption) and nothing written.
+// The backup is checked whole first: a damaged one is refused (Corruption) and nothing written;
+// a seeding that fails halfway removes what it wrote.
 Result<std::string> seed_from_backup(storage::Env* env, const SeedOptions& options);
 
 }  // namespace raftnginx::cli

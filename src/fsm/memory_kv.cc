@@ -158,9 +158,10 @@ Status MemoryKv::restore(storage::Env* env, const std::string& dir, raft::Index 
 
 Status MemoryKv::replace(storage::Env* env, const std::string& dir, raft::Index index,
                          raft::Term term) {
-  // The file comes from an operator: one that does not parse is refused, and nothing changed.
+  // The file comes from an operator: one that is missing or does not parse is refused, as on
+  // every node, and nothing changed.
   Status s = load(env, dir, index, term, false);
-  if (s.code() == Status::Code::kCorruption)
+  if (s.code() == Status::Code::kCorruption || s.code() == Status::Code::kNotFound)
     return Status::invalid_argument(s.message());
   return s;
 }

@@ -4,6 +4,7 @@
 #include <rocksdb/sst_file_writer.h>
 #include <rocksdb/utilities/write_batch_with_index.h>
 #include <rocksdb/write_batch.h>
+#include <spdlog/spdlog.h>
 
 #include <mutex>
 #include <unordered_map>
@@ -20,6 +21,10 @@ const char* const kFamilyNames[] = {rocksdb::kDefaultColumnFamilyName.c_str(), "
 constexpr const char* kAppliedKey = "applied";
 constexpr const char* kHashKey = "state_hash";
 constexpr const char* kFormatKey = "format";
+// Present while restore() or replace() changes the whole state: a store opened with it was cut
+// short, and is emptied (its applied index then reads 0: the node restores a snapshot and
+// replays the log).
+constexpr const char* kReplacingKey = "replacing";
 constexpr const char* kFormat = "records-1";  // values are records (kv_command.h)
 
 rocksdb::Slice slice(std::string_view s) {
@@ -118,6 +123,18 @@ Result<std::unique_ptr<RocksDbKv>> RocksDbKv::open(const std::string& dir,
       !s.ok())
     return s;
   kv->db_.reset(db);
+  std::string mark;
+  const rocksdb::Status replacing =
+      db->Get(rocksdb::ReadOptions(), kv->families_[kMeta], kReplacingKey, &mark);
+  if (!replacing.ok() && !replacing.IsNotFound())
+    return from_rocksdb(replacing, "read the replacement mark");
+  if (replacing.ok()) {
+    spdlog::warn("rocksdb in {}: a restore was cut short; the store starts empty", dir);
+    for (size_t f : {kMeta, kData}) {
+      if (Status s = kv->empty_family(f); !s.ok())
+        return s;
+    }
+  }
   if (Status s = kv->load_meta(); !s.ok())
     return s;
   return kv;
@@ -424,10 +441,18 @@ Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index
   restoring_ = true;
   std::unique_lock lock(families_mu_);
   restoring_ = false;
-  for (size_t f : {kMeta, kData}) {
-    if (Status s = load_family(env, dir, f); !s.ok())
+  if (Status s = begin_replacing(); !s.ok())
+    return s;
+  for (size_t f : {kData, kMeta}) {
+    if (Status s = ingest_family(env, dir, f); !s.ok())
       return s;
   }
+  rocksdb::WriteOptions synced;
+  synced.sync = true;
+  if (Status s =
+          from_rocksdb(db_->Delete(synced, families_[kMeta], kReplacingKey), "end the restore");
+      !s.ok())
+    return s;
   if (Status s = load_meta(); !s.ok())
     return s;
   if (applied_index_ != index || applied_term_ != term) {
@@ -444,19 +469,25 @@ Status RocksDbKv::restore(storage::Env* env, const std::string& dir, raft::Index
 Status RocksDbKv::replace(storage::Env* env, const std::string& dir, raft::Index index,
                           raft::Term term) {
   // The files come from an operator: each is read through before anything changes, and one
-  // that is not sound (or holds a record that does not decode) is refused.
+  // that is damaged (or holds a record that does not decode) is refused, as on every node. A
+  // failure to read them here (I/O) is this node's and is returned as such.
   std::string format;
   for (size_t f : {kData, kMeta}) {
     const std::string path = dir + "/" + kFamilyNames[f] + ".sst";
     if (!env->exists(path))
       continue;
     const std::string what = "the backup's " + std::string(kFamilyNames[f]) + ".sst: ";
+    auto refused = [&](const rocksdb::Status& s) {
+      return s.IsCorruption() || s.IsInvalidArgument()
+                 ? Status::invalid_argument(what + s.ToString())
+                 : from_rocksdb(s, what);
+    };
     rocksdb::SstFileReader reader{rocksdb::Options{}};
     rocksdb::Status checked = reader.Open(path);
     if (checked.ok())
       checked = reader.VerifyChecksum();
     if (!checked.ok())
-      return Status::invalid_argument(what + checked.ToString());
+      return refused(checked);
     std::unique_ptr<rocksdb::Iterator> it(reader.NewIterator(rocksdb::ReadOptions()));
     for (it->SeekToFirst(); it->Valid(); it->Next()) {
       const rocksdb::Slice value = it->value();
@@ -466,21 +497,21 @@ Status RocksDbKv::replace(storage::Env* env, const std::string& dir, raft::Index
         return Status::invalid_argument(what + "a record does not decode");
     }
     if (!it->status().ok())
-      return Status::invalid_argument(what + it->status().ToString());
+      return refused(it->status());
   }
-  // The files' own meta (their applied index) is not taken: the one written last, synced, says
-  // `index`. Until then "meta" is empty and the applied index reads 0 after a crash.
   if (format != kFormat)
-    return Status::not_supported("a rocksdb backup of format '" + format +
-                                 "' cannot replace the state in place: restore it into a new "
-                                 "cluster");
+    return Status::invalid_argument("a rocksdb backup of format '" + format +
+                                    "' cannot replace the state in place: restore it into a "
+                                    "new cluster");
   restoring_ = true;
   std::unique_lock lock(families_mu_);
   restoring_ = false;
-  if (Status s = load_family(env, "", kMeta); !s.ok())
+  if (Status s = begin_replacing(); !s.ok())
     return s;
-  if (Status s = load_family(env, dir, kData); !s.ok())
+  if (Status s = ingest_family(env, dir, kData); !s.ok())
     return s;
+  // The files' own meta (their applied index) is not taken: `index` is, with the new state's
+  // hash, in the batch that ends the replacement.
   auto hash = hash_of_pairs(rocksdb::ReadOptions(), [](uint64_t) { return true; });
   if (!hash.ok())
     return hash.status();
@@ -494,6 +525,9 @@ Status RocksDbKv::replace(storage::Env* env, const std::string& dir, raft::Index
     if (Status s = from_rocksdb(batch.Put(families_[kMeta], key, value), "rocksdb batch"); !s.ok())
       return s;
   }
+  if (Status s = from_rocksdb(batch.Delete(families_[kMeta], kReplacingKey), "rocksdb batch");
+      !s.ok())
+    return s;
   rocksdb::WriteOptions synced;
   synced.sync = true;
   if (Status s = from_rocksdb(db_->Write(synced, &batch), "write the replaced state's index");
@@ -507,35 +541,50 @@ Status RocksDbKv::replace(storage::Env* env, const std::string& dir, raft::Index
   return Status();
 }
 
-Status RocksDbKv::load_family(storage::Env* env, const std::string& dir, size_t f) {
-  // Emptying a family in one step: drop it (the default family cannot be dropped, so its keys
-  // are deleted by range over everything).
-  if (f == kData) {
-    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[f]));
-    it->SeekToFirst();
-    if (it->Valid()) {
-      std::string first = it->key().ToString();
-      it->SeekToLast();
-      std::string last = it->key().ToString() + '\0';
-      if (Status s = from_rocksdb(
-              db_->DeleteRange(rocksdb::WriteOptions(), families_[f], first, last), "clear data");
+Status RocksDbKv::begin_replacing() {
+  for (size_t f : {kMeta, kData}) {
+    if (Status s = empty_family(f); !s.ok())
+      return s;
+    if (f == kMeta) {  // the mark, durable before the data changes
+      rocksdb::WriteOptions synced;
+      synced.sync = true;
+      if (Status s = from_rocksdb(db_->Put(synced, families_[kMeta], kReplacingKey, ""),
+                                  "mark the state as being replaced");
           !s.ok())
         return s;
     }
-  } else {
-    if (Status s = from_rocksdb(db_->DropColumnFamily(families_[f]), "drop family"); !s.ok())
-      return s;
-    (void)db_->DestroyColumnFamilyHandle(families_[f]);
-    rocksdb::ColumnFamilyHandle* fresh = nullptr;
-    if (Status s = from_rocksdb(
-            db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), kFamilyNames[f], &fresh),
-            "create family");
-        !s.ok())
-      return s;
-    families_[f] = fresh;
   }
-  if (dir.empty())
-    return Status();
+  return Status();
+}
+
+Status RocksDbKv::empty_family(size_t f) {
+  // In one step: drop it (the default family cannot be dropped, so its keys are deleted by
+  // range over everything).
+  if (f == kData) {
+    std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), families_[f]));
+    it->SeekToFirst();
+    if (!it->Valid())
+      return from_rocksdb(it->status(), "scan data");
+    std::string first = it->key().ToString();
+    it->SeekToLast();
+    std::string last = it->key().ToString() + '\0';
+    return from_rocksdb(db_->DeleteRange(rocksdb::WriteOptions(), families_[f], first, last),
+                        "clear data");
+  }
+  if (Status s = from_rocksdb(db_->DropColumnFamily(families_[f]), "drop family"); !s.ok())
+    return s;
+  (void)db_->DestroyColumnFamilyHandle(families_[f]);
+  rocksdb::ColumnFamilyHandle* fresh = nullptr;
+  if (Status s = from_rocksdb(
+          db_->CreateColumnFamily(rocksdb::ColumnFamilyOptions(), kFamilyNames[f], &fresh),
+          "create family");
+      !s.ok())
+    return s;
+  families_[f] = fresh;
+  return Status();
+}
+
+Status RocksDbKv::ingest_family(storage::Env* env, const std::string& dir, size_t f) {
   const std::string path = dir + "/" + kFamilyNames[f] + ".sst";
   if (!env->exists(path))
     return Status();

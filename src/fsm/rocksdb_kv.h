@@ -82,9 +82,13 @@ class RocksDbKv final : public KvStore {
   // and rebuilds the deadlines.
   Status load_meta();
   Status upgrade_values();
-  // Empties family `f` and ingests its file from the snapshot in `dir`, if it holds one ("": only
-  // empties it). REQUIRES: families_mu_ held exclusively.
-  Status load_family(storage::Env* env, const std::string& dir, size_t f);
+  // The first step of restore() and replace(): "meta" emptied but for a durable mark (so that
+  // the applied index reads 0 until the new state is whole, and a store reopened before then is
+  // known to be cut short), then the data. REQUIRES: families_mu_ held exclusively, as below.
+  Status begin_replacing();
+  Status empty_family(size_t f);
+  // Ingests family `f`'s file from the snapshot in `dir`, if it holds one.
+  Status ingest_family(storage::Env* env, const std::string& dir, size_t f);
   // The sum of every record's hash, read through `read` (a snapshot, or the current state);
   // `pace` is called with each pair's size and may stop the scan by returning false. Rebuilds
   // the deadlines as well if `deadlines` is given.

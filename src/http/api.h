@@ -244,6 +244,8 @@ class Api {
   // call, body and all, until its timer fired. A call leaves the list when it is answered.
   std::mutex waiting_mu_;
   std::list<Waiting> waiting_;
+  // Backups streaming now (api_backup.cc), shared with their streams, which may outlive the Api.
+  std::shared_ptr<std::atomic<int>> backups_streaming_ = std::make_shared<std::atomic<int>>(0);
 };
 
 // Decodes %XX escapes (and '+' when `plus_is_space`); nullopt if an escape is malformed.

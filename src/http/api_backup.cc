@@ -24,8 +24,9 @@ uint64_t now_ms() {
 // thread. The directory goes when the stream does, sent or not.
 class BackupStream final : public BodyStream {
  public:
-  BackupStream(storage::Env* env, std::string dir, storage::BackupHeader header)
-      : env_(env), dir_(std::move(dir)), header_(std::move(header)) {}
+  BackupStream(storage::Env* env, std::string dir, storage::BackupHeader header,
+               std::shared_ptr<void> slot)
+      : env_(env), dir_(std::move(dir)), header_(std::move(header)), slot_(std::move(slot)) {}
   ~BackupStream() override { (void)env_->remove_all(dir_); }
 
   void next(std::function<void(std::string)> piece) override { piece(produce()); }
@@ -74,6 +75,7 @@ class BackupStream final : public BodyStream {
   size_t file_ = 0;
   std::unique_ptr<storage::SequentialFile> reading_;
   bool finished_ = false;
+  const std::shared_ptr<void> slot_;  // one of the node's concurrent backups
 };
 
 }  // namespace
@@ -83,18 +85,22 @@ void Api::backup(const CallPtr& call) {
   if (level != "stale" && level != "linearizable")
     return call->answer(
         Response::error(400, "level must be stale or linearizable, not '" + level + "'"));
-  auto stage = [this, call] {
-    node_->stage_view([this, call](Result<node::Node::StagedView> staged) {
+  // Each backup streaming is a staged copy of the state on disk: a few at a time.
+  if (backups_streaming_->fetch_add(1) >= defaults::kMaxConcurrentBackups) {
+    backups_streaming_->fetch_sub(1);
+    return call->answer(Response::unavailable("this node is streaming " +
+                                              std::to_string(defaults::kMaxConcurrentBackups) +
+                                              " backups already; retry when one is done"));
+  }
+  // Held by whatever stands for the backup from now on: the stream, or this call's handlers.
+  auto slot = std::shared_ptr<void>(
+      nullptr, [streaming = backups_streaming_](void*) { streaming->fetch_sub(1); });
+  auto stage = [this, call, slot] {
+    node_->stage_view([this, call, slot](Result<node::Node::StagedView> staged) {
       if (!staged.ok())
         return fail(call, staged.status());
-      auto files = storage::scan_snapshot_files(node_->env(), staged->dir);
-      if (!files.ok()) {
-        (void)node_->env()->remove_all(staged->dir);
-        return fail(call, files.status());
-      }
-      storage::BackupHeader header{
-          cluster_id(), staged->fsm_name,   staged->index,           staged->term,
-          now_ms(),     options_.self_name, std::move(files).value()};
+      storage::BackupHeader header{cluster_id(), staged->fsm_name,   staged->index, staged->term,
+                                   now_ms(),     options_.self_name, staged->files};
       spdlog::info("backup of index {} for {}: writers waited {} µs for the view", staged->index,
                    call->principal ? call->principal->name : call->http_request.remote,
                    staged->stall.count());
@@ -105,7 +111,7 @@ void Api::backup(const CallPtr& call) {
           "attachment; filename=\"raft-nginx-" + std::to_string(staged->index) + ".backup\"");
       r.headers.emplace_back("X-Raft-Index", std::to_string(staged->index));
       r.headers.emplace_back("X-Backup-Stall-Us", std::to_string(staged->stall.count()));
-      r.stream = std::make_shared<BackupStream>(node_->env(), staged->dir, std::move(header));
+      r.stream = std::make_shared<BackupStream>(node_->env(), staged->dir, std::move(header), slot);
       call->answer(std::move(r));
     });
   };
@@ -115,16 +121,32 @@ void Api::backup(const CallPtr& call) {
   node_->read_barrier([this, call, stage](Status s) {
     if (!s.ok())
       return fail(call, s);
-    stage();
+    // Current: writing the view out may take longer than a write would, and is not bounded by
+    // the write timeout.
+    stop_waiting(call.get());
+    if (!call->done())
+      stage();
   });
 }
 
 void Api::restore(const CallPtr& call) {
   if (node_->status().raft.role != raft::Role::kLeader)
     return not_leader(call);
+  if (call->http_request.body.size() > defaults::kMaxReplacementBytes) {
+    return call->answer(
+        Response::error(413, "a backup restored in place travels as one raft entry: at most " +
+                                 std::to_string(defaults::kMaxReplacementBytes >> 20) +
+                                 " MiB; restore a larger one into a new cluster"));
+  }
   auto backup = storage::decode_backup(call->http_request.body);
   if (!backup.ok())
     return call->answer(Response::error(400, backup.status().message()));
+  if (backup->header.index >= node_->applied_index()) {
+    return call->answer(Response::error(
+        409, "the backup is of index " + std::to_string(backup->header.index) +
+                 ", not before this cluster's " + std::to_string(node_->applied_index()) +
+                 ": its revisions would run backwards; restore it into a new cluster"));
+  }
   const std::string& fsm = node_->state_machine().name();
   if (backup->header.fsm_name != fsm)
     return call->answer(

@@ -34,6 +34,8 @@ struct JoinRequest {
   bool replace = false;
   // A member rebuilding from its peers (raft-nginx repair): it comes back as a learner.
   bool repair = false;
+  // The cluster the node's data belongs to; empty: a new node, with no data yet.
+  std::string cluster_id;
 };
 
 Result<JoinRequest> joining_member(const std::string& body) {
@@ -43,12 +45,14 @@ Result<JoinRequest> joining_member(const std::string& body) {
   auto name = string_field(*doc, "id", true);
   auto raft_addr = string_field(*doc, "addr", true);
   auto http_addr = string_field(*doc, "http_addr", false);
-  for (const auto* field : {&name, &raft_addr, &http_addr}) {
+  auto cluster_id = string_field(*doc, "cluster_id", false);
+  for (const auto* field : {&name, &raft_addr, &http_addr, &cluster_id}) {
     if (!field->ok())
       return field->status();
   }
   JoinRequest join;
   join.member = cluster::Member{*name, *raft_addr, *http_addr};
+  join.cluster_id = *cluster_id;
   if (Status s = cluster::validate_member(join.member); !s.ok())
     return s;
   for (auto [field, out] : {std::pair<const char*, bool*>{"voter", &join.voter},
@@ -70,7 +74,7 @@ void Api::join(const CallPtr& call) {
   auto joining = joining_member(call->http_request.body);
   if (!joining.ok())
     return call->answer(Response::error(400, joining.status().message()));
-  const auto& [member, voter, replace, repair] = *joining;
+  const auto& [member, voter, replace, repair, their_cluster] = *joining;
   const raft::NodeId id = cluster::node_id_for(member.name);
   // A join-only credential may add its own node, under its own name.
   if (call->principal && !call->principal->admin && call->principal->name != member.name) {
@@ -79,6 +83,15 @@ void Api::join(const CallPtr& call) {
   const node::NodeStatus st = node_->status();
   if (st.raft.role != raft::Role::kLeader)
     return not_leader(call);
+  // A node whose data belongs to another cluster (one this cluster was restored from, say)
+  // could never talk to this one: added, it would be a member that never answers.
+  if (!their_cluster.empty() && their_cluster != cluster_id()) {
+    return call->answer(
+        Response::json(409, json{{"error", "the data of " + member.name + " belongs to cluster '" +
+                                               their_cluster + "', and this is '" + cluster_id() +
+                                               "': start it with an empty data directory to join"},
+                                 {"cluster_id", cluster_id()}}));
+  }
   // A join-only credential adds a learner: it serves reads, but votes (and may lead, and see
   // the writes clients send) only once an admin promotes it.
   const bool join_only = call->principal && !call->principal->admin;

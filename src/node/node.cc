@@ -228,7 +228,13 @@ void Node::stage_view(std::function<void(Result<StagedView>)> done) {
       return done(s);
     if (!view.ok())
       return done(view.status());
-    StagedView staged{"", (*view)->index(), (*view)->term(), fsm_->name(),
+    if ((*view)->index() == 0)
+      return done(Status::unavailable("nothing was applied here yet: no state to back up"));
+    StagedView staged{"",
+                      {},
+                      (*view)->index(),
+                      (*view)->term(),
+                      fsm_->name(),
                       std::chrono::duration_cast<std::chrono::microseconds>(
                           std::chrono::steady_clock::now() - start)};
     staging_view_ = true;
@@ -244,6 +250,12 @@ void Node::stage_view(std::function<void(Result<StagedView>)> done) {
       if (dir.ok()) {
         written =
             backend_call("snapshot writer", [&] { return view->write_to(options_.env, *dir); });
+        if (written.ok()) {
+          auto files = storage::scan_snapshot_files(options_.env, *dir);
+          written = files.status();
+          if (files.ok())
+            staged.files = std::move(files).value();
+        }
         if (!written.ok())
           (void)options_.env->remove_all(*dir);
       }

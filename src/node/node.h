@@ -155,9 +155,11 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   // Writes a point-in-time view of the state machine (a backup's files) into a fresh directory
   // beside the snapshots, on a thread of its own. The view is taken on the raft loop between two
   // batches: `stall` is how long writers waited for it. The caller removes the directory (a
-  // start after a crash removes what is left). One at a time: Busy while another is written.
+  // start after a crash removes what is left). One at a time: Busy while another is written;
+  // Unavailable while nothing was applied.
   struct StagedView {
     std::string dir;
+    std::vector<storage::SnapshotFile> files;  // what the view wrote there
     raft::Index index = 0;
     raft::Term term = 0;
     std::string fsm_name;

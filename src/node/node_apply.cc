@@ -65,6 +65,14 @@ Status Node::replace_state(std::string_view data, const raft::Entry& e, Status* 
     *refused = Status::invalid_argument(backup.status().message());
     return Status();
   }
+  // Its keys' revisions reach its index: at or past this entry, they would run backwards.
+  if (backup->header.index >= e.index) {
+    *refused = Status::invalid_argument(
+        "the backup is of index " + std::to_string(backup->header.index) +
+        ", not before this cluster's " + std::to_string(e.index) +
+        ": its revisions would run backwards; restore it into a new cluster");
+    return Status();
+  }
   if (backup->header.fsm_name != fsm_->name()) {
     *refused =
         Status::invalid_argument("the backup holds the state of the \"" + backup->header.fsm_name +

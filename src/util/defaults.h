@@ -63,6 +63,10 @@ inline constexpr std::chrono::milliseconds kHttpReadTimeout = 10s;
 inline constexpr std::chrono::milliseconds kHttpIdleTimeout = 75s;
 inline constexpr int kHttpThreads = 2;
 inline constexpr std::chrono::milliseconds kWriteTimeout = 5s;
+// Backups: how many one node streams at once (each is a staged copy of the state on disk), and
+// the largest one restored in place (one raft entry: well inside a frame, kMaxFrameBytes).
+inline constexpr int kMaxConcurrentBackups = 2;
+inline constexpr uint64_t kMaxReplacementBytes = 32 << 20;
 
 // Transport between nodes.
 inline constexpr uint64_t kMaxPeerQueueBytes = 64 << 20;

@@ -37,7 +37,11 @@ class Writers:
         while not self.stop.is_set():
             key = f"hot/{n % 10}" if n % 3 == 0 else f"load/{t}/{n}"
             value = f"{t}-{n}"
-            r = self.leader.post("/key", {key: value})
+            try:
+                r = self.leader.post("/key", {key: value})
+            except OSError as e:
+                self.failures.append(e)
+                return
             if r.status != 200:
                 self.failures.append(r)
                 return
@@ -149,6 +153,17 @@ class Backup(ClusterTest):
         # The restored cluster takes writes, and the old one is untouched by it.
         self.assertEqual(r1.post("/key", {"after": "restore"}).status, 200)
         self.assertEqual(leader.get("/key/after").status, 404)
+        # A backup from further along the old cluster's history would run the new cluster's
+        # revisions backwards: refused.
+        later = os.path.join(self.root, "later.backup")
+        self.cli("backup", later, "--endpoints", leader.http)
+        new_leader = wait_until(lambda: next((d for d in new if d.status()["role"] == "leader"),
+                                             None), what="the new cluster's leader")
+        with open(later, "rb") as f:
+            r = new_leader.post("/restore", body=f.read(),
+                                headers={"Content-Type": "application/octet-stream"})
+        self.assertEqual(r.status, 409, r)
+        self.assertIn("backwards", r.json()["error"])
 
         # A member of the old cluster is a stranger to the new one.
         refused = r1.metric("raftnginx_raft_refused_connections_total")
@@ -162,6 +177,16 @@ class Backup(ClusterTest):
                    what="the old member's hello refused")
         self.assertNotEqual(r1.status()["term"], 1 << 20)
 
+        # A node whose data belongs to the old cluster is refused before it becomes a member,
+        # and stops, saying why.
+        old_node3 = self.cluster["node3"]
+        old_node3.kill()
+        stranger = Daemon(self.root, "node3", ["-join", r1.http])
+        self.cluster.nodes["node3-again"] = stranger.start()
+        self.assertNotEqual(stranger.proc.wait(timeout=30 * SLOW), 0)
+        self.assertIn("belongs to cluster 'raft-nginx'", stranger.log_tail())
+        self.assertEqual(len(r1.status()["members"]), 3)
+
         # The nodes of the restored cluster keep its id across a restart.
         r2 = self.cluster["r2"]
         self.assertEqual(r2.stop(), 0)
@@ -169,8 +194,14 @@ class Backup(ClusterTest):
         wait_until(lambda: r2.get("/readyz").status == 200, what="r2 back")
         self.assertEqual(r2.status()["cluster_id"], new_id)
 
-    def test_restore_in_place_replaces_every_members_state_through_the_log(self):
-        c = self.cluster.start(3, args=["--fsm", "memory"])
+    def test_restore_in_place_replaces_every_members_state_through_the_log_memory(self):
+        self.restore_in_place("memory")
+
+    def test_restore_in_place_replaces_every_members_state_through_the_log_rocksdb(self):
+        self.restore_in_place("rocksdb")
+
+    def restore_in_place(self, backend):
+        c = self.cluster.start(3, args=["--fsm", backend])
         leader = c.leader()
         follower = c.followers()[0]
         for key, value in (("a", "1"), ("b", "2"), ("c", "3")):

@@ -473,6 +473,31 @@ TEST_P(KvStoreContract, ReplaceTakesAnotherPointsStateAsOfTheReplacingEntry) {
 
 INSTANTIATE_TEST_SUITE_P(Backends, KvStoreContract, ::testing::Values("memory", "rocksdb"));
 
+// A restore or replacement cut short by a crash leaves its mark: the store opens empty, at index
+// 0 (the node then restores a snapshot and replays the log), never as half of each state.
+TEST(RocksDbKv, AStoreWhoseRestoreWasCutShortOpensEmpty) {
+  raftnginx::testing::TempDir tmp;
+  {
+    auto kv = std::move(RocksDbKv::open(tmp.path())).value();
+    std::vector<ApplyResult> results;
+    const std::string data = set_cmd({{"a", "1"}});
+    Command cmd{9, 2, 0, data};
+    ASSERT_TRUE(kv->apply({&cmd, 1}, &results).ok());
+  }
+  edit_rocksdb(tmp.path(), [](rocksdb::DB* db, rocksdb::ColumnFamilyHandle* data,
+                              rocksdb::ColumnFamilyHandle* meta) {
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), data, "half",
+                        encode_kv_record(KvRecord{"of the new state", 3, 3, 1, 0}))
+                    .ok());
+    ASSERT_TRUE(db->Put(rocksdb::WriteOptions(), meta, "replacing", "").ok());
+  });
+  auto kv = std::move(RocksDbKv::open(tmp.path())).value();
+  EXPECT_EQ(kv->applied_index(), 0u);
+  EXPECT_FALSE(*kv->get("a"));
+  EXPECT_FALSE(*kv->get("half"));
+  EXPECT_EQ(*kv->state_hash(), 0u);
+}
+
 // The hash is kept with the applied index: a reopened store has it without reading every pair,
 // and a scrub finds a value changed behind the store's back, and the file that holds it damaged.
 TEST(RocksDbKv, ScrubFindsValuesChangedOnDisk) {
