@@ -219,12 +219,7 @@ void Node::stage_view(std::function<void(Result<StagedView>)> done) {
       return done(Status::busy("a backup is being written on this node; retry when it is done"));
     const auto start = std::chrono::steady_clock::now();
     Result<std::unique_ptr<fsm::Snapshot>> view = Status::io_error("no view");
-    if (Status s = backend_call("snapshot",
-                                [&] {
-                                  view = fsm_->snapshot();
-                                  return Status();
-                                });
-        !s.ok())
+    if (Status s = take_view(&view); !s.ok())
       return done(s);
     if (!view.ok())
       return done(view.status());

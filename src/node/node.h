@@ -286,6 +286,9 @@ class Node final : public transport::Receiver, public Replica, private ReadySink
   // InvalidArgument if another backend wrote the snapshot (another program, or --fsm changed).
   Status check_backend(const storage::SnapshotInfo& info) const;
   void maybe_snapshot();
+  // The state machine's point-in-time view into *view; a non-ok return is the backend failing
+  // (what it threw), the node's to stop on. On the raft loop, between batches.
+  Status take_view(Result<std::unique_ptr<fsm::Snapshot>>* view);
   void write_snapshot(std::unique_ptr<fsm::Snapshot> snap, storage::SnapshotInfo info,
                       std::string node_file);
   void snapshot_written(Result<storage::SnapshotInfo> sealed);

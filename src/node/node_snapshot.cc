@@ -16,12 +16,7 @@ void Node::maybe_snapshot() {
   if (!enough_entries && !interval_passed)
     return;
   Result<std::unique_ptr<fsm::Snapshot>> snap = Status::io_error("no snapshot");
-  if (Status s = backend_call("snapshot",
-                              [&] {
-                                snap = fsm_->snapshot();
-                                return Status();
-                              });
-      !s.ok())
+  if (Status s = take_view(&snap); !s.ok())
     return fail(s);
   if (!snap.ok() || (*snap)->index() <= last_snapshot_index_) {
     // Only entries without commands since the last snapshot: nothing new to capture.
@@ -45,6 +40,13 @@ void Node::maybe_snapshot() {
   // is the table at the state machine's snapshot index (session_table.h).
   snapshot_thread_ = std::thread(&Node::write_snapshot, this, std::move(snap).value(),
                                  std::move(info), node_file());
+}
+
+Status Node::take_view(Result<std::unique_ptr<fsm::Snapshot>>* view) {
+  return backend_call("snapshot", [&] {
+    *view = fsm_->snapshot();
+    return Status();
+  });
 }
 
 // On the snapshot thread: the files, beside the raft loop, which goes on applying.
