@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(cmake make g++ clang-format libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   libboost-dev librocksdb-dev nlohmann-json3-dev libspdlog-dev
   libfmt-dev libssl-dev zlib1g-dev python3 python3-yaml nginx curl clang libclang-rt-14-dev pkgconf
-  prometheus dpkg-dev help2man)
+  prometheus dpkg-dev help2man libjs-chart.js chromium chromium-driver)
 for extra in "$@"; do
   case "$extra" in
     build) ;;

@@ -336,6 +336,7 @@ http::ApiOptions api_options_for(const DaemonOptions& options, const Trust& trus
   o.insecure = options.insecure;
   o.https = trust.http_server != nullptr;
   o.replica_check = check;
+  o.own_authorization = trust.own_authorization;
   o.cluster_id = [transport, name = options.cluster_name] {
     std::string id = transport->cluster_id();
     return id.empty() ? name : id;

@@ -11,6 +11,7 @@ namespace raftnginx::http {
 using Clock = std::chrono::steady_clock;
 // How late past its deadline a waiting call may be answered.
 constexpr std::chrono::milliseconds kSweepInterval{100};
+constexpr std::chrono::milliseconds kHistoryInterval{250};
 
 namespace {
 
@@ -81,7 +82,11 @@ void Api::Call::answer(Response r) {
   if (answered.exchange(true))
     return;
   api->stop_waiting(this);
-  api->metrics_.record_request(route, r.status, Clock::now() - start);
+  const auto took = Clock::now() - start;
+  api->metrics_.record_request(route, r.status, took);
+  if (traffic)
+    api->history_->record(http_request.method != "GET" && http_request.method != "HEAD", r.status,
+                          took);
   reply(std::move(r));
 }
 
@@ -106,10 +111,16 @@ Api::Api(ApiOptions options, node::Node* node, std::vector<Route> routes, Server
                                                    : Need::kPrincipal;
     routes_.push_back(
         mount(r.method, r.path, need, [handle = std::move(r.handle)](const CallPtr& call) {
+          call->traffic = true;  // what the status page charts
           call->guarded([&] { handle(call); });
         }));
   }
   server_->after(kSweepInterval, [this] { sweep_deadlines(); });
+  server_->after(kHistoryInterval, [this] { sample_history(); });
+  node_->observe([history = std::weak_ptr<History>(history_)](const node::NodeStatus& st) {
+    if (auto h = history.lock())
+      h->on_status(st);
+  });
 }
 
 void Api::handle(Request request, Respond respond) {
@@ -212,6 +223,10 @@ std::span<const Api::OwnRoute> Api::own_routes() {
       {"POST", "/promote", Need::kAdmin, &Api::promote},
       {"POST", "/leader/transfer", Need::kAdmin, &Api::transfer},
       {"GET", "/backup", Need::kAdmin, &Api::backup},
+      {"GET", "/ui", Need::kNothing, &Api::ui_redirect},
+      {"GET", "/ui/", Need::kNothing, &Api::ui_page},
+      {"GET", "/ui/chart.js", Need::kNothing, &Api::ui_chart},
+      {"GET", "/ui/history", Need::kStatus, &Api::ui_history},
       {"POST", "/restore", Need::kAdmin, &Api::restore},
       {"GET", "/status", Need::kStatus, &Api::status},
       {"GET", "/hash", Need::kStatus, &Api::hash},
@@ -414,6 +429,11 @@ void Api::sweep_deadlines() {
                                                        : Response::unavailable(w.message));
   }
   server_->after(kSweepInterval, [this] { sweep_deadlines(); });
+}
+
+void Api::sample_history() {
+  history_->note_applied(node_->applied_index());
+  server_->after(kHistoryInterval, [this] { sample_history(); });
 }
 
 }  // namespace raftnginx::http

@@ -30,6 +30,7 @@
 
 #include "http/auth.h"
 #include "http/client.h"
+#include "http/history.h"
 #include "http/metrics.h"
 #include "http/replica_check.h"
 #include "http/server.h"
@@ -66,6 +67,8 @@ struct ApiOptions {
   bool https = false;
   // Compares this node's state with its peers' (null: no checks).
   ReplicaCheck* replica_check = nullptr;
+  // The Authorization this node presents to its peers (/nodes asks each for its /status).
+  std::string own_authorization;
   // Checks, before /join adds a member or moves one, that the node answering at its raft address
   // is that member (TcpTransport::verify_member); `done` may run on any thread. Null: no check.
   std::function<void(const cluster::Member&, std::function<void(Status)> done)> verify_joining;
@@ -111,6 +114,7 @@ class Api {
     std::string tail;                           // what the route's trailing {name} matched
     std::map<std::string, std::string> params;  // the query, decoded
     std::string route = "unknown";
+    bool traffic = false;  // a backend's route: counted in the status page's history
     std::shared_ptr<const Principal> principal;  // who the credentials name, if anyone
     std::chrono::steady_clock::time_point start = std::chrono::steady_clock::now();
     // The server thread that took the request: where its reads run, whoever starts them.
@@ -205,6 +209,12 @@ class Api {
     return options_.cluster_id ? options_.cluster_id() : std::string(defaults::kClusterName);
   }
 
+  // api_ui.cc: the status page and the history it charts.
+  void ui_redirect(const CallPtr& call);
+  void ui_page(const CallPtr& call);
+  void ui_chart(const CallPtr& call);
+  void ui_history(const CallPtr& call);
+
   // api_backup.cc
   void backup(const CallPtr& call);
   void restore(const CallPtr& call);
@@ -232,6 +242,8 @@ class Api {
   void stop_waiting(Call* call);
   // Answers the calls whose deadline passed; runs every kSweepInterval.
   void sweep_deadlines();
+  // Notes the applied index in the history (the cluster's write rate); every kHistoryInterval.
+  void sample_history();
 
   const ApiOptions options_;
   node::Node* node_;
@@ -244,6 +256,8 @@ class Api {
   // call, body and all, until its timer fired. A call leaves the list when it is answered.
   std::mutex waiting_mu_;
   std::list<Waiting> waiting_;
+  // Shared with the node's status observer, which may be called until the node stops.
+  std::shared_ptr<History> history_ = std::make_shared<History>();
   // Backups streaming now (api_backup.cc), shared with their streams, which may outlive the Api.
   std::shared_ptr<std::atomic<int>> backups_streaming_ = std::make_shared<std::atomic<int>>(0);
 };

@@ -39,6 +39,22 @@ json gateway_brief(const json& gateway) {
   return brief;
 }
 
+// What /nodes shows of a voter's own /status, field by field: a peer's answer is as hostile as
+// any, so only numbers and a known role are taken.
+void add_peer_view(json& m, const json& status) {
+  if (!status.is_object())
+    return;
+  for (const char* field : {"term", "commit_index", "applied_index", "last_contact_ms"}) {
+    if (auto v = status.find(field); v != status.end() && v->is_number_unsigned())
+      m[field] = *v;
+  }
+  if (auto role = status.find("role"); role != status.end() && role->is_string()) {
+    const std::string r = role->get<std::string>();
+    if (r == "leader" || r == "follower" || r == "candidate" || r == "learner")
+      m["role"] = r;
+  }
+}
+
 }  // namespace
 
 void Api::healthz(const CallPtr& call) {
@@ -202,24 +218,47 @@ void Api::nodes(const CallPtr& call) {
         std::find(mismatched.begin(), mismatched.end(), m["id"]) != mismatched.end();
     const std::string http_addr = m["http_addr"];
     if (id == st.raft.id) {
+      m["role"] = node::role_label(st.raft);
+      m["term"] = st.raft.hard_state.term;
+      m["commit_index"] = st.raft.hard_state.commit;
+      m["applied_index"] = st.applied;
+      m["last_contact_ms"] =
+          std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - st.leader_contact)
+              .count();
       if (options_.gateway_status)
         m["gateway"] = gateway_brief(options_.gateway_status());
       add(std::move(m), true);
     } else if (http_addr.empty()) {
       add(std::move(m), false);
     } else {
+      // Reachable, and its gateway: /healthz, which needs no credentials. A voter's own view
+      // (role, indexes) then comes from its /status, asked with this node's credentials, which
+      // go to voters only (an admin made each one), as the replica checks' do.
+      const bool voter = st.membership.conf.voters.count(id) > 0;
       Request probe;
       probe.method = "GET";
       probe.target = "/healthz";
       client_->fetch(http_addr, std::move(probe), std::chrono::milliseconds(1000),
-                     [add, m = std::move(m)](Result<Response> r) mutable {
+                     [this, add, voter, http_addr, m = std::move(m)](Result<Response> r) mutable {
                        const bool up = r.ok() && r->status == 200;
                        if (up) {
                          json health = json::parse(r->body, nullptr, false);
                          if (health.is_object() && health.contains("gateway"))
                            m["gateway"] = gateway_brief(health["gateway"]);
                        }
-                       add(std::move(m), up);
+                       if (!up || !voter)
+                         return add(std::move(m), up);
+                       Request view;
+                       view.method = "GET";
+                       view.target = "/status";
+                       if (!options_.own_authorization.empty())
+                         view.headers.emplace_back("Authorization", options_.own_authorization);
+                       client_->fetch(http_addr, std::move(view), std::chrono::milliseconds(1000),
+                                      [add, m = std::move(m)](Result<Response> r) mutable {
+                                        if (r.ok() && r->status == 200)
+                                          add_peer_view(m, json::parse(r->body, nullptr, false));
+                                        add(std::move(m), true);
+                                      });
                      });
     }
   }
